@@ -61,7 +61,13 @@ pub fn take(
         return Ok(Verdict::Allow);
     };
     let offset = parse_utc_offset(&config.utc_offset).ok_or_else(|| {
-        PluginError::new("bad-config", format!("utc_offset `{}` is not an offset like +07:00", config.utc_offset))
+        PluginError::new(
+            "bad-config",
+            format!(
+                "utc_offset `{}` is not an offset like +07:00",
+                config.utc_offset
+            ),
+        )
     })?;
     let (day_start, day_end) = period_bounds(now_ms, offset, Period::Day);
     let key = format!("{what}/{player}/{day_start}");
@@ -95,7 +101,14 @@ struct GiftQuota;
 impl engage_plugin_sdk::gift::Guest for GiftQuota {
     fn pre_request(request: GiftRequest) -> Result<Verdict, PluginError> {
         let config: Config = host::config()?;
-        take(&config, config.requests_per_day, "requests", &request.sender, host::now_ms(), &mut HostCounter)
+        take(
+            &config,
+            config.requests_per_day,
+            "requests",
+            &request.sender,
+            host::now_ms(),
+            &mut HostCounter,
+        )
     }
 
     fn post_request(_request: GiftRequest) -> Result<(), PluginError> {
@@ -104,7 +117,14 @@ impl engage_plugin_sdk::gift::Guest for GiftQuota {
 
     fn pre_reply(reply: GiftReply) -> Result<Verdict, PluginError> {
         let config: Config = host::config()?;
-        take(&config, config.replies_per_day, "replies", &reply.player, host::now_ms(), &mut HostCounter)
+        take(
+            &config,
+            config.replies_per_day,
+            "replies",
+            &reply.player,
+            host::now_ms(),
+            &mut HostCounter,
+        )
     }
 
     fn post_reply(_reply: GiftReply) -> Result<(), PluginError> {
@@ -137,26 +157,53 @@ mod tests {
     fn quota_of_two_per_day() {
         let config: Config = host::parse_config(r#"{"requests_per_day":2}"#).unwrap();
         let mut mem = Mem::default();
-        let take_one = |mem: &mut Mem, at| take(&config, config.requests_per_day, "requests", "kunalg", at, mem).unwrap();
+        let take_one = |mem: &mut Mem, at| {
+            take(
+                &config,
+                config.requests_per_day,
+                "requests",
+                "kunalg",
+                at,
+                mem,
+            )
+            .unwrap()
+        };
         assert_eq!(take_one(&mut mem, NOON), Verdict::Allow);
         assert_eq!(take_one(&mut mem, NOON + 1), Verdict::Allow);
         match take_one(&mut mem, NOON + 2) {
             Verdict::Reject(r) => {
-                assert_eq!((r.code, r.code_str.as_str()), (-30004, "E_GIFT_QUOTA_EXCEEDED"));
+                assert_eq!(
+                    (r.code, r.code_str.as_str()),
+                    (-30004, "E_GIFT_QUOTA_EXCEEDED")
+                );
                 assert_eq!(r.message, "You have exceeded your quota of gifts");
             }
             other => panic!("expected a rejection, got {other:?}"),
         }
         // Another player, and the next day, are unaffected.
-        assert_eq!(take(&config, Some(2), "requests", "abcd", NOON, &mut mem).unwrap(), Verdict::Allow);
+        assert_eq!(
+            take(&config, Some(2), "requests", "abcd", NOON, &mut mem).unwrap(),
+            Verdict::Allow
+        );
         assert_eq!(take_one(&mut mem, NOON + 86_400_000), Verdict::Allow);
     }
 
     #[test]
     fn unlimited_and_bad_offset() {
         let mut mem = Mem::default();
-        let config = Config { utc_offset: "nowhere".into(), ..Config::default() };
-        assert_eq!(take(&config, None, "replies", "p", NOON, &mut mem).unwrap(), Verdict::Allow);
-        assert_eq!(take(&config, Some(1), "replies", "p", NOON, &mut mem).unwrap_err().code, "bad-config");
+        let config = Config {
+            utc_offset: "nowhere".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            take(&config, None, "replies", "p", NOON, &mut mem).unwrap(),
+            Verdict::Allow
+        );
+        assert_eq!(
+            take(&config, Some(1), "replies", "p", NOON, &mut mem)
+                .unwrap_err()
+                .code,
+            "bad-config"
+        );
     }
 }

@@ -32,7 +32,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { routes: Vec::new(), default_provider: "console".into() }
+        Config {
+            routes: Vec::new(),
+            default_provider: "console".into(),
+        }
     }
 }
 
@@ -72,7 +75,10 @@ pub fn route(message: &Outgoing, config: &Config) -> Vec<Attempt> {
     let chosen = config.routes.iter().find(|r| {
         r.channel.as_ref().is_none_or(|c| *c == message.channel)
             && r.kind.is_none_or(|k| k == kind)
-            && (r.prefixes.is_empty() || r.prefixes.iter().any(|p| message.to.starts_with(p.as_str())))
+            && (r.prefixes.is_empty()
+                || r.prefixes
+                    .iter()
+                    .any(|p| message.to.starts_with(p.as_str())))
     });
     match chosen {
         Some(r) => r
@@ -87,7 +93,11 @@ pub fn route(message: &Outgoing, config: &Config) -> Vec<Attempt> {
                     .and_then(|p| param(&message.metadata, p))
                     .map(str::to_owned)
                     .or_else(|| a.sender.clone()),
-                body: a.body_param.as_deref().and_then(|p| param(&message.metadata, p)).map(str::to_owned),
+                body: a
+                    .body_param
+                    .as_deref()
+                    .and_then(|p| param(&message.metadata, p))
+                    .map(str::to_owned),
             })
             .collect(),
         None => vec![Attempt {
@@ -124,7 +134,10 @@ mod tests {
             body: "hi".into(),
             kind,
             reference: None,
-            metadata: vec![Param::new("alt_text", "SMS fallback"), Param::new("alt_sender", "BSG")],
+            metadata: vec![
+                Param::new("alt_text", "SMS fallback"),
+                Param::new("alt_sender", "BSG"),
+            ],
         }
     }
 
@@ -136,9 +149,15 @@ mod tests {
     #[test]
     fn viber_falls_back_to_sms_with_its_own_text() {
         let config: Config = host::parse_config(CONFIG).unwrap();
-        let attempts = route(&msg("viber", "+380972920000", MessageKind::Transactional), &config);
+        let attempts = route(
+            &msg("viber", "+380972920000", MessageKind::Transactional),
+            &config,
+        );
         assert_eq!(attempts.len(), 2);
-        assert_eq!((attempts[0].channel.as_str(), attempts[0].provider.as_str()), ("viber", "bsg"));
+        assert_eq!(
+            (attempts[0].channel.as_str(), attempts[0].provider.as_str()),
+            ("viber", "bsg")
+        );
         assert_eq!(attempts[0].body, None);
         assert_eq!(attempts[1].provider, "twilio");
         assert_eq!(attempts[1].body.as_deref(), Some("SMS fallback"));
@@ -148,12 +167,21 @@ mod tests {
     #[test]
     fn kind_and_prefix_then_default() {
         let config: Config = host::parse_config(CONFIG).unwrap();
-        let promo = route(&msg("sms", "+447700900000", MessageKind::Marketing), &config);
+        let promo = route(
+            &msg("sms", "+447700900000", MessageKind::Marketing),
+            &config,
+        );
         assert_eq!(promo[0].provider, "cheap");
         assert_eq!(promo[0].sender.as_deref(), Some("PROMO"));
-        let other = route(&msg("sms", "+447700900000", MessageKind::Transactional), &config);
+        let other = route(
+            &msg("sms", "+447700900000", MessageKind::Transactional),
+            &config,
+        );
         assert_eq!((other.len(), other[0].provider.as_str()), (1, "kannel"));
-        let plain = route(&msg("sms", "+15550100", MessageKind::Marketing), &Config::default());
+        let plain = route(
+            &msg("sms", "+15550100", MessageKind::Marketing),
+            &Config::default(),
+        );
         assert_eq!(plain[0].provider, "console");
     }
 }

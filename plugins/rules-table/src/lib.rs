@@ -138,11 +138,18 @@ pub trait Env {
 }
 
 /// Evaluate `action` against `config`.
-pub fn evaluate(action: &Action, config: &Config, env: &mut dyn Env) -> Result<Outcome, PluginError> {
+pub fn evaluate(
+    action: &Action,
+    config: &Config,
+    env: &mut dyn Env,
+) -> Result<Outcome, PluginError> {
     let offset = match &config.utc_offset {
         None => 0,
         Some(text) => parse_utc_offset(text).ok_or_else(|| {
-            PluginError::new("bad-config", format!("utc_offset `{text}` is not an offset like +07:00"))
+            PluginError::new(
+                "bad-config",
+                format!("utc_offset `{text}` is not an offset like +07:00"),
+            )
         })?,
     };
     let mut outcome = Outcome::default();
@@ -153,14 +160,21 @@ pub fn evaluate(action: &Action, config: &Config, env: &mut dyn Env) -> Result<O
             Ok(()) => fire(rule, action, offset, env, &mut outcome)?,
             Err(why) => why,
         };
-        outcome.trace.push(TraceEntry { rule: rule.name.clone(), matched, reason });
+        outcome.trace.push(TraceEntry {
+            rule: rule.name.clone(),
+            matched,
+            reason,
+        });
     }
     Ok(outcome)
 }
 
 fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result<(), String> {
     if rule.action != "*" && rule.action != action.name {
-        return Err(format!("listens to `{}`, not `{}`", rule.action, action.name));
+        return Err(format!(
+            "listens to `{}`, not `{}`",
+            rule.action, action.name
+        ));
     }
     if let Some(window) = &rule.active {
         if window.from_ms.is_some_and(|from| action.time_ms < from) {
@@ -172,7 +186,10 @@ fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result
     }
     for cond in &rule.when {
         if !holds(cond, &action.params) {
-            return Err(format!("condition on `{}` ({:?}) does not hold", cond.param, cond.op));
+            return Err(format!(
+                "condition on `{}` ({:?}) does not hold",
+                cond.param, cond.op
+            ));
         }
     }
     if rule.cooldown_seconds.is_some() && env.kv_get_i64(&cooldown_key(rule, action)).is_some() {
@@ -182,13 +199,21 @@ fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result
         let (key, _) = cap_key(rule, cap, action, offset);
         let used = env.kv_get_i64(&key).unwrap_or(0);
         if used >= cap.count as i64 {
-            return Err(format!("capped: {used} of {} this {:?}", cap.count, cap.per).to_lowercase());
+            return Err(
+                format!("capped: {used} of {} this {:?}", cap.count, cap.per).to_lowercase(),
+            );
         }
     }
     Ok(())
 }
 
-fn fire(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env, outcome: &mut Outcome) -> Result<String, PluginError> {
+fn fire(
+    rule: &Rule,
+    action: &Action,
+    offset: i64,
+    env: &mut dyn Env,
+    outcome: &mut Outcome,
+) -> Result<String, PluginError> {
     let mut reason = String::from("matched");
     if let Some(award) = &rule.award {
         let grant = award_grant(rule, award, action)?;
@@ -214,7 +239,11 @@ fn fire(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env, outcome: &
     for e in &rule.events {
         outcome.events.push(CustomEvent {
             name: e.name.clone(),
-            data: e.data.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "{}".into()),
+            data: e
+                .data
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "{}".into()),
         });
     }
     Ok(reason)
@@ -231,17 +260,33 @@ fn award_grant(rule: &Rule, award: &Award, action: &Action) -> Result<Grant, Plu
         (None, Some(p)) => {
             let raw = param(&action.params, p).unwrap_or("1");
             raw.trim().parse::<i64>().map_err(|_| {
-                PluginError::new("bad-parameter", format!("parameter `{p}` must be a whole number, got `{raw}`"))
+                PluginError::new(
+                    "bad-parameter",
+                    format!("parameter `{p}` must be a whole number, got `{raw}`"),
+                )
             })?
         }
         (None, None) => {
-            return Err(PluginError::new("bad-config", format!("rule `{}` awards no amount", rule.name)));
+            return Err(PluginError::new(
+                "bad-config",
+                format!("rule `{}` awards no amount", rule.name),
+            ));
         }
     };
     if amount <= 0 {
-        return Err(PluginError::new("bad-parameter", format!("rule `{}` would award {amount}; awards must be positive", rule.name)));
+        return Err(PluginError::new(
+            "bad-parameter",
+            format!(
+                "rule `{}` would award {amount}; awards must be positive",
+                rule.name
+            ),
+        ));
     }
-    Ok(Grant { currency, amount, reason: rule.name.clone() })
+    Ok(Grant {
+        currency,
+        amount,
+        reason: rule.name.clone(),
+    })
 }
 
 fn cooldown_key(rule: &Rule, action: &Action) -> String {
@@ -306,7 +351,9 @@ struct HostEnv;
 
 impl Env for HostEnv {
     fn kv_get_i64(&mut self, key: &str) -> Option<i64> {
-        host::kv_get(key).and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok()).map(i64::from_le_bytes)
+        host::kv_get(key)
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(i64::from_le_bytes)
     }
     fn kv_increment(&mut self, key: &str, ttl_ms: u64) -> i64 {
         host::kv_increment(key, 1, Some(ttl_ms))
@@ -341,7 +388,10 @@ mod tests {
 
     impl Env for MemEnv {
         fn kv_get_i64(&mut self, key: &str) -> Option<i64> {
-            self.kv.get(key).filter(|(_, exp)| *exp > self.now).map(|(v, _)| *v)
+            self.kv
+                .get(key)
+                .filter(|(_, exp)| *exp > self.now)
+                .map(|(v, _)| *v)
         }
         fn kv_increment(&mut self, key: &str, ttl_ms: u64) -> i64 {
             let v = self.kv_get_i64(key).unwrap_or(0) + 1;
@@ -371,10 +421,22 @@ mod tests {
 
     #[test]
     fn fixed_award_and_trace() {
-        let c = config(r#"{"rules":[{"name":"buy-100","action":"buy","award":{"currency":"points","amount":100},"badges":["shopper"]},{"name":"login","action":"login","award":{"amount":5}}]}"#);
-        let mut env = MemEnv { now: T0, ..Default::default() };
+        let c = config(
+            r#"{"rules":[{"name":"buy-100","action":"buy","award":{"currency":"points","amount":100},"badges":["shopper"]},{"name":"login","action":"login","award":{"amount":5}}]}"#,
+        );
+        let mut env = MemEnv {
+            now: T0,
+            ..Default::default()
+        };
         let out = evaluate(&action("buy", T0, &[]), &c, &mut env).unwrap();
-        assert_eq!(out.grants, vec![Grant { currency: "points".into(), amount: 100, reason: "buy-100".into() }]);
+        assert_eq!(
+            out.grants,
+            vec![Grant {
+                currency: "points".into(),
+                amount: 100,
+                reason: "buy-100".into()
+            }]
+        );
         assert_eq!(out.badges, vec!["shopper".to_string()]);
         assert_eq!(out.trace.len(), 2);
         assert!(out.trace[0].matched && !out.trace[1].matched);
@@ -383,22 +445,36 @@ mod tests {
 
     #[test]
     fn award_from_parameters_like_playbasis() {
-        let c = config(r#"{"rules":[{"name":"carried","action":"*","award":{"currency_param":"reward","amount_param":"quantity"}}]}"#);
+        let c = config(
+            r#"{"rules":[{"name":"carried","action":"*","award":{"currency_param":"reward","amount_param":"quantity"}}]}"#,
+        );
         let mut env = MemEnv::default();
-        let out = evaluate(&action("like", T0, &[("reward", "exp"), ("quantity", "7")]), &c, &mut env).unwrap();
+        let out = evaluate(
+            &action("like", T0, &[("reward", "exp"), ("quantity", "7")]),
+            &c,
+            &mut env,
+        )
+        .unwrap();
         assert_eq!(out.grants[0].currency, "exp");
         assert_eq!(out.grants[0].amount, 7);
         let bad = evaluate(&action("like", T0, &[("quantity", "lots")]), &c, &mut env).unwrap_err();
         assert_eq!(bad.code, "bad-parameter");
-        let negative = evaluate(&action("like", T0, &[("quantity", "-3")]), &c, &mut env).unwrap_err();
+        let negative =
+            evaluate(&action("like", T0, &[("quantity", "-3")]), &c, &mut env).unwrap_err();
         assert_eq!(negative.code, "bad-parameter");
     }
 
     #[test]
     fn conditions() {
-        let c = config(r#"{"rules":[{"name":"big","action":"buy","when":[{"param":"amount","op":"gte","value":10},{"param":"sku","op":"in","value":["a","b"]},{"param":"coupon","op":"exists"}],"award":{"amount":1}}]}"#);
+        let c = config(
+            r#"{"rules":[{"name":"big","action":"buy","when":[{"param":"amount","op":"gte","value":10},{"param":"sku","op":"in","value":["a","b"]},{"param":"coupon","op":"exists"}],"award":{"amount":1}}]}"#,
+        );
         let mut env = MemEnv::default();
-        let ok = action("buy", T0, &[("amount", "10.0"), ("sku", "b"), ("coupon", "")]);
+        let ok = action(
+            "buy",
+            T0,
+            &[("amount", "10.0"), ("sku", "b"), ("coupon", "")],
+        );
         assert_eq!(evaluate(&ok, &c, &mut env).unwrap().grants.len(), 1);
         for params in [
             vec![("amount", "9"), ("sku", "b"), ("coupon", "")],
@@ -413,35 +489,89 @@ mod tests {
 
     #[test]
     fn cap_per_day_resets_in_the_configured_zone() {
-        let c = config(r#"{"utc_offset":"+07:00","rules":[{"name":"daily","action":"login","award":{"amount":10},"cap":{"count":1,"per":"day"}}]}"#);
+        let c = config(
+            r#"{"utc_offset":"+07:00","rules":[{"name":"daily","action":"login","award":{"amount":10},"cap":{"count":1,"per":"day"}}]}"#,
+        );
         // 2023-11-14T16:30Z is 23:30 at +07:00; 17:30Z is the next local day.
         let t = 1_699_979_400_000;
-        let mut env = MemEnv { now: t, ..Default::default() };
-        assert_eq!(evaluate(&action("login", t, &[]), &c, &mut env).unwrap().grants.len(), 1);
+        let mut env = MemEnv {
+            now: t,
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluate(&action("login", t, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .len(),
+            1
+        );
         let again = evaluate(&action("login", t + 60_000, &[]), &c, &mut env).unwrap();
         assert!(again.grants.is_empty());
         assert!(again.trace[0].reason.starts_with("capped"));
         env.now = t + 3_600_000;
-        assert_eq!(evaluate(&action("login", env.now, &[]), &c, &mut env).unwrap().grants.len(), 1);
+        assert_eq!(
+            evaluate(&action("login", env.now, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn cooldown_and_window() {
-        let c = config(r#"{"rules":[{"name":"cool","action":"tap","award":{"amount":1},"cooldown_seconds":60,"active":{"from_ms":1700000000000,"until_ms":1700000600000}}]}"#);
-        let mut env = MemEnv { now: T0, ..Default::default() };
-        assert!(evaluate(&action("tap", T0 - 1, &[]), &c, &mut env).unwrap().grants.is_empty());
-        assert_eq!(evaluate(&action("tap", T0, &[]), &c, &mut env).unwrap().grants.len(), 1);
+        let c = config(
+            r#"{"rules":[{"name":"cool","action":"tap","award":{"amount":1},"cooldown_seconds":60,"active":{"from_ms":1700000000000,"until_ms":1700000600000}}]}"#,
+        );
+        let mut env = MemEnv {
+            now: T0,
+            ..Default::default()
+        };
+        assert!(
+            evaluate(&action("tap", T0 - 1, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .is_empty()
+        );
+        assert_eq!(
+            evaluate(&action("tap", T0, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .len(),
+            1
+        );
         env.now = T0 + 30_000;
-        assert!(evaluate(&action("tap", env.now, &[]), &c, &mut env).unwrap().grants.is_empty());
+        assert!(
+            evaluate(&action("tap", env.now, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .is_empty()
+        );
         env.now = T0 + 61_000;
-        assert_eq!(evaluate(&action("tap", env.now, &[]), &c, &mut env).unwrap().grants.len(), 1);
+        assert_eq!(
+            evaluate(&action("tap", env.now, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .len(),
+            1
+        );
         env.now = T0 + 600_000;
-        assert!(evaluate(&action("tap", env.now, &[]), &c, &mut env).unwrap().grants.is_empty());
+        assert!(
+            evaluate(&action("tap", env.now, &[]), &c, &mut env)
+                .unwrap()
+                .grants
+                .is_empty()
+        );
     }
 
     #[test]
     fn bad_config_is_explained() {
-        assert_eq!(host::parse_config::<Config>(r#"{"rules":[{"name":"x"}]}"#).unwrap_err().code, "bad-config");
+        assert_eq!(
+            host::parse_config::<Config>(r#"{"rules":[{"name":"x"}]}"#)
+                .unwrap_err()
+                .code,
+            "bad-config"
+        );
         let c = config(r#"{"utc_offset":"Mars/Olympus","rules":[]}"#);
         let err = evaluate(&action("a", T0, &[]), &c, &mut MemEnv::default()).unwrap_err();
         assert!(err.message.contains("utc_offset"));

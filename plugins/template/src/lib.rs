@@ -63,11 +63,19 @@ pub fn render(template: &str, vars: &[Param], config: &Config) -> Result<String,
     Ok(out)
 }
 
-fn expand(inner: &str, placeholder: &str, vars: &[Param], config: &Config) -> Result<String, PluginError> {
+fn expand(
+    inner: &str,
+    placeholder: &str,
+    vars: &[Param],
+    config: &Config,
+) -> Result<String, PluginError> {
     let mut parts = inner.split('|').map(str::trim);
     let name = parts.next().unwrap_or_default();
     if name.is_empty() {
-        return Err(PluginError::new("empty-placeholder", format!("`{placeholder}` names no variable")));
+        return Err(PluginError::new(
+            "empty-placeholder",
+            format!("`{placeholder}` names no variable"),
+        ));
     }
     let mut value = param(vars, name).map(str::to_owned);
     for filter in parts {
@@ -84,14 +92,19 @@ fn expand(inner: &str, placeholder: &str, vars: &[Param], config: &Config) -> Re
             ("trim", Some(v)) => Some(v.trim().to_owned()),
             ("truncate", Some(v)) => {
                 let n: usize = arg.and_then(|a| a.parse().ok()).ok_or_else(|| {
-                    PluginError::new("bad-filter", format!("`truncate` in `{placeholder}` needs a number, e.g. truncate:20"))
+                    PluginError::new(
+                        "bad-filter",
+                        format!("`truncate` in `{placeholder}` needs a number, e.g. truncate:20"),
+                    )
                 })?;
                 Some(v.chars().take(n).collect())
             }
             (other, _) => {
                 return Err(PluginError::new(
                     "unknown-filter",
-                    format!("`{other}` in `{placeholder}` is not a filter (upper, lower, trim, truncate:N, default:TEXT)"),
+                    format!(
+                        "`{other}` in `{placeholder}` is not a filter (upper, lower, trim, truncate:N, default:TEXT)"
+                    ),
                 ));
             }
         };
@@ -155,7 +168,10 @@ mod tests {
             &vars(&[("code", "8830644924")]),
             &Config::default(),
         );
-        assert_eq!(out.unwrap(), "Congratulation, here is your coupon code: 8830644924.");
+        assert_eq!(
+            out.unwrap(),
+            "Congratulation, here is your coupon code: 8830644924."
+        );
         let spaced = render("{{ code }}", &vars(&[("code", "x")]), &Config::default());
         assert_eq!(spaced.unwrap(), "x");
     }
@@ -165,9 +181,15 @@ mod tests {
         let none = vars(&[]);
         let err = render("a {{x}} b", &none, &Config::default()).unwrap_err();
         assert_eq!(err.code, "missing-variable");
-        let empty = Config { missing: Missing::Empty, ..Config::default() };
+        let empty = Config {
+            missing: Missing::Empty,
+            ..Config::default()
+        };
         assert_eq!(render("a {{x}} b", &none, &empty).unwrap(), "a  b");
-        let keep = Config { missing: Missing::Keep, ..Config::default() };
+        let keep = Config {
+            missing: Missing::Keep,
+            ..Config::default()
+        };
         assert_eq!(render("a {{ x }} b", &none, &keep).unwrap(), "a {{ x }} b");
     }
 
@@ -175,12 +197,24 @@ mod tests {
     fn filters_and_literals() {
         let v = vars(&[("name", "  Ana María  ")]);
         let c = Config::default();
-        assert_eq!(render("{{ name | trim | upper }}", &v, &c).unwrap(), "ANA MARÍA");
+        assert_eq!(
+            render("{{ name | trim | upper }}", &v, &c).unwrap(),
+            "ANA MARÍA"
+        );
         assert_eq!(render("{{name|trim|truncate:3}}", &v, &c).unwrap(), "Ana");
-        assert_eq!(render("{{ who | default:friend }}", &v, &c).unwrap(), "friend");
+        assert_eq!(
+            render("{{ who | default:friend }}", &v, &c).unwrap(),
+            "friend"
+        );
         assert_eq!(render("{{{{x}}", &v, &c).unwrap(), "{{x}}");
-        assert_eq!(render("{{ name | shout }}", &v, &c).unwrap_err().code, "unknown-filter");
-        assert_eq!(render("oops {{ name", &v, &c).unwrap_err().code, "unclosed-placeholder");
+        assert_eq!(
+            render("{{ name | shout }}", &v, &c).unwrap_err().code,
+            "unknown-filter"
+        );
+        assert_eq!(
+            render("oops {{ name", &v, &c).unwrap_err().code,
+            "unclosed-placeholder"
+        );
     }
 
     #[test]
@@ -188,7 +222,10 @@ mod tests {
         let v = vars(&[("q", "<b>\"it's\" & more</b>")]);
         let plain = render("{{q}}", &v, &Config::default()).unwrap();
         assert_eq!(plain, "<b>\"it's\" & more</b>");
-        let html = Config { escape: Escape::Html, ..Config::default() };
+        let html = Config {
+            escape: Escape::Html,
+            ..Config::default()
+        };
         assert_eq!(
             render("{{q}}", &v, &html).unwrap(),
             "&lt;b&gt;&quot;it&#39;s&quot; &amp; more&lt;/b&gt;"
@@ -198,7 +235,12 @@ mod tests {
     #[test]
     fn config_rejects_unknown_fields() {
         assert!(host::parse_config::<Config>(r#"{"missing":"keep"}"#).is_ok());
-        assert_eq!(host::parse_config::<Config>(r#"{"mising":"keep"}"#).unwrap_err().code, "bad-config");
+        assert_eq!(
+            host::parse_config::<Config>(r#"{"mising":"keep"}"#)
+                .unwrap_err()
+                .code,
+            "bad-config"
+        );
         assert!(host::parse_config::<Config>("").is_ok());
     }
 }

@@ -38,8 +38,12 @@ pub fn config<T: DeserializeOwned>() -> Result<T, PluginError> {
 /// with the host's document; public so plugins can unit-test their parsing).
 pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, PluginError> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json)
-        .map_err(|e| PluginError::new("bad-config", format!("the binding's config is invalid: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        PluginError::new(
+            "bad-config",
+            format!("the binding's config is invalid: {e}"),
+        )
+    })
 }
 
 /// Read a JSON value from the plugin's key-value store.

@@ -1,0 +1,54 @@
+//! Bearer-token extractors: a tenant's access token, or the admin token.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::{ApiError, AppState};
+use crate::ids::now_ms;
+use crate::tenants;
+
+/// The tenant a request acts for, from `Authorization: Bearer <token>`.
+pub struct TenantAuth(pub String);
+
+/// A request carrying the admin token.
+pub struct AdminAuth;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
+}
+
+impl FromRequestParts<AppState> for TenantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let tenant = tenants::verify_token(&state.store.read()?, token, now_ms())?;
+        Ok(TenantAuth(tenant))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if tenants::is_admin_token(&state.store.read()?, token)? {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::unauthorized("that is not the admin token"))
+        }
+    }
+}

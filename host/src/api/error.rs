@@ -1,0 +1,115 @@
+//! The native API's error format: `{"error": {"code", "message", "request_id"}}`
+//! with a matching HTTP status. Codes are stable; messages say what to do.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::plugins::{CallError, PluginsError};
+use crate::store::StoreError;
+use crate::tenants::TenantError;
+
+/// An error answer of the native API.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = self.details {
+            error["details"] = d;
+        }
+        // The request id travels in the `x-request-id` response header.
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> ApiError {
+        let (status, code) = match &e {
+            TenantError::InvalidName => (StatusCode::BAD_REQUEST, "invalid_name"),
+            TenantError::NameTaken(_) => (StatusCode::CONFLICT, "tenant_exists"),
+            TenantError::NotFound(_) => (StatusCode::NOT_FOUND, "tenant_not_found"),
+            TenantError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            TenantError::BadToken => (StatusCode::UNAUTHORIZED, "bad_token"),
+            TenantError::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            TenantError::Store(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<PluginsError> for ApiError {
+    fn from(e: PluginsError) -> ApiError {
+        let (status, code) = match &e {
+            PluginsError::Empty => (StatusCode::BAD_REQUEST, "empty_upload"),
+            PluginsError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "component_too_large"),
+            PluginsError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_component"),
+            PluginsError::BadName => (StatusCode::BAD_REQUEST, "invalid_name"),
+            PluginsError::ReservedName(_) => (StatusCode::BAD_REQUEST, "reserved_name"),
+            PluginsError::UnknownPoint(_) => (StatusCode::BAD_REQUEST, "unknown_point"),
+            PluginsError::NoPlugin(_) => (StatusCode::NOT_FOUND, "plugin_not_found"),
+            PluginsError::NoVersion(..) => (StatusCode::NOT_FOUND, "version_not_found"),
+            PluginsError::WrongWorld { .. } => (StatusCode::BAD_REQUEST, "wrong_world"),
+            PluginsError::BadConfig => (StatusCode::BAD_REQUEST, "invalid_config"),
+            PluginsError::BadLimits(_) => (StatusCode::BAD_REQUEST, "invalid_limits"),
+            PluginsError::CallFailed { error, logs, .. } => {
+                let mut err =
+                    ApiError::new(StatusCode::BAD_GATEWAY, plugin_code(error), e.to_string());
+                err.details = Some(json!({ "error": error, "logs": logs }));
+                return err;
+            }
+            PluginsError::TooManyConflicts(_) => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
+            PluginsError::Store(s) => return ApiError::internal(s),
+            PluginsError::Internal(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn plugin_code(e: &CallError) -> &'static str {
+    match e {
+        CallError::Guest { .. } => "plugin_rejected",
+        _ => "plugin_failed",
+    }
+}

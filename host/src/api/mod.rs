@@ -1,0 +1,84 @@
+//! HTTP: the native API under `/v1` and `/admin`, thin over the domain
+//! modules. Seed-compatible APIs get their own module and prefix.
+
+mod auth;
+mod error;
+mod plugins;
+mod tenants;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use error::ApiError;
+
+use crate::ids::random_hex;
+use crate::plugins::Plugins;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub plugins: Arc<Plugins>,
+    pub max_component_bytes: usize,
+}
+
+/// The request's id: the client's `x-request-id` if sane, else a new one.
+#[derive(Clone)]
+pub struct RequestId(pub Arc<str>);
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/v1/openapi.json", get(openapi))
+        .merge(tenants::routes())
+        .merge(plugins::routes())
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /v1/openapi.json",
+            )
+        })
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id: Arc<str> = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(Arc::from)
+        .unwrap_or_else(|| random_hex(8).into());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let _enter = span.enter();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    tracing::debug!(status = resp.status().as_u16(), "answered");
+    resp
+}

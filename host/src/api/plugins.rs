@@ -1,0 +1,197 @@
+//! `/v1/plugins` and `/v1/bindings`: upload, inspect, bind, roll back, try.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::TenantAuth;
+use super::tenants::parse;
+use super::{ApiError, AppState, RequestId};
+use crate::ids::now_ms;
+use crate::plugins::{BindRequest, Input, PluginsError, Point};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/plugins", get(list))
+        .route(
+            "/v1/plugins/{name}",
+            get(get_one).put(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/bindings", get(bindings))
+        .route(
+            "/v1/bindings/{point}",
+            get(binding).put(bind).delete(unbind),
+        )
+        .route("/v1/bindings/{point}/invoke", post(invoke))
+}
+
+fn point(s: &str) -> Result<Point, ApiError> {
+    Point::parse(s).ok_or_else(|| PluginsError::UnknownPoint(s.to_owned()).into())
+}
+
+async fn upload(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.is_empty()
+        && content_type != "application/wasm"
+        && content_type != "application/octet-stream"
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send the component with `Content-Type: application/wasm`, not `{content_type}`"
+            ),
+        ));
+    }
+    let limit = s.max_component_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "component_too_large",
+            format!("the component is larger than the limit of {limit} bytes"),
+        )
+    })?;
+    let info = s.plugins.upload(&tenant, &name, bytes.to_vec()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "name": info.name, "version": info.version, "sha256": info.sha256,
+            "world": info.world, "size": info.size,
+        })),
+    ))
+}
+
+async fn list(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "plugins": s.plugins.list(&tenant)? })))
+}
+
+async fn get_one(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        serde_json::to_value(s.plugins.get(&tenant, &name)?).unwrap_or_default(),
+    ))
+}
+
+async fn bindings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "bindings": s.plugins.bindings(&tenant)? })))
+}
+
+async fn binding(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let found = s
+        .plugins
+        .bindings(&tenant)?
+        .into_iter()
+        .find(|b| b.point == p);
+    let b = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_bound",
+            format!("nothing is bound to `{}`", p.as_str()),
+        )
+    })?;
+    Ok(Json(serde_json::to_value(b).unwrap_or_default()))
+}
+
+async fn bind(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let req: BindRequest = parse(&body)?;
+    let b = s.plugins.bind(&tenant, p, req).await?;
+    Ok(Json(serde_json::to_value(b).unwrap_or_default()))
+}
+
+async fn unbind(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let b = s.plugins.unbind(&tenant, p).await?;
+    Ok(Json(serde_json::to_value(b).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct InvokeQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Run the bound plugin on a hand-written input, as the domain would, and
+/// commit its key-value writes (unless `dry_run`). For plugin authors and
+/// tests: it shows output, logs, fallback and the attempts a conflict cost.
+async fn invoke(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<InvokeQuery>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let input: Input = parse(&body)?;
+    if input.point() != p {
+        return Err(ApiError::bad_request(
+            "wrong_point",
+            format!(
+                "call `{}` belongs to the `{}` point",
+                call_name(&input),
+                input.point().as_str()
+            ),
+        ));
+    }
+    let (called, attempts) = s
+        .plugins
+        .call_and_commit(&tenant, &input, now_ms(), &request_id, q.dry_run)
+        .await?;
+    Ok(Json(json!({
+        "plugin": called.plugin,
+        "version": called.version,
+        "output": called.output,
+        "fallback": called.fallback,
+        "logs": called.logs,
+        "logs_dropped": called.logs_dropped,
+        "kv_writes": called.effects.writes.len(),
+        "committed": !q.dry_run,
+        "attempts": attempts,
+        "fuel_used": called.fuel_used,
+        "elapsed_us": called.elapsed_us,
+    })))
+}
+
+fn call_name(input: &Input) -> String {
+    serde_json::to_value(input)
+        .ok()
+        .and_then(|v| v.get("call").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}

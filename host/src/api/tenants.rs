@@ -1,0 +1,93 @@
+//! `/admin/tenants` and `/v1/auth/*`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{AdminAuth, TenantAuth};
+use super::{ApiError, AppState};
+use crate::ids::rfc3339;
+use crate::tenants::{self, AccessToken};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/tenants", post(create).get(list))
+        .route("/v1/auth/token", post(token))
+        .route("/v1/auth/renew", post(renew))
+}
+
+/// Parse a JSON body into `T`, answering malformed input in the API's format.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not what this endpoint takes: {e}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+}
+
+async fn create(
+    _: AdminAuth,
+    State(s): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: CreateTenant = parse(&body)?;
+    let creds = tenants::create(&s.store, &req.name).await?;
+    s.plugins.provision(&creds.tenant).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(creds).unwrap_or_default()),
+    ))
+}
+
+async fn list(_: AdminAuth, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let list = tenants::list(&s.store.read()?)?;
+    let tenants: Vec<Value> = list
+        .into_iter()
+        .map(|t| json!({ "tenant": t.id, "api_key": t.api_key, "created_at": rfc3339(t.created_at_ms) }))
+        .collect();
+    Ok(Json(json!({ "tenants": tenants })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    api_key: String,
+    api_secret: String,
+}
+
+fn token_json(t: AccessToken) -> Json<Value> {
+    Json(json!({ "token": t.token, "expires_at": rfc3339(t.expires_at_ms) }))
+}
+
+async fn token(
+    State(s): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: TokenRequest = parse(&body)?;
+    Ok(token_json(
+        tenants::issue_token(&s.store, &req.api_key, &req.api_secret).await?,
+    ))
+}
+
+async fn renew(
+    State(s): State<AppState>,
+    parts: axum::http::HeaderMap,
+    _: TenantAuth,
+) -> Result<Json<Value>, ApiError> {
+    let token = parts
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split_whitespace().nth(1))
+        .unwrap_or_default();
+    Ok(token_json(tenants::renew_token(&s.store, token).await?))
+}

@@ -1,0 +1,77 @@
+//! Server configuration: embedded defaults, then an optional TOML file, then
+//! `ENGAGE_*` environment variables and command-line flags (clap reads both).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Limits and sizes of the plugin runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Pooling-allocator slots: the most plugin instances alive at once.
+    pub max_concurrent_instances: u32,
+    /// The largest memory a binding may allow a plugin, in MiB.
+    pub max_memory_mib: usize,
+    /// A binding's memory cap unless it sets one, in MiB.
+    pub default_memory_mib: usize,
+    /// A call's deadline unless the binding sets one.
+    pub default_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    /// A call's fuel (roughly, WebAssembly instructions) unless the binding sets it.
+    pub default_fuel: u64,
+    pub max_fuel: u64,
+    /// The largest component an upload may carry.
+    pub max_component_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_concurrent_instances: 1000,
+            max_memory_mib: 256,
+            default_memory_mib: 64,
+            default_timeout_ms: 100,
+            max_timeout_ms: 10_000,
+            default_fuel: 200_000_000,
+            max_fuel: 20_000_000_000,
+            max_component_bytes: 32 << 20,
+        }
+    }
+}
+
+/// The whole server's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Sets (or replaces) the admin token; when absent on first start, one
+    /// is generated and written to `credentials.json` in the data directory.
+    pub admin_token: Option<String>,
+    /// Create the `demo` tenant on first start.
+    pub demo_tenant: bool,
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
+            demo_tenant: true,
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Read a TOML file over the defaults.
+    pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}

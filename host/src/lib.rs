@@ -1,0 +1,19 @@
+//! Engage: an engagement back end (players, points, rewards, gifts,
+//! messaging) in which every decision a tenant wants to own runs as a
+//! WebAssembly component the tenant uploads.
+//!
+//! The crate is organised by concern, each module owning its tables and
+//! invariants: [`store`] (redb and the group-commit writer), [`tenants`],
+//! [`plugins`] (the wasmtime runtime and per-tenant registry), and [`api`]
+//! (thin axum routers). [`server`] wires them together.
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod ids;
+pub mod plugins;
+pub mod server;
+pub mod store;
+pub mod tenants;
+pub mod views;

@@ -1,0 +1,123 @@
+//! The one wasmtime `Engine`, its epoch ticker, and the compiled-component
+//! cache on disk.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::RuntimeConfig;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Build the engine: component model, pooling allocator sized from
+/// `config`, epoch interruption and fuel metering.
+pub fn build(config: &RuntimeConfig) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = config.max_concurrent_instances;
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 4)
+        .max_core_instances_per_component(16)
+        .total_memories(slots * 2)
+        .max_memories_per_component(4)
+        .total_tables(slots * 4)
+        .max_tables_per_component(8)
+        .max_memory_size(config.max_memory_mib << 20)
+        // Keep the first pages of each slot resident between instances and
+        // decommit in batches: a fresh instance then touches warm pages
+        // instead of faulting, which is most of a small call's cost.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10)
+        .decommit_batch_size(32);
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(true)
+        .max_wasm_stack(512 << 10)
+        .parallel_compilation(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&c).map_err(|e| anyhow::anyhow!("creating the WebAssembly engine: {e}"))
+}
+
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] until `stop` is set.
+pub fn start_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("engage-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the epoch ticker: plugin deadlines will not fire");
+    }
+}
+
+/// Compiled components on disk, keyed by content hash and by the engine's
+/// compatibility hash, so a restart loads them (by mmap) instead of
+/// compiling, and an upgraded engine never loads an incompatible artifact.
+pub struct Cache {
+    engine: Engine,
+    dir: cap_std::fs::Dir,
+    path: PathBuf,
+    engine_hash: String,
+}
+
+impl Cache {
+    pub fn new(engine: Engine, dir: cap_std::fs::Dir, path: PathBuf) -> Cache {
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_hash = format!("{:016x}", h.finish());
+        Cache {
+            engine,
+            dir,
+            path,
+            engine_hash,
+        }
+    }
+
+    fn file_name(&self, sha256: &str) -> String {
+        format!("{sha256}-{}.cwasm", self.engine_hash)
+    }
+
+    /// The compiled component for `bytes` (whose hash is `sha256`): from the
+    /// cache when present, else compiled now and written to the cache.
+    /// Returns whether it was compiled.
+    pub fn load_or_compile(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<(Component, bool)> {
+        let name = self.file_name(sha256);
+        if self.dir.exists(&name) {
+            match self.deserialize(&name) {
+                Ok(c) => return Ok((c, false)),
+                Err(e) => {
+                    tracing::warn!(file = name, error = %e, "ignoring an unreadable compiled component; recompiling")
+                }
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let tmp = format!("{name}.tmp");
+        self.dir.write(&tmp, &compiled)?;
+        self.dir.rename(&tmp, &self.dir, &name)?;
+        Ok((self.deserialize(&name)?, true))
+    }
+
+    fn deserialize(&self, name: &str) -> anyhow::Result<Component> {
+        // `name` is built from a hex hash inside our own cache directory.
+        let path = self.path.join(name);
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility hash (it is in the name) into the data
+        // directory, which only this process writes; wasmtime still checks
+        // the header and refuses an incompatible artifact.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize_file(&self.engine, &path) };
+        component.map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+}

@@ -1,0 +1,970 @@
+//! The plugin runtime and per-tenant registry.
+//!
+//! One wasmtime [`Engine`]; a component compiled once at upload and cached on
+//! disk; one typed `InstancePre` per component (shared by content hash, it
+//! holds no state); a fresh `Store` per call with a memory cap, a fuel budget
+//! and an epoch deadline. WASI imports are linked as traps: a plugin reaches
+//! nothing but the `engage:plugin/host` interface.
+//!
+//! Binding a version swaps an `Arc` under a lock: calls in flight keep the
+//! `Arc` of the version they started on and finish there.
+
+pub mod bindings;
+pub mod builtin;
+mod engine;
+pub mod kv;
+mod runtime;
+pub mod sandbox;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+pub use runtime::{Context, Input, Limits, Output};
+pub use sandbox::{CallState, LogLine};
+pub use stats::StatsView;
+
+use crate::config::RuntimeConfig;
+use crate::ids::{now_ms, sha256_hex};
+use crate::store::{Snapshot, Store, StoreError, Table, key, prefix};
+use runtime::{Prepared, WarmPool, WorldPre};
+use stats::Stats;
+
+const PLUGINS: Table = TableDefinition::new("plugins");
+const VERSIONS: Table = TableDefinition::new("plugin_versions");
+const BINDINGS: Table = TableDefinition::new("plugin_bindings");
+
+/// An extension point a tenant binds a plugin to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Point {
+    Rules,
+    Gift,
+    Template,
+    Route,
+}
+
+impl Point {
+    pub const ALL: [Point; 4] = [Point::Rules, Point::Gift, Point::Template, Point::Route];
+
+    /// The binding point's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Point::Rules => "rules",
+            Point::Gift => "gift",
+            Point::Template => "template",
+            Point::Route => "route",
+        }
+    }
+
+    /// The WIT world a plugin for this point implements.
+    pub fn world(self) -> &'static str {
+        match self {
+            Point::Rules => "rules",
+            Point::Gift => "gift-hooks",
+            Point::Template => "templating",
+            Point::Route => "routing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Point> {
+        Point::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    fn from_export(name: &str) -> Option<Point> {
+        match name {
+            "engage:plugin/rule-engine@0.1.0" => Some(Point::Rules),
+            "engage:plugin/gift-hook@0.1.0" => Some(Point::Gift),
+            "engage:plugin/template@0.1.0" => Some(Point::Template),
+            "engage:plugin/router@0.1.0" => Some(Point::Route),
+            _ => None,
+        }
+    }
+}
+
+/// How a call went wrong. Every kind is counted in the plugin's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallError {
+    #[error("the plugin ran past its deadline")]
+    Timeout,
+    #[error("the plugin used up its fuel budget")]
+    OutOfFuel,
+    #[error("the plugin exceeded its memory limit")]
+    MemoryLimit,
+    #[error("the plugin panicked: {message}")]
+    Panic { message: String },
+    #[error("the plugin trapped: {message}")]
+    Trap { message: String },
+    #[error("the plugin returned an invalid answer: {message}")]
+    InvalidOutput { message: String },
+    #[error("the plugin's answer is {bytes} bytes; the limit is {limit}")]
+    OutputTooLarge { bytes: usize, limit: usize },
+    #[error("the plugin reported an error: {code}: {message}")]
+    Guest { code: String, message: String },
+}
+
+impl CallError {
+    /// The error's kind, as counted in statistics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::OutOfFuel => "out_of_fuel",
+            CallError::MemoryLimit => "memory_limit",
+            CallError::Panic { .. } => "panic",
+            CallError::Trap { .. } => "trap",
+            CallError::InvalidOutput { .. } => "invalid_output",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::Guest { .. } => "guest_error",
+        }
+    }
+}
+
+/// Errors of plugin management (upload, bind) and of calls that fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginsError {
+    #[error("the upload is empty: send the component's bytes as the request body")]
+    Empty,
+    #[error("the component is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a plugin name is 1 to 64 characters of a-z, 0-9, '-' and '_'")]
+    BadName,
+    #[error("`{0}` is a first-party plugin's name; choose another")]
+    ReservedName(String),
+    #[error("`{0}` is not an extension point; use rules, gift, template or route")]
+    UnknownPoint(String),
+    #[error("no plugin named `{0}`")]
+    NoPlugin(String),
+    #[error("plugin `{0}` has no version {1}")]
+    NoVersion(String, u32),
+    #[error(
+        "plugin `{plugin}` implements the {world} world; the `{point}` point needs a {wanted} plugin"
+    )]
+    WrongWorld {
+        plugin: String,
+        world: &'static str,
+        point: &'static str,
+        wanted: &'static str,
+    },
+    #[error("the binding's config must be a JSON object")]
+    BadConfig,
+    #[error("limits out of range: {0}")]
+    BadLimits(String),
+    #[error("the plugin call failed ({plugin} v{version}): {error}")]
+    CallFailed {
+        plugin: String,
+        version: u32,
+        error: CallError,
+        logs: Vec<LogLine>,
+    },
+    #[error("the plugin's data kept changing under it ({0} attempts); try again")]
+    TooManyConflicts(u32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A stored plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PluginRecord {
+    name: String,
+    latest: u32,
+    point: Point,
+}
+
+/// A stored, immutable plugin version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+    pub world: String,
+    pub size: usize,
+    pub uploaded_at_ms: i64,
+}
+
+/// What to do when the bound plugin fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail the request with an error naming the plugin failure.
+    #[default]
+    Fail,
+    /// Run the first-party default plugin instead.
+    Default,
+}
+
+/// How calls are isolated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Isolation {
+    /// A fresh instance per call (the default): nothing survives a call.
+    #[default]
+    Fresh,
+    /// Reuse instances of this binding, recycled after any trap and after
+    /// `recycle_after` calls. For guests whose instantiation is costly
+    /// (Python, JavaScript); globals may survive between calls.
+    Warm { recycle_after: u32 },
+}
+
+/// A stored binding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Binding {
+    pub point: Point,
+    pub plugin: String,
+    pub version: u32,
+    pub config: serde_json::Value,
+    pub on_error: OnError,
+    pub isolation: Isolation,
+    pub limits: Limits,
+    pub bound_at_ms: i64,
+}
+
+/// What a tenant asks for when binding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindRequest {
+    pub plugin: String,
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub isolation: Isolation,
+    #[serde(default)]
+    pub limits: Option<LimitsRequest>,
+}
+
+/// Per-binding limits; each defaults to the server's.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    pub timeout_ms: Option<u64>,
+    pub fuel: Option<u64>,
+    pub memory_mib: Option<usize>,
+}
+
+/// A bound plugin, ready to call.
+struct Active {
+    binding: Binding,
+    config: Arc<str>,
+    prepared: Arc<Prepared>,
+    stats: Arc<Stats>,
+    warm: Option<WarmPool>,
+}
+
+/// The result of a successful call (possibly by the fallback plugin).
+pub struct Called {
+    pub output: Output,
+    pub effects: kv::Effects,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+    pub plugin: String,
+    pub version: u32,
+    /// Set when the bound plugin failed and the first-party default answered.
+    pub fallback: Option<CallError>,
+    pub fuel_used: u64,
+    pub elapsed_us: u64,
+}
+
+/// A plugin with its versions and statistics, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    pub name: String,
+    pub world: String,
+    pub latest: u32,
+    pub builtin: bool,
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub info: VersionInfo,
+    pub stats: StatsView,
+}
+
+/// The plugin runtime: engine, caches, registry, bindings.
+pub struct Plugins {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: engine::Cache,
+    blobs: cap_std::fs::Dir,
+    store: Store,
+    config: RuntimeConfig,
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    active: RwLock<HashMap<(String, Point), Arc<Active>>>,
+    stats: Mutex<HashMap<String, Arc<Stats>>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Plugins {
+    fn drop(&mut self) {
+        self.stop_ticker
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+}
+
+const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+const MODULE_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+impl Plugins {
+    /// Start the runtime over `data` (the data directory), loading every
+    /// bound plugin from the compiled cache.
+    pub fn open(
+        data: &cap_std::fs::Dir,
+        data_path: &std::path::Path,
+        store: Store,
+        config: RuntimeConfig,
+    ) -> anyhow::Result<Plugins> {
+        let engine = engine::build(&config)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        engine::start_ticker(engine.clone(), stop_ticker.clone());
+        data.create_dir_all("plugins/blobs")?;
+        data.create_dir_all("plugins/compiled")?;
+        let blobs = data.open_dir("plugins/blobs")?;
+        let compiled = data.open_dir("plugins/compiled")?;
+        let cache =
+            engine::Cache::new(engine.clone(), compiled, data_path.join("plugins/compiled"));
+        let mut linker = Linker::new(&engine);
+        bindings::rules::engage::plugin::types::add_to_linker::<
+            CallState,
+            wasmtime::component::HasSelf<CallState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        bindings::rules::engage::plugin::host::add_to_linker::<
+            CallState,
+            wasmtime::component::HasSelf<CallState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let plugins = Plugins {
+            engine,
+            linker,
+            cache,
+            blobs,
+            store,
+            config,
+            prepared: Mutex::new(HashMap::new()),
+            active: RwLock::new(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            stop_ticker,
+        };
+        plugins.load_bindings()?;
+        Ok(plugins)
+    }
+
+    /// The engine (for benchmarks and tools).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn load_bindings(&self) -> anyhow::Result<()> {
+        let snap = self.store.read()?;
+        let bindings = snap.scan::<Binding>(BINDINGS, "")?;
+        let mut compiled = 0;
+        for (k, binding) in bindings {
+            let tenant = k.split('\u{1f}').next().unwrap_or_default().to_owned();
+            let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
+            let (prepared, was_compiled) = self.prepare_stored(&info.sha256)?;
+            compiled += usize::from(was_compiled);
+            self.activate(&tenant, binding, prepared);
+        }
+        tracing::info!(
+            bindings = self.active.read().map(|a| a.len()).unwrap_or(0),
+            compiled,
+            "plugin bindings loaded"
+        );
+        Ok(())
+    }
+
+    fn prepare_stored(&self, sha256: &str) -> anyhow::Result<(Arc<Prepared>, bool)> {
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|m| m.get(sha256).cloned())
+        {
+            return Ok((p, false));
+        }
+        let bytes = self.blobs.read(format!("{sha256}.wasm"))?;
+        self.prepare(sha256, &bytes)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Compile (or load from cache), check the world and the imports, and
+    /// link. Returns whether it had to compile.
+    fn prepare(&self, sha256: &str, bytes: &[u8]) -> Result<(Arc<Prepared>, bool), PluginsError> {
+        if let Some(p) = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|m| m.get(sha256).cloned())
+        {
+            return Ok((p, false));
+        }
+        let (component, compiled) = self
+            .cache
+            .load_or_compile(sha256, bytes)
+            .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
+        let point = runtime::detect_point(&self.engine, &component)
+            .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
+        let pre = self.link(&component, point)?;
+        let prepared = Arc::new(Prepared { point, pre });
+        if let Ok(mut m) = self.prepared.lock() {
+            m.insert(sha256.to_owned(), prepared.clone());
+        }
+        Ok((prepared, compiled))
+    }
+
+    fn link(&self, component: &Component, point: Point) -> Result<WorldPre, PluginsError> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            let ours = name == "engage:plugin/host@0.1.0" || name == "engage:plugin/types@0.1.0";
+            if ours || name.starts_with("wasi:") {
+                continue;
+            }
+            if name.starts_with("engage:plugin/") {
+                return Err(PluginsError::Invalid(format!(
+                    "the component imports `{name}`, but this host provides engage:plugin@0.1.0; rebuild it with an SDK for 0.1.0"
+                )));
+            }
+            return Err(PluginsError::Invalid(format!(
+                "the component imports `{name}`, which Engage does not provide"
+            )));
+        }
+        let mut linker = self.linker.clone();
+        // WASI is denied: every WASI function the guest imports traps if called.
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
+        WorldPre::new(point, pre).map_err(|e| {
+            PluginsError::Invalid(format!(
+                "the component's {} exports do not match engage:plugin@0.1.0: {e:#}",
+                point.world()
+            ))
+        })
+    }
+
+    /// Store a new version of `name` for `tenant` from component `bytes`.
+    pub async fn upload(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<VersionInfo, PluginsError> {
+        if !valid_plugin_name(name) {
+            return Err(PluginsError::BadName);
+        }
+        if builtin::is_builtin_name(name) {
+            return Err(PluginsError::ReservedName(name.to_owned()));
+        }
+        self.upload_unchecked(tenant, name, bytes).await
+    }
+
+    async fn upload_unchecked(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<VersionInfo, PluginsError> {
+        if bytes.is_empty() {
+            return Err(PluginsError::Empty);
+        }
+        if bytes.len() > self.config.max_component_bytes {
+            return Err(PluginsError::TooLarge {
+                size: bytes.len(),
+                limit: self.config.max_component_bytes,
+            });
+        }
+        if bytes.starts_with(&MODULE_PREAMBLE) {
+            return Err(PluginsError::Invalid(
+                "this is a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".into(),
+            ));
+        }
+        if !bytes.starts_with(&COMPONENT_PREAMBLE) {
+            return Err(PluginsError::Invalid(
+                "this is not a WebAssembly component (it lacks the component preamble)".into(),
+            ));
+        }
+        let sha256 = sha256_hex(&bytes);
+        // Compiling takes milliseconds to seconds: keep it off the async workers.
+        let this = self.clone();
+        let (sha, blob) = (sha256.clone(), bytes);
+        let size = blob.len();
+        let prepared =
+            tokio::task::spawn_blocking(move || -> Result<Arc<Prepared>, PluginsError> {
+                let (prepared, _) = this.prepare(&sha, &blob)?;
+                let file = format!("{sha}.wasm");
+                if !this.blobs.exists(&file) {
+                    let tmp = format!("{file}.tmp");
+                    this.blobs.write(&tmp, &blob).map_err(StoreError::from)?;
+                    this.blobs
+                        .rename(&tmp, &this.blobs, &file)
+                        .map_err(StoreError::from)?;
+                }
+                Ok(prepared)
+            })
+            .await
+            .map_err(|e| PluginsError::Internal(e.to_string()))??;
+
+        let point = prepared.point;
+        let (tenant_s, name_s) = (tenant.to_owned(), name.to_owned());
+        let info = self
+            .store
+            .write(move |tx| {
+                let pkey = key(&[&tenant_s, &name_s]);
+                let record: Option<PluginRecord> = tx.get(PLUGINS, &pkey)?;
+                if let Some(r) = &record
+                    && r.point != point
+                {
+                    return Err(PluginsError::Invalid(format!(
+                        "plugin `{name_s}` implements the {} world; a new version must too (this component implements {})",
+                        r.point.world(),
+                        point.world()
+                    )));
+                }
+                let version = record.map(|r| r.latest + 1).unwrap_or(1);
+                let info = VersionInfo {
+                    name: name_s.clone(),
+                    version,
+                    sha256: sha256.clone(),
+                    world: point.world().to_owned(),
+                    size,
+                    uploaded_at_ms: now_ms(),
+                };
+                tx.put(VERSIONS, &version_key(&tenant_s, &name_s, version), &info)?;
+                tx.put(PLUGINS, &pkey, &PluginRecord { name: name_s.clone(), latest: version, point })?;
+                Ok(info)
+            })
+            .await?;
+        tracing::info!(tenant, plugin = name, version = info.version, world = %info.world, "plugin version stored");
+        Ok(info)
+    }
+
+    fn version_info(
+        &self,
+        snap: &Snapshot,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<VersionInfo, PluginsError> {
+        snap.get(VERSIONS, &version_key(tenant, name, version))?
+            .ok_or_else(|| PluginsError::NoVersion(name.to_owned(), version))
+    }
+
+    /// Bind `req.plugin` to `point` for `tenant`. Takes effect for the next
+    /// call; calls in flight finish on the previous binding.
+    pub async fn bind(
+        &self,
+        tenant: &str,
+        point: Point,
+        req: BindRequest,
+    ) -> Result<Binding, PluginsError> {
+        let snap = self.store.read()?;
+        let record: PluginRecord = snap
+            .get(PLUGINS, &key(&[tenant, &req.plugin]))?
+            .ok_or_else(|| PluginsError::NoPlugin(req.plugin.clone()))?;
+        let version = req.version.unwrap_or(record.latest);
+        let info = self.version_info(&snap, tenant, &req.plugin, version)?;
+        if record.point != point {
+            return Err(PluginsError::WrongWorld {
+                plugin: req.plugin.clone(),
+                world: record.point.world(),
+                point: point.as_str(),
+                wanted: point.world(),
+            });
+        }
+        let config = match req.config {
+            None => serde_json::Value::Object(Default::default()),
+            Some(v @ serde_json::Value::Object(_)) => v,
+            Some(_) => return Err(PluginsError::BadConfig),
+        };
+        let limits = self.limits(req.limits.unwrap_or_default())?;
+        if let Isolation::Warm { recycle_after } = req.isolation
+            && recycle_after == 0
+        {
+            return Err(PluginsError::BadLimits(
+                "isolation.recycle_after must be at least 1".into(),
+            ));
+        }
+        let (prepared, _) = self
+            .prepare_stored(&info.sha256)
+            .map_err(|e| PluginsError::Internal(e.to_string()))?;
+        let binding = Binding {
+            point,
+            plugin: req.plugin,
+            version,
+            config,
+            on_error: req.on_error,
+            isolation: req.isolation,
+            limits,
+            bound_at_ms: now_ms(),
+        };
+        let (t, b) = (tenant.to_owned(), binding.clone());
+        self.store
+            .write(move |tx| {
+                tx.put(BINDINGS, &key(&[&t, b.point.as_str()]), &b)?;
+                Ok::<_, PluginsError>(())
+            })
+            .await?;
+        self.activate(tenant, binding.clone(), prepared);
+        tracing::info!(tenant, point = point.as_str(), plugin = %binding.plugin, version, "plugin bound");
+        Ok(binding)
+    }
+
+    fn limits(&self, req: LimitsRequest) -> Result<Limits, PluginsError> {
+        let c = &self.config;
+        let limits = Limits {
+            timeout_ms: req.timeout_ms.unwrap_or(c.default_timeout_ms),
+            fuel: req.fuel.unwrap_or(c.default_fuel),
+            memory_bytes: req.memory_mib.unwrap_or(c.default_memory_mib) << 20,
+        };
+        if limits.timeout_ms == 0 || limits.timeout_ms > c.max_timeout_ms {
+            return Err(PluginsError::BadLimits(format!(
+                "timeout_ms must be 1..={}",
+                c.max_timeout_ms
+            )));
+        }
+        if limits.fuel == 0 || limits.fuel > c.max_fuel {
+            return Err(PluginsError::BadLimits(format!(
+                "fuel must be 1..={}",
+                c.max_fuel
+            )));
+        }
+        if limits.memory_bytes == 0 || limits.memory_bytes > c.max_memory_mib << 20 {
+            return Err(PluginsError::BadLimits(format!(
+                "memory_mib must be 1..={}",
+                c.max_memory_mib
+            )));
+        }
+        Ok(limits)
+    }
+
+    fn activate(&self, tenant: &str, binding: Binding, prepared: Arc<Prepared>) {
+        let stats = self.stats_for(tenant, &binding.plugin, binding.version);
+        let warm = match binding.isolation {
+            Isolation::Fresh => None,
+            Isolation::Warm { recycle_after } => Some(WarmPool::new(recycle_after, 4)),
+        };
+        let active = Arc::new(Active {
+            config: binding.config.to_string().into(),
+            binding,
+            prepared,
+            stats,
+            warm,
+        });
+        if let Ok(mut map) = self.active.write() {
+            map.insert((tenant.to_owned(), active.binding.point), active);
+        }
+    }
+
+    fn stats_for(&self, tenant: &str, plugin: &str, version: u32) -> Arc<Stats> {
+        let k = key(&[tenant, plugin, &version.to_string()]);
+        match self.stats.lock() {
+            Ok(mut m) => m.entry(k).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// Return `point` to the first-party default with its default config.
+    pub async fn unbind(
+        self: &Arc<Self>,
+        tenant: &str,
+        point: Point,
+    ) -> Result<Binding, PluginsError> {
+        let b = builtin::for_point(point);
+        self.bind(
+            tenant,
+            point,
+            BindRequest {
+                plugin: b.name.to_owned(),
+                version: None,
+                config: serde_json::from_str(b.default_config).ok(),
+                on_error: OnError::Fail,
+                isolation: Isolation::Fresh,
+                limits: None,
+            },
+        )
+        .await
+    }
+
+    /// Give `tenant` the current first-party plugins: store a new version of
+    /// each whose embedded bytes changed, bind those not bound yet, and move
+    /// bindings still on an older first-party version to the new one.
+    pub async fn provision(self: &Arc<Self>, tenant: &str) -> Result<(), PluginsError> {
+        for b in &builtin::BUILTINS {
+            let snap = self.store.read()?;
+            let record: Option<PluginRecord> = snap.get(PLUGINS, &key(&[tenant, b.name]))?;
+            let sha = sha256_hex(b.bytes);
+            let latest = match &record {
+                Some(r) if self.version_info(&snap, tenant, b.name, r.latest)?.sha256 == sha => {
+                    r.latest
+                }
+                _ => {
+                    self.upload_unchecked(tenant, b.name, b.bytes.to_vec())
+                        .await?
+                        .version
+                }
+            };
+            let bound: Option<Binding> = snap.get(BINDINGS, &key(&[tenant, b.point.as_str()]))?;
+            match bound {
+                None => {
+                    self.unbind(tenant, b.point).await?;
+                }
+                Some(old) if old.plugin == b.name && old.version != latest => {
+                    self.bind(
+                        tenant,
+                        b.point,
+                        BindRequest {
+                            plugin: old.plugin,
+                            version: Some(latest),
+                            config: Some(old.config),
+                            on_error: old.on_error,
+                            isolation: old.isolation,
+                            limits: Some(LimitsRequest {
+                                timeout_ms: Some(old.limits.timeout_ms),
+                                fuel: Some(old.limits.fuel),
+                                memory_mib: Some(old.limits.memory_bytes >> 20),
+                            }),
+                        },
+                    )
+                    .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's bindings.
+    pub fn bindings(&self, tenant: &str) -> Result<Vec<Binding>, PluginsError> {
+        let snap = self.store.read()?;
+        Ok(snap
+            .scan::<Binding>(BINDINGS, &prefix(&[tenant]))?
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect())
+    }
+
+    /// The tenant's plugins with versions and statistics.
+    pub fn list(&self, tenant: &str) -> Result<Vec<PluginView>, PluginsError> {
+        let snap = self.store.read()?;
+        let records = snap.scan::<PluginRecord>(PLUGINS, &prefix(&[tenant]))?;
+        records
+            .into_iter()
+            .map(|(_, r)| self.view(&snap, tenant, r))
+            .collect()
+    }
+
+    /// One plugin with versions and statistics.
+    pub fn get(&self, tenant: &str, name: &str) -> Result<PluginView, PluginsError> {
+        let snap = self.store.read()?;
+        let record: PluginRecord = snap
+            .get(PLUGINS, &key(&[tenant, name]))?
+            .ok_or_else(|| PluginsError::NoPlugin(name.to_owned()))?;
+        self.view(&snap, tenant, record)
+    }
+
+    fn view(
+        &self,
+        snap: &Snapshot,
+        tenant: &str,
+        r: PluginRecord,
+    ) -> Result<PluginView, PluginsError> {
+        let versions = snap
+            .scan::<VersionInfo>(VERSIONS, &prefix(&[tenant, &r.name]))?
+            .into_iter()
+            .map(|(_, info)| VersionView {
+                stats: self.stats_for(tenant, &info.name, info.version).view(),
+                info,
+            })
+            .collect();
+        Ok(PluginView {
+            world: r.point.world().to_owned(),
+            builtin: builtin::is_builtin_name(&r.name),
+            name: r.name,
+            latest: r.latest,
+            versions,
+        })
+    }
+
+    /// Call the plugin bound to `input`'s point for `tenant`, on `snapshot`
+    /// (none: the plugin sees empty data), applying the binding's `on_error`
+    /// policy. Runs on the calling thread; the deadline bounds it.
+    pub fn call(
+        &self,
+        tenant: &str,
+        input: &Input,
+        snapshot: Option<Arc<Snapshot>>,
+        now_ms: i64,
+        request_id: &str,
+    ) -> Result<Called, PluginsError> {
+        let point = input.point();
+        let active = self
+            .active
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(tenant.to_owned(), point)).cloned());
+        let Some(active) = active else {
+            return Err(PluginsError::Internal(format!(
+                "tenant `{tenant}` has nothing bound to `{}`",
+                point.as_str()
+            )));
+        };
+        let tenant_arc: Arc<str> = tenant.into();
+        let request_id: Arc<str> = request_id.into();
+        let ctx = Context {
+            tenant: tenant_arc.clone(),
+            plugin: active.binding.plugin.as_str().into(),
+            config: active.config.clone(),
+            now_ms,
+            request_id: request_id.clone(),
+            snapshot: snapshot.clone(),
+            limits: active.binding.limits,
+        };
+        let report = match &active.warm {
+            Some(pool) => pool.call(&self.engine, &active.prepared, &ctx, input),
+            None => runtime::call_fresh(&self.engine, &active.prepared, &ctx, input),
+        };
+        let error = report.result.as_ref().err().cloned();
+        let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
+        active.stats.record(
+            report.elapsed,
+            report.fuel_used,
+            error.as_ref().map(CallError::kind),
+            fall_back,
+        );
+        match report.result {
+            Ok(output) => Ok(Called {
+                output,
+                effects: report.effects,
+                logs: report.logs,
+                logs_dropped: report.logs_dropped,
+                plugin: active.binding.plugin.clone(),
+                version: active.binding.version,
+                fallback: None,
+                fuel_used: report.fuel_used,
+                elapsed_us: report.elapsed.as_micros() as u64,
+            }),
+            Err(error) => {
+                tracing::warn!(tenant, plugin = %active.binding.plugin, version = active.binding.version, kind = error.kind(), %error, "plugin call failed");
+                if !fall_back {
+                    return Err(PluginsError::CallFailed {
+                        plugin: active.binding.plugin.clone(),
+                        version: active.binding.version,
+                        error,
+                        logs: report.logs,
+                    });
+                }
+                self.call_default(
+                    tenant_arc, point, input, snapshot, now_ms, request_id, error,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_default(
+        &self,
+        tenant: Arc<str>,
+        point: Point,
+        input: &Input,
+        snapshot: Option<Arc<Snapshot>>,
+        now_ms: i64,
+        request_id: Arc<str>,
+        cause: CallError,
+    ) -> Result<Called, PluginsError> {
+        let b = builtin::for_point(point);
+        let (prepared, _) = self.prepare(&sha256_hex(b.bytes), b.bytes)?;
+        let ctx = Context {
+            tenant,
+            plugin: b.name.into(),
+            config: b.default_config.into(),
+            now_ms,
+            request_id,
+            snapshot,
+            limits: self.limits(LimitsRequest::default())?,
+        };
+        let report = runtime::call_fresh(&self.engine, &prepared, &ctx, input);
+        match report.result {
+            Ok(output) => Ok(Called {
+                output,
+                effects: report.effects,
+                logs: report.logs,
+                logs_dropped: report.logs_dropped,
+                plugin: b.name.to_owned(),
+                version: 0,
+                fallback: Some(cause),
+                fuel_used: report.fuel_used,
+                elapsed_us: report.elapsed.as_micros() as u64,
+            }),
+            Err(error) => Err(PluginsError::CallFailed {
+                plugin: b.name.to_owned(),
+                version: 0,
+                error,
+                logs: report.logs,
+            }),
+        }
+    }
+
+    /// Call the bound plugin and commit its key-value writes, validating
+    /// what it read; on a conflict run it again on fresh data. With
+    /// `dry_run` nothing is written.
+    pub async fn call_and_commit(
+        &self,
+        tenant: &str,
+        input: &Input,
+        now_ms: i64,
+        request_id: &str,
+        dry_run: bool,
+    ) -> Result<(Called, u32), PluginsError> {
+        const MAX_ATTEMPTS: u32 = 64;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let snapshot = Arc::new(self.store.read()?);
+            let called = self.call(tenant, input, Some(snapshot), now_ms, request_id)?;
+            if dry_run || called.effects.is_read_only() {
+                return Ok((called, attempt));
+            }
+            let effects = called.effects.clone();
+            let committed = self
+                .store
+                .write(move |tx| {
+                    if effects.validate(tx)?.is_err() {
+                        return Ok::<_, PluginsError>(false);
+                    }
+                    effects.apply(tx)?;
+                    Ok(true)
+                })
+                .await?;
+            if committed {
+                return Ok((called, attempt));
+            }
+        }
+        Err(PluginsError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+}
+
+fn version_key(tenant: &str, name: &str, version: u32) -> String {
+    key(&[tenant, name, &format!("{version:08}")])
+}

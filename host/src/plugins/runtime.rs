@@ -1,0 +1,458 @@
+//! Running one call: a fresh `Store` with limits, instantiate, call,
+//! classify what went wrong.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::{
+    self, Attempt, GiftReply, GiftRequest, Outcome, Outgoing, Param, PluginError, Verdict,
+};
+use super::engine::EPOCH_TICK;
+use super::sandbox::{CallState, LogLine};
+use super::{CallError, Point};
+use crate::plugins::kv::Effects;
+
+/// The largest output a plugin may return (serialized as JSON).
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+
+/// Limits of one call.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub fuel: u64,
+    pub memory_bytes: usize,
+}
+
+/// A compiled component, ready to instantiate for the world it implements.
+pub struct Prepared {
+    pub point: Point,
+    pub pre: WorldPre,
+}
+
+/// A typed `InstancePre` per world.
+pub enum WorldPre {
+    Rules(bindings::rules::RulesPre<CallState>),
+    Gift(bindings::gift::GiftHooksPre<CallState>),
+    Template(bindings::templating::TemplatingPre<CallState>),
+    Route(bindings::routing::RoutingPre<CallState>),
+}
+
+enum Instance {
+    Rules(bindings::rules::Rules),
+    Gift(bindings::gift::GiftHooks),
+    Template(bindings::templating::Templating),
+    Route(bindings::routing::Routing),
+}
+
+/// What a call asks of a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Input {
+    Evaluate { action: bindings::Action },
+    PreRequest { request: GiftRequest },
+    PostRequest { request: GiftRequest },
+    PreReply { reply: GiftReply },
+    PostReply { reply: GiftReply },
+    Render { template: String, vars: Vec<Param> },
+    Route { message: Outgoing },
+}
+
+impl Input {
+    /// The extension point this call belongs to.
+    pub fn point(&self) -> Point {
+        match self {
+            Input::Evaluate { .. } => Point::Rules,
+            Input::PreRequest { .. }
+            | Input::PostRequest { .. }
+            | Input::PreReply { .. }
+            | Input::PostReply { .. } => Point::Gift,
+            Input::Render { .. } => Point::Template,
+            Input::Route { .. } => Point::Route,
+        }
+    }
+}
+
+/// What a plugin answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    Outcome(Outcome),
+    Verdict(Verdict),
+    Done,
+    Text(String),
+    Attempts(Vec<Attempt>),
+}
+
+/// Everything a call produced, whether it succeeded or not.
+pub struct Report {
+    pub result: Result<Output, CallError>,
+    pub effects: Effects,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+}
+
+/// The call's context: who, with what config, at what time, on what data.
+pub struct Context {
+    pub tenant: Arc<str>,
+    pub plugin: Arc<str>,
+    pub config: Arc<str>,
+    pub now_ms: i64,
+    pub request_id: Arc<str>,
+    pub snapshot: Option<Arc<crate::store::Snapshot>>,
+    pub limits: Limits,
+}
+
+impl WorldPre {
+    /// Check that `component`, linked by `pre`, implements `point`'s world.
+    pub fn new(
+        point: Point,
+        pre: wasmtime::component::InstancePre<CallState>,
+    ) -> wasmtime::Result<WorldPre> {
+        Ok(match point {
+            Point::Rules => WorldPre::Rules(bindings::rules::RulesPre::new(pre)?),
+            Point::Gift => WorldPre::Gift(bindings::gift::GiftHooksPre::new(pre)?),
+            Point::Template => WorldPre::Template(bindings::templating::TemplatingPre::new(pre)?),
+            Point::Route => WorldPre::Route(bindings::routing::RoutingPre::new(pre)?),
+        })
+    }
+
+    fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            WorldPre::Rules(p) => Instance::Rules(p.instantiate(store)?),
+            WorldPre::Gift(p) => Instance::Gift(p.instantiate(store)?),
+            WorldPre::Template(p) => Instance::Template(p.instantiate(store)?),
+            WorldPre::Route(p) => Instance::Route(p.instantiate(store)?),
+        })
+    }
+}
+
+type GuestResult = wasmtime::Result<Result<Output, PluginError>>;
+
+fn invoke(instance: &Instance, store: &mut Store<CallState>, input: &Input) -> GuestResult {
+    let mismatch = || {
+        Err(wasmtime::Error::msg(
+            "the call does not belong to the plugin's world",
+        ))
+    };
+    match (instance, input) {
+        (Instance::Rules(r), Input::Evaluate { action }) => Ok(r
+            .engage_plugin_rule_engine()
+            .call_evaluate(store, action)?
+            .map(Output::Outcome)),
+        (Instance::Gift(g), Input::PreRequest { request }) => Ok(g
+            .engage_plugin_gift_hook()
+            .call_pre_request(store, request)?
+            .map(Output::Verdict)),
+        (Instance::Gift(g), Input::PostRequest { request }) => Ok(g
+            .engage_plugin_gift_hook()
+            .call_post_request(store, request)?
+            .map(|()| Output::Done)),
+        (Instance::Gift(g), Input::PreReply { reply }) => Ok(g
+            .engage_plugin_gift_hook()
+            .call_pre_reply(store, reply)?
+            .map(Output::Verdict)),
+        (Instance::Gift(g), Input::PostReply { reply }) => Ok(g
+            .engage_plugin_gift_hook()
+            .call_post_reply(store, reply)?
+            .map(|()| Output::Done)),
+        (Instance::Template(t), Input::Render { template, vars }) => Ok(t
+            .engage_plugin_template()
+            .call_render(store, template, vars)?
+            .map(Output::Text)),
+        (Instance::Route(r), Input::Route { message }) => Ok(r
+            .engage_plugin_router()
+            .call_route(store, message)?
+            .map(Output::Attempts)),
+        _ => mismatch(),
+    }
+}
+
+fn new_store(engine: &Engine, ctx: &Context) -> wasmtime::Result<Store<CallState>> {
+    let state = CallState::new(
+        ctx.tenant.clone(),
+        &ctx.plugin,
+        ctx.config.clone(),
+        ctx.now_ms,
+        ctx.request_id.clone(),
+        ctx.snapshot.clone(),
+        ctx.limits.memory_bytes,
+    );
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    arm(&mut store, &ctx.limits)?;
+    Ok(store)
+}
+
+fn arm(store: &mut Store<CallState>, limits: &Limits) -> wasmtime::Result<()> {
+    store.set_fuel(limits.fuel)?;
+    let ticks = limits
+        .timeout_ms
+        .div_ceil(EPOCH_TICK.as_millis() as u64)
+        .max(1);
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    Ok(())
+}
+
+/// Call `input` on a fresh instance of `prepared`.
+pub fn call_fresh(engine: &Engine, prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
+    let started = Instant::now();
+    let mut store = match new_store(engine, ctx) {
+        Ok(s) => s,
+        Err(e) => return failed_before_start(e, started),
+    };
+    let result = prepared
+        .pre
+        .instantiate(&mut store)
+        .and_then(|inst| invoke(&inst, &mut store, input));
+    finish(store, result, ctx.limits.fuel, started)
+}
+
+fn failed_before_start(e: wasmtime::Error, started: Instant) -> Report {
+    Report {
+        result: Err(CallError::Trap {
+            message: format!("{e:#}"),
+        }),
+        effects: Effects::default(),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        fuel_used: 0,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn finish(store: Store<CallState>, result: GuestResult, fuel: u64, started: Instant) -> Report {
+    let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let state = store.into_data();
+    let result = classify(result, &state);
+    Report {
+        result,
+        effects: state.effects,
+        logs: state.logs,
+        logs_dropped: state.logs_dropped,
+        fuel_used,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn classify(result: GuestResult, state: &CallState) -> Result<Output, CallError> {
+    let err = match result {
+        Ok(Ok(output)) => return check_output(output),
+        Ok(Err(e)) => {
+            return Err(CallError::Guest {
+                code: e.code,
+                message: e.message,
+            });
+        }
+        Err(e) => e,
+    };
+    if state.limiter.memory_exceeded {
+        return Err(CallError::MemoryLimit);
+    }
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        match trap {
+            Trap::Interrupt => return Err(CallError::Timeout),
+            Trap::OutOfFuel => return Err(CallError::OutOfFuel),
+            _ => {}
+        }
+    }
+    if let Some(why) = &state.host_failure {
+        return Err(CallError::Trap {
+            message: why.clone(),
+        });
+    }
+    let panic = state
+        .logs
+        .iter()
+        .rev()
+        .find_map(|l| l.message.strip_prefix("panic: "));
+    Err(match panic {
+        Some(p) => CallError::Panic {
+            message: p.to_owned(),
+        },
+        None => CallError::Trap {
+            message: format!("{err:#}"),
+        },
+    })
+}
+
+/// Reject outputs no caller could use, so a buggy plugin cannot, for
+/// instance, debit points through a negative grant.
+fn check_output(output: Output) -> Result<Output, CallError> {
+    let size = serde_json::to_vec(&output)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_OUTPUT_BYTES {
+        return Err(CallError::OutputTooLarge {
+            bytes: size,
+            limit: MAX_OUTPUT_BYTES,
+        });
+    }
+    let invalid = |why: String| Err(CallError::InvalidOutput { message: why });
+    match &output {
+        Output::Outcome(o) => {
+            for g in &o.grants {
+                if g.amount <= 0 {
+                    return invalid(format!(
+                        "grant of {} {} is not positive",
+                        g.amount, g.currency
+                    ));
+                }
+                if !crate::ids::valid_id(&g.currency) {
+                    return invalid(format!(
+                        "grant currency `{}` is not a valid name",
+                        g.currency
+                    ));
+                }
+            }
+        }
+        Output::Attempts(list) => {
+            if list.len() > 16 {
+                return invalid(format!("{} attempts; at most 16", list.len()));
+            }
+            if let Some(a) = list
+                .iter()
+                .find(|a| a.provider.is_empty() || a.channel.is_empty())
+            {
+                return invalid(format!("attempt {a:?} names no channel or provider"));
+            }
+        }
+        Output::Verdict(Verdict::Reject(r)) if r.code_str.is_empty() => {
+            return invalid("a rejection needs a code_str".into());
+        }
+        _ => {}
+    }
+    Ok(output)
+}
+
+/// Idle instances kept for bindings that opted into warm isolation.
+pub struct WarmPool {
+    idle: Mutex<Vec<Warm>>,
+    /// Recycle an instance after this many calls.
+    pub max_calls: u32,
+    /// Keep at most this many idle instances.
+    pub max_idle: usize,
+}
+
+struct Warm {
+    store: Store<CallState>,
+    instance: Instance,
+    calls: u32,
+}
+
+impl WarmPool {
+    pub fn new(max_calls: u32, max_idle: usize) -> WarmPool {
+        WarmPool {
+            idle: Mutex::new(Vec::new()),
+            max_calls,
+            max_idle,
+        }
+    }
+
+    /// Call `input` on an idle instance (or a new one), then keep the
+    /// instance unless the call failed in any way or it reached `max_calls`.
+    pub fn call(
+        &self,
+        engine: &Engine,
+        prepared: &Prepared,
+        ctx: &Context,
+        input: &Input,
+    ) -> Report {
+        let started = Instant::now();
+        let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        let mut warm = match taken {
+            Some(mut w) => {
+                let state = w.store.data_mut();
+                *state = CallState::new(
+                    ctx.tenant.clone(),
+                    &ctx.plugin,
+                    ctx.config.clone(),
+                    ctx.now_ms,
+                    ctx.request_id.clone(),
+                    ctx.snapshot.clone(),
+                    ctx.limits.memory_bytes,
+                );
+                if let Err(e) = arm(&mut w.store, &ctx.limits) {
+                    return failed_before_start(e, started);
+                }
+                w
+            }
+            None => {
+                let mut store = match new_store(engine, ctx) {
+                    Ok(s) => s,
+                    Err(e) => return failed_before_start(e, started),
+                };
+                match prepared.pre.instantiate(&mut store) {
+                    Ok(instance) => Warm {
+                        store,
+                        instance,
+                        calls: 0,
+                    },
+                    Err(e) => return finish(store, Err(e), ctx.limits.fuel, started),
+                }
+            }
+        };
+        let result = invoke(&warm.instance, &mut warm.store, input);
+        let fuel_used = ctx
+            .limits
+            .fuel
+            .saturating_sub(warm.store.get_fuel().unwrap_or(0));
+        warm.calls += 1;
+        let state = warm.store.data_mut();
+        let result = classify(result, state);
+        let report = Report {
+            effects: std::mem::take(&mut state.effects),
+            logs: std::mem::take(&mut state.logs),
+            logs_dropped: state.logs_dropped,
+            fuel_used,
+            elapsed: started.elapsed(),
+            result,
+        };
+        // A trap may leave the instance's memory inconsistent: never reuse it.
+        let reusable =
+            report.result.is_ok() || matches!(report.result, Err(CallError::Guest { .. }));
+        if reusable && warm.calls < self.max_calls {
+            warm.store.data_mut().snapshot = None;
+            if let Ok(mut idle) = self.idle.lock()
+                && idle.len() < self.max_idle
+            {
+                idle.push(warm);
+            }
+        }
+        report
+    }
+}
+
+/// Load-time facts about a component: which world it implements.
+pub fn detect_point(engine: &Engine, component: &Component) -> Result<Point, String> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let mut found = None;
+    for name in &exports {
+        if let Some(point) = Point::from_export(name) {
+            if found.is_some() {
+                return Err("it exports more than one Engage interface; a plugin implements exactly one world".into());
+            }
+            found = Some(point);
+        } else if let Some(rest) = name.strip_prefix("engage:plugin/") {
+            return Err(format!(
+                "it exports `engage:plugin/{rest}`, which this host does not know (it speaks engage:plugin@0.1.0); rebuild against that version"
+            ));
+        }
+    }
+    found.ok_or_else(|| {
+        format!(
+            "it implements none of the worlds rules, gift-hooks, templating, routing (its exports: {})",
+            if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+        )
+    })
+}

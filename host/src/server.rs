@@ -1,0 +1,195 @@
+//! Start-up: the data directory, first-start bootstrap, the HTTP server and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::api::{self, AppState};
+use crate::config::ServerConfig;
+use crate::ids::random_hex;
+use crate::plugins::{BindRequest, Plugins, Point};
+use crate::store::Store;
+use crate::tenants;
+
+/// The first-party rule table the demo tenant starts with: the seed's
+/// "an action awards 100 points".
+pub const DEMO_RULES: &str = r#"{"rules":[{"name":"buy-100-points","action":"buy","award":{"currency":"points","amount":100}}]}"#;
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stop accepting, finish requests in flight, close storage.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Wait until the server stops (Ctrl-C or SIGTERM).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Open the data directory (creating it), as a capability.
+pub fn open_data_dir(path: &std::path::Path) -> anyhow::Result<cap_std::fs::Dir> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", path.display()))?;
+    Ok(cap_std::fs::Dir::open_ambient_dir(
+        path,
+        ambient_authority(),
+    )?)
+}
+
+/// Open storage and the plugin runtime, bootstrap on first start, and
+/// provision every tenant with the current first-party plugins.
+pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
+    let data = open_data_dir(&config.data_dir)?;
+    let store =
+        Store::open(&data).map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
+    let plugins = Arc::new(Plugins::open(
+        &data,
+        &config.data_dir,
+        store.clone(),
+        config.runtime.clone(),
+    )?);
+    let state = AppState {
+        store: store.clone(),
+        plugins: plugins.clone(),
+        max_component_bytes: config.runtime.max_component_bytes,
+    };
+
+    let first_start = !tenants::has_admin_token(&store.read()?)?;
+    if let Some(token) = &config.admin_token {
+        tenants::set_admin_token(&store, token).await?;
+    }
+    if first_start {
+        bootstrap(config, &data, &state).await?;
+    }
+    for t in tenants::list(&store.read()?)? {
+        plugins.provision(&t.id).await?;
+    }
+    Ok(state)
+}
+
+async fn bootstrap(
+    config: &ServerConfig,
+    data: &cap_std::fs::Dir,
+    state: &AppState,
+) -> anyhow::Result<()> {
+    let admin_token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => {
+            let t = format!("adm_{}", random_hex(24));
+            tenants::set_admin_token(&state.store, &t).await?;
+            t
+        }
+    };
+    let mut creds = json!({ "admin_token": admin_token });
+    if config.demo_tenant {
+        let demo = tenants::create(&state.store, "demo").await?;
+        state.plugins.provision(&demo.tenant).await?;
+        state
+            .plugins
+            .bind(
+                &demo.tenant,
+                Point::Rules,
+                BindRequest {
+                    plugin: "rules-table".into(),
+                    version: None,
+                    config: serde_json::from_str(DEMO_RULES).ok(),
+                    on_error: Default::default(),
+                    isolation: Default::default(),
+                    limits: None,
+                },
+            )
+            .await?;
+        creds["demo"] = serde_json::to_value(&demo)?;
+    }
+    let text = serde_json::to_string_pretty(&creds)?;
+    write_private(data, "credentials.json", &text)?;
+    println!(
+        "Engage first start: credentials (also in {}/credentials.json, mode 0600):\n{text}",
+        config.data_dir.display()
+    );
+    Ok(())
+}
+
+/// Write a file readable by its owner only.
+fn write_private(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
+    use cap_std::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true).mode(0o600);
+    let mut f = dir.open_with(name, &opts)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Open everything and serve on `config.listen` until stopped.
+pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
+    let state = open(config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let data = open_data_dir(&config.data_dir)?;
+    write_private(
+        &data,
+        "server.json",
+        &json!({ "listen": addr.to_string() }).to_string(),
+    )?;
+    let app = api::router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = rx => {}
+                    _ = shutdown_signal() => {}
+                }
+                tracing::info!("shutting down: finishing requests in flight");
+            })
+            .await?;
+        Ok(())
+    });
+    tracing::info!(%addr, "Engage listening");
+    Ok(Running {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,329 @@
+//! Storage: one redb file under the data directory, read through snapshots
+//! and written by a single writer thread that groups concurrent writes into
+//! one durable commit.
+//!
+//! Domain modules own their tables (a [`Table`] constant beside the code that
+//! keeps its invariants) and reach redb only through [`Snapshot`] and
+//! [`Tx`]: the boundary a second backend would implement.
+//!
+//! # Group commit
+//!
+//! [`Store::write`] sends a job to the writer. The writer takes every job
+//! waiting at that moment (up to [`MAX_BATCH`]), runs them one after another
+//! in one write transaction, commits once with fsync, and only then answers
+//! each caller. A job that fails must fail *before* it writes (read and
+//! validate, then write): its error is answered and the batch commits
+//! without it. A job that fails after writing poisons the batch; the writer
+//! then aborts and re-runs every job of the batch in a transaction of its
+//! own, which is why a job is `FnMut`.
+
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+pub use writer::MAX_BATCH;
+
+/// A table: string keys (composed with [`key`]) and JSON or raw values.
+pub type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// The schema this build writes. Bump it and add a step to [`migrate`]
+/// whenever a table's layout changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: Table = TableDefinition::new("meta");
+
+/// What can go wrong in storage. Callers turn it into a 500: none of these
+/// is the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is already open in another process")]
+    AlreadyOpen,
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("a stored record is corrupt ({table}): {source}")]
+    Corrupt {
+        table: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the data directory was written by a newer Engage (schema {found}, this build knows {SCHEMA_VERSION}); upgrade Engage"
+    )]
+    NewerSchema { found: u64 },
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    #[error("a write job panicked: {0}")]
+    JobPanicked(String),
+    #[error("the commit failed: {0}")]
+    CommitFailed(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);
+
+/// The database and its writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<writer::Boxed>,
+}
+
+impl Store {
+    /// Open (or create) `engage.redb` in `dir`, migrate it to
+    /// [`SCHEMA_VERSION`] and start the writer thread.
+    pub fn open(dir: &cap_std::fs::Dir) -> Result<Store, StoreError> {
+        let file = dir
+            .open_with(
+                "engage.redb",
+                cap_std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true),
+            )?
+            .into_std();
+        let db = redb::Builder::new()
+            .set_cache_size(64 << 20)
+            .create_with_backend(redb::backends::FileBackend::new(file)?)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+                e => e.into(),
+            })?;
+        migrate(&db)?;
+        let db = Arc::new(db);
+        let jobs = writer::spawn(db.clone());
+        Ok(Store { db, jobs })
+    }
+
+    /// Whether `engage.redb` in `path` is held by a running server.
+    pub fn is_locked(path: &Path) -> bool {
+        match redb::Database::open(path.join("engage.redb")) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => true,
+            _ => false,
+        }
+    }
+
+    /// A consistent snapshot for reading; never waits for writers.
+    pub fn read(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot(self.db.begin_read()?))
+    }
+
+    /// Run `job` in the next group commit and return its answer once the
+    /// commit is durable. See the module documentation for the rules a job
+    /// follows.
+    pub async fn write<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = writer::typed(job, reply);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| E::from(StoreError::WriterGone))?;
+        answer.await.map_err(|_| E::from(StoreError::WriterGone))?
+    }
+}
+
+fn migrate(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    let found = {
+        let meta = txn.open_table(META)?;
+        let v = meta.get("schema_version")?.map(|v| {
+            let bytes: [u8; 8] = v.value().try_into().unwrap_or_default();
+            u64::from_le_bytes(bytes)
+        });
+        v
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+        Some(v) if v == SCHEMA_VERSION => {
+            txn.abort()?;
+            return Ok(());
+        }
+        // Future migrations go here, one step per version: `Some(1) => ...`.
+        _ => {}
+    }
+    txn.open_table(META)?
+        .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+    txn.commit()?;
+    tracing::info!(schema = SCHEMA_VERSION, "storage schema ready");
+    Ok(())
+}
+
+/// Compose a key from parts. Parts are joined by a 0x1F separator, which
+/// clients cannot smuggle in: ids containing control characters are
+/// rejected at the API.
+pub fn key(parts: &[&str]) -> String {
+    parts.join("\u{1f}")
+}
+
+/// The prefix of every key that starts with `parts`.
+pub fn prefix(parts: &[&str]) -> String {
+    let mut k = key(parts);
+    k.push('\u{1f}');
+    k
+}
+
+fn decode<T: DeserializeOwned>(table: &Table, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table: table.to_string(),
+        source,
+    })
+}
+
+/// A read snapshot.
+pub struct Snapshot(redb::ReadTransaction);
+
+impl Snapshot {
+    /// The raw bytes at `key`, if any.
+    pub fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.0.open_table(table) {
+            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The JSON record at `key`, if any.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(table, key)?
+            .map(|b| decode(&table, &b))
+            .transpose()
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let t = match self.0.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.range(prefix..)? {
+            let (k, v) = entry?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_owned(), decode(&table, v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// How many keys start with `prefix` and sort at or after `from`.
+    pub fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        let t = match self.0.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut n = 0;
+        for entry in t.range(from..)? {
+            let (k, _) = entry?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// A write transaction inside a group commit.
+pub struct Tx {
+    txn: redb::WriteTransaction,
+    dirty: bool,
+}
+
+impl Tx {
+    /// The raw bytes at `key`, as this transaction sees it.
+    pub fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(table)?;
+        let v = t.get(key)?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
+    /// The JSON record at `key`, as this transaction sees it.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(table, key)?
+            .map(|b| decode(&table, &b))
+            .transpose()
+    }
+
+    /// How many keys start with `prefix` and sort at or after `from`.
+    pub fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(table)?;
+        let mut n = 0;
+        for entry in t.range(from..)? {
+            let (k, _) = entry?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Write raw bytes. From here on, a failure of this job poisons the batch.
+    pub fn put_raw(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.txn.open_table(table)?.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Write a JSON record.
+    pub fn put<T: Serialize>(
+        &mut self,
+        table: Table,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            table: table.to_string(),
+            source,
+        })?;
+        self.put_raw(table, key, &bytes)
+    }
+
+    /// Remove a key; true if it was there.
+    pub fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError> {
+        self.dirty = true;
+        let removed = self.txn.open_table(table)?.remove(key)?.is_some();
+        Ok(removed)
+    }
+}

@@ -1,0 +1,164 @@
+//! The single writer thread and its group commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use redb::{Database, Durability};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StoreError, Tx};
+
+/// The most jobs one commit carries. Large enough that a burst of requests
+/// shares one fsync, small enough that the first caller is not kept waiting
+/// behind an unbounded batch.
+pub const MAX_BATCH: usize = 1024;
+
+/// A type-erased job.
+pub(super) type Boxed = Box<dyn Job>;
+
+pub(super) trait Job: Send {
+    /// Run against `tx`; true if the job wants its effects committed.
+    fn run(&mut self, tx: &mut Tx) -> bool;
+    /// Answer the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Typed<T, E, F> {
+    f: F,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+pub(super) fn typed<T, E, F>(f: F, reply: oneshot::Sender<Result<T, E>>) -> Boxed
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
+{
+    Box::new(Typed {
+        f,
+        result: None,
+        reply,
+    })
+}
+
+impl<T, E, F> Job for Typed<T, E, F>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
+{
+    fn run(&mut self, tx: &mut Tx) -> bool {
+        let result = match catch_unwind(AssertUnwindSafe(|| (self.f)(tx))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tx.dirty = true; // cannot know what it wrote
+                Err(E::from(StoreError::JobPanicked(msg)))
+            }
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match (self.result, committed) {
+            (Some(Ok(_)), Err(e)) => Err(E::from(e)),
+            (Some(r), _) => r,
+            (None, Err(e)) => Err(E::from(e)),
+            (None, Ok(())) => Err(E::from(StoreError::WriterGone)),
+        };
+        // The caller may have gone away (client disconnected): nothing to do.
+        let _ = self.reply.send(answer);
+    }
+}
+
+pub(super) fn spawn(db: Arc<Database>) -> mpsc::Sender<Boxed> {
+    let (tx, mut rx) = mpsc::channel::<Boxed>(MAX_BATCH * 4);
+    let spawned = std::thread::Builder::new()
+        .name("engage-writer".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&db, std::mem::take(&mut batch));
+            }
+            tracing::debug!("storage writer stopped");
+        });
+    if let Err(e) = spawned {
+        // Without a writer every write answers WriterGone; say why once.
+        tracing::error!(error = %e, "could not start the storage writer thread");
+    }
+    tx
+}
+
+fn begin(db: &Database) -> Result<Tx, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    Ok(Tx { txn, dirty: false })
+}
+
+fn run_batch(db: &Database, mut jobs: Vec<Boxed>) {
+    let mut tx = match begin(db) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(jobs, &e),
+    };
+    let mut poisoned = false;
+    for job in jobs.iter_mut() {
+        tx.dirty = false;
+        if !job.run(&mut tx) && tx.dirty {
+            poisoned = true;
+            break;
+        }
+    }
+    if poisoned {
+        tracing::warn!(
+            jobs = jobs.len(),
+            "a write job failed after writing; re-running the batch one job at a time"
+        );
+        drop(tx.txn.abort());
+        for job in jobs {
+            run_alone(db, job);
+        }
+        return;
+    }
+    let committed = tx.txn.commit().map_err(StoreError::from);
+    match committed {
+        Ok(()) => jobs.into_iter().for_each(|j| j.finish(Ok(()))),
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            fail_all(jobs, &e);
+        }
+    }
+}
+
+fn run_alone(db: &Database, mut job: Boxed) {
+    let mut tx = match begin(db) {
+        Ok(tx) => tx,
+        Err(e) => return job.finish(Err(e)),
+    };
+    if job.run(&mut tx) {
+        let committed = tx.txn.commit().map_err(StoreError::from);
+        job.finish(committed);
+    } else {
+        drop(tx.txn.abort());
+        job.finish(Ok(()));
+    }
+}
+
+fn fail_all(jobs: Vec<Boxed>, e: &StoreError) {
+    for job in jobs {
+        job.finish(Err(StoreError::CommitFailed(e.to_string())));
+    }
+}

@@ -1,0 +1,209 @@
+//! Tenants, their API credentials and access tokens, and the admin token.
+//!
+//! A tenant's id is its name, a short slug chosen at creation (it is the
+//! `APP_ID` of the Playblazer API). Its API secret and every access token
+//! are stored only as SHA-256 hashes: they are high-entropy random strings,
+//! so a fast hash is enough and a stolen data file reveals no credential.
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{now_ms, random_hex, sha256_hex};
+use crate::store::{Snapshot, Store, StoreError, Table};
+
+const TENANTS: Table = TableDefinition::new("tenants");
+const API_KEYS: Table = TableDefinition::new("tenant_api_keys");
+const TOKENS: Table = TableDefinition::new("tenant_tokens");
+const SETTINGS: Table = TableDefinition::new("settings");
+
+/// How long an access token lives: three days, as Playbasis's do.
+pub const TOKEN_TTL_MS: i64 = 3 * 24 * 3600 * 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error(
+        "a tenant name is 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+    )]
+    InvalidName,
+    #[error("a tenant named `{0}` already exists")]
+    NameTaken(String),
+    #[error("no tenant named `{0}`")]
+    NotFound(String),
+    #[error("the API key and secret do not match any tenant")]
+    BadCredentials,
+    #[error("the access token is not valid; get a new one from POST /v1/auth/token")]
+    BadToken,
+    #[error("the access token expired; renew it or get a new one from POST /v1/auth/token")]
+    TokenExpired,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A stored tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub api_key: String,
+    pub secret_sha256: String,
+    pub created_at_ms: i64,
+}
+
+/// What a tenant's creator is told once: the secret is not stored in clear.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credentials {
+    pub tenant: String,
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+/// An access token, as issued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TokenRecord {
+    tenant: String,
+    expires_at_ms: i64,
+}
+
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// Create a tenant named `name` and return its credentials.
+pub async fn create(store: &Store, name: &str) -> Result<Credentials, TenantError> {
+    if !valid_name(name) {
+        return Err(TenantError::InvalidName);
+    }
+    let creds = Credentials {
+        tenant: name.to_owned(),
+        api_key: format!("ek_{}", random_hex(12)),
+        api_secret: random_hex(24),
+    };
+    let tenant = Tenant {
+        id: name.to_owned(),
+        api_key: creds.api_key.clone(),
+        secret_sha256: sha256_hex(creds.api_secret.as_bytes()),
+        created_at_ms: now_ms(),
+    };
+    store
+        .write(move |tx| {
+            if tx.get_raw(TENANTS, &tenant.id)?.is_some() {
+                return Err(TenantError::NameTaken(tenant.id.clone()));
+            }
+            tx.put(TENANTS, &tenant.id, &tenant)?;
+            tx.put_raw(API_KEYS, &tenant.api_key, tenant.id.as_bytes())?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(tenant = name, "tenant created");
+    Ok(creds)
+}
+
+/// Every tenant, by id.
+pub fn list(snap: &Snapshot) -> Result<Vec<Tenant>, TenantError> {
+    Ok(snap
+        .scan::<Tenant>(TENANTS, "")?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect())
+}
+
+/// One tenant.
+pub fn get(snap: &Snapshot, id: &str) -> Result<Tenant, TenantError> {
+    snap.get(TENANTS, id)?
+        .ok_or_else(|| TenantError::NotFound(id.to_owned()))
+}
+
+/// The tenant whose API key and secret these are.
+pub fn check_secret(
+    snap: &Snapshot,
+    api_key: &str,
+    api_secret: &str,
+) -> Result<Tenant, TenantError> {
+    let id = snap
+        .get_raw(API_KEYS, api_key)?
+        .ok_or(TenantError::BadCredentials)?;
+    let id = String::from_utf8(id).map_err(|_| TenantError::BadCredentials)?;
+    let tenant = get(snap, &id).map_err(|_| TenantError::BadCredentials)?;
+    if tenant.secret_sha256 != sha256_hex(api_secret.as_bytes()) {
+        return Err(TenantError::BadCredentials);
+    }
+    Ok(tenant)
+}
+
+/// Exchange an API key and secret for an access token.
+pub async fn issue_token(
+    store: &Store,
+    api_key: &str,
+    api_secret: &str,
+) -> Result<AccessToken, TenantError> {
+    let tenant = check_secret(&store.read()?, api_key, api_secret)?;
+    new_token(store, tenant.id).await
+}
+
+/// Exchange a valid token for a new one (the old one stays valid until it expires).
+pub async fn renew_token(store: &Store, token: &str) -> Result<AccessToken, TenantError> {
+    let tenant = verify_token(&store.read()?, token, now_ms())?;
+    new_token(store, tenant).await
+}
+
+async fn new_token(store: &Store, tenant: String) -> Result<AccessToken, TenantError> {
+    let token = AccessToken {
+        token: random_hex(20),
+        expires_at_ms: now_ms() + TOKEN_TTL_MS,
+    };
+    let key = sha256_hex(token.token.as_bytes());
+    let record = TokenRecord {
+        tenant,
+        expires_at_ms: token.expires_at_ms,
+    };
+    store
+        .write(move |tx| {
+            tx.put(TOKENS, &key, &record)?;
+            Ok::<_, TenantError>(())
+        })
+        .await?;
+    Ok(token)
+}
+
+/// The tenant an access token belongs to.
+pub fn verify_token(snap: &Snapshot, token: &str, now_ms: i64) -> Result<String, TenantError> {
+    let record: TokenRecord = snap
+        .get(TOKENS, &sha256_hex(token.as_bytes()))?
+        .ok_or(TenantError::BadToken)?;
+    if record.expires_at_ms <= now_ms {
+        return Err(TenantError::TokenExpired);
+    }
+    Ok(record.tenant)
+}
+
+/// Store the admin token's hash (first start, or `ENGAGE_ADMIN_TOKEN`).
+pub async fn set_admin_token(store: &Store, token: &str) -> Result<(), TenantError> {
+    let hash = sha256_hex(token.as_bytes());
+    store
+        .write(move |tx| {
+            tx.put_raw(SETTINGS, "admin_token_sha256", hash.as_bytes())?;
+            Ok::<_, TenantError>(())
+        })
+        .await
+}
+
+/// Whether an admin token has been set.
+pub fn has_admin_token(snap: &Snapshot) -> Result<bool, TenantError> {
+    Ok(snap.get_raw(SETTINGS, "admin_token_sha256")?.is_some())
+}
+
+/// Whether `token` is the admin token.
+pub fn is_admin_token(snap: &Snapshot, token: &str) -> Result<bool, TenantError> {
+    let stored = snap.get_raw(SETTINGS, "admin_token_sha256")?;
+    Ok(stored.is_some_and(|h| h == sha256_hex(token.as_bytes()).as_bytes()))
+}

@@ -1,0 +1,83 @@
+//! Read-only views plugins may consult: a player's balance and how often a
+//! player did an action since a time.
+//!
+//! The ledger and the action log own these tables and keep them up to date
+//! when they change state; this module only reads them, from the snapshot a
+//! plugin call runs on or inside the transaction that validates the call.
+
+use redb::TableDefinition;
+
+use crate::store::{Snapshot, StoreError, Table, Tx, key, prefix};
+
+/// Balance per (tenant, player, currency): an `i64`, little-endian.
+pub const BALANCES: Table = TableDefinition::new("ledger_balances");
+
+/// One key per action done: (tenant, player, action, time, sequence).
+pub const ACTION_LOG: Table = TableDefinition::new("action_log");
+
+/// The key of a balance.
+pub fn balance_key(tenant: &str, player: &str, currency: &str) -> String {
+    key(&[tenant, player, currency])
+}
+
+fn decode_balance(bytes: Option<Vec<u8>>) -> i64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(i64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// The zero-padded time component of an action-log key: keys sort by time.
+pub fn time_part(time_ms: i64) -> String {
+    format!("{:020}", time_ms.max(0))
+}
+
+/// Where a view reads from: a snapshot (during the call) or the validating
+/// transaction (at commit).
+pub trait ViewSource {
+    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
+}
+
+impl ViewSource for Snapshot {
+    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(table, key)
+    }
+    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        self.count_from(table, prefix, from)
+    }
+}
+
+impl ViewSource for Tx {
+    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(table, key)
+    }
+    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        self.count_from(table, prefix, from)
+    }
+}
+
+/// A player's balance in a currency; 0 when there is none.
+pub fn balance(
+    src: &dyn ViewSource,
+    tenant: &str,
+    player: &str,
+    currency: &str,
+) -> Result<i64, StoreError> {
+    Ok(decode_balance(
+        src.raw(BALANCES, &balance_key(tenant, player, currency))?,
+    ))
+}
+
+/// How many times `player` did `action` at or after `since_ms`.
+pub fn action_count(
+    src: &dyn ViewSource,
+    tenant: &str,
+    player: &str,
+    action: &str,
+    since_ms: i64,
+) -> Result<u64, StoreError> {
+    let p = prefix(&[tenant, player, action]);
+    let from = format!("{p}{}", time_part(since_ms));
+    src.count(ACTION_LOG, &p, &from)
+}
