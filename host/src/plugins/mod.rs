@@ -18,7 +18,7 @@ pub mod sandbox;
 mod stats;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use redb::TableDefinition;
@@ -306,6 +306,7 @@ pub struct Plugins {
     active: RwLock<HashMap<(String, Point), Arc<Active>>>,
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     stop_ticker: Arc<AtomicBool>,
+    compilations: AtomicU64,
 }
 
 impl Drop for Plugins {
@@ -366,9 +367,16 @@ impl Plugins {
             active: RwLock::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             stop_ticker,
+            compilations: AtomicU64::new(0),
         };
         plugins.load_bindings()?;
         Ok(plugins)
+    }
+
+    /// How many components this process compiled (rather than loaded from
+    /// the on-disk cache) since it started.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     /// The engine (for benchmarks and tools).
@@ -424,6 +432,9 @@ impl Plugins {
             .cache
             .load_or_compile(sha256, bytes)
             .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
+        if compiled {
+            self.compilations.fetch_add(1, Ordering::Relaxed);
+        }
         let point = runtime::detect_point(&self.engine, &component)
             .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
         let pre = self.link(&component, point)?;

@@ -118,10 +118,10 @@ impl Store {
 
     /// Whether `engage.redb` in `path` is held by a running server.
     pub fn is_locked(path: &Path) -> bool {
-        match redb::Database::open(path.join("engage.redb")) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => true,
-            _ => false,
-        }
+        matches!(
+            redb::Database::open(path.join("engage.redb")),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+        )
     }
 
     /// A consistent snapshot for reading; never waits for writers.
@@ -152,11 +152,10 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     let found = {
         let meta = txn.open_table(META)?;
-        let v = meta.get("schema_version")?.map(|v| {
+        meta.get("schema_version")?.map(|v| {
             let bytes: [u8; 8] = v.value().try_into().unwrap_or_default();
             u64::from_le_bytes(bytes)
-        });
-        v
+        })
     };
     match found {
         Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),

@@ -104,10 +104,14 @@ fn workspace_root(start: &Path) -> Result<PathBuf, Error> {
 /// Where the package lives, for change tracking: plugins/, examples/ and
 /// tests/test-components/ by the package's directory name.
 fn package_dir(root: &Path, package: &str) -> Option<PathBuf> {
-    let short = package.strip_prefix("engage-").unwrap_or(package);
+    let names = [
+        package.strip_prefix("engage-example-"),
+        package.strip_prefix("engage-"),
+        Some(package),
+    ];
     ["plugins", "examples", "tests/test-components"]
         .iter()
-        .flat_map(|base| [root.join(base).join(short), root.join(base).join(package)])
+        .flat_map(|base| names.iter().flatten().map(move |n| root.join(base).join(n)))
         .find(|d| d.join("Cargo.toml").exists())
 }
 

@@ -1,0 +1,195 @@
+//! The test harness: a real Engage server on a loopback port and a fresh
+//! data directory, and a small HTTP client that speaks to it as a client would.
+
+use std::path::PathBuf;
+
+use engage::config::ServerConfig;
+use engage::server::Running;
+use serde_json::{Value, json};
+
+/// The components built by this crate's build script.
+pub mod components {
+    pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));
+    pub const NO_WORLD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/no_world.wasm"));
+    pub const RUST_RULES: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/engage_example_rust_rules.wasm"));
+}
+
+/// A fresh, empty directory under the system's temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("engage-test-{tag}-{}", engage::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct Server {
+    pub running: Option<Running>,
+    pub config: ServerConfig,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin_token: String,
+}
+
+/// The response of a call: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Server {
+    /// Start a server on a new data directory with the test's configuration.
+    pub async fn start(tag: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+        let mut config = ServerConfig {
+            data_dir: temp_dir(tag),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..ServerConfig::default()
+        };
+        tweak(&mut config);
+        Server::start_with(config).await
+    }
+
+    /// Start (or restart) a server on `config`.
+    pub async fn start_with(config: ServerConfig) -> Server {
+        let running = engage::server::start(&config).await.expect("server starts");
+        let creds: Value = serde_json::from_str(
+            &std::fs::read_to_string(config.data_dir.join("credentials.json"))
+                .expect("credentials file"),
+        )
+        .expect("credentials json");
+        Server {
+            base: format!("http://{}", running.addr),
+            running: Some(running),
+            config,
+            http: reqwest::Client::new(),
+            admin_token: creds["admin_token"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// Stop the server (gracefully) and start it again on the same data.
+    pub async fn restart(mut self) -> Server {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("server stops");
+        }
+        // The old server's state (and its database handle) must be gone.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        Server::start_with(config).await
+    }
+
+    /// The running server's shared state (for white-box checks).
+    pub fn state(&self) -> &engage::api::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
+    /// The demo tenant's credentials from the first-start file.
+    pub fn demo_credentials(&self) -> (String, String) {
+        let creds: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.config.data_dir.join("credentials.json")).expect("file"),
+        )
+        .expect("json");
+        (
+            creds["demo"]["api_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            creds["demo"]["api_secret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+
+    /// Send a request; `body` None sends nothing.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    /// Upload component bytes as plugin `name`.
+    pub async fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> Answer {
+        let req = self
+            .http
+            .put(format!("{}/v1/plugins/{name}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(bytes.to_vec());
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    /// Create a tenant through the admin API and return an access token for it.
+    pub async fn tenant(&self, name: &str) -> String {
+        let created = self
+            .call(
+                "POST",
+                "/admin/tenants",
+                Some(&self.admin_token),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        self.token(
+            created.body["api_key"].as_str().unwrap_or_default(),
+            created.body["api_secret"].as_str().unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// An access token for an API key and secret.
+    pub async fn token(&self, key: &str, secret: &str) -> String {
+        let a = self
+            .call(
+                "POST",
+                "/v1/auth/token",
+                None,
+                Some(json!({ "api_key": key, "api_secret": secret })),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["token"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Invoke the `rules` binding with an action called `name`.
+    pub async fn act(&self, token: &str, name: &str) -> Answer {
+        self.call(
+            "POST",
+            "/v1/bindings/rules/invoke",
+            Some(token),
+            Some(action(name)),
+        )
+        .await
+    }
+}
+
+/// An `evaluate` call body for an action called `name` by player `p1`.
+pub fn action(name: &str) -> Value {
+    json!({ "call": "evaluate", "action": { "player": "p1", "name": name, "params": [], "url": null, "time_ms": 1_700_000_000_000i64 } })
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, body }
+}
+
+/// The amount of the first grant in an invoke answer.
+pub fn first_grant(a: &Answer) -> Option<i64> {
+    a.body["output"]["outcome"]["grants"][0]["amount"].as_i64()
+}
