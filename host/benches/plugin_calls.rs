@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use engage::config::ServerConfig;
-use engage::plugins::{BindRequest, Input, Isolation, Plugins, Point};
+use engage::plugins::{BindRequest, Input, Isolation, Plugins};
 
 fn inputs() -> Vec<(&'static str, Input)> {
     let action: engage::plugins::bindings::Action = serde_json::from_value(serde_json::json!({
@@ -28,7 +28,12 @@ fn inputs() -> Vec<(&'static str, Input)> {
         "call": "pre_request", "request": { "id": "g", "sender": "kunalg", "recipients": ["a"], "expires_at_ms": 1_900_000_000_000i64, "attributes": [] }
     }))
     .expect("gift");
-    vec![("rules-table", Input::Evaluate { action }), ("template", render), ("router", route), ("gift-quota", gift)]
+    vec![
+        ("rules-table", Input::Evaluate { action }),
+        ("template", render),
+        ("router", route),
+        ("gift-quota", gift),
+    ]
 }
 
 fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize) -> (f64, f64) {
@@ -55,17 +60,26 @@ fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize)
         }
     });
     let throughput = (threads * per_thread) as f64 / started.elapsed().as_secs_f64();
-    (medians.iter().sum::<f64>() / medians.len() as f64, throughput)
+    (
+        medians.iter().sum::<f64>() / medians.len() as f64,
+        throughput,
+    )
 }
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let dir = std::env::temp_dir().join(format!("engage-bench-{}", engage::ids::random_hex(4)));
-    let config = ServerConfig { data_dir: dir.clone(), ..ServerConfig::default() };
+    let config = ServerConfig {
+        data_dir: dir.clone(),
+        ..ServerConfig::default()
+    };
     let state = rt.block_on(engage::server::open(&config))?;
     let plugins = state.plugins.clone();
     let n = 20_000;
-    println!("{:<12} {:>14} {:>14} {:>14} {:>8} {:>14}", "plugin", "fresh 1t p50", "fresh 1t /s", "fresh 2t /s", "2t/1t", "warm 1t p50");
+    println!(
+        "{:<12} {:>14} {:>14} {:>14} {:>8} {:>14}",
+        "plugin", "fresh 1t p50", "fresh 1t /s", "fresh 2t /s", "2t/1t", "warm 1t p50"
+    );
     for (name, input) in inputs() {
         run(&plugins, &input, 1, 2000); // warm up the pool's slots
         let (p50_1, tput_1) = run(&plugins, &input, 1, n);
@@ -79,7 +93,13 @@ fn main() -> anyhow::Result<()> {
             isolation,
             limits: None,
         };
-        rt.block_on(plugins.bind("demo", point, bind(Isolation::Warm { recycle_after: 1_000_000 })))?;
+        rt.block_on(plugins.bind(
+            "demo",
+            point,
+            bind(Isolation::Warm {
+                recycle_after: 1_000_000,
+            }),
+        ))?;
         run(&plugins, &input, 1, 1000);
         let (warm_p50, _) = run(&plugins, &input, 1, n);
         rt.block_on(plugins.bind("demo", point, bind(Isolation::Fresh)))?;
@@ -91,7 +111,6 @@ fn main() -> anyhow::Result<()> {
             tput_2 / tput_1,
             warm_p50
         );
-        let _ = Point::ALL;
     }
     drop(state);
     let _ = std::fs::remove_dir_all(dir);
