@@ -5,7 +5,7 @@
 //! repository). This crate generates the bindings once, so a plugin is a
 //! trait implementation plus one macro:
 //!
-//! ```ignore
+//! ```no_run
 //! use engage_plugin_sdk::rules::{Action, Guest, Outcome};
 //! use engage_plugin_sdk::PluginError;
 //!
