@@ -247,16 +247,24 @@ impl Snapshot {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let mut n = 0;
-        for entry in t.range(from..)? {
-            let (k, _) = entry?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            n += 1;
-        }
-        Ok(n)
+        count_keys(&t, prefix, from)
     }
+}
+
+fn count_keys(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    from: &str,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for entry in t.range(from..)? {
+        let (k, _) = entry?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// A write transaction inside a group commit.
@@ -287,15 +295,7 @@ impl Tx {
     /// How many keys start with `prefix` and sort at or after `from`.
     pub fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
         let t = self.txn.open_table(table)?;
-        let mut n = 0;
-        for entry in t.range(from..)? {
-            let (k, _) = entry?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            n += 1;
-        }
-        Ok(n)
+        count_keys(&t, prefix, from)
     }
 
     /// Write raw bytes. From here on, a failure of this job poisons the batch.
