@@ -9,7 +9,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{now_ms, random_hex, sha256_hex};
-use crate::store::{Snapshot, Store, StoreError, Table};
+use crate::store::{Reader, Snapshot, Store, StoreError, Table};
 
 const TENANTS: Table = TableDefinition::new("tenants");
 const API_KEYS: Table = TableDefinition::new("tenant_api_keys");

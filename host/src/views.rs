@@ -2,12 +2,13 @@
 //! player did an action since a time.
 //!
 //! The ledger and the action log own these tables and keep them up to date
-//! when they change state; this module only reads them, from the snapshot a
-//! plugin call runs on or inside the transaction that validates the call.
+//! when they change state; this module only reads them, through any
+//! [`Reader`]: the snapshot a plugin call runs on, or the transaction that
+//! validates the call.
 
 use redb::TableDefinition;
 
-use crate::store::{Snapshot, StoreError, Table, Tx, key, prefix};
+use crate::store::{Reader, StoreError, Table, key, prefix};
 
 /// Balance per (tenant, player, currency): an `i64`, little-endian.
 pub const BALANCES: Table = TableDefinition::new("ledger_balances");
@@ -32,46 +33,22 @@ pub fn time_part(time_ms: i64) -> String {
     format!("{:020}", time_ms.max(0))
 }
 
-/// Where a view reads from: a snapshot (during the call) or the validating
-/// transaction (at commit).
-pub trait ViewSource {
-    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
-}
-
-impl ViewSource for Snapshot {
-    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_raw(table, key)
-    }
-    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        self.count_from(table, prefix, from)
-    }
-}
-
-impl ViewSource for Tx {
-    fn raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_raw(table, key)
-    }
-    fn count(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        self.count_from(table, prefix, from)
-    }
-}
-
 /// A player's balance in a currency; 0 when there is none.
 pub fn balance(
-    src: &dyn ViewSource,
+    src: &impl Reader,
     tenant: &str,
     player: &str,
     currency: &str,
 ) -> Result<i64, StoreError> {
-    Ok(decode_balance(
-        src.raw(BALANCES, &balance_key(tenant, player, currency))?,
-    ))
+    Ok(decode_balance(src.get_raw(
+        BALANCES,
+        &balance_key(tenant, player, currency),
+    )?))
 }
 
 /// How many times `player` did `action` at or after `since_ms`.
 pub fn action_count(
-    src: &dyn ViewSource,
+    src: &impl Reader,
     tenant: &str,
     player: &str,
     action: &str,
@@ -79,5 +56,5 @@ pub fn action_count(
 ) -> Result<u64, StoreError> {
     let p = prefix(&[tenant, player, action]);
     let from = format!("{p}{}", time_part(since_ms));
-    src.count(ACTION_LOG, &p, &from)
+    src.count_from(ACTION_LOG, &p, &from)
 }

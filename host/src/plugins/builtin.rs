@@ -1,7 +1,10 @@
 //! The first-party plugins, compiled from `plugins/` by the build script and
 //! embedded in the binary: every tenant starts with them bound.
 
+use std::sync::OnceLock;
+
 use super::Point;
+use crate::ids::sha256_hex;
 
 /// An embedded first-party plugin.
 pub struct Builtin {
@@ -54,4 +57,18 @@ pub fn for_point(point: Point) -> &'static Builtin {
 /// Whether `name` is a first-party plugin's name (tenants cannot upload under it).
 pub fn is_builtin_name(name: &str) -> bool {
     BUILTINS.iter().any(|b| b.name == name)
+}
+
+impl Builtin {
+    /// The SHA-256 of the embedded component, computed once per process
+    /// (the fallback path needs it on every call).
+    pub fn sha256(&'static self) -> &'static str {
+        static HASHES: OnceLock<Vec<String>> = OnceLock::new();
+        let hashes = HASHES.get_or_init(|| BUILTINS.iter().map(|b| sha256_hex(b.bytes)).collect());
+        let index = BUILTINS
+            .iter()
+            .position(|b| b.name == self.name)
+            .unwrap_or_default();
+        &hashes[index]
+    }
 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use redb::TableDefinition;
 use serde::Serialize;
 
-use crate::store::{StoreError, Table, Tx, key};
-use crate::views::{self, ViewSource};
+use crate::store::{Reader, StoreError, Table, Tx, key};
+use crate::views;
 
 /// (tenant, plugin name, key) → expiry (i64 LE, ms; `i64::MAX` for none) ++ value.
 pub const KV: Table = TableDefinition::new("plugin_kv");
@@ -116,23 +116,13 @@ impl Effects {
                     player,
                     currency,
                     value,
-                } => {
-                    views::balance(tx as &dyn ViewSource, &self.tenant, player, currency)? == *value
-                }
+                } => views::balance(tx, &self.tenant, player, currency)? == *value,
                 Read::ActionCount {
                     player,
                     action,
                     since_ms,
                     value,
-                } => {
-                    views::action_count(
-                        tx as &dyn ViewSource,
-                        &self.tenant,
-                        player,
-                        action,
-                        *since_ms,
-                    )? == *value
-                }
+                } => views::action_count(tx, &self.tenant, player, action, *since_ms)? == *value,
             };
             if !same {
                 return Ok(Err(Conflict));

@@ -32,7 +32,7 @@ pub use stats::StatsView;
 
 use crate::config::RuntimeConfig;
 use crate::ids::{now_ms, sha256_hex};
-use crate::store::{Snapshot, Store, StoreError, Table, key, prefix};
+use crate::store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
 use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
 
@@ -403,13 +403,15 @@ impl Plugins {
         Ok(())
     }
 
-    fn prepare_stored(&self, sha256: &str) -> anyhow::Result<(Arc<Prepared>, bool)> {
-        if let Some(p) = self
-            .prepared
+    fn cached(&self, sha256: &str) -> Option<Arc<Prepared>> {
+        self.prepared
             .lock()
             .ok()
             .and_then(|m| m.get(sha256).cloned())
-        {
+    }
+
+    fn prepare_stored(&self, sha256: &str) -> anyhow::Result<(Arc<Prepared>, bool)> {
+        if let Some(p) = self.cached(sha256) {
             return Ok((p, false));
         }
         let bytes = self.blobs.read(format!("{sha256}.wasm"))?;
@@ -420,12 +422,7 @@ impl Plugins {
     /// Compile (or load from cache), check the world and the imports, and
     /// link. Returns whether it had to compile.
     fn prepare(&self, sha256: &str, bytes: &[u8]) -> Result<(Arc<Prepared>, bool), PluginsError> {
-        if let Some(p) = self
-            .prepared
-            .lock()
-            .ok()
-            .and_then(|m| m.get(sha256).cloned())
-        {
+        if let Some(p) = self.cached(sha256) {
             return Ok((p, false));
         }
         let (component, compiled) = self
@@ -727,9 +724,10 @@ impl Plugins {
         for b in &builtin::BUILTINS {
             let snap = self.store.read()?;
             let record: Option<PluginRecord> = snap.get(PLUGINS, &key(&[tenant, b.name]))?;
-            let sha = sha256_hex(b.bytes);
             let latest = match &record {
-                Some(r) if self.version_info(&snap, tenant, b.name, r.latest)?.sha256 == sha => {
+                Some(r)
+                    if self.version_info(&snap, tenant, b.name, r.latest)?.sha256 == b.sha256() =>
+                {
                     r.latest
                 }
                 _ => {
@@ -907,7 +905,7 @@ impl Plugins {
         cause: CallError,
     ) -> Result<Called, PluginsError> {
         let b = builtin::for_point(point);
-        let (prepared, _) = self.prepare(&sha256_hex(b.bytes), b.bytes)?;
+        let (prepared, _) = self.prepare(b.sha256(), b.bytes)?;
         let ctx = Context {
             tenant,
             plugin: b.name.into(),

@@ -10,7 +10,7 @@ use wasmtime::ResourceLimiter;
 use super::bindings::Level;
 use super::bindings::rules::engage::plugin::{host, types};
 use super::kv::{self, Effects, Read, Write};
-use crate::store::Snapshot;
+use crate::store::{Reader, Snapshot};
 use crate::views;
 
 /// The most log lines one call keeps; later ones are counted and dropped.

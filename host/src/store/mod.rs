@@ -194,12 +194,31 @@ fn decode<T: DeserializeOwned>(table: &Table, bytes: &[u8]) -> Result<T, StoreEr
     })
 }
 
+/// Reading, the same way from a snapshot or inside a write transaction, so
+/// a check made during a call can be made again at commit.
+pub trait Reader {
+    /// The raw bytes at `key`, if any.
+    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// How many keys start with `prefix` and sort at or after `from`.
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
+
+    /// The JSON record at `key`, if any.
+    fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError>
+    where
+        Self: Sized,
+    {
+        self.get_raw(table, key)?
+            .map(|b| decode(&table, &b))
+            .transpose()
+    }
+}
+
 /// A read snapshot.
 pub struct Snapshot(redb::ReadTransaction);
 
-impl Snapshot {
-    /// The raw bytes at `key`, if any.
-    pub fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl Reader for Snapshot {
+    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.0.open_table(table) {
             Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -207,17 +226,17 @@ impl Snapshot {
         }
     }
 
-    /// The JSON record at `key`, if any.
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.get_raw(table, key)?
-            .map(|b| decode(&table, &b))
-            .transpose()
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        let t = match self.0.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        count_keys(&t, prefix, from)
     }
+}
 
+impl Snapshot {
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan<T: DeserializeOwned>(
         &self,
@@ -238,16 +257,6 @@ impl Snapshot {
             out.push((k.value().to_owned(), decode(&table, v.value())?));
         }
         Ok(out)
-    }
-
-    /// How many keys start with `prefix` and sort at or after `from`.
-    pub fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        let t = match self.0.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        count_keys(&t, prefix, from)
     }
 }
 
@@ -273,31 +282,21 @@ pub struct Tx {
     dirty: bool,
 }
 
-impl Tx {
-    /// The raw bytes at `key`, as this transaction sees it.
-    pub fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+/// Inside a write transaction, reads see the transaction's own writes.
+impl Reader for Tx {
+    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let t = self.txn.open_table(table)?;
         let v = t.get(key)?.map(|v| v.value().to_vec());
         Ok(v)
     }
 
-    /// The JSON record at `key`, as this transaction sees it.
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        self.get_raw(table, key)?
-            .map(|b| decode(&table, &b))
-            .transpose()
-    }
-
-    /// How many keys start with `prefix` and sort at or after `from`.
-    pub fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
         let t = self.txn.open_table(table)?;
         count_keys(&t, prefix, from)
     }
+}
 
+impl Tx {
     /// Write raw bytes. From here on, a failure of this job poisons the batch.
     pub fn put_raw(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.dirty = true;
