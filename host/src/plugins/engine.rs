@@ -28,9 +28,10 @@ pub fn build(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .total_tables(slots * 4)
         .max_tables_per_component(8)
         .max_memory_size(config.max_memory_mib << 20)
-        // Keep the first pages of each slot resident between instances and
-        // decommit in batches: a fresh instance then touches warm pages
-        // instead of faulting, which is most of a small call's cost.
+        // Keep the first MiB of each slot resident between instances (it is
+        // zeroed with memset instead of being unmapped) and decommit the
+        // rest in batches: a small guest then never page-faults, which was
+        // most of a fresh call's cost (see docs/benchmarks.md).
         .linear_memory_keep_resident(1 << 20)
         .table_keep_resident(64 << 10)
         .decommit_batch_size(32);
@@ -39,6 +40,10 @@ pub fn build(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .epoch_interruption(true)
         .consume_fuel(true)
         .max_wasm_stack(512 << 10)
+        // Copy data segments into the (resident, zeroed) slot rather than
+        // mapping a copy-on-write image: with small guests the copy is
+        // cheaper than the write faults and TLB shootdowns of CoW.
+        .memory_init_cow(false)
         .parallel_compilation(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).map_err(|e| anyhow::anyhow!("creating the WebAssembly engine: {e}"))

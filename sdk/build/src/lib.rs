@@ -33,7 +33,13 @@ pub fn build(packages: &[&str]) -> Result<(), Error> {
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     ensure_target()?;
 
-    for watched in ["wit", "sdk/rust/src", "sdk/rust/Cargo.toml", "Cargo.toml"] {
+    for watched in [
+        "wit",
+        "sdk/rust/src",
+        "sdk/rust/Cargo.toml",
+        "Cargo.toml",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
