@@ -36,6 +36,109 @@ fn inputs() -> Vec<(&'static str, Input)> {
     ]
 }
 
+/// The same work as each plugin, as plain Rust on this machine: the floor
+/// the sandbox's overhead is measured against.
+fn native(name: &str) -> Box<dyn FnMut()> {
+    use engage_plugin_sdk::{Param, host::parse_config};
+    match name {
+        "rules-table" => {
+            struct Mem(std::collections::HashMap<String, i64>);
+            impl engage_rules_table::Env for Mem {
+                fn kv_get_i64(&mut self, key: &str) -> Option<i64> {
+                    self.0.get(key).copied()
+                }
+                fn kv_increment(&mut self, key: &str, _ttl_ms: u64) -> i64 {
+                    let v = self.0.entry(key.into()).or_default();
+                    *v += 1;
+                    *v
+                }
+                fn kv_set_flag(&mut self, key: &str, _ttl_ms: u64) {
+                    self.0.insert(key.into(), 1);
+                }
+            }
+            let action = engage_plugin_sdk::rules::Action {
+                player: "p1".into(),
+                name: "buy".into(),
+                params: vec![],
+                url: None,
+                time_ms: 1_700_000_000_000,
+            };
+            Box::new(move || {
+                // The guest parses its config on every call too.
+                let config: engage_rules_table::Config =
+                    parse_config(engage::server::DEMO_RULES).expect("config");
+                let out =
+                    engage_rules_table::evaluate(&action, &config, &mut Mem(Default::default()));
+                std::hint::black_box(out.expect("evaluate"));
+            })
+        }
+        "template" => {
+            let vars = vec![Param::new("code", "8830644924")];
+            Box::new(move || {
+                let config: engage_template::Config = parse_config("{}").expect("config");
+                let out = engage_template::render(
+                    "Congratulation, here is your coupon code: {{code}}.",
+                    &vars,
+                    &config,
+                );
+                std::hint::black_box(out.expect("render"));
+            })
+        }
+        "router" => {
+            let message = engage_plugin_sdk::routing::Outgoing {
+                id: "m1".into(),
+                to: "+380972920000".into(),
+                channel: "viber".into(),
+                sender: None,
+                body: "hi".into(),
+                kind: engage_plugin_sdk::routing::MessageKind::Transactional,
+                reference: None,
+                metadata: vec![],
+            };
+            Box::new(move || {
+                let config: engage_router::Config = parse_config("{}").expect("config");
+                std::hint::black_box(engage_router::route(&message, &config));
+            })
+        }
+        _ => {
+            struct Counter(std::collections::HashMap<String, i64>);
+            impl engage_gift_quota::Counter for Counter {
+                fn get(&mut self, key: &str) -> i64 {
+                    self.0.get(key).copied().unwrap_or(0)
+                }
+                fn increment(&mut self, key: &str, _ttl_ms: u64) {
+                    *self.0.entry(key.into()).or_default() += 1;
+                }
+            }
+            Box::new(move || {
+                let config: engage_gift_quota::Config =
+                    parse_config(r#"{"requests_per_day":10}"#).expect("config");
+                let v = engage_gift_quota::take(
+                    &config,
+                    config.requests_per_day,
+                    "requests",
+                    "kunalg",
+                    1_700_000_000_000,
+                    &mut Counter(Default::default()),
+                );
+                std::hint::black_box(v.expect("take"));
+            })
+        }
+    }
+}
+
+fn median_us(mut f: impl FnMut(), n: usize) -> f64 {
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
 fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize) -> (f64, f64) {
     let started = Instant::now();
     let mut medians = Vec::new();
@@ -77,18 +180,30 @@ fn main() -> anyhow::Result<()> {
     let plugins = state.plugins.clone();
     let n = 20_000;
     println!(
-        "{:<12} {:>14} {:>14} {:>14} {:>8} {:>14}",
-        "plugin", "fresh 1t p50", "fresh 1t /s", "fresh 2t /s", "2t/1t", "warm 1t p50"
+        "{:<12} {:>12} {:>14} {:>14} {:>14} {:>8} {:>14}",
+        "plugin",
+        "native p50",
+        "fresh 1t p50",
+        "fresh 1t /s",
+        "fresh 2t /s",
+        "2t/1t",
+        "warm 1t p50"
     );
     for (name, input) in inputs() {
         run(&plugins, &input, 1, 2000); // warm up the pool's slots
         let (p50_1, tput_1) = run(&plugins, &input, 1, n);
         let (_, tput_2) = run(&plugins, &input, 2, n);
         let point = input.point();
+        // The same config the fresh runs had (the demo tenant's).
+        let config = match name {
+            "rules-table" => engage::server::DEMO_RULES,
+            "gift-quota" => r#"{"requests_per_day":10}"#,
+            _ => "{}",
+        };
         let bind = |isolation| BindRequest {
             plugin: name.to_owned(),
             version: None,
-            config: None,
+            config: serde_json::from_str(config).ok(),
             on_error: Default::default(),
             isolation,
             limits: None,
@@ -103,8 +218,9 @@ fn main() -> anyhow::Result<()> {
         run(&plugins, &input, 1, 1000);
         let (warm_p50, _) = run(&plugins, &input, 1, n);
         rt.block_on(plugins.bind("demo", point, bind(Isolation::Fresh)))?;
+        let native_p50 = median_us(native(name), n);
         println!(
-            "{name:<12} {:>11.2} µs {:>14.0} {:>14.0} {:>7.2}x {:>11.2} µs",
+            "{name:<12} {native_p50:>9.2} µs {:>11.2} µs {:>14.0} {:>14.0} {:>7.2}x {:>11.2} µs",
             p50_1,
             tput_1,
             tput_2,
