@@ -10,8 +10,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Pooling-allocator slots: the most plugin instances alive at once.
+    /// Pooling-allocator slots: the most small (e.g. Rust) plugin instances
+    /// alive at once.
     pub max_concurrent_instances: u32,
+    /// The same for large plugins (over 4 MiB: Python, JavaScript).
+    pub max_concurrent_large_instances: u32,
     /// The largest memory a binding may allow a plugin, in MiB.
     pub max_memory_mib: usize,
     /// A binding's memory cap unless it sets one, in MiB.
@@ -30,6 +33,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_concurrent_instances: 1000,
+            max_concurrent_large_instances: 100,
             max_memory_mib: 256,
             default_memory_mib: 64,
             default_timeout_ms: 100,

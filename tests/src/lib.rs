@@ -193,3 +193,26 @@ async fn answer(resp: reqwest::Response) -> Answer {
 pub fn first_grant(a: &Answer) -> Option<i64> {
     a.body["output"]["outcome"]["grants"][0]["amount"].as_i64()
 }
+
+/// The Python and JavaScript example components, built by
+/// `scripts/build-examples` (which installs their toolchains in the project
+/// on first use). Built once per test process.
+pub fn example_component(file: &str) -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let built = BUILT.get_or_init(|| {
+        let status = std::process::Command::new(root.join("scripts/build-examples"))
+            .status()
+            .map_err(|e| format!("running scripts/build-examples: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("scripts/build-examples failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    let path = root.join("target/guests/examples").join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

@@ -33,6 +33,7 @@ pub use stats::StatsView;
 use crate::config::RuntimeConfig;
 use crate::ids::{now_ms, sha256_hex};
 use crate::store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
+use engine::Flavor;
 use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
 
@@ -296,9 +297,10 @@ pub struct VersionView {
 
 /// The plugin runtime: engine, caches, registry, bindings.
 pub struct Plugins {
-    engine: Engine,
-    linker: Linker<CallState>,
-    cache: engine::Cache,
+    /// One engine per memory-initialisation flavor: [small, large].
+    engines: [Engine; 2],
+    linkers: [Linker<CallState>; 2],
+    caches: [engine::Cache; 2],
     blobs: cap_std::fs::Dir,
     store: Store,
     config: RuntimeConfig,
@@ -336,30 +338,31 @@ impl Plugins {
         store: Store,
         config: RuntimeConfig,
     ) -> anyhow::Result<Plugins> {
-        let engine = engine::build(&config)?;
+        let flavors = [Flavor::Small, Flavor::Large];
+        let engines = [
+            engine::build(&config, Flavor::Small)?,
+            engine::build(&config, Flavor::Large)?,
+        ];
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        engine::start_ticker(engine.clone(), stop_ticker.clone());
+        engine::start_ticker(engines.to_vec(), stop_ticker.clone());
         data.create_dir_all("plugins/blobs")?;
         data.create_dir_all("plugins/compiled")?;
         let blobs = data.open_dir("plugins/blobs")?;
-        let compiled = data.open_dir("plugins/compiled")?;
-        let cache =
-            engine::Cache::new(engine.clone(), compiled, data_path.join("plugins/compiled"));
-        let mut linker = Linker::new(&engine);
-        bindings::rules::engage::plugin::types::add_to_linker::<
-            CallState,
-            wasmtime::component::HasSelf<CallState>,
-        >(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        bindings::rules::engage::plugin::host::add_to_linker::<
-            CallState,
-            wasmtime::component::HasSelf<CallState>,
-        >(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let caches = [0, 1].map(|i| -> anyhow::Result<engine::Cache> {
+            Ok(engine::Cache::new(
+                engines[i].clone(),
+                flavors[i],
+                data.open_dir("plugins/compiled")?,
+                data_path.join("plugins/compiled"),
+            ))
+        });
+        let [small_cache, large_cache] = caches;
+        let linkers = [0, 1].map(|i| base_linker(&engines[i]));
+        let [small_linker, large_linker] = linkers;
         let plugins = Plugins {
-            engine,
-            linker,
-            cache,
+            linkers: [small_linker?, large_linker?],
+            caches: [small_cache?, large_cache?],
+            engines,
             blobs,
             store,
             config,
@@ -377,11 +380,6 @@ impl Plugins {
     /// the on-disk cache) since it started.
     pub fn compilations(&self) -> u64 {
         self.compilations.load(Ordering::Relaxed)
-    }
-
-    /// The engine (for benchmarks and tools).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     fn load_bindings(&self) -> anyhow::Result<()> {
@@ -425,26 +423,36 @@ impl Plugins {
         if let Some(p) = self.cached(sha256) {
             return Ok((p, false));
         }
-        let (component, compiled) = self
-            .cache
+        let flavor = Flavor::for_size(bytes.len()) as usize;
+        let engine = &self.engines[flavor];
+        let (component, compiled) = self.caches[flavor]
             .load_or_compile(sha256, bytes)
             .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
         if compiled {
             self.compilations.fetch_add(1, Ordering::Relaxed);
         }
-        let point = runtime::detect_point(&self.engine, &component)
+        let point = runtime::detect_point(engine, &component)
             .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
-        let pre = self.link(&component, point)?;
-        let prepared = Arc::new(Prepared { point, pre });
+        let pre = self.link(flavor, &component, point)?;
+        let prepared = Arc::new(Prepared {
+            point,
+            pre,
+            engine: engine.clone(),
+        });
         if let Ok(mut m) = self.prepared.lock() {
             m.insert(sha256.to_owned(), prepared.clone());
         }
         Ok((prepared, compiled))
     }
 
-    fn link(&self, component: &Component, point: Point) -> Result<WorldPre, PluginsError> {
+    fn link(
+        &self,
+        flavor: usize,
+        component: &Component,
+        point: Point,
+    ) -> Result<WorldPre, PluginsError> {
         let ty = component.component_type();
-        for (name, _) in ty.imports(&self.engine) {
+        for (name, _) in ty.imports(&self.engines[flavor]) {
             let ours = name == "engage:plugin/host@0.1.0" || name == "engage:plugin/types@0.1.0";
             if ours || name.starts_with("wasi:") {
                 continue;
@@ -458,7 +466,7 @@ impl Plugins {
                 "the component imports `{name}`, which Engage does not provide"
             )));
         }
-        let mut linker = self.linker.clone();
+        let mut linker = self.linkers[flavor].clone();
         // WASI is denied: every WASI function the guest imports traps if called.
         linker
             .define_unknown_imports_as_traps(component)
@@ -853,8 +861,8 @@ impl Plugins {
             limits: active.binding.limits,
         };
         let report = match &active.warm {
-            Some(pool) => pool.call(&self.engine, &active.prepared, &ctx, input),
-            None => runtime::call_fresh(&self.engine, &active.prepared, &ctx, input),
+            Some(pool) => pool.call(&active.prepared, &ctx, input),
+            None => runtime::call_fresh(&active.prepared, &ctx, input),
         };
         let error = report.result.as_ref().err().cloned();
         let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
@@ -915,7 +923,7 @@ impl Plugins {
             snapshot,
             limits: self.limits(LimitsRequest::default())?,
         };
-        let report = runtime::call_fresh(&self.engine, &prepared, &ctx, input);
+        let report = runtime::call_fresh(&prepared, &ctx, input);
         match report.result {
             Ok(output) => Ok(Called {
                 output,
@@ -972,6 +980,22 @@ impl Plugins {
         }
         Err(PluginsError::TooManyConflicts(MAX_ATTEMPTS))
     }
+}
+
+/// A linker with the host interface; WASI is added per component, as traps.
+fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    bindings::rules::engage::plugin::types::add_to_linker::<
+        CallState,
+        wasmtime::component::HasSelf<CallState>,
+    >(&mut linker, |s| s)
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    bindings::rules::engage::plugin::host::add_to_linker::<
+        CallState,
+        wasmtime::component::HasSelf<CallState>,
+    >(&mut linker, |s| s)
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok(linker)
 }
 
 fn version_key(tenant: &str, name: &str, version: u32) -> String {

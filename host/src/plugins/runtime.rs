@@ -31,6 +31,8 @@ pub struct Limits {
 pub struct Prepared {
     pub point: Point,
     pub pre: WorldPre,
+    /// The engine it was compiled for (see `engine::Flavor`).
+    pub engine: Engine,
 }
 
 /// A typed `InstancePre` per world.
@@ -201,9 +203,9 @@ fn arm(store: &mut Store<CallState>, limits: &Limits) -> wasmtime::Result<()> {
 }
 
 /// Call `input` on a fresh instance of `prepared`.
-pub fn call_fresh(engine: &Engine, prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
+pub fn call_fresh(prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
     let started = Instant::now();
-    let mut store = match new_store(engine, ctx) {
+    let mut store = match new_store(&prepared.engine, ctx) {
         Ok(s) => s,
         Err(e) => return failed_before_start(e, started),
     };
@@ -357,13 +359,7 @@ impl WarmPool {
 
     /// Call `input` on an idle instance (or a new one), then keep the
     /// instance unless the call failed in any way or it reached `max_calls`.
-    pub fn call(
-        &self,
-        engine: &Engine,
-        prepared: &Prepared,
-        ctx: &Context,
-        input: &Input,
-    ) -> Report {
+    pub fn call(&self, prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
         let started = Instant::now();
         let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
         let mut warm = match taken {
@@ -384,7 +380,7 @@ impl WarmPool {
                 w
             }
             None => {
-                let mut store = match new_store(engine, ctx) {
+                let mut store = match new_store(&prepared.engine, ctx) {
                     Ok(s) => s,
                     Err(e) => return failed_before_start(e, started),
                 };
