@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use engage::config::ServerConfig;
-use engage::plugins::{BindRequest, Input, Isolation, Plugins};
+use engage::plugins::{BindRequest, Input, Isolation, Plugins, Point};
 
 fn inputs() -> Vec<(&'static str, Input)> {
     let action: engage::plugins::bindings::Action = serde_json::from_value(serde_json::json!({
@@ -169,6 +169,65 @@ fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize)
     )
 }
 
+/// The Python and JavaScript examples (built by `scripts/build-examples`),
+/// fresh and warm. Skipped with a note when they have not been built.
+fn guest_examples(rt: &tokio::runtime::Runtime, plugins: &Arc<Plugins>) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/examples");
+    let examples = [
+        (
+            "python",
+            "python_rules.wasm",
+            r#"{"daily_cap": 1000000000}"#,
+            "buy",
+            "amount",
+        ),
+        ("javascript", "js_rules.wasm", "{}", "purchase", "total"),
+    ];
+    println!();
+    println!(
+        "{:<12} {:>14} {:>14} {:>14} {:>14}",
+        "guest", "fresh 1t p50", "fresh 1t /s", "fresh 2t /s", "warm 1t p50"
+    );
+    for (name, file, config, action, param) in examples {
+        let Ok(bytes) = std::fs::read(dir.join(file)) else {
+            println!("{name:<12} not built: run scripts/build-examples first");
+            continue;
+        };
+        let plugin = format!("{name}-example");
+        rt.block_on(plugins.upload("demo", &plugin, bytes))?;
+        let bind = |isolation| BindRequest {
+            plugin: plugin.clone(),
+            version: None,
+            config: serde_json::from_str(config).ok(),
+            on_error: Default::default(),
+            isolation,
+            limits: None,
+        };
+        let input: Input = serde_json::from_value(serde_json::json!({
+            "call": "evaluate",
+            "action": { "player": "p1", "name": action, "params": [{ "name": param, "value": "3" }], "url": null, "time_ms": 1_700_000_000_000i64 }
+        }))?;
+        rt.block_on(plugins.bind("demo", Point::Rules, bind(Isolation::Fresh)))?;
+        run(plugins, &input, 1, 50);
+        let (p50, tput_1) = run(plugins, &input, 1, 500);
+        let (_, tput_2) = run(plugins, &input, 2, 500);
+        rt.block_on(plugins.bind(
+            "demo",
+            Point::Rules,
+            bind(Isolation::Warm {
+                recycle_after: 1_000_000,
+            }),
+        ))?;
+        run(plugins, &input, 1, 50);
+        let (warm, _) = run(plugins, &input, 1, 2000);
+        println!(
+            "{name:<12} {:>11.0} µs {:>14.0} {:>14.0} {:>11.0} µs",
+            p50, tput_1, tput_2, warm
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let dir = std::env::temp_dir().join(format!("engage-bench-{}", engage::ids::random_hex(4)));
@@ -228,6 +287,7 @@ fn main() -> anyhow::Result<()> {
             warm_p50
         );
     }
+    guest_examples(&rt, &plugins)?;
     drop(state);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())

@@ -13,7 +13,7 @@ pub struct RuntimeConfig {
     /// Pooling-allocator slots: the most small (e.g. Rust) plugin instances
     /// alive at once.
     pub max_concurrent_instances: u32,
-    /// The same for large plugins (over 4 MiB: Python, JavaScript).
+    /// The same for large plugins (over 1 MiB: Python, JavaScript).
     pub max_concurrent_large_instances: u32,
     /// The largest memory a binding may allow a plugin, in MiB.
     pub max_memory_mib: usize,

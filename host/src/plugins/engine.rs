@@ -17,7 +17,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Components above this size (Python, JavaScript: an interpreter and its
 /// heap snapshot) run on the [`Flavor::Large`] engine.
-pub const LARGE_COMPONENT_BYTES: usize = 4 << 20;
+pub const LARGE_COMPONENT_BYTES: usize = 1 << 20;
 
 /// How an engine initialises linear memory; each suits one size of guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
