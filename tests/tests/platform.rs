@@ -716,3 +716,39 @@ async fn first_party_plugins_through_the_host() {
         .await;
     assert_eq!(wrong.body["error"]["code"], "wrong_point");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_only_real_endpoints() {
+    let server = Server::start("openapi", |_| {}).await;
+    let doc = server.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let paths = doc.body["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 10);
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{name}", "some-plugin")
+            .replace("{point}", "rules");
+        for method in ["get", "post", "put", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let a = server
+                .call(&method.to_uppercase(), &concrete, Some("not-a-token"), None)
+                .await;
+            assert_ne!(
+                a.body["error"]["code"], "not_found",
+                "{method} {path} is documented but not served"
+            );
+            assert_ne!(
+                a.status, 405,
+                "{method} {path} is documented but not served"
+            );
+        }
+    }
+    let missing = server.call("GET", "/v1/nothing-here", None, None).await;
+    assert_eq!(
+        (missing.status, missing.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
