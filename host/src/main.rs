@@ -1,4 +1,4 @@
-//! The `engage` command: run the server, manage tenants.
+//! The `engage` command: run the server, manage tenants and plugins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +40,51 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Manage a tenant's plugins on a running server.
+    Plugin {
+        #[command(flatten)]
+        auth: TenantArgs,
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// How the plugin commands reach the server and authenticate.
+#[derive(clap::Args)]
+struct TenantArgs {
+    /// The server's base URL (default: the address in the data directory's
+    /// server.json, else http://127.0.0.1:8080).
+    #[arg(long, global = true, env = "ENGAGE_SERVER")]
+    server: Option<String>,
+    /// The tenant's API key.
+    #[arg(long, global = true, env = "ENGAGE_API_KEY")]
+    api_key: Option<String>,
+    /// The tenant's API secret.
+    #[arg(long, global = true, env = "ENGAGE_API_SECRET", hide_env_values = true)]
+    api_secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Upload a component as a new version of plugin NAME.
+    Upload { name: String, file: PathBuf },
+    /// Bind a plugin to an extension point (rules, gift, template, route);
+    /// binding an older version is a rollback.
+    Bind {
+        point: String,
+        plugin: String,
+        /// The version (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// The binding's config, a JSON object (`--config` is the server's TOML file).
+        #[arg(long)]
+        plugin_config: Option<String>,
+        /// What a failure does: fail, or default (run the first-party plugin).
+        #[arg(long)]
+        on_error: Option<String>,
+    },
+    /// List the tenant's plugins with versions and statistics.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::Create { name, admin_token },
         } => runtime.block_on(create_tenant(&config, &name, admin_token)),
+        Command::Plugin { auth, command } => runtime.block_on(plugin(&config, auth, command)),
     }
 }
 
@@ -107,13 +153,6 @@ async fn create_tenant(
 ) -> anyhow::Result<()> {
     if engage::store::Store::is_locked(&config.data_dir) {
         // A server holds the database: ask it.
-        let server: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(config.data_dir.join("server.json"))
-                .context("a server holds the data directory but left no server.json")?,
-        )?;
-        let addr = server["listen"]
-            .as_str()
-            .context("server.json has no listen address")?;
         let token = match admin_token {
             Some(t) => t,
             None => {
@@ -126,23 +165,12 @@ async fn create_tenant(
                     .to_owned()
             }
         };
-        let resp = reqwest::Client::new()
-            .post(format!("http://{addr}/admin/tenants"))
+        let base = server_url(config, None)?;
+        let req = reqwest::Client::new()
+            .post(format!("{base}/admin/tenants"))
             .bearer_auth(token)
-            .json(&serde_json::json!({ "name": name }))
-            .send()
-            .await?;
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "{}",
-                body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("the server refused")
-            );
-        }
-        println!("{body}");
+            .json(&serde_json::json!({ "name": name }));
+        println!("{}", send(req).await?);
         return Ok(());
     }
     let mut config = config.clone();
@@ -151,5 +179,101 @@ async fn create_tenant(
     let creds = engage::tenants::create(&state.store, name).await?;
     state.plugins.provision(&creds.tenant).await?;
     println!("{}", serde_json::to_string(&creds)?);
+    Ok(())
+}
+
+/// The server to talk to: `--server`, else the running server's address
+/// from the data directory, else the default listen address.
+fn server_url(config: &ServerConfig, explicit: Option<String>) -> anyhow::Result<String> {
+    if let Some(url) = explicit {
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    let recorded = std::fs::read_to_string(config.data_dir.join("server.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| v["listen"].as_str().map(str::to_owned));
+    Ok(format!(
+        "http://{}",
+        recorded.unwrap_or_else(|| config.listen.to_string())
+    ))
+}
+
+/// Send a request and return its JSON body, or the API's error message.
+async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+    let resp = req.send().await.context("the server did not answer")?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("the server refused");
+        anyhow::bail!("{status} {code}: {message}");
+    }
+    Ok(body)
+}
+
+async fn plugin(
+    config: &ServerConfig,
+    auth: TenantArgs,
+    command: PluginCommand,
+) -> anyhow::Result<()> {
+    let base = server_url(config, auth.server)?;
+    let http = reqwest::Client::new();
+    let key = auth
+        .api_key
+        .context("pass --api-key or set ENGAGE_API_KEY")?;
+    let secret = auth
+        .api_secret
+        .context("pass --api-secret or set ENGAGE_API_SECRET")?;
+    let token = send(
+        http.post(format!("{base}/v1/auth/token"))
+            .json(&serde_json::json!({ "api_key": key, "api_secret": secret })),
+    )
+    .await?;
+    let token = token["token"]
+        .as_str()
+        .context("the server issued no token")?
+        .to_owned();
+    let answer = match command {
+        PluginCommand::Upload { name, file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let req = http
+                .put(format!("{base}/v1/plugins/{name}"))
+                .bearer_auth(&token)
+                .header("content-type", "application/wasm")
+                .body(bytes);
+            send(req).await?
+        }
+        PluginCommand::Bind {
+            point,
+            plugin,
+            version,
+            plugin_config,
+            on_error,
+        } => {
+            let mut body = serde_json::json!({ "plugin": plugin });
+            if let Some(v) = version {
+                body["version"] = v.into();
+            }
+            if let Some(c) = plugin_config {
+                body["config"] = serde_json::from_str(&c).context("--plugin-config is not JSON")?;
+            }
+            if let Some(e) = on_error {
+                body["on_error"] = e.into();
+            }
+            send(
+                http.put(format!("{base}/v1/bindings/{point}"))
+                    .bearer_auth(&token)
+                    .json(&body),
+            )
+            .await?
+        }
+        PluginCommand::List => {
+            send(http.get(format!("{base}/v1/plugins")).bearer_auth(&token)).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }

@@ -121,7 +121,8 @@ async fn bootstrap(
     }
     let text = serde_json::to_string_pretty(&creds)?;
     write_private(data, "credentials.json", &text)?;
-    println!(
+    // stderr: stdout stays machine-readable (`engage tenant create` prints JSON).
+    eprintln!(
         "Engage first start: credentials (also in {}/credentials.json, mode 0600):\n{text}",
         config.data_dir.display()
     );

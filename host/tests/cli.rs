@@ -1,0 +1,120 @@
+//! The `engage` command: tenant creation with and without a running server,
+//! and plugin upload, bind and list against a running server.
+
+use std::path::Path;
+use std::process::Command;
+
+use engage::config::ServerConfig;
+use serde_json::Value;
+
+fn engage(data: &Path, args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("ENGAGE_ADMIN_TOKEN")
+        .env("ENGAGE_LOG", "warn")
+        .output()
+        .expect("run engage");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+async fn engage_async(data: &Path, args: &[&str]) -> (bool, Value, String) {
+    let data = data.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        engage(&data, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("cli task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_plugins_from_the_cli() {
+    let data = std::env::temp_dir().join(format!("engage-cli-{}", engage::ids::random_hex(6)));
+
+    // No server: the CLI opens the data directory itself.
+    let (ok, acme, err) = engage_async(&data, &["tenant", "create", "acme"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(acme["tenant"], "acme");
+    let (key, secret) = (
+        acme["api_key"].as_str().unwrap_or_default(),
+        acme["api_secret"].as_str().unwrap_or_default(),
+    );
+
+    // With a server holding the database, it goes through the admin API.
+    let config = ServerConfig {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..ServerConfig::default()
+    };
+    let running = engage::server::start(&config).await.expect("server starts");
+    let (ok, second, err) = engage_async(&data, &["tenant", "create", "second"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(second["tenant"], "second");
+    let (ok, _, err) = engage_async(&data, &["tenant", "create", "second"]).await;
+    assert!(!ok && err.contains("tenant_exists"), "{err}");
+
+    let file = data.join("template.wasm");
+    std::fs::write(&file, engage::plugins::builtin::BUILTINS[2].bytes).expect("write component");
+    let auth = ["--api-key", key, "--api-secret", secret];
+    let file_arg = file.to_string_lossy().to_string();
+    let mut args = vec!["plugin", "upload", "my-template", file_arg.as_str()];
+    args.extend(auth);
+    let (ok, up, err) = engage_async(&data, &args).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        (up["version"].as_u64(), up["world"].as_str()),
+        (Some(1), Some("templating"))
+    );
+
+    let mut args = vec![
+        "plugin",
+        "bind",
+        "template",
+        "my-template",
+        "--plugin-config",
+        r#"{"missing":"keep"}"#,
+    ];
+    args.extend(auth);
+    let (ok, bound, err) = engage_async(&data, &args).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        (
+            bound["plugin"].as_str(),
+            bound["config"]["missing"].as_str()
+        ),
+        (Some("my-template"), Some("keep"))
+    );
+
+    let mut args = vec!["plugin", "list"];
+    args.extend(auth);
+    let (ok, list, err) = engage_async(&data, &args).await;
+    assert!(ok, "{err}");
+    assert!(
+        list["plugins"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|p| p["name"] == "my-template"))
+    );
+
+    std::fs::write(&file, b"not wasm").expect("write");
+    let mut args = vec!["plugin", "upload", "broken", file_arg.as_str()];
+    args.extend(auth);
+    let (ok, _, err) = engage_async(&data, &args).await;
+    assert!(!ok && err.contains("invalid_component"), "{err}");
+    let (ok, _, err) = engage_async(
+        &data,
+        &["plugin", "list", "--api-key", key, "--api-secret", "wrong"],
+    )
+    .await;
+    assert!(!ok && err.contains("bad_credentials"), "{err}");
+
+    running.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&data);
+}
