@@ -79,3 +79,33 @@ impl ServerConfig {
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_typos() {
+        let dir = std::env::temp_dir().join(format!("engage-config-{}", crate::ids::random_hex(4)));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("engage.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\n[runtime]\ndefault_timeout_ms = 250\n",
+        )
+        .expect("write");
+        let c = ServerConfig::from_toml_file(&path).expect("parses");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.runtime.default_timeout_ms, 250);
+        assert_eq!(
+            c.runtime.default_fuel,
+            RuntimeConfig::default().default_fuel
+        );
+        std::fs::write(&path, "[runtime]\ndefault_timeout = 250\n").expect("write");
+        let err = ServerConfig::from_toml_file(&path)
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("default_timeout"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -544,6 +544,9 @@ async fn hot_swap_under_load_fails_no_call() {
             seen
         }));
     }
+    // A new version uploaded (compiled) while the calls run, then bound.
+    let up = server.upload(&token, "hostile", components::HOSTILE).await;
+    assert_eq!(up.body["version"], 2, "{up:?}");
     for i in 0..20 {
         let body = match i % 3 {
             0 => json!({ "plugin": "streaks" }),

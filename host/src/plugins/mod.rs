@@ -959,7 +959,8 @@ impl Plugins {
         const MAX_ATTEMPTS: u32 = 64;
         for attempt in 1..=MAX_ATTEMPTS {
             let snapshot = Arc::new(self.store.read()?);
-            let called = self.call(tenant, input, Some(snapshot), now_ms, request_id)?;
+            let called =
+                off_the_reactor(|| self.call(tenant, input, Some(snapshot), now_ms, request_id))?;
             if dry_run || called.effects.is_read_only() {
                 return Ok((called, attempt));
             }
@@ -979,6 +980,17 @@ impl Plugins {
             }
         }
         Err(PluginsError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+}
+
+/// Run a plugin call so that a slow one (bounded by its deadline) does not
+/// hold up other requests on this async worker: on the multi-threaded
+/// runtime the worker hands its queued tasks to another thread first.
+fn off_the_reactor<T>(call: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        _ => call(),
     }
 }
 
