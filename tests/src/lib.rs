@@ -201,13 +201,18 @@ pub fn example_component(file: &str) -> Vec<u8> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let built = BUILT.get_or_init(|| {
-        let status = std::process::Command::new(root.join("scripts/build-examples"))
-            .status()
+        let out = std::process::Command::new(root.join("scripts/build-examples"))
+            .output()
             .map_err(|e| format!("running scripts/build-examples: {e}"))?;
-        if status.success() {
+        if out.status.success() {
             Ok(())
         } else {
-            Err(format!("scripts/build-examples failed: {status}"))
+            Err(format!(
+                "scripts/build-examples failed ({}):\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     });
     if let Err(e) = built {
