@@ -9,9 +9,14 @@
 
 #![deny(unsafe_code)]
 
+pub mod actions;
 pub mod api;
 pub mod config;
+pub mod goods;
+pub mod idempotency;
 pub mod ids;
+pub mod ledger;
+pub mod players;
 pub mod plugins;
 pub mod server;
 pub mod store;

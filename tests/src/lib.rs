@@ -122,6 +122,95 @@ impl Server {
         answer(req.send().await.expect("request sent")).await
     }
 
+    /// A request builder for `path`, with the bearer token when given.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Send a prepared request.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    /// The demo tenant's access token.
+    pub async fn demo_token(&self) -> String {
+        let (k, s) = self.demo_credentials();
+        self.token(&k, &s).await
+    }
+
+    /// Register player `id` (with a phone number), asserting success.
+    pub async fn player(&self, token: &str, id: &str) {
+        let a = self
+            .call(
+                "POST",
+                "/v1/players",
+                Some(token),
+                Some(json!({ "id": id, "phone": "+6681234567" })),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+
+    /// Credit `amount` points to `player`, asserting success.
+    pub async fn credit(&self, token: &str, player: &str, amount: i64) {
+        let a = self
+            .call(
+                "POST",
+                "/v1/ledger/credit",
+                Some(token),
+                Some(json!({ "player": player, "amount": amount })),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+
+    /// Create goods group `id` at `price` points and upload `codes`.
+    pub async fn goods(&self, token: &str, id: &str, price: i64, codes: &[String]) {
+        let a = self
+            .call(
+                "PUT",
+                &format!("/v1/goods/{id}"),
+                Some(token),
+                Some(json!({ "name": id, "price": price })),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        let up = self
+            .send(
+                self.request("POST", &format!("/v1/goods/{id}/codes"), Some(token))
+                    .header("content-type", "text/plain")
+                    .body(codes.join("\n")),
+            )
+            .await;
+        assert_eq!(up.status, 200, "{up:?}");
+    }
+
+    /// A player's balance in points.
+    pub async fn balance(&self, token: &str, player: &str) -> i64 {
+        let a = self
+            .call(
+                "GET",
+                &format!("/v1/players/{player}/balances"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["balances"]["points"]
+            .as_i64()
+            .expect("points balance")
+    }
+
     /// Upload component bytes as plugin `name`.
     pub async fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> Answer {
         let req = self

@@ -6,6 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::actions::ActionError;
+use crate::goods::GoodsError;
+use crate::ledger::LedgerError;
+use crate::players::PlayerError;
 use crate::plugins::{CallError, PluginsError};
 use crate::store::StoreError;
 use crate::tenants::TenantError;
@@ -111,5 +115,82 @@ fn plugin_code(e: &CallError) -> &'static str {
     match e {
         CallError::Guest { .. } => "plugin_rejected",
         _ => "plugin_failed",
+    }
+}
+
+impl From<PlayerError> for ApiError {
+    fn from(e: PlayerError) -> ApiError {
+        let (status, code) = match &e {
+            PlayerError::InvalidId => (StatusCode::BAD_REQUEST, "invalid_player_id"),
+            PlayerError::Exists(_) => (StatusCode::CONFLICT, "player_exists"),
+            PlayerError::NotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
+            PlayerError::InvalidPhone(_) => (StatusCode::BAD_REQUEST, "invalid_phone"),
+            PlayerError::InvalidEmail(_) => (StatusCode::BAD_REQUEST, "invalid_email"),
+            PlayerError::UsernameTaken(_) => (StatusCode::CONFLICT, "username_taken"),
+            PlayerError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            PlayerError::Store(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        let (status, code) = match &e {
+            LedgerError::InvalidCurrency => (StatusCode::BAD_REQUEST, "invalid_currency"),
+            LedgerError::InvalidAmount => (StatusCode::BAD_REQUEST, "invalid_amount"),
+            LedgerError::InsufficientBalance {
+                currency,
+                balance,
+                needed,
+            } => {
+                let mut err =
+                    ApiError::new(StatusCode::CONFLICT, "insufficient_balance", e.to_string());
+                err.details =
+                    Some(json!({ "currency": currency, "balance": balance, "needed": needed }));
+                return err;
+            }
+            LedgerError::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
+            LedgerError::AlreadyReversed { .. } => (StatusCode::CONFLICT, "already_reversed"),
+            LedgerError::ReverseOfReversal => (StatusCode::BAD_REQUEST, "reverse_of_reversal"),
+            LedgerError::Store(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> ApiError {
+        let (status, code) = match e {
+            ActionError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ActionError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
+            ActionError::UnknownAction(_) => (StatusCode::NOT_FOUND, "unknown_action"),
+            ActionError::BadOutcome(_) => (StatusCode::BAD_GATEWAY, "plugin_invalid_outcome"),
+            ActionError::Contention | ActionError::Retry => {
+                (StatusCode::SERVICE_UNAVAILABLE, "contention")
+            }
+            ActionError::Plugin(p) => return p.into(),
+            ActionError::Store(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<GoodsError> for ApiError {
+    fn from(e: GoodsError) -> ApiError {
+        let (status, code) = match &e {
+            GoodsError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            GoodsError::NotFound(_) => (StatusCode::NOT_FOUND, "goods_not_found"),
+            GoodsError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
+            GoodsError::NotActive(_) => (StatusCode::CONFLICT, "goods_not_active"),
+            GoodsError::LimitReached { .. } => (StatusCode::CONFLICT, "redeem_limit_reached"),
+            GoodsError::OutOfStock { .. } => (StatusCode::CONFLICT, "out_of_stock"),
+            GoodsError::InsufficientBalance { .. } => {
+                (StatusCode::CONFLICT, "insufficient_balance")
+            }
+            GoodsError::RedemptionNotFound(_) => (StatusCode::NOT_FOUND, "redemption_not_found"),
+            GoodsError::Store(s) => return ApiError::internal(s),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }

@@ -1,8 +1,13 @@
 //! HTTP: the native API under `/v1` and `/admin`, thin over the domain
 //! modules. Seed-compatible APIs get their own module and prefix.
 
+mod actions;
 mod auth;
 mod error;
+mod goods;
+mod ledger;
+mod mutation;
+mod players;
 mod plugins;
 mod tenants;
 
@@ -45,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .merge(tenants::routes())
         .merge(plugins::routes())
+        .merge(players::routes())
+        .merge(ledger::routes())
+        .merge(actions::routes())
+        .merge(goods::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

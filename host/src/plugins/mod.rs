@@ -986,7 +986,7 @@ impl Plugins {
 /// Run a plugin call so that a slow one (bounded by its deadline) does not
 /// hold up other requests on this async worker: on the multi-threaded
 /// runtime the worker hands its queued tasks to another thread first.
-fn off_the_reactor<T>(call: impl FnOnce() -> T) -> T {
+pub(crate) fn off_the_reactor<T>(call: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),

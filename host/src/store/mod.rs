@@ -37,6 +37,12 @@ pub type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 pub const SCHEMA_VERSION: u64 = 1;
 
 const META: Table = TableDefinition::new("meta");
+const SEQUENCES: Table = TableDefinition::new("sequences");
+
+/// A sequence number as a key part: zero-padded so keys sort numerically.
+pub fn seq_part(n: u64) -> String {
+    format!("{n:020}")
+}
 
 /// What can go wrong in storage. Callers turn it into a 500: none of these
 /// is the client's fault.
@@ -203,6 +209,47 @@ pub trait Reader {
     /// How many keys start with `prefix` and sort at or after `from`.
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
 
+    /// Up to `limit` entries whose key starts with `prefix`, in key order
+    /// (or reverse order), starting strictly after `after` when given.
+    fn scan_raw(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// The JSON records of [`Reader::scan_raw`].
+    fn scan_page<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, T)>, StoreError>
+    where
+        Self: Sized,
+    {
+        self.scan_raw(table, prefix, after, limit, reverse)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(&table, &v)?)))
+            .collect()
+    }
+
+    /// A `u64` stored little-endian at `key`; 0 when absent.
+    fn get_u64(&self, table: Table, key: &str) -> Result<u64, StoreError>
+    where
+        Self: Sized,
+    {
+        Ok(self
+            .get_raw(table, key)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0))
+    }
+
     /// The JSON record at `key`, if any.
     fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError>
     where
@@ -233,6 +280,21 @@ impl Reader for Snapshot {
             Err(e) => return Err(e.into()),
         };
         count_keys(&t, prefix, from)
+    }
+
+    fn scan_raw(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match self.0.open_table(table) {
+            Ok(t) => scan_keys(&t, prefix, after, limit, reverse),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -276,6 +338,73 @@ fn count_keys(
     Ok(n)
 }
 
+fn scan_keys(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // Every key with `prefix` sorts below `prefix` + U+10FFFF.
+    let end = format!("{prefix}\u{10ffff}");
+    let mut out = Vec::new();
+    let mut keep = |entry: Result<
+        (
+            redb::AccessGuard<'_, &'static str>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >|
+     -> Result<bool, StoreError> {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) {
+            return Ok(false);
+        }
+        out.push((k.value().to_owned(), v.value().to_vec()));
+        Ok(out.len() < limit)
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    match (reverse, after) {
+        (false, None) => {
+            for e in t.range::<&str>(prefix..end.as_str())? {
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (false, Some(a)) => {
+            let from = a.max(prefix);
+            for e in t.range::<&str>(from..end.as_str())? {
+                if e.as_ref().map(|(k, _)| k.value() == a).unwrap_or(false) {
+                    continue;
+                }
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (true, None) => {
+            for e in t.range::<&str>(prefix..end.as_str())?.rev() {
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (true, Some(a)) => {
+            if a > prefix {
+                for e in t.range::<&str>(prefix..a)?.rev() {
+                    if !keep(e)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A write transaction inside a group commit.
 pub struct Tx {
     txn: redb::WriteTransaction,
@@ -293,6 +422,18 @@ impl Reader for Tx {
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
         let t = self.txn.open_table(table)?;
         count_keys(&t, prefix, from)
+    }
+
+    fn scan_raw(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let t = self.txn.open_table(table)?;
+        scan_keys(&t, prefix, after, limit, reverse)
     }
 }
 
@@ -316,6 +457,19 @@ impl Tx {
             source,
         })?;
         self.put_raw(table, key, &bytes)
+    }
+
+    /// Write a `u64` little-endian.
+    pub fn put_u64(&mut self, table: Table, key: &str, value: u64) -> Result<(), StoreError> {
+        self.put_raw(table, key, &value.to_le_bytes())
+    }
+
+    /// The next value of the per-tenant sequence `name` (1, 2, ...).
+    pub fn next_seq(&mut self, tenant: &str, name: &str) -> Result<u64, StoreError> {
+        let k = key(&[tenant, name]);
+        let next = self.get_u64(SEQUENCES, &k)? + 1;
+        self.put_u64(SEQUENCES, &k, next)?;
+        Ok(next)
     }
 
     /// Remove a key; true if it was there.

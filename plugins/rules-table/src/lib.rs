@@ -153,7 +153,9 @@ pub fn evaluate(
         })?,
     };
     let mut outcome = Outcome::default();
-    for rule in &config.rules {
+    // Only rules that listen to this action are traced: an empty trace
+    // tells the host that no rule knows the action.
+    for rule in config.rules.iter().filter(|r| listens(r, action)) {
         let verdict = check(rule, action, offset, env);
         let matched = verdict.is_ok();
         let reason = match verdict {
@@ -169,8 +171,12 @@ pub fn evaluate(
     Ok(outcome)
 }
 
+fn listens(rule: &Rule, action: &Action) -> bool {
+    rule.action == "*" || rule.action == action.name
+}
+
 fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result<(), String> {
-    if rule.action != "*" && rule.action != action.name {
+    if !listens(rule, action) {
         return Err(format!(
             "listens to `{}`, not `{}`",
             rule.action, action.name
@@ -438,9 +444,11 @@ mod tests {
             }]
         );
         assert_eq!(out.badges, vec!["shopper".to_string()]);
-        assert_eq!(out.trace.len(), 2);
-        assert!(out.trace[0].matched && !out.trace[1].matched);
-        assert!(out.trace[1].reason.contains("listens to `login`"));
+        // `login` does not listen to `buy`: not traced.
+        assert_eq!(out.trace.len(), 1);
+        assert!(out.trace[0].matched);
+        let unknown = evaluate(&action("dance", T0, &[]), &c, &mut env).unwrap();
+        assert!(unknown.trace.is_empty() && unknown.grants.is_empty());
     }
 
     #[test]

@@ -1,0 +1,546 @@
+//! Actions: something a player did, judged by the tenant's `rules` plugin,
+//! with every effect applied in one transaction.
+//!
+//! The plugin runs on a snapshot. Its outcome (ledger grants, badges,
+//! messages, custom events) is then committed in one write job together
+//! with the action's record, the player's action counters and the plugin's
+//! key-value writes, after checking that nothing the plugin read has changed
+//! since. If something has, the plugin runs again on fresh data, so a
+//! cooldown or a daily cap holds under any number of concurrent requests.
+//!
+//! A plugin says it does not know an action by answering an empty outcome
+//! with an empty trace: the action is refused and not recorded
+//! ([`ActionError::UnknownAction`]). A known action that matched no rule (a
+//! condition failed, a cap was reached) is recorded with no effects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::idempotency::{self, Guarded};
+use crate::ids::valid_id;
+use crate::ledger::{self, LedgerError, Posting};
+use crate::players;
+use crate::plugins::bindings::{Action, Outcome, Param, TraceEntry};
+use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
+use crate::views::{ACTION_LOG, time_part};
+
+/// (tenant, action sequence) → [`ActionRecord`].
+const ACTIONS: Table = TableDefinition::new("actions");
+/// (tenant, player, action) → how many times (u64).
+const ACTION_COUNTS: Table = TableDefinition::new("action_counts");
+/// (tenant, player, badge) → how many times earned (u64).
+const BADGES: Table = TableDefinition::new("badges");
+
+/// How many times an action is re-evaluated when its reads keep changing.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// What can go wrong with an action.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("player `{0}` does not exist; register the player first")]
+    PlayerNotFound(String),
+    #[error("no rule knows the action `{0}`")]
+    UnknownAction(String),
+    #[error("the rules plugin answered something the ledger refuses: {0}")]
+    BadOutcome(String),
+    #[error("the data kept changing under this action; try again")]
+    Contention,
+    #[error(transparent)]
+    Plugin(#[from] PluginsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plugin's reads changed before commit (internal: re-run).
+    #[error("conflict")]
+    Retry,
+}
+
+/// An action as a client reports it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    pub player: String,
+    pub action: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A grant as applied.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Granted {
+    pub currency: String,
+    pub amount: i64,
+    pub reason: String,
+    /// The ledger entry; none in a dry run.
+    pub entry_id: Option<String>,
+    pub balance: i64,
+}
+
+/// A message the action asked for; the messaging engine sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageRequest {
+    pub channel: String,
+    pub to: Option<String>,
+    pub template: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// An application event a rule emitted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CustomEvent {
+    pub name: String,
+    pub data: String,
+}
+
+/// What is stored for every action done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActionRecord {
+    /// None in a dry run.
+    pub id: Option<String>,
+    pub player: String,
+    pub action: String,
+    pub params: BTreeMap<String, String>,
+    pub url: Option<String>,
+    pub time_ms: i64,
+    /// Whether any rule had an effect.
+    pub matched: bool,
+    pub grants: Vec<Granted>,
+    pub badges: Vec<String>,
+    pub messages: Vec<MessageRequest>,
+    pub custom_events: Vec<CustomEvent>,
+    pub plugin: String,
+    pub plugin_version: u32,
+}
+
+/// What happened, as the API answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RewardReceived {
+        currency: String,
+        amount: i64,
+        reason: String,
+        entry_id: Option<String>,
+        balance: i64,
+    },
+    BadgeEarned {
+        badge: String,
+        /// How many times the player has it now.
+        count: u64,
+    },
+    MessageRequested {
+        channel: String,
+        to: Option<String>,
+        template: String,
+    },
+    Custom {
+        name: String,
+        data: String,
+    },
+}
+
+/// The answer to an action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Performed {
+    pub action: ActionRecord,
+    pub events: Vec<Event>,
+    pub trace: Vec<TraceEntry>,
+    pub dry_run: bool,
+    /// The plugin kind of failure when the first-party default answered.
+    pub fallback: Option<String>,
+    /// How many times the plugin ran (more than 1 after a conflict).
+    pub evaluations: u32,
+}
+
+impl ActionRequest {
+    fn validate(&self) -> Result<BTreeMap<String, String>, ActionError> {
+        if !valid_id(&self.player) {
+            return Err(ActionError::Invalid(
+                "`player` must be 1 to 128 characters without control characters".into(),
+            ));
+        }
+        if !valid_id(&self.action) {
+            return Err(ActionError::Invalid(
+                "`action` must be 1 to 128 characters without control characters".into(),
+            ));
+        }
+        if self.url.as_ref().is_some_and(|u| u.len() > 2048) {
+            return Err(ActionError::Invalid(
+                "`url` is at most 2048 characters".into(),
+            ));
+        }
+        if self.params.len() > 64 {
+            return Err(ActionError::Invalid("at most 64 `params`".into()));
+        }
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(ActionError::Invalid(format!(
+                            "parameter `{k}` must be a string, number or boolean"
+                        )));
+                    }
+                };
+                if k.is_empty() || k.len() > 128 || v.len() > 4096 {
+                    return Err(ActionError::Invalid(format!(
+                        "parameter `{k}`: names are 1 to 128 characters, values at most 4096"
+                    )));
+                }
+                Ok((k.clone(), v))
+            })
+            .collect()
+    }
+}
+
+/// How to perform an action.
+#[derive(Debug, Clone, Default)]
+pub struct Mode {
+    /// Evaluate and answer, change nothing.
+    pub dry_run: bool,
+    /// Replay the first answer when this key was seen.
+    pub idem: Option<idempotency::Call>,
+}
+
+/// Run the action through the tenant's rules plugin and commit its effects.
+pub async fn perform(
+    plugins: &Arc<Plugins>,
+    store: &Store,
+    tenant: &str,
+    req: &ActionRequest,
+    now_ms: i64,
+    request_id: &str,
+    mode: Mode,
+) -> Result<Guarded<Performed>, ActionError> {
+    let Mode { dry_run, idem } = mode;
+    let params = req.validate()?;
+    if let Some(call) = &idem
+        && let Some(early) = idempotency::precheck(&store.read()?, tenant, call, now_ms)?
+    {
+        return Ok(early);
+    }
+    let action = Action {
+        player: req.player.clone(),
+        name: req.action.clone(),
+        params: params
+            .iter()
+            .map(|(k, v)| Param {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        url: req.url.clone(),
+        time_ms: now_ms,
+    };
+    let input = Input::Evaluate { action };
+    for attempt in 1..=MAX_ATTEMPTS {
+        let snapshot = Arc::new(store.read()?);
+        if !players::exists(snapshot.as_ref(), tenant, &req.player)? {
+            return Err(ActionError::PlayerNotFound(req.player.clone()));
+        }
+        let called = crate::plugins::off_the_reactor(|| {
+            plugins.call(tenant, &input, Some(snapshot.clone()), now_ms, request_id)
+        })?;
+        let Output::Outcome(outcome) = called.output else {
+            return Err(ActionError::BadOutcome("not an outcome".into()));
+        };
+        if outcome_is_empty(&outcome) && outcome.trace.is_empty() {
+            return Err(ActionError::UnknownAction(req.action.clone()));
+        }
+        check_outcome(&outcome)?;
+        let record = ActionRecord {
+            id: None,
+            player: req.player.clone(),
+            action: req.action.clone(),
+            params: params.clone(),
+            url: req.url.clone(),
+            time_ms: now_ms,
+            matched: !outcome_is_empty(&outcome),
+            grants: Vec::new(),
+            badges: outcome.badges.clone(),
+            messages: outcome
+                .messages
+                .iter()
+                .map(|m| MessageRequest {
+                    channel: m.channel.clone(),
+                    to: m.to.clone(),
+                    template: m.template.clone(),
+                    vars: m
+                        .vars
+                        .iter()
+                        .map(|p| (p.name.clone(), p.value.clone()))
+                        .collect(),
+                })
+                .collect(),
+            custom_events: outcome
+                .events
+                .iter()
+                .map(|e| CustomEvent {
+                    name: e.name.clone(),
+                    data: e.data.clone(),
+                })
+                .collect(),
+            plugin: called.plugin.clone(),
+            plugin_version: called.version,
+        };
+        let fallback = called.fallback.as_ref().map(|e| e.kind().to_owned());
+        if dry_run {
+            let (record, events) = preview(snapshot.as_ref(), tenant, record, &outcome)?;
+            return Ok(Guarded::Fresh(Performed {
+                action: record,
+                events,
+                trace: outcome.trace,
+                dry_run: true,
+                fallback,
+                evaluations: attempt,
+            }));
+        }
+        let effects = called.effects;
+        let (tenant_s, idem_c) = (tenant.to_owned(), idem.clone());
+        let committed = store
+            .write(move |tx| {
+                idempotency::guarded(tx, &tenant_s, idem_c.as_ref(), now_ms, 200, |tx| {
+                    if effects.validate(tx)?.is_err() {
+                        return Err(ActionError::Retry);
+                    }
+                    if !players::exists(tx, &tenant_s, &record.player)? {
+                        return Err(ActionError::PlayerNotFound(record.player.clone()));
+                    }
+                    let (record, events) = commit(tx, &tenant_s, record.clone(), &outcome)?;
+                    effects.apply(tx)?;
+                    Ok(Performed {
+                        action: record,
+                        events,
+                        trace: outcome.trace.clone(),
+                        dry_run: false,
+                        fallback: fallback.clone(),
+                        evaluations: attempt,
+                    })
+                })
+            })
+            .await;
+        match committed {
+            Err(ActionError::Retry) => continue,
+            other => return other,
+        }
+    }
+    Err(ActionError::Contention)
+}
+
+fn outcome_is_empty(o: &Outcome) -> bool {
+    o.grants.is_empty() && o.badges.is_empty() && o.messages.is_empty() && o.events.is_empty()
+}
+
+fn check_outcome(o: &Outcome) -> Result<(), ActionError> {
+    for g in &o.grants {
+        if !ledger::valid_currency(&g.currency) {
+            return Err(ActionError::BadOutcome(format!(
+                "grant in `{}`: {}",
+                g.currency,
+                LedgerError::InvalidCurrency
+            )));
+        }
+        if g.amount <= 0 || g.amount > ledger::MAX_AMOUNT {
+            return Err(ActionError::BadOutcome(format!(
+                "grant of {} {}: {}",
+                g.amount,
+                g.currency,
+                LedgerError::InvalidAmount
+            )));
+        }
+    }
+    if o.badges.iter().any(|b| !valid_id(b)) {
+        return Err(ActionError::BadOutcome(
+            "a badge name is 1 to 128 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn message_events(record: &ActionRecord) -> impl Iterator<Item = Event> + '_ {
+    record
+        .messages
+        .iter()
+        .map(|m| Event::MessageRequested {
+            channel: m.channel.clone(),
+            to: m.to.clone(),
+            template: m.template.clone(),
+        })
+        .chain(record.custom_events.iter().map(|e| Event::Custom {
+            name: e.name.clone(),
+            data: e.data.clone(),
+        }))
+}
+
+/// What the action would do, computed on a snapshot.
+fn preview(
+    src: &impl Reader,
+    tenant: &str,
+    mut record: ActionRecord,
+    outcome: &Outcome,
+) -> Result<(ActionRecord, Vec<Event>), ActionError> {
+    let mut events = Vec::new();
+    let mut balances: BTreeMap<String, i64> = BTreeMap::new();
+    for g in &outcome.grants {
+        let b = match balances.get(&g.currency) {
+            Some(b) => *b,
+            None => crate::views::balance(src, tenant, &record.player, &g.currency)?,
+        } + g.amount;
+        balances.insert(g.currency.clone(), b);
+        record.grants.push(Granted {
+            currency: g.currency.clone(),
+            amount: g.amount,
+            reason: g.reason.clone(),
+            entry_id: None,
+            balance: b,
+        });
+    }
+    for b in &outcome.badges {
+        let count = src.get_u64(BADGES, &key(&[tenant, &record.player, b]))? + 1;
+        events.push(Event::BadgeEarned {
+            badge: b.clone(),
+            count,
+        });
+    }
+    let mut all: Vec<Event> = record
+        .grants
+        .iter()
+        .map(|g| Event::RewardReceived {
+            currency: g.currency.clone(),
+            amount: g.amount,
+            reason: g.reason.clone(),
+            entry_id: None,
+            balance: g.balance,
+        })
+        .collect();
+    all.append(&mut events);
+    all.extend(message_events(&record));
+    Ok((record, all))
+}
+
+/// Apply the outcome and write the record (checks first, then writes).
+fn commit(
+    tx: &mut Tx,
+    tenant: &str,
+    mut record: ActionRecord,
+    outcome: &Outcome,
+) -> Result<(ActionRecord, Vec<Event>), ActionError> {
+    let seq = tx.next_seq(tenant, "action")?;
+    let id = seq.to_string();
+    record.id = Some(id.clone());
+    let mut events = Vec::new();
+    for g in &outcome.grants {
+        let e = ledger::post(
+            tx,
+            tenant,
+            &Posting {
+                player: &record.player,
+                currency: &g.currency,
+                amount: g.amount,
+                reason: &g.reason,
+                reference: Some(&format!("action:{id}")),
+            },
+            record.time_ms,
+        )
+        .map_err(|e| match e {
+            LedgerError::Store(s) => ActionError::Store(s),
+            e => ActionError::BadOutcome(e.to_string()),
+        })?;
+        events.push(Event::RewardReceived {
+            currency: e.currency.clone(),
+            amount: e.amount,
+            reason: e.reason.clone(),
+            entry_id: Some(e.id.clone()),
+            balance: e.balance_after,
+        });
+        record.grants.push(Granted {
+            currency: e.currency,
+            amount: e.amount,
+            reason: e.reason,
+            entry_id: Some(e.id),
+            balance: e.balance_after,
+        });
+    }
+    for b in &outcome.badges {
+        let k = key(&[tenant, &record.player, b]);
+        let count = tx.get_u64(BADGES, &k)? + 1;
+        tx.put_u64(BADGES, &k, count)?;
+        events.push(Event::BadgeEarned {
+            badge: b.clone(),
+            count,
+        });
+    }
+    events.extend(message_events(&record));
+    let ck = key(&[tenant, &record.player, &record.action]);
+    let n = tx.get_u64(ACTION_COUNTS, &ck)? + 1;
+    tx.put_u64(ACTION_COUNTS, &ck, n)?;
+    let s = seq_part(seq);
+    tx.put_raw(
+        ACTION_LOG,
+        &key(&[
+            tenant,
+            &record.player,
+            &record.action,
+            &time_part(record.time_ms),
+            &s,
+        ]),
+        &[],
+    )?;
+    tx.put(ACTIONS, &key(&[tenant, &s]), &record)?;
+    Ok((record, events))
+}
+
+/// The action with id `id`.
+pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<ActionRecord>, StoreError> {
+    match id.parse::<u64>() {
+        Ok(seq) => src.get(ACTIONS, &key(&[tenant, &seq_part(seq)])),
+        Err(_) => Ok(None),
+    }
+}
+
+/// How many times each action was done by `player`.
+pub fn counts(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    u64_map(src, ACTION_COUNTS, tenant, player)
+}
+
+/// A player's badges and how many times each was earned.
+pub fn badges(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    u64_map(src, BADGES, tenant, player)
+}
+
+fn u64_map(
+    src: &impl Reader,
+    table: Table,
+    tenant: &str,
+    player: &str,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let p = crate::store::prefix(&[tenant, player]);
+    Ok(src
+        .scan_raw(table, &p, None, usize::MAX, false)?
+        .into_iter()
+        .map(|(k, v)| {
+            let n = <[u8; 8]>::try_from(v.as_slice())
+                .map(u64::from_le_bytes)
+                .unwrap_or(0);
+            (k[p.len()..].to_owned(), n)
+        })
+        .collect())
+}

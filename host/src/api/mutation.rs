@@ -1,0 +1,132 @@
+//! Mutating requests: their body and their `Idempotency-Key`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+use crate::idempotency::{self, Call, Guarded};
+use crate::ids::sha256_hex;
+use crate::store::{StoreError, Tx};
+
+/// The largest JSON body a mutating call takes.
+const MAX_BODY: usize = 1 << 20;
+
+/// A mutating call: the raw body, and the idempotency key with the call's
+/// fingerprint (method, path and query, body) when the client sent one.
+pub struct Mutation {
+    pub body: Bytes,
+    pub idem: Option<Call>,
+}
+
+impl Mutation {
+    /// The body as JSON `T` (an empty body reads as `{}`).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &self.body
+        };
+        super::tenants::parse(&Bytes::copy_from_slice(body))
+    }
+}
+
+impl FromRequest<AppState> for Mutation {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let key = match req.headers().get("idempotency-key") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .filter(|k| idempotency::valid_key(k))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_idempotency_key",
+                            "Idempotency-Key is 1 to 255 printable ASCII characters",
+                        )
+                    })?
+                    .to_owned(),
+            ),
+        };
+        let head = format!("{} {}\n", req.method(), req.uri());
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
+        })?;
+        if body.len() > MAX_BODY {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("a request body is at most {MAX_BODY} bytes"),
+            ));
+        }
+        let idem = key.map(|key| {
+            let mut fp = head.into_bytes();
+            fp.extend_from_slice(&body);
+            Call {
+                key,
+                fingerprint: sha256_hex(&fp),
+            }
+        });
+        Ok(Mutation { body, idem })
+    }
+}
+
+/// The HTTP answer to a guarded call: the fresh result with `status`, the
+/// remembered answer (marked `Idempotent-Replayed: true`), or a conflict.
+pub fn respond<T: Serialize>(g: Guarded<T>, status: StatusCode) -> Response {
+    match g {
+        Guarded::Fresh(v) => (status, axum::Json(v)).into_response(),
+        Guarded::Replay(r) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            let mut resp = (status, axum::Json(r.body)).into_response();
+            resp.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            resp
+        }
+        Guarded::Conflict => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )
+        .into_response(),
+    }
+}
+
+/// Run `job` in a write transaction, guarded by the call's idempotency key,
+/// and answer `status` with its result.
+pub async fn write<T, E, F>(
+    state: &AppState,
+    tenant: &str,
+    m: &Mutation,
+    status: StatusCode,
+    now_ms: i64,
+    mut job: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    ApiError: From<E>,
+    F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
+{
+    let tenant = tenant.to_owned();
+    let idem = m.idem.clone();
+    let g = state
+        .store
+        .write(move |tx| {
+            idempotency::guarded(
+                tx,
+                &tenant,
+                idem.as_ref(),
+                now_ms,
+                status.as_u16(),
+                &mut job,
+            )
+        })
+        .await?;
+    Ok(respond(g, status))
+}

@@ -1,0 +1,261 @@
+//! The ledger: an account per (player, currency), append-only entries, and
+//! balances that never go negative.
+//!
+//! Every change of a balance is an [`Entry`] written in the same transaction
+//! as the balance, so the two cannot disagree. A mistake is undone by a
+//! compensating entry that names the original ([`reverse`]); nothing is ever
+//! rewritten. Balances live in [`views::BALANCES`], which plugins read.
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use crate::views::{self, BALANCES, balance_key};
+
+/// (tenant, player, entry sequence) → [`Entry`].
+const ENTRIES: Table = TableDefinition::new("ledger_entries");
+/// (tenant, entry sequence) → player: finds an entry by id.
+const ENTRY_OWNER: Table = TableDefinition::new("ledger_entry_owner");
+/// (tenant, original entry sequence) → id of the entry that reversed it.
+const REVERSED: Table = TableDefinition::new("ledger_reversed");
+/// (tenant, currency) → first use time.
+const CURRENCIES: Table = TableDefinition::new("ledger_currencies");
+
+/// The currency every tenant has.
+pub const DEFAULT_CURRENCY: &str = "points";
+
+/// The largest amount one entry may move; keeps every sum far from overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// What can go wrong in the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("a currency name is 1 to 64 letters, digits, `_` or `-`")]
+    InvalidCurrency,
+    #[error("the amount must be a whole number from 1 to {MAX_AMOUNT}")]
+    InvalidAmount,
+    #[error("not enough {currency}: the balance is {balance}, {needed} needed")]
+    InsufficientBalance {
+        currency: String,
+        balance: i64,
+        needed: i64,
+    },
+    #[error("ledger entry `{0}` does not exist")]
+    EntryNotFound(String),
+    #[error("ledger entry `{original}` was already reversed by `{by}`")]
+    AlreadyReversed { original: String, by: String },
+    #[error("a reversal cannot itself be reversed; post a new entry instead")]
+    ReverseOfReversal,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One movement of one currency on one player's account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    pub player: String,
+    pub currency: String,
+    /// Positive: credit; negative: debit.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    /// What caused it: an action id, a redemption ref_id, a client reference.
+    pub reference: Option<String>,
+    /// The entry this one compensates, for a reversal.
+    pub reverses: Option<String>,
+    pub time_ms: i64,
+}
+
+/// A request to move `amount` (positive credit, negative debit).
+#[derive(Debug, Clone)]
+pub struct Posting<'a> {
+    pub player: &'a str,
+    pub currency: &'a str,
+    pub amount: i64,
+    pub reason: &'a str,
+    pub reference: Option<&'a str>,
+}
+
+/// Whether `name` can be a currency.
+pub fn valid_currency(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Check a posting without writing: the balance it would leave.
+pub fn check(src: &impl Reader, tenant: &str, p: &Posting) -> Result<i64, LedgerError> {
+    if !valid_currency(p.currency) {
+        return Err(LedgerError::InvalidCurrency);
+    }
+    if p.amount == 0 || p.amount.unsigned_abs() > MAX_AMOUNT as u64 {
+        return Err(LedgerError::InvalidAmount);
+    }
+    let balance = views::balance(src, tenant, p.player, p.currency)?;
+    let after = balance + p.amount;
+    if after < 0 {
+        return Err(LedgerError::InsufficientBalance {
+            currency: p.currency.to_owned(),
+            balance,
+            needed: -p.amount,
+        });
+    }
+    Ok(after)
+}
+
+/// Post an entry: checks first, then writes the entry and the balance.
+pub fn post(tx: &mut Tx, tenant: &str, p: &Posting, now_ms: i64) -> Result<Entry, LedgerError> {
+    post_entry(tx, tenant, p, None, now_ms)
+}
+
+fn post_entry(
+    tx: &mut Tx,
+    tenant: &str,
+    p: &Posting,
+    reverses: Option<String>,
+    now_ms: i64,
+) -> Result<Entry, LedgerError> {
+    let after = check(tx, tenant, p)?;
+    let seq = tx.next_seq(tenant, "ledger")?;
+    let entry = Entry {
+        id: seq.to_string(),
+        player: p.player.to_owned(),
+        currency: p.currency.to_owned(),
+        amount: p.amount,
+        balance_after: after,
+        reason: p.reason.to_owned(),
+        reference: p.reference.map(str::to_owned),
+        reverses,
+        time_ms: now_ms,
+    };
+    let s = seq_part(seq);
+    tx.put(ENTRIES, &key(&[tenant, p.player, &s]), &entry)?;
+    tx.put_raw(ENTRY_OWNER, &key(&[tenant, &s]), p.player.as_bytes())?;
+    tx.put_raw(
+        BALANCES,
+        &balance_key(tenant, p.player, p.currency),
+        &after.to_le_bytes(),
+    )?;
+    let ck = key(&[tenant, p.currency]);
+    if tx.get_raw(CURRENCIES, &ck)?.is_none() {
+        tx.put_raw(CURRENCIES, &ck, &now_ms.to_le_bytes())?;
+    }
+    Ok(entry)
+}
+
+/// The entry with id `id`.
+pub fn entry(src: &impl Reader, tenant: &str, id: &str) -> Result<Entry, LedgerError> {
+    let missing = || LedgerError::EntryNotFound(id.to_owned());
+    let seq: u64 = id.parse().map_err(|_| missing())?;
+    let s = seq_part(seq);
+    let owner = src
+        .get_raw(ENTRY_OWNER, &key(&[tenant, &s]))?
+        .ok_or_else(missing)?;
+    let player = String::from_utf8_lossy(&owner).into_owned();
+    src.get(ENTRIES, &key(&[tenant, &player, &s]))?
+        .ok_or_else(missing)
+}
+
+/// Undo entry `id` with a compensating entry naming it. A credit already
+/// spent cannot be reversed (the balance would go negative).
+pub fn reverse(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Entry, LedgerError> {
+    let original = entry(tx, tenant, id)?;
+    if original.reverses.is_some() {
+        return Err(LedgerError::ReverseOfReversal);
+    }
+    let rk = key(&[tenant, &seq_part(original.id.parse().unwrap_or(0))]);
+    if let Some(by) = tx.get_raw(REVERSED, &rk)? {
+        return Err(LedgerError::AlreadyReversed {
+            original: original.id,
+            by: String::from_utf8_lossy(&by).into_owned(),
+        });
+    }
+    let posting = Posting {
+        player: &original.player,
+        currency: &original.currency,
+        amount: -original.amount,
+        reason,
+        reference: original.reference.as_deref(),
+    };
+    let e = post_entry(tx, tenant, &posting, Some(original.id.clone()), now_ms)?;
+    tx.put_raw(REVERSED, &rk, e.id.as_bytes())?;
+    Ok(e)
+}
+
+/// A player's entries, newest first, before the cursor (an entry id);
+/// optionally one currency only.
+pub fn history(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    currency: Option<&str>,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let p = prefix(&[tenant, player]);
+    let mut cursor = before
+        .and_then(|b| b.parse::<u64>().ok())
+        .map(|s| key(&[tenant, player, &seq_part(s)]));
+    let mut out = Vec::new();
+    // With a currency filter a page may need several scans.
+    loop {
+        let page =
+            src.scan_page::<Entry>(ENTRIES, &p, cursor.as_deref(), limit.max(1) * 2, true)?;
+        let exhausted = page.len() < limit.max(1) * 2;
+        for (k, e) in page {
+            cursor = Some(k);
+            if currency.is_none_or(|c| c == e.currency) {
+                out.push(e);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        if exhausted {
+            return Ok(out);
+        }
+    }
+}
+
+/// A player's balances, by currency.
+pub fn balances(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let p = prefix(&[tenant, player]);
+    Ok(src
+        .scan_raw(BALANCES, &p, None, usize::MAX, false)?
+        .into_iter()
+        .map(|(k, v)| {
+            let currency = k[p.len()..].to_owned();
+            let value = <[u8; 8]>::try_from(v.as_slice())
+                .map(i64::from_le_bytes)
+                .unwrap_or(0);
+            (currency, value)
+        })
+        .collect())
+}
+
+/// The tenant's currencies: the default one and every one used.
+pub fn currencies(src: &impl Reader, tenant: &str) -> Result<Vec<String>, StoreError> {
+    let p = prefix(&[tenant]);
+    let mut out: Vec<String> = src
+        .scan_raw(CURRENCIES, &p, None, usize::MAX, false)?
+        .into_iter()
+        .map(|(k, _)| k[p.len()..].to_owned())
+        .collect();
+    if !out.iter().any(|c| c == DEFAULT_CURRENCY) {
+        out.insert(0, DEFAULT_CURRENCY.to_owned());
+    }
+    Ok(out)
+}

@@ -1,0 +1,352 @@
+//! Players: a tenant's end users, under the id the client chose.
+//!
+//! A player carries a profile (username, email, a phone number kept in
+//! E.164, image, names, free-form attributes). Balances, badges and action
+//! counts belong to the ledger and actions modules and are keyed by the same
+//! id; deleting a player removes the profile and keeps that history, which
+//! is an audit trail.
+
+use std::collections::BTreeMap;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::valid_id;
+use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+
+const PLAYERS: Table = TableDefinition::new("players");
+/// (tenant, username) → player id: usernames are unique in a tenant.
+const USERNAMES: Table = TableDefinition::new("player_usernames");
+
+/// What can go wrong with players.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayerError {
+    #[error("a player id is 1 to 128 characters with no control characters")]
+    InvalidId,
+    #[error("player `{0}` already exists")]
+    Exists(String),
+    #[error("player `{0}` does not exist")]
+    NotFound(String),
+    #[error(
+        "`{0}` is not a phone number in international format (+ country code and number, e.g. +6681234567)"
+    )]
+    InvalidPhone(String),
+    #[error("`{0}` is not an email address")]
+    InvalidEmail(String),
+    #[error("username `{0}` is taken by another player")]
+    UsernameTaken(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A player's profile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Player {
+    pub id: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// E.164: `+` and 7 to 15 digits.
+    pub phone: Option<String>,
+    pub image: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub nickname: Option<String>,
+    pub gender: Option<String>,
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Fields to set on register or update; `None` keeps what is stored (an
+/// update without a phone number keeps the phone number).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub image: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub nickname: Option<String>,
+    pub gender: Option<String>,
+    pub birth_date: Option<String>,
+    /// Merged into the stored attributes; a `null` value removes one.
+    pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Normalise a phone number to E.164: spaces, dots, dashes and brackets are
+/// dropped, a leading `00` becomes `+`; then it must be `+`, a non-zero
+/// digit and 6 to 14 more digits.
+pub fn normalize_phone(raw: &str) -> Result<String, PlayerError> {
+    let bad = || PlayerError::InvalidPhone(raw.chars().take(64).collect());
+    let compact: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')'))
+        .collect();
+    let digits = if let Some(d) = compact.strip_prefix('+') {
+        d
+    } else if let Some(d) = compact.strip_prefix("00") {
+        d
+    } else {
+        return Err(bad());
+    };
+    let ok = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(format!("+{digits}"))
+    } else {
+        Err(bad())
+    }
+}
+
+fn check_email(email: &str) -> Result<(), PlayerError> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(PlayerError::InvalidEmail(email.chars().take(64).collect()))
+    }
+}
+
+fn check_text(field: &str, v: &Option<String>) -> Result<(), PlayerError> {
+    match v {
+        Some(s) if s.len() > 1024 || s.chars().any(char::is_control) => Err(PlayerError::Invalid(
+            format!("`{field}` must be at most 1024 characters, without control characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Profile {
+    /// Validate and normalise in place (phone to E.164).
+    fn validate(&mut self) -> Result<(), PlayerError> {
+        if let Some(p) = &self.phone {
+            self.phone = Some(normalize_phone(p)?);
+        }
+        if let Some(e) = &self.email {
+            check_email(e)?;
+        }
+        if let Some(u) = &self.username
+            && !valid_id(u)
+        {
+            return Err(PlayerError::Invalid(
+                "`username` must be 1 to 128 characters without control characters".into(),
+            ));
+        }
+        for (f, v) in [
+            ("image", &self.image),
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+            ("nickname", &self.nickname),
+            ("gender", &self.gender),
+            ("birth_date", &self.birth_date),
+        ] {
+            check_text(f, v)?;
+        }
+        if let Some(a) = &self.attributes
+            && (a.len() > 100 || a.keys().any(|k| !valid_id(k)))
+        {
+            return Err(PlayerError::Invalid(
+                "`attributes` holds at most 100 keys of 1 to 128 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(self, p: &mut Player) {
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = self.$f { p.$f = Some(v); } )*};
+        }
+        set!(
+            username, email, phone, image, first_name, last_name, nickname, gender, birth_date
+        );
+        for (k, v) in self.attributes.unwrap_or_default() {
+            if v.is_null() {
+                p.attributes.remove(&k);
+            } else {
+                p.attributes.insert(k, v);
+            }
+        }
+    }
+}
+
+fn player_key(tenant: &str, id: &str) -> String {
+    key(&[tenant, id])
+}
+
+/// The player `id`, if registered.
+pub fn find(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Player>, StoreError> {
+    src.get(PLAYERS, &player_key(tenant, id))
+}
+
+/// The player `id`, or [`PlayerError::NotFound`].
+pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Player, PlayerError> {
+    find(src, tenant, id)?.ok_or_else(|| PlayerError::NotFound(id.to_owned()))
+}
+
+/// Whether player `id` is registered.
+pub fn exists(src: &impl Reader, tenant: &str, id: &str) -> Result<bool, StoreError> {
+    Ok(src.get_raw(PLAYERS, &player_key(tenant, id))?.is_some())
+}
+
+fn claim_username(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> Result<(), PlayerError> {
+    if old == new {
+        return Ok(());
+    }
+    if let Some(u) = new {
+        let k = key(&[tenant, u]);
+        if let Some(owner) = tx.get_raw(USERNAMES, &k)?
+            && owner != id.as_bytes()
+        {
+            return Err(PlayerError::UsernameTaken(u.to_owned()));
+        }
+    }
+    // Checks done; writes follow.
+    if let Some(u) = old {
+        tx.remove(USERNAMES, &key(&[tenant, u]))?;
+    }
+    if let Some(u) = new {
+        tx.put_raw(USERNAMES, &key(&[tenant, u]), id.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Register a new player (inside a write job).
+pub fn register(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    mut profile: Profile,
+    now_ms: i64,
+) -> Result<Player, PlayerError> {
+    if !valid_id(id) {
+        return Err(PlayerError::InvalidId);
+    }
+    profile.validate()?;
+    if exists(tx, tenant, id)? {
+        return Err(PlayerError::Exists(id.to_owned()));
+    }
+    let mut p = Player {
+        id: id.to_owned(),
+        username: None,
+        email: None,
+        phone: None,
+        image: None,
+        first_name: None,
+        last_name: None,
+        nickname: None,
+        gender: None,
+        birth_date: None,
+        attributes: BTreeMap::new(),
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+    };
+    profile.apply(&mut p);
+    claim_username(tx, tenant, id, None, p.username.as_deref())?;
+    tx.put(PLAYERS, &player_key(tenant, id), &p)?;
+    Ok(p)
+}
+
+/// Change a player's profile (inside a write job).
+pub fn update(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    mut profile: Profile,
+    now_ms: i64,
+) -> Result<Player, PlayerError> {
+    profile.validate()?;
+    let mut p = get(tx, tenant, id)?;
+    let old_username = p.username.clone();
+    profile.apply(&mut p);
+    p.updated_at_ms = now_ms;
+    claim_username(
+        tx,
+        tenant,
+        id,
+        old_username.as_deref(),
+        p.username.as_deref(),
+    )?;
+    tx.put(PLAYERS, &player_key(tenant, id), &p)?;
+    Ok(p)
+}
+
+/// Remove a player's profile (inside a write job).
+pub fn delete(tx: &mut Tx, tenant: &str, id: &str) -> Result<(), PlayerError> {
+    let p = get(tx, tenant, id)?;
+    claim_username(tx, tenant, id, p.username.as_deref(), None)?;
+    tx.remove(PLAYERS, &player_key(tenant, id))?;
+    Ok(())
+}
+
+/// Players in id order, after the cursor (a player id).
+pub fn list(
+    src: &impl Reader,
+    tenant: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Player>, StoreError> {
+    let p = prefix(&[tenant]);
+    let after = after.map(|a| player_key(tenant, a));
+    Ok(src
+        .scan_page::<Player>(PLAYERS, &p, after.as_deref(), limit, false)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise_to_e164() {
+        assert_eq!(
+            normalize_phone("+6681234567").ok().as_deref(),
+            Some("+6681234567")
+        );
+        assert_eq!(
+            normalize_phone(" +1 (415) 555-0100 ").ok().as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958").ok().as_deref(),
+            Some("+442079460958")
+        );
+        for bad in [
+            "6681234567",
+            "+0123456789",
+            "+12",
+            "+1234567890123456",
+            "+66abc1234",
+            "",
+        ] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked_loosely() {
+        assert!(check_email("a@b.co").is_ok());
+        for bad in ["a", "@b.co", "a@b", "a b@c.de", "a@.com"] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+}
