@@ -57,6 +57,32 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// `ms` since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC (Playbasis dates).
+pub fn sql_datetime(ms: i64) -> String {
+    rfc3339(ms).trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+/// `ms` since the epoch as PHP's `date('r e')` in UTC:
+/// `Mon, 23 Nov 2026 09:20:02 +0000 UTC`.
+pub fn php_date_r(ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000 UTC",
+        DAYS[(days + 4).rem_euclid(7) as usize],
+        MONTHS[(m as usize).saturating_sub(1) % 12],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// (year, month, day) of a day count since 1970-01-01 (Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -72,6 +98,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn php_dates() {
+        // 2026-11-23 is a Monday.
+        let ms = 1_795_425_602_000;
+        assert_eq!(super::sql_datetime(ms), "2026-11-23 09:20:02");
+        assert_eq!(super::php_date_r(ms), "Mon, 23 Nov 2026 09:20:02 +0000 UTC");
+    }
+
     use super::*;
 
     #[test]

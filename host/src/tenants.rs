@@ -140,6 +140,15 @@ pub fn check_secret(
     Ok(tenant)
 }
 
+/// The tenant an API key belongs to (Playbasis authenticates reads by the
+/// API key alone).
+pub fn by_api_key(snap: &Snapshot, api_key: &str) -> Result<String, TenantError> {
+    let id = snap
+        .get_raw(API_KEYS, api_key)?
+        .ok_or(TenantError::BadCredentials)?;
+    String::from_utf8(id).map_err(|_| TenantError::BadCredentials)
+}
+
 /// Exchange an API key and secret for an access token.
 pub async fn issue_token(
     store: &Store,

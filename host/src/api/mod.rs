@@ -7,6 +7,7 @@ mod error;
 mod goods;
 mod ledger;
 mod mutation;
+mod playbasis;
 mod players;
 mod plugins;
 mod tenants;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ledger::routes())
         .merge(actions::routes())
         .merge(goods::routes())
+        .merge(playbasis::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

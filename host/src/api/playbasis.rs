@@ -1,0 +1,587 @@
+//! The Playbasis-compatible API under `/playbasis`: translation only.
+//!
+//! Playbasis clients send form-encoded parameters (a `token` on writes, the
+//! `api_key` or a `token` on reads) and always get HTTP 200 with an
+//! envelope: `success`, a four-digit `error_code` ("0000" when fine), a
+//! `message`, the `response`, and the server time. Field names and error
+//! codes follow the vendor's public API.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+
+use super::{AppState, RequestId};
+use crate::actions::{self, ActionError, ActionRequest, Event};
+use crate::goods::{self, GoodsError, GroupView};
+use crate::idempotency::Guarded;
+use crate::ids::{now_ms, php_date_r, sql_datetime};
+use crate::ledger;
+use crate::players::{self, PlayerError, Profile};
+use crate::store::StoreError;
+use crate::tenants::{self, TenantError};
+
+pub fn routes() -> Router<AppState> {
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 13] = [
+        ("/Auth", post(auth)),
+        ("/Auth/renew", post(renew)),
+        ("/Player/{id}", get(player)),
+        ("/Player/{id}/register", post(register)),
+        ("/Player/{id}/update", post(update)),
+        ("/Player/{id}/points", get(points)),
+        ("/Player/{id}/point/{name}", get(point)),
+        ("/Engine/rule", post(rule)),
+        ("/Goods", get(goods_list)),
+        ("/Goods/{id}", get(goods_one)),
+        (
+            "/Redeem/goodsGroup",
+            get(group_availability).post(redeem_group),
+        ),
+        ("/Redeem/goods", post(redeem_goods)),
+        ("/Player/{id}/redeemed", get(redeemed)),
+    ];
+    let mut r = Router::new();
+    for (path, handler) in routes {
+        // Playbasis documents both `/Player/...` and `/player/...`.
+        let lower = path.to_lowercase();
+        if lower != path {
+            r = r.route(&format!("/playbasis{lower}"), handler.clone());
+        }
+        r = r.route(&format!("/playbasis{path}"), handler);
+    }
+    r
+}
+
+/// A Playbasis failure: its code and message.
+pub struct PbError(&'static str, String);
+
+impl PbError {
+    fn missing(names: &[&str]) -> PbError {
+        PbError(
+            "0903",
+            format!(
+                "Invalid parameter , [ {} ] require , must not be blank or special character",
+                names.join(" , ")
+            ),
+        )
+    }
+}
+
+fn envelope(success: bool, code: &str, message: &str, response: Value) -> Response {
+    let now = now_ms();
+    Json(json!({
+        "success": success,
+        "error_code": code,
+        "message": message,
+        "response": response,
+        "timestamp": now / 1000,
+        "time": php_date_r(now),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+fn ok(response: Value) -> Response {
+    envelope(true, "0000", "Success", response)
+}
+
+impl IntoResponse for PbError {
+    fn into_response(self) -> Response {
+        envelope(false, self.0, &self.1, Value::Null)
+    }
+}
+
+type PbResult = Result<Response, PbError>;
+
+impl From<StoreError> for PbError {
+    fn from(e: StoreError) -> PbError {
+        tracing::error!(error = %e, "internal error");
+        PbError("0800", "There is an internal server error".into())
+    }
+}
+
+impl From<TenantError> for PbError {
+    fn from(e: TenantError) -> PbError {
+        match e {
+            TenantError::BadCredentials => PbError("0001", "Invalid API-KEY OR API-SECRET".into()),
+            TenantError::Store(s) => s.into(),
+            _ => PbError("0900", "Invalid token Key".into()),
+        }
+    }
+}
+
+impl From<PlayerError> for PbError {
+    fn from(e: PlayerError) -> PbError {
+        match e {
+            PlayerError::NotFound(_) => PbError("0200", "User doesn't exist".into()),
+            PlayerError::Exists(_) => PbError("0201", "User already exist".into()),
+            PlayerError::InvalidId => {
+                PbError("0204", "cl_player_id format should be 0-9a-zA-Z_-".into())
+            }
+            PlayerError::InvalidPhone(_) => PbError(
+                "0205",
+                "phone number format should be +[countrycode][number] example. +66861234567".into(),
+            ),
+            PlayerError::UsernameTaken(_) => PbError("0215", "Username already exist.".into()),
+            PlayerError::Store(s) => s.into(),
+            e => PbError("0903", e.to_string()),
+        }
+    }
+}
+
+impl From<GoodsError> for PbError {
+    fn from(e: GoodsError) -> PbError {
+        match e {
+            GoodsError::NotFound(_) => PbError("0501", "Goods not available".into()),
+            GoodsError::PlayerNotFound(_) => PbError("0200", "User doesn't exist".into()),
+            GoodsError::LimitReached { .. } => {
+                PbError("0601", "User has exceeded redeem limit".into())
+            }
+            GoodsError::NotActive(_) | GoodsError::OutOfStock { stock: 0, .. } => {
+                PbError("0603", "Goods is not available to redeem".into())
+            }
+            GoodsError::OutOfStock { .. } => {
+                PbError("0604", "Goods is not enough to redeem".into())
+            }
+            GoodsError::InsufficientBalance { .. } => {
+                PbError("0605", "Point is not enough to redeem".into())
+            }
+            GoodsError::Store(s) => s.into(),
+            e => PbError("0903", e.to_string()),
+        }
+    }
+}
+
+impl From<ActionError> for PbError {
+    fn from(e: ActionError) -> PbError {
+        match e {
+            ActionError::PlayerNotFound(_) => PbError("0200", "User doesn't exist".into()),
+            ActionError::UnknownAction(_) => PbError("0301", "Action not available".into()),
+            ActionError::Invalid(m) => PbError("0903", m),
+            ActionError::Store(s) => s.into(),
+            e => {
+                tracing::warn!(error = %e, "rule engine failed");
+                PbError("0800", format!("There is an internal server error: {e}"))
+            }
+        }
+    }
+}
+
+/// The request's parameters: the query string and a form (or JSON) body.
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn require<const N: usize>(&self, names: [&str; N]) -> Result<[&str; N], PbError> {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.get(n).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(PbError::missing(&missing));
+        }
+        Ok(names.map(|n| self.get(n).unwrap_or_default()))
+    }
+}
+
+impl FromRequest<AppState> for Params {
+    type Rejection = PbError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PbError> {
+        let mut map: HashMap<String, String> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded_pairs(q.as_bytes()))
+            .unwrap_or_default();
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| PbError("0903", format!("could not read the body: {e}")))?;
+        if json {
+            let v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|e| PbError("0903", format!("the JSON body is invalid: {e}")))?;
+            for (k, v) in v {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                map.insert(k, v);
+            }
+        } else {
+            map.extend(form_urlencoded_pairs(&body));
+        }
+        Ok(Params(map))
+    }
+}
+
+fn form_urlencoded_pairs(bytes: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The tenant of a Playbasis call: `token` (writes and reads) or `api_key`
+/// (reads), as Playbasis accepts them.
+fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbError> {
+    let snap = s.store.read()?;
+    if let Some(token) = p.get("token") {
+        return tenants::verify_token(&snap, token, now_ms())
+            .map_err(|_| PbError("0900", "Invalid token Key".into()));
+    }
+    if method == Method::GET
+        && let Some(key) = p.get("api_key")
+    {
+        return Ok(tenants::by_api_key(&snap, key)?);
+    }
+    Err(PbError("0902", "Token key required".into()))
+}
+
+async fn auth(State(s): State<AppState>, p: Params) -> PbResult {
+    let [key, secret] = p.require(["api_key", "api_secret"])?;
+    let t = tenants::issue_token(&s.store, key, secret).await?;
+    Ok(ok(
+        json!({ "token": t.token, "date_expire": sql_datetime(t.expires_at_ms) }),
+    ))
+}
+
+async fn renew(State(s): State<AppState>, p: Params) -> PbResult {
+    let t = match p.get("token") {
+        Some(token) => tenants::renew_token(&s.store, token)
+            .await
+            .map_err(|_| PbError("0900", "Invalid token Key".into()))?,
+        None => {
+            let [key, secret] = p.require(["api_key", "api_secret"])?;
+            tenants::issue_token(&s.store, key, secret).await?
+        }
+    };
+    Ok(ok(
+        json!({ "token": t.token, "date_expire": sql_datetime(t.expires_at_ms) }),
+    ))
+}
+
+fn profile_from(p: &Params) -> Profile {
+    let f = |n: &str| p.get(n).map(str::to_owned);
+    Profile {
+        username: f("username"),
+        email: f("email"),
+        phone: f("phone_number"),
+        image: f("image"),
+        first_name: f("first_name"),
+        last_name: f("last_name"),
+        nickname: f("nickname"),
+        gender: f("gender"),
+        birth_date: f("birth_date"),
+        attributes: None,
+    }
+}
+
+async fn register(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let profile = profile_from(&p);
+    let now = now_ms();
+    s.store
+        .write(move |tx| players::register(tx, &tenant, &id, profile.clone(), now))
+        .await?;
+    Ok(ok(json!([])))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let profile = profile_from(&p);
+    let now = now_ms();
+    s.store
+        .write(move |tx| players::update(tx, &tenant, &id, profile.clone(), now))
+        .await?;
+    Ok(ok(json!([])))
+}
+
+async fn player(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let pl = players::get(&s.store.read()?, &tenant, &id)?;
+    Ok(ok(json!({ "player": {
+        "cl_player_id": pl.id,
+        "username": pl.username,
+        "first_name": pl.first_name,
+        "last_name": pl.last_name,
+        "gender": pl.gender,
+        "image": pl.image,
+        "email": pl.email,
+        "phone_number": pl.phone,
+        "exp": 0,
+        "level": 1,
+        "date_added": sql_datetime(pl.created_at_ms),
+        "birth_date": pl.birth_date,
+        "last_login": Value::Null,
+        "last_logout": Value::Null,
+    }})))
+}
+
+fn point_rows(list: Vec<(String, i64)>) -> Vec<Value> {
+    list.into_iter()
+        .map(|(c, v)| json!({ "reward_id": c, "reward_name": c, "value": v }))
+        .collect()
+}
+
+async fn points(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    let mut list = ledger::balances(&snap, &tenant, &id)?;
+    if !list.iter().any(|(c, _)| c == ledger::DEFAULT_CURRENCY) {
+        list.insert(0, (ledger::DEFAULT_CURRENCY.to_owned(), 0));
+    }
+    Ok(ok(json!({ "points": point_rows(list) })))
+}
+
+async fn point(
+    State(s): State<AppState>,
+    method: Method,
+    Path((id, name)): Path<(String, String)>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    if !ledger::currencies(&snap, &tenant)?.contains(&name) {
+        return Err(PbError("0401", "Reward not available".into()));
+    }
+    let v = crate::views::balance(&snap, &tenant, &id, &name)?;
+    Ok(ok(json!({ "point": point_rows(vec![(name, v)]) })))
+}
+
+async fn rule(
+    State(s): State<AppState>,
+    method: Method,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player, action] = p.require(["player_id", "action"])?;
+    const OWN: [&str; 5] = ["token", "api_key", "player_id", "action", "url"];
+    let req = ActionRequest {
+        player: player.to_owned(),
+        action: action.to_owned(),
+        params: p
+            .0
+            .iter()
+            .filter(|(k, _)| !OWN.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+        url: p.get("url").map(str::to_owned),
+    };
+    let done = actions::perform(
+        &s.plugins,
+        &s.store,
+        &tenant,
+        &req,
+        now_ms(),
+        &rid,
+        actions::Mode::default(),
+    )
+    .await?;
+    let Guarded::Fresh(done) = done else {
+        return Err(PbError("0800", "There is an internal server error".into()));
+    };
+    let events: Vec<Value> = done
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RewardReceived {
+                currency, amount, ..
+            } => Some(json!({
+                "event_type": "REWARD_RECEIVED",
+                "reward_type": currency,
+                "value": amount.to_string(),
+            })),
+            Event::BadgeEarned { badge, .. } => Some(json!({
+                "event_type": "REWARD_RECEIVED",
+                "reward_type": "badge",
+                "reward_data": { "badge_id": badge, "name": badge },
+                "value": 1,
+            })),
+            Event::Custom { name, data } => Some(json!({
+                "event_type": name,
+                "value": data,
+            })),
+            Event::MessageRequested { .. } => None,
+        })
+        .collect();
+    Ok(ok(json!({ "events": events, "action_id": done.action.id })))
+}
+
+fn goods_json(g: &GroupView) -> Value {
+    json!({
+        "goods_id": g.group.id,
+        "name": g.group.name,
+        "description": g.group.description,
+        "image": Value::Null,
+        "quantity": g.stock,
+        "per_user": g.group.per_player_limit,
+        "redeem": { "point": { "point_value": g.group.price } },
+        "currency": g.group.currency,
+        "date_start": g.group.active_from_ms.map(sql_datetime),
+        "date_expire": g.group.active_until_ms.map(sql_datetime),
+        "group": g.group.id,
+        "is_group": true,
+    })
+}
+
+async fn goods_list(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let list = goods::list(&s.store.read()?, &tenant)?;
+    Ok(ok(
+        json!({ "goods_list": list.iter().map(goods_json).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn goods_one(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let g = goods::get(&s.store.read()?, &tenant, &id)?;
+    Ok(ok(json!({ "goods": goods_json(&g) })))
+}
+
+/// A group named by its id, or else by its name (Playbasis clients send the
+/// group's name).
+fn group_id(s: &AppState, tenant: &str, group: &str) -> Result<String, PbError> {
+    let snap = s.store.read()?;
+    if goods::get(&snap, tenant, group).is_ok() {
+        return Ok(group.to_owned());
+    }
+    goods::list(&snap, tenant)?
+        .into_iter()
+        .find(|g| g.group.name == group)
+        .map(|g| g.group.id)
+        .ok_or_else(|| PbError("0501", "Goods not available".into()))
+}
+
+fn amount(p: &Params) -> Result<u64, PbError> {
+    match p.get("amount") {
+        None => Ok(1),
+        Some(a) => a
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| PbError::missing(&["amount"])),
+    }
+}
+
+async fn group_availability(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player, group] = p.require(["player_id", "group"])?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, player)?;
+    let id = group_id(&s, &tenant, group)?;
+    let wanted = amount(&p)?;
+    let n = goods::availability(&snap, &tenant, &id, Some(player), now_ms())?;
+    Ok(ok(json!(if n >= wanted { n } else { 0 })))
+}
+
+async fn redeem_with(s: AppState, tenant: String, player: String, id: String, n: u64) -> PbResult {
+    let now = now_ms();
+    let r = s
+        .store
+        .write(move |tx| goods::redeem(tx, &tenant, &player, &id, n, now))
+        .await?;
+    let code = match r.codes.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
+    };
+    Ok(ok(json!({
+        "events": [{
+            "event_type": "GOODS_RECEIVED",
+            "goods_data": {
+                "goods_id": r.group,
+                "name": r.group_name,
+                "group": r.group,
+                "code": code,
+                "redeem": { "point": { "point_value": r.price_each } },
+            },
+            "value": r.amount,
+        }],
+        "log_id": r.ref_id,
+        "ref_id": r.ref_id,
+    })))
+}
+
+async fn redeem_group(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player, group] = p.require(["player_id", "group"])?;
+    let id = group_id(&s, &tenant, group)?;
+    let n = amount(&p)?;
+    redeem_with(s, tenant, player.to_owned(), id, n).await
+}
+
+async fn redeem_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player, goods_id] = p.require(["player_id", "goods_id"])?;
+    let n = amount(&p)?;
+    redeem_with(s, tenant, player.to_owned(), goods_id.to_owned(), n).await
+}
+
+async fn redeemed(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    let list = goods::redemptions_of(&snap, &tenant, &id, 100)?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "ref_id": r.ref_id,
+                "goods_id": r.group,
+                "name": r.group_name,
+                "code": r.codes,
+                "amount": r.amount,
+                "date_added": sql_datetime(r.time_ms),
+            })
+        })
+        .collect();
+    Ok(ok(json!({ "goods": rows })))
+}

@@ -1,0 +1,311 @@
+//! Seed 000 through the Playbasis-compatible API: form-encoded parameters,
+//! the Playbasis envelope, HTTP 200 with Playbasis error codes.
+
+use engage_tests::{Answer, Server};
+use serde_json::json;
+
+async fn form(s: &Server, path: &str, params: &[(&str, &str)]) -> Answer {
+    s.send(
+        s.request("POST", &format!("/playbasis{path}"), None)
+            .form(params),
+    )
+    .await
+}
+
+async fn query(s: &Server, path: &str, params: &[(&str, &str)]) -> Answer {
+    s.send(
+        s.request("GET", &format!("/playbasis{path}"), None)
+            .query(params),
+    )
+    .await
+}
+
+fn assert_ok(a: &Answer) {
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body["success"], true, "{a:?}");
+    assert_eq!(a.body["error_code"], "0000", "{a:?}");
+    assert!(a.body["timestamp"].as_i64().is_some());
+    assert!(a.body["time"].as_str().is_some_and(|t| t.ends_with("UTC")));
+}
+
+fn assert_err(a: &Answer, code: &str) {
+    assert_eq!(a.status, 200, "Playbasis answers errors with 200: {a:?}");
+    assert_eq!(a.body["success"], false, "{a:?}");
+    assert_eq!(a.body["error_code"], code, "{a:?}");
+    assert!(a.body["response"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_walkthrough_playbasis() {
+    let s = Server::start("seed000-pb", |_| {}).await;
+    let (key, secret) = s.demo_credentials();
+
+    // Get the token.
+    assert_err(&form(&s, "/Auth", &[("api_key", &key)]).await, "0903");
+    assert_err(
+        &form(&s, "/Auth", &[("api_key", &key), ("api_secret", "wrong")]).await,
+        "0001",
+    );
+    let auth = form(&s, "/Auth", &[("api_key", &key), ("api_secret", &secret)]).await;
+    assert_ok(&auth);
+    let token = auth.body["response"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert!(auth.body["response"]["date_expire"].as_str().is_some());
+    let renewed = form(&s, "/Auth/renew", &[("token", &token)]).await;
+    assert_ok(&renewed);
+
+    // Token rules.
+    assert_err(
+        &form(&s, "/Player/player1/register", &[("username", "player1")]).await,
+        "0902",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Player/player1/register",
+            &[("token", "nope"), ("username", "player1")],
+        )
+        .await,
+        "0900",
+    );
+
+    // Step 1: register with the mobile number.
+    let bad = form(
+        &s,
+        "/Player/player1/register",
+        &[
+            ("token", &token),
+            ("username", "player1"),
+            ("phone_number", "081234567"),
+        ],
+    )
+    .await;
+    assert_err(&bad, "0205");
+    let reg = form(
+        &s,
+        "/Player/player1/register",
+        &[
+            ("token", &token),
+            ("username", "player1"),
+            ("email", "player1@example.com"),
+            ("phone_number", "+6681234567"),
+        ],
+    )
+    .await;
+    assert_ok(&reg);
+    assert_err(
+        &form(
+            &s,
+            "/Player/player1/register",
+            &[("token", &token), ("username", "x")],
+        )
+        .await,
+        "0201",
+    );
+    // Update without the phone number keeps it.
+    let upd = form(
+        &s,
+        "/Player/player1/update",
+        &[("token", &token), ("first_name", "Somchai")],
+    )
+    .await;
+    assert_ok(&upd);
+
+    // Step 2: the action fires the rule: 100 points.
+    assert_err(
+        &form(
+            &s,
+            "/Engine/rule",
+            &[("token", &token), ("player_id", "player1")],
+        )
+        .await,
+        "0903",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Engine/rule",
+            &[
+                ("token", &token),
+                ("player_id", "nobody"),
+                ("action", "buy"),
+            ],
+        )
+        .await,
+        "0200",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Engine/rule",
+            &[
+                ("token", &token),
+                ("player_id", "player1"),
+                ("action", "dance"),
+            ],
+        )
+        .await,
+        "0301",
+    );
+    let rule = form(
+        &s,
+        "/Engine/rule",
+        &[
+            ("token", &token),
+            ("player_id", "player1"),
+            ("action", "buy"),
+            ("url", "/shop/1"),
+        ],
+    )
+    .await;
+    assert_ok(&rule);
+    assert_eq!(
+        rule.body["response"]["events"][0]["event_type"],
+        "REWARD_RECEIVED"
+    );
+    assert_eq!(rule.body["response"]["events"][0]["reward_type"], "points");
+    assert_eq!(rule.body["response"]["events"][0]["value"], "100");
+
+    // Get user information (reads take the api_key).
+    let me = query(&s, "/Player/player1", &[("api_key", &key)]).await;
+    assert_ok(&me);
+    assert_eq!(me.body["response"]["player"]["cl_player_id"], "player1");
+    assert_eq!(me.body["response"]["player"]["first_name"], "Somchai");
+    assert_eq!(me.body["response"]["player"]["phone_number"], "+6681234567");
+    assert_err(&query(&s, "/Player/player1", &[]).await, "0902");
+    assert_err(
+        &query(&s, "/Player/nobody", &[("api_key", &key)]).await,
+        "0200",
+    );
+    let pts = query(&s, "/Player/player1/points", &[("api_key", &key)]).await;
+    assert_eq!(pts.body["response"]["points"][0]["reward_name"], "points");
+    assert_eq!(pts.body["response"]["points"][0]["value"], 100);
+    let pt = query(&s, "/Player/player1/point/points", &[("token", &token)]).await;
+    assert_eq!(pt.body["response"]["point"][0]["value"], 100);
+    assert_err(
+        &query(&s, "/Player/player1/point/gold", &[("api_key", &key)]).await,
+        "0401",
+    );
+
+    // The dashboard part: a group of goods with codes imported from a file.
+    let t = s.token(&key, &secret).await;
+    s.goods(&t, "coupon", 100, &["8830644924".to_owned()]).await;
+    let list = query(&s, "/Goods", &[("api_key", &key)]).await;
+    assert_eq!(list.body["response"]["goods_list"][0]["quantity"], 1);
+    assert_eq!(
+        list.body["response"]["goods_list"][0]["redeem"]["point"]["point_value"],
+        100
+    );
+    assert_err(
+        &query(&s, "/Goods/nothing", &[("api_key", &key)]).await,
+        "0501",
+    );
+
+    // Availability of a good in the group, then redeem it.
+    let avail = query(
+        &s,
+        "/Redeem/goodsGroup",
+        &[
+            ("api_key", &key),
+            ("player_id", "player1"),
+            ("group", "coupon"),
+        ],
+    )
+    .await;
+    assert_ok(&avail);
+    assert_eq!(avail.body["response"], 1);
+    let r = form(
+        &s,
+        "/Redeem/goodsGroup",
+        &[
+            ("token", &token),
+            ("player_id", "player1"),
+            ("group", "coupon"),
+            ("amount", "1"),
+        ],
+    )
+    .await;
+    assert_ok(&r);
+    assert_eq!(
+        r.body["response"]["events"][0]["event_type"],
+        "GOODS_RECEIVED"
+    );
+    assert_eq!(
+        r.body["response"]["events"][0]["goods_data"]["code"],
+        "8830644924"
+    );
+    let ref_id = r.body["response"]["ref_id"].as_str().expect("ref_id");
+    assert_eq!(ref_id.len(), 24);
+    assert_eq!(r.body["response"]["log_id"], ref_id);
+
+    // Points are gone, and so is the stock: each error in its own code.
+    let pts = query(&s, "/Player/player1/points", &[("api_key", &key)]).await;
+    assert_eq!(pts.body["response"]["points"][0]["value"], 0);
+    s.credit(&t, "player1", 100).await;
+    let empty = form(
+        &s,
+        "/Redeem/goodsGroup",
+        &[
+            ("token", &token),
+            ("player_id", "player1"),
+            ("group", "coupon"),
+        ],
+    )
+    .await;
+    assert_err(&empty, "0603");
+    let pts = query(&s, "/Player/player1/points", &[("api_key", &key)]).await;
+    assert_eq!(
+        pts.body["response"]["points"][0]["value"], 100,
+        "no points taken"
+    );
+    // Step 4: upload more codes; a poor player gets 0605.
+    s.goods(
+        &t,
+        "coupon",
+        100,
+        &["8830644925".to_owned(), "8830644926".to_owned()],
+    )
+    .await;
+    form(
+        &s,
+        "/Player/poor/register",
+        &[("token", &token), ("username", "poor")],
+    )
+    .await;
+    let poor = form(
+        &s,
+        "/Redeem/goodsGroup",
+        &[
+            ("token", &token),
+            ("player_id", "poor"),
+            ("group", "coupon"),
+        ],
+    )
+    .await;
+    assert_err(&poor, "0605");
+    // A per-player limit gives 0601.
+    let lim = s
+        .call(
+            "PUT",
+            "/v1/goods/coupon",
+            Some(&t),
+            Some(json!({ "per_player_limit": 1 })),
+        )
+        .await;
+    assert_eq!(lim.status, 200);
+    let over = form(
+        &s,
+        "/Redeem/goods",
+        &[
+            ("token", &token),
+            ("player_id", "player1"),
+            ("goods_id", "coupon"),
+        ],
+    )
+    .await;
+    assert_err(&over, "0601");
+    // Lower-case paths work too.
+    assert_ok(&query(&s, "/player/player1", &[("api_key", &key)]).await);
+}
