@@ -1,0 +1,265 @@
+//! Kill the server (SIGKILL) in the middle of a load of actions and
+//! redemptions, start it again, and check that every acknowledged request
+//! is there and that no unacknowledged one left a partial effect.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const PLAYERS: usize = 16;
+const CODES: usize = 2000;
+const PRICE: i64 = 10;
+const START_CREDIT: i64 = 50;
+
+struct Engage {
+    child: Child,
+    base: String,
+}
+
+async fn start(data: &Path) -> Engage {
+    let _ = std::fs::remove_file(data.join("server.json"));
+    let child = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("ENGAGE_ADMIN_TOKEN")
+        .env("ENGAGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn engage");
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(data.join("server.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && let Some(addr) = v["listen"].as_str()
+        {
+            let base = format!("http://{addr}");
+            if reqwest::get(format!("{base}/health")).await.is_ok() {
+                return Engage { child, base };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("engage did not start");
+}
+
+async fn call(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, Value) {
+    let _ = http;
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+#[derive(Default)]
+struct Acked {
+    actions: Vec<(String, String)>,     // (player, action id)
+    redemptions: Vec<(String, String)>, // (player, ref_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_nothing_acknowledged() {
+    let data: PathBuf =
+        std::env::temp_dir().join(format!("engage-crash-{}", engage::ids::random_hex(6)));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut server = start(&data).await;
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
+    )
+    .expect("json");
+    let http = reqwest::Client::new();
+    let auth =
+        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
+    let token = |base: String, http: reqwest::Client, auth: Value| async move {
+        let (_, v) = call(
+            &http,
+            http.post(format!("{base}/v1/auth/token")).json(&auth),
+        )
+        .await;
+        v["token"].as_str().expect("token").to_owned()
+    };
+    let t = token(server.base.clone(), http.clone(), auth.clone()).await;
+    let b = server.base.clone();
+    let (st, _) = call(
+        &http,
+        http.put(format!("{b}/v1/goods/g"))
+            .bearer_auth(&t)
+            .json(&json!({ "name": "g", "price": PRICE })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let file: String = (0..CODES).map(|i| format!("K{i:06}\n")).collect();
+    let (st, up) = call(
+        &http,
+        http.post(format!("{b}/v1/goods/g/codes"))
+            .bearer_auth(&t)
+            .body(file),
+    )
+    .await;
+    assert_eq!((st, up["added"].as_u64()), (200, Some(CODES as u64)));
+    for i in 0..PLAYERS {
+        let (st, _) = call(
+            &http,
+            http.post(format!("{b}/v1/players"))
+                .bearer_auth(&t)
+                .json(&json!({ "id": format!("p{i}") })),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, _) = call(
+            &http,
+            http.post(format!("{b}/v1/ledger/credit"))
+                .bearer_auth(&t)
+                .json(&json!({ "player": format!("p{i}"), "amount": START_CREDIT })),
+        )
+        .await;
+        assert_eq!(st, 201);
+    }
+
+    // The load: every player alternates actions (+100) and redemptions (-10).
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut tasks = Vec::new();
+    for i in 0..PLAYERS {
+        let (http, b, t, acked) = (http.clone(), b.clone(), t.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let p = format!("p{i}");
+            for n in 0.. {
+                if n % 2 == 0 {
+                    let (st, v) = call(
+                        &http,
+                        http.post(format!("{b}/v1/actions"))
+                            .bearer_auth(&t)
+                            .json(&json!({ "player": p, "action": "buy" })),
+                    )
+                    .await;
+                    if st == 0 {
+                        break;
+                    }
+                    if st == 200 {
+                        let id = v["action"]["id"].as_str().expect("id").to_owned();
+                        acked.lock().expect("lock").actions.push((p.clone(), id));
+                    }
+                } else {
+                    let (st, v) = call(
+                        &http,
+                        http.post(format!("{b}/v1/goods/g/redeem"))
+                            .bearer_auth(&t)
+                            .json(&json!({ "player": p })),
+                    )
+                    .await;
+                    if st == 0 {
+                        break;
+                    }
+                    if st == 201 {
+                        let r = v["ref_id"].as_str().expect("ref").to_owned();
+                        acked.lock().expect("lock").redemptions.push((p.clone(), r));
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
+    eprintln!(
+        "acknowledged before the kill: {} actions, {} redemptions",
+        acked.actions.len(),
+        acked.redemptions.len()
+    );
+    assert!(
+        acked.actions.len() > 20 && acked.redemptions.len() > 20,
+        "the load ran: {} actions, {} redemptions",
+        acked.actions.len(),
+        acked.redemptions.len()
+    );
+
+    // Restart on the same data.
+    let mut server = start(&data).await;
+    let b = server.base.clone();
+    let t = token(b.clone(), http.clone(), auth).await;
+    for (_, id) in &acked.actions {
+        let (st, v) = call(
+            &http,
+            http.get(format!("{b}/v1/actions/{id}")).bearer_auth(&t),
+        )
+        .await;
+        assert_eq!(st, 200, "acknowledged action {id} is missing");
+        assert_eq!(v["grants"][0]["amount"], 100);
+    }
+    for (_, r) in &acked.redemptions {
+        let (st, _) = call(
+            &http,
+            http.get(format!("{b}/v1/redemptions/{r}")).bearer_auth(&t),
+        )
+        .await;
+        assert_eq!(st, 200, "acknowledged redemption {r} is missing");
+    }
+    // No partial effect: for every player, the balance is exactly what the
+    // stored actions and redemptions explain, and the entries add up.
+    let mut codes_out = HashSet::new();
+    for i in 0..PLAYERS {
+        let p = format!("p{i}");
+        let (_, bal) = call(
+            &http,
+            http.get(format!("{b}/v1/players/{p}")).bearer_auth(&t),
+        )
+        .await;
+        let balance = bal["balances"]["points"].as_i64().expect("balance");
+        let buys = bal["action_counts"]["buy"].as_i64().unwrap_or(0);
+        let (_, reds) = call(
+            &http,
+            http.get(format!("{b}/v1/players/{p}/redemptions?limit=500"))
+                .bearer_auth(&t),
+        )
+        .await;
+        let reds = reds["redemptions"].as_array().cloned().unwrap_or_default();
+        for r in &reds {
+            for c in r["codes"].as_array().cloned().unwrap_or_default() {
+                assert!(
+                    codes_out.insert(c.as_str().unwrap_or_default().to_owned()),
+                    "a code given twice"
+                );
+            }
+        }
+        assert_eq!(
+            balance,
+            START_CREDIT + 100 * buys - PRICE * reds.len() as i64,
+            "player {p}"
+        );
+        let (_, hist) = call(
+            &http,
+            http.get(format!("{b}/v1/players/{p}/ledger?limit=500"))
+                .bearer_auth(&t),
+        )
+        .await;
+        let entries = hist["entries"].as_array().cloned().unwrap_or_default();
+        let sum: i64 = entries
+            .iter()
+            .map(|e| e["amount"].as_i64().unwrap_or(0))
+            .sum();
+        assert_eq!(sum, balance, "entries add up for {p}");
+        assert_eq!(
+            entries.first().and_then(|e| e["balance_after"].as_i64()),
+            Some(balance)
+        );
+    }
+    let (_, g) = call(&http, http.get(format!("{b}/v1/goods/g")).bearer_auth(&t)).await;
+    assert_eq!(
+        g["stock"].as_u64(),
+        Some((CODES - codes_out.len()) as u64),
+        "stock matches the codes given out"
+    );
+    server.child.kill().expect("stop");
+    let _ = server.child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+}
