@@ -22,7 +22,7 @@ struct Engage {
 
 async fn start(data: &Path) -> Engage {
     let _ = std::fs::remove_file(data.join("server.json"));
-    let child = Command::new(env!("CARGO_BIN_EXE_engage"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engage"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env_remove("ENGAGE_ADMIN_TOKEN")
@@ -43,6 +43,8 @@ async fn start(data: &Path) -> Engage {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("engage did not start");
 }
 
