@@ -731,8 +731,10 @@ async fn the_openapi_document_describes_only_real_endpoints() {
     for (path, item) in paths {
         let concrete = path
             .replace("{name}", "some-plugin")
-            .replace("{point}", "rules");
-        for method in ["get", "post", "put", "delete"] {
+            .replace("{point}", "rules")
+            .replace("{ref_id}", "0123456789abcdef01234567")
+            .replace("{id}", "some-id");
+        for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_none() {
                 continue;
             }
