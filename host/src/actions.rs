@@ -248,9 +248,7 @@ pub async fn perform(
         if !players::exists(snapshot.as_ref(), tenant, &req.player)? {
             return Err(ActionError::PlayerNotFound(req.player.clone()));
         }
-        let called = crate::plugins::off_the_reactor(|| {
-            plugins.call(tenant, &input, Some(snapshot.clone()), now_ms, request_id)
-        })?;
+        let called = plugins.call(tenant, &input, Some(snapshot.clone()), now_ms, request_id)?;
         let Output::Outcome(outcome) = called.output else {
             return Err(ActionError::BadOutcome("not an outcome".into()));
         };

@@ -45,6 +45,23 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Storage settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The most writes one durable commit carries (group commit). 1 makes
+    /// every write its own commit: only useful to measure the difference.
+    pub max_batch: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            max_batch: crate::store::MAX_BATCH,
+        }
+    }
+}
+
 /// The whole server's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -57,6 +74,7 @@ pub struct ServerConfig {
     /// Create the `demo` tenant on first start.
     pub demo_tenant: bool,
     pub runtime: RuntimeConfig,
+    pub storage: StorageConfig,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +85,7 @@ impl Default for ServerConfig {
             admin_token: None,
             demo_tenant: true,
             runtime: RuntimeConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }

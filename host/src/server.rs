@@ -58,8 +58,8 @@ pub fn open_data_dir(path: &std::path::Path) -> anyhow::Result<cap_std::fs::Dir>
 /// provision every tenant with the current first-party plugins.
 pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
     let data = open_data_dir(&config.data_dir)?;
-    let store =
-        Store::open(&data).map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
+    let store = Store::open_with(&data, config.storage.max_batch)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
     let plugins = Arc::new(Plugins::open(
         &data,
         &config.data_dir,

@@ -22,7 +22,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -100,6 +100,12 @@ impl Store {
     /// Open (or create) `engage.redb` in `dir`, migrate it to
     /// [`SCHEMA_VERSION`] and start the writer thread.
     pub fn open(dir: &cap_std::fs::Dir) -> Result<Store, StoreError> {
+        Store::open_with(dir, MAX_BATCH)
+    }
+
+    /// [`Store::open`] with at most `max_batch` jobs per commit (1: one
+    /// commit per write, to measure what group commit buys).
+    pub fn open_with(dir: &cap_std::fs::Dir, max_batch: usize) -> Result<Store, StoreError> {
         let file = dir
             .open_with(
                 "engage.redb",
@@ -118,7 +124,7 @@ impl Store {
             })?;
         migrate(&db)?;
         let db = Arc::new(db);
-        let jobs = writer::spawn(db.clone());
+        let jobs = writer::spawn(db.clone(), max_batch);
         Ok(Store { db, jobs })
     }
 
@@ -405,23 +411,52 @@ fn scan_keys(
     Ok(out)
 }
 
-/// A write transaction inside a group commit.
-pub struct Tx {
-    txn: redb::WriteTransaction,
+/// A table opened in a write transaction.
+type OpenTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// A write transaction inside a group commit. Tables are opened once per
+/// transaction and kept open until it ends: a batch of jobs touches the
+/// same dozen tables thousands of times.
+pub struct Tx<'t> {
+    txn: &'t redb::WriteTransaction,
+    tables: std::cell::RefCell<Vec<(String, OpenTable<'t>)>>,
     dirty: bool,
 }
 
+impl<'t> Tx<'t> {
+    fn new(txn: &'t redb::WriteTransaction) -> Tx<'t> {
+        Tx {
+            txn,
+            tables: std::cell::RefCell::new(Vec::new()),
+            dirty: false,
+        }
+    }
+
+    fn with<R>(
+        &self,
+        def: Table,
+        f: impl FnOnce(&mut OpenTable<'t>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut tables = self.tables.borrow_mut();
+        let i = match tables.iter().position(|(n, _)| n == def.name()) {
+            Some(i) => i,
+            None => {
+                tables.push((def.name().to_owned(), self.txn.open_table(def)?));
+                tables.len() - 1
+            }
+        };
+        f(&mut tables[i].1)
+    }
+}
+
 /// Inside a write transaction, reads see the transaction's own writes.
-impl Reader for Tx {
+impl Reader for Tx<'_> {
     fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        let v = t.get(key)?.map(|v| v.value().to_vec());
-        Ok(v)
+        self.with(table, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        let t = self.txn.open_table(table)?;
-        count_keys(&t, prefix, from)
+        self.with(table, |t| count_keys(t, prefix, from))
     }
 
     fn scan_raw(
@@ -432,17 +467,18 @@ impl Reader for Tx {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let t = self.txn.open_table(table)?;
-        scan_keys(&t, prefix, after, limit, reverse)
+        self.with(table, |t| scan_keys(t, prefix, after, limit, reverse))
     }
 }
 
-impl Tx {
+impl Tx<'_> {
     /// Write raw bytes. From here on, a failure of this job poisons the batch.
     pub fn put_raw(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.dirty = true;
-        self.txn.open_table(table)?.insert(key, value)?;
-        Ok(())
+        self.with(table, |t| {
+            t.insert(key, value)?;
+            Ok(())
+        })
     }
 
     /// Write a JSON record.
@@ -475,7 +511,6 @@ impl Tx {
     /// Remove a key; true if it was there.
     pub fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError> {
         self.dirty = true;
-        let removed = self.txn.open_table(table)?.remove(key)?.is_some();
-        Ok(removed)
+        self.with(table, |t| Ok(t.remove(key)?.is_some()))
     }
 }

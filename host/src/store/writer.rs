@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, Tx};
 
-/// The most jobs one commit carries. Large enough that a burst of requests
+/// The most jobs one commit carries, by default. Large enough that a burst of requests
 /// shares one fsync, small enough that the first caller is not kept waiting
 /// behind an unbounded batch.
 pub const MAX_BATCH: usize = 1024;
@@ -18,7 +18,7 @@ pub(super) type Boxed = Box<dyn Job>;
 
 pub(super) trait Job: Send {
     /// Run against `tx`; true if the job wants its effects committed.
-    fn run(&mut self, tx: &mut Tx) -> bool;
+    fn run(&mut self, tx: &mut Tx<'_>) -> bool;
     /// Answer the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
 }
@@ -48,7 +48,7 @@ where
     E: From<StoreError> + Send + 'static,
     F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
 {
-    fn run(&mut self, tx: &mut Tx) -> bool {
+    fn run(&mut self, tx: &mut Tx<'_>) -> bool {
         let result = match catch_unwind(AssertUnwindSafe(|| (self.f)(tx))) {
             Ok(r) => r,
             Err(panic) => {
@@ -78,15 +78,16 @@ where
     }
 }
 
-pub(super) fn spawn(db: Arc<Database>) -> mpsc::Sender<Boxed> {
-    let (tx, mut rx) = mpsc::channel::<Boxed>(MAX_BATCH * 4);
+pub(super) fn spawn(db: Arc<Database>, max_batch: usize) -> mpsc::Sender<Boxed> {
+    let max_batch = max_batch.max(1);
+    let (tx, mut rx) = mpsc::channel::<Boxed>(max_batch.max(MAX_BATCH) * 4);
     let spawned = std::thread::Builder::new()
         .name("engage-writer".into())
         .spawn(move || {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut batch = Vec::with_capacity(max_batch);
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
-                while batch.len() < MAX_BATCH {
+                while batch.len() < max_batch {
                     match rx.try_recv() {
                         Ok(job) => batch.push(job),
                         Err(_) => break,
@@ -103,37 +104,48 @@ pub(super) fn spawn(db: Arc<Database>) -> mpsc::Sender<Boxed> {
     tx
 }
 
-fn begin(db: &Database) -> Result<Tx, StoreError> {
+fn begin(db: &Database) -> Result<redb::WriteTransaction, StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
-    Ok(Tx { txn, dirty: false })
+    Ok(txn)
 }
 
 fn run_batch(db: &Database, mut jobs: Vec<Boxed>) {
-    let mut tx = match begin(db) {
-        Ok(tx) => tx,
+    let started = std::time::Instant::now();
+    let txn = match begin(db) {
+        Ok(txn) => txn,
         Err(e) => return fail_all(jobs, &e),
     };
     let mut poisoned = false;
-    for job in jobs.iter_mut() {
-        tx.dirty = false;
-        if !job.run(&mut tx) && tx.dirty {
-            poisoned = true;
-            break;
+    {
+        let mut tx = Tx::new(&txn);
+        for job in jobs.iter_mut() {
+            tx.dirty = false;
+            if !job.run(&mut tx) && tx.dirty {
+                poisoned = true;
+                break;
+            }
         }
-    }
+    } // every table closes here, before the transaction ends
     if poisoned {
         tracing::warn!(
             jobs = jobs.len(),
             "a write job failed after writing; re-running the batch one job at a time"
         );
-        drop(tx.txn.abort());
+        drop(txn.abort());
         for job in jobs {
             run_alone(db, job);
         }
         return;
     }
-    let committed = tx.txn.commit().map_err(StoreError::from);
+    let ran = started.elapsed();
+    let committed = txn.commit().map_err(StoreError::from);
+    tracing::debug!(
+        jobs = jobs.len(),
+        run_us = ran.as_micros() as u64,
+        commit_us = (started.elapsed() - ran).as_micros() as u64,
+        "group commit"
+    );
     match committed {
         Ok(()) => jobs.into_iter().for_each(|j| j.finish(Ok(()))),
         Err(e) => {
@@ -144,15 +156,16 @@ fn run_batch(db: &Database, mut jobs: Vec<Boxed>) {
 }
 
 fn run_alone(db: &Database, mut job: Boxed) {
-    let mut tx = match begin(db) {
-        Ok(tx) => tx,
+    let txn = match begin(db) {
+        Ok(txn) => txn,
         Err(e) => return job.finish(Err(e)),
     };
-    if job.run(&mut tx) {
-        let committed = tx.txn.commit().map_err(StoreError::from);
+    let ok = job.run(&mut Tx::new(&txn));
+    if ok {
+        let committed = txn.commit().map_err(StoreError::from);
         job.finish(committed);
     } else {
-        drop(tx.txn.abort());
+        drop(txn.abort());
         job.finish(Ok(()));
     }
 }
