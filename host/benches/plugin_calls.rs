@@ -202,6 +202,7 @@ fn guest_examples(rt: &tokio::runtime::Runtime, plugins: &Arc<Plugins>) -> anyho
             on_error: Default::default(),
             isolation,
             limits: None,
+            wasi: Vec::new(),
         };
         let input: Input = serde_json::from_value(serde_json::json!({
             "call": "evaluate",
@@ -266,6 +267,7 @@ fn main() -> anyhow::Result<()> {
             on_error: Default::default(),
             isolation,
             limits: None,
+            wasi: Vec::new(),
         };
         rt.block_on(plugins.bind(
             "demo",

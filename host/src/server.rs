@@ -114,6 +114,7 @@ async fn bootstrap(
                     on_error: Default::default(),
                     isolation: Default::default(),
                     limits: None,
+                    wasi: Vec::new(),
                 },
             )
             .await?;

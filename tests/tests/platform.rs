@@ -757,3 +757,80 @@ async fn the_openapi_document_describes_only_real_endpoints() {
         (404, Some("not_found"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_is_denied_unless_the_binding_grants_it() {
+    let server = Server::start("wasi", |_| {}).await;
+    let token = server.tenant("clocky").await;
+    server.upload(&token, "hostile", components::HOSTILE).await;
+    let bind = |wasi: serde_json::Value| json!({ "plugin": "hostile", "wasi": wasi });
+    let kind = |a: &engage_tests::Answer| {
+        a.body["error"]["details"]["error"]["kind"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    // Nothing granted: the clock and the random seed trap.
+    let b = server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&token),
+            Some(bind(json!([]))),
+        )
+        .await;
+    assert_eq!(b.status, 200, "{b:?}");
+    for mode in ["wasi-clock", "wasi-random"] {
+        let a = server.act(&token, mode).await;
+        assert_eq!(
+            (a.status, kind(&a).as_deref()),
+            (502, Some("trap")),
+            "{mode}: {a:?}"
+        );
+    }
+
+    // Clocks granted: the wall clock answers the real date; random still traps.
+    let b = server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&token),
+            Some(bind(json!(["clocks"]))),
+        )
+        .await;
+    assert_eq!(b.body["wasi"], json!(["clocks"]), "{b:?}");
+    let days = engage::ids::now_ms() / 86_400_000;
+    let a = server.act(&token, "wasi-clock").await;
+    assert_eq!(first_grant(&a), Some(days), "{a:?}");
+    let a = server.act(&token, "wasi-random").await;
+    assert_eq!(kind(&a).as_deref(), Some("trap"), "{a:?}");
+
+    // Random granted too.
+    server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&token),
+            Some(bind(json!(["clocks", "random"]))),
+        )
+        .await;
+    let a = server.act(&token, "wasi-random").await;
+    assert!(
+        first_grant(&a).is_some_and(|g| (1..=1000).contains(&g)),
+        "{a:?}"
+    );
+
+    // Unknown grants are refused; the grant survives a restart.
+    let bad = server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&token),
+            Some(bind(json!(["filesystem"]))),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let server = server.restart().await;
+    let a = server.act(&token, "wasi-clock").await;
+    assert_eq!(first_grant(&a), Some(days), "{a:?}");
+}

@@ -16,6 +16,7 @@ pub mod kv;
 mod runtime;
 pub mod sandbox;
 mod stats;
+pub mod wasi;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -227,6 +228,9 @@ pub struct Binding {
     pub on_error: OnError,
     pub isolation: Isolation,
     pub limits: Limits,
+    /// WASI families granted to the plugin (none by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wasi: Vec<wasi::WasiGrant>,
     pub bound_at_ms: i64,
 }
 
@@ -244,6 +248,9 @@ pub struct BindRequest {
     pub isolation: Isolation,
     #[serde(default)]
     pub limits: Option<LimitsRequest>,
+    /// WASI to grant: `clocks`, `random`. Everything else stays denied.
+    #[serde(default)]
+    pub wasi: Vec<wasi::WasiGrant>,
 }
 
 /// Per-binding limits; each defaults to the server's.
@@ -389,7 +396,7 @@ impl Plugins {
         for (k, binding) in bindings {
             let tenant = k.split('\u{1f}').next().unwrap_or_default().to_owned();
             let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
-            let (prepared, was_compiled) = self.prepare_stored(&info.sha256)?;
+            let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
             compiled += usize::from(was_compiled);
             self.activate(&tenant, binding, prepared);
         }
@@ -401,26 +408,36 @@ impl Plugins {
         Ok(())
     }
 
-    fn cached(&self, sha256: &str) -> Option<Arc<Prepared>> {
+    fn cached(&self, cache_key: &str) -> Option<Arc<Prepared>> {
         self.prepared
             .lock()
             .ok()
-            .and_then(|m| m.get(sha256).cloned())
+            .and_then(|m| m.get(cache_key).cloned())
     }
 
-    fn prepare_stored(&self, sha256: &str) -> anyhow::Result<(Arc<Prepared>, bool)> {
-        if let Some(p) = self.cached(sha256) {
+    fn prepare_stored(
+        &self,
+        sha256: &str,
+        grants: &[wasi::WasiGrant],
+    ) -> anyhow::Result<(Arc<Prepared>, bool)> {
+        if let Some(p) = self.cached(&prepared_key(sha256, grants)) {
             return Ok((p, false));
         }
         let bytes = self.blobs.read(format!("{sha256}.wasm"))?;
-        self.prepare(sha256, &bytes)
+        self.prepare(sha256, &bytes, grants)
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Compile (or load from cache), check the world and the imports, and
-    /// link. Returns whether it had to compile.
-    fn prepare(&self, sha256: &str, bytes: &[u8]) -> Result<(Arc<Prepared>, bool), PluginsError> {
-        if let Some(p) = self.cached(sha256) {
+    /// link with `grants`. Returns whether it had to compile.
+    fn prepare(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+        grants: &[wasi::WasiGrant],
+    ) -> Result<(Arc<Prepared>, bool), PluginsError> {
+        let cache_key = prepared_key(sha256, grants);
+        if let Some(p) = self.cached(&cache_key) {
             return Ok((p, false));
         }
         let flavor = Flavor::for_size(bytes.len()) as usize;
@@ -433,14 +450,14 @@ impl Plugins {
         }
         let point = runtime::detect_point(engine, &component)
             .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
-        let pre = self.link(flavor, &component, point)?;
+        let pre = self.link(flavor, &component, point, grants)?;
         let prepared = Arc::new(Prepared {
             point,
             pre,
             engine: engine.clone(),
         });
         if let Ok(mut m) = self.prepared.lock() {
-            m.insert(sha256.to_owned(), prepared.clone());
+            m.insert(cache_key, prepared.clone());
         }
         Ok((prepared, compiled))
     }
@@ -450,6 +467,7 @@ impl Plugins {
         flavor: usize,
         component: &Component,
         point: Point,
+        grants: &[wasi::WasiGrant],
     ) -> Result<WorldPre, PluginsError> {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engines[flavor]) {
@@ -467,7 +485,9 @@ impl Plugins {
             )));
         }
         let mut linker = self.linkers[flavor].clone();
-        // WASI is denied: every WASI function the guest imports traps if called.
+        wasi::define(&mut linker, &self.engines[flavor], component, grants)
+            .map_err(|e| PluginsError::Invalid(format!("linking granted WASI: {e:#}")))?;
+        // Every other WASI function the guest imports traps if called.
         linker
             .define_unknown_imports_as_traps(component)
             .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
@@ -530,7 +550,7 @@ impl Plugins {
         let size = blob.len();
         let prepared =
             tokio::task::spawn_blocking(move || -> Result<Arc<Prepared>, PluginsError> {
-                let (prepared, _) = this.prepare(&sha, &blob)?;
+                let (prepared, _) = this.prepare(&sha, &blob, &[])?;
                 let file = format!("{sha}.wasm");
                 if !this.blobs.exists(&file) {
                     let tmp = format!("{file}.tmp");
@@ -625,7 +645,7 @@ impl Plugins {
             ));
         }
         let (prepared, _) = self
-            .prepare_stored(&info.sha256)
+            .prepare_stored(&info.sha256, &req.wasi)
             .map_err(|e| PluginsError::Internal(e.to_string()))?;
         let binding = Binding {
             point,
@@ -635,6 +655,7 @@ impl Plugins {
             on_error: req.on_error,
             isolation: req.isolation,
             limits,
+            wasi: req.wasi,
             bound_at_ms: now_ms(),
         };
         let (t, b) = (tenant.to_owned(), binding.clone());
@@ -720,6 +741,7 @@ impl Plugins {
                 on_error: OnError::Fail,
                 isolation: Isolation::Fresh,
                 limits: None,
+                wasi: Vec::new(),
             },
         )
         .await
@@ -764,6 +786,7 @@ impl Plugins {
                                 fuel: Some(old.limits.fuel),
                                 memory_mib: Some(old.limits.memory_bytes >> 20),
                             }),
+                            wasi: old.wasi,
                         },
                     )
                     .await?;
@@ -921,7 +944,7 @@ impl Plugins {
         cause: CallError,
     ) -> Result<Called, PluginsError> {
         let b = builtin::for_point(point);
-        let (prepared, _) = self.prepare(b.sha256(), b.bytes)?;
+        let (prepared, _) = self.prepare(b.sha256(), b.bytes, &[])?;
         let ctx = Context {
             tenant,
             plugin: b.name.into(),
@@ -1017,6 +1040,15 @@ fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
     >(&mut linker, |s| s)
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     Ok(linker)
+}
+
+/// The prepared-component cache key: the content hash, and the WASI grants
+/// it was linked with.
+fn prepared_key(sha256: &str, grants: &[wasi::WasiGrant]) -> String {
+    match wasi::grants_key(grants) {
+        g if g.is_empty() => sha256.to_owned(),
+        g => format!("{sha256}+{g}"),
+    }
 }
 
 fn version_key(tenant: &str, name: &str, version: u32) -> String {

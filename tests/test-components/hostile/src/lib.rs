@@ -70,6 +70,20 @@ impl engage_plugin_sdk::rules::Guest for Hostile {
                     now.elapsed().map(|d| d.as_secs() as i64).unwrap_or(1),
                 ))
             }
+            // Only with `wasi: ["clocks"]`: the wall clock, in days since 1970.
+            "wasi-clock" => {
+                let since = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64 / 86_400)
+                    .unwrap_or(0);
+                Ok(grant(since))
+            }
+            // Only with `wasi: ["random"]`: std seeds its hash maps from WASI.
+            "wasi-random" => {
+                use std::hash::BuildHasher;
+                let h = std::collections::hash_map::RandomState::new().hash_one(7u8);
+                Ok(grant((h % 1000) as i64 + 1))
+            }
             // At most 5 awards ever, counted in the key-value store.
             "quota" => {
                 let used = host::kv_get("quota")
