@@ -62,6 +62,15 @@ impl Default for StorageConfig {
     }
 }
 
+/// Gift settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GiftsConfig {
+    /// Leave post hooks queued instead of running them (while a broken hook
+    /// is being fixed); they run, in order, once this is off again.
+    pub post_hooks_paused: bool,
+}
+
 /// The whole server's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -75,6 +84,7 @@ pub struct ServerConfig {
     pub demo_tenant: bool,
     pub runtime: RuntimeConfig,
     pub storage: StorageConfig,
+    pub gifts: GiftsConfig,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +96,7 @@ impl Default for ServerConfig {
             demo_tenant: true,
             runtime: RuntimeConfig::default(),
             storage: StorageConfig::default(),
+            gifts: GiftsConfig::default(),
         }
     }
 }

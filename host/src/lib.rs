@@ -12,13 +12,16 @@
 pub mod actions;
 pub mod api;
 pub mod config;
+pub mod gifts;
 pub mod goods;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod notifications;
 pub mod players;
 pub mod plugins;
 pub mod server;
+pub mod social;
 pub mod store;
 pub mod tenants;
 pub mod views;

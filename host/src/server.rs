@@ -66,10 +66,15 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
         store.clone(),
         config.runtime.clone(),
     )?);
+    let live = crate::notifications::Live::default();
+    let gifts = crate::gifts::Gifts::new(store.clone(), plugins.clone(), live.clone());
+    gifts.spawn_post_hooks(config.gifts.post_hooks_paused);
     let state = AppState {
         store: store.clone(),
         plugins: plugins.clone(),
         max_component_bytes: config.runtime.max_component_bytes,
+        gifts,
+        live,
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;

@@ -140,6 +140,17 @@ pub fn check_secret(
     Ok(tenant)
 }
 
+/// Whether `secret` is tenant `id`'s API secret (Playblazer authenticates
+/// by app id and secret key).
+pub fn check_tenant_secret(snap: &Snapshot, id: &str, secret: &str) -> Result<(), TenantError> {
+    let tenant = get(snap, id).map_err(|_| TenantError::BadCredentials)?;
+    if tenant.secret_sha256 == sha256_hex(secret.as_bytes()) {
+        Ok(())
+    } else {
+        Err(TenantError::BadCredentials)
+    }
+}
+
 /// The tenant an API key belongs to (Playbasis authenticates reads by the
 /// API key alone).
 pub fn by_api_key(snap: &Snapshot, api_key: &str) -> Result<String, TenantError> {

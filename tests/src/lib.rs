@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 pub mod components {
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));
     pub const NO_WORLD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/no_world.wasm"));
+    pub const GIFT_PROBE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gift_probe.wasm"));
     pub const RUST_RULES: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/engage_example_rust_rules.wasm"));
 }

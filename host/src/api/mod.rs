@@ -8,8 +8,10 @@ mod goods;
 mod ledger;
 mod mutation;
 mod playbasis;
+mod playblazer;
 mod players;
 mod plugins;
+mod social;
 mod tenants;
 
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub store: Store,
     pub plugins: Arc<Plugins>,
     pub max_component_bytes: usize,
+    pub gifts: Arc<crate::gifts::Gifts>,
+    pub live: crate::notifications::Live,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.
@@ -56,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(goods::routes())
         .merge(playbasis::routes())
+        .merge(social::routes())
+        .merge(playblazer::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -1,0 +1,450 @@
+//! The Playblazer-compatible gifts API under `/playblazer`: translation
+//! only.
+//!
+//! `APP_ID` is the tenant's id and `secret_key` its API secret; `MODE` says
+//! how `USER_ID` is read (an identity mode such as `fb` or `device`, or
+//! `player` for an Engage player id). Parameters come from the query, a
+//! URL-encoded body or a multipart form (`curl -F`); `custom:*` parameters
+//! are the request's attributes. Answers are JSON, or XML with `fmt=xml`:
+//! `{"status":"ok",…}` or `{"status":"error","error":{"message","code","code_str"}}`.
+//! The seed gives numbers only for the gift codes (-30002, -30003, -30004);
+//! `E_GIFT_REQUEST_FAILED` is -30001, `E_NO_PROFILE` -10002 and a bad app id
+//! or secret key `E_AUTH_FAILED` -10001.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::{Value, json};
+
+use super::{AppState, RequestId};
+use crate::gifts::{self, GiftError};
+use crate::ids::{now_ms, sql_datetime};
+use crate::players;
+use crate::social;
+use crate::store::Snapshot;
+use crate::tenants;
+
+pub fn routes() -> Router<AppState> {
+    let base = "/playblazer/v1/app/{app}/gifts/{mode}/{user}";
+    Router::new()
+        .route(&format!("{base}/request/new"), post(request_new))
+        .route(&format!("{base}/list"), get(list))
+        .route(&format!("{base}/request/reply"), post(reply))
+}
+
+/// Parameters from the query string and the body, whatever its encoding.
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn xml(&self) -> bool {
+        self.get("fmt") == Some("xml")
+    }
+
+    /// The `custom:*` parameters, without the prefix.
+    fn custom(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("custom:").map(|k| (k.to_owned(), v.clone())))
+            .collect()
+    }
+}
+
+impl FromRequest<AppState> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let mut map: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let xml = map.get("fmt").is_some_and(|f| f == "xml");
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            failure(
+                xml,
+                -30001,
+                "E_GIFT_REQUEST_FAILED",
+                &format!("could not read the body: {e}"),
+            )
+        })?;
+        if let Some(boundary) = content_type
+            .strip_prefix("multipart/form-data")
+            .and_then(|rest| rest.split("boundary=").nth(1))
+        {
+            let boundary = boundary
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"');
+            map.extend(multipart_fields(&body, boundary));
+        } else if !body.is_empty() {
+            map.extend(
+                serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default(),
+            );
+        }
+        Ok(Params(map))
+    }
+}
+
+/// The text fields of a `multipart/form-data` body (file parts are read as
+/// text too; Playblazer takes no files).
+fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut out = Vec::new();
+    for part in text.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let name = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+            .and_then(|l| l.split("name=\"").nth(1))
+            .and_then(|n| n.split('"').next());
+        if let Some(name) = name {
+            let value = value.strip_suffix("\r\n").unwrap_or(value);
+            out.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    out
+}
+
+fn render(xml: bool, v: Value) -> Response {
+    if xml {
+        let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        write_xml(&mut s, "response", &v);
+        ([(CONTENT_TYPE, "application/xml; charset=utf-8")], s).into_response()
+    } else {
+        axum::Json(v).into_response()
+    }
+}
+
+/// JSON as XML: objects become elements named by their keys, array items
+/// elements named by the array's singular (`requests` → `request`), null an
+/// empty element. Keys that are not XML names (custom attributes may be
+/// anything) become `<attr name="…">`.
+fn write_xml(out: &mut String, name: &str, v: &Value) {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let (open, close) = if valid {
+        (format!("<{name}>"), format!("</{name}>"))
+    } else {
+        (
+            format!("<attr name=\"{}\">", escape(name)),
+            "</attr>".to_owned(),
+        )
+    };
+    out.push_str(&open);
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => out.push_str(&b.to_string()),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(&escape(s)),
+        Value::Array(items) => {
+            let item = name
+                .strip_suffix('s')
+                .filter(|s| !s.is_empty())
+                .unwrap_or("item");
+            for i in items {
+                write_xml(out, item, i);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                write_xml(out, k, v);
+            }
+        }
+    }
+    out.push_str(&close);
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn failure(xml: bool, code: i32, code_str: &str, message: &str) -> Response {
+    render(
+        xml,
+        json!({ "status": "error", "error": { "message": message, "code": code, "code_str": code_str } }),
+    )
+}
+
+fn gift_failure(xml: bool, e: GiftError) -> Response {
+    let message = e.to_string();
+    match e {
+        GiftError::NoProfile => failure(xml, -10002, "E_NO_PROFILE", "User profile not found"),
+        GiftError::RequestIdMissing | GiftError::NotFound(_) | GiftError::AlreadyReplied(_) => {
+            failure(xml, -30002, "E_GIFT_INVALID_REQUEST", &message)
+        }
+        GiftError::Expired(_) => failure(xml, -30003, "E_GIFT_REQUEST_EXPIRED", &message),
+        GiftError::Rejected {
+            code,
+            code_str,
+            message,
+        } => failure(xml, code, &code_str, &message),
+        e => {
+            tracing::warn!(error = %e, "gift request failed");
+            failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &message)
+        }
+    }
+}
+
+/// A Playblazer error before any gift logic ran.
+struct Refused(i32, &'static str, &'static str);
+
+impl Refused {
+    fn render(self, xml: bool) -> Response {
+        failure(xml, self.0, self.1, self.2)
+    }
+}
+
+/// Check the app id and secret key and find the user: the tenant and player.
+fn authenticate(
+    s: &AppState,
+    app: &str,
+    mode: &str,
+    user: &str,
+    p: &Params,
+) -> Result<(Snapshot, String, String), Refused> {
+    let internal = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "storage");
+        Refused(-30001, "E_GIFT_REQUEST_FAILED", "internal error")
+    };
+    let snap = s.store.read().map_err(internal)?;
+    let secret = p.get("secret_key").unwrap_or_default();
+    if tenants::check_tenant_secret(&snap, app, secret).is_err() {
+        return Err(Refused(
+            -10001,
+            "E_AUTH_FAILED",
+            "Invalid app id or secret key",
+        ));
+    }
+    let player = social::resolve(&snap, app, mode, user)
+        .map_err(internal)?
+        .ok_or(Refused(-10002, "E_NO_PROFILE", "User profile not found"))?;
+    Ok((snap, app.to_owned(), player))
+}
+
+async fn request_new(
+    State(s): State<AppState>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Path((app, mode, user)): Path<(String, String, String)>,
+    p: Params,
+) -> Response {
+    let xml = p.xml();
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+        Ok(v) => v,
+        Err(r) => return r.render(xml),
+    };
+    drop(snap);
+    let expiry = match p.get("expiry") {
+        None | Some("") => None,
+        Some(e) => match e.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return failure(
+                    xml,
+                    -30001,
+                    "E_GIFT_REQUEST_FAILED",
+                    "expiry must be a number of seconds",
+                );
+            }
+        },
+    };
+    match s
+        .gifts
+        .request(&tenant, &player, expiry, p.custom(), now_ms(), &rid)
+        .await
+    {
+        Ok(r) => render(xml, json!({ "status": "ok", "request_id": r.id })),
+        Err(e) => gift_failure(xml, e),
+    }
+}
+
+async fn reply(
+    State(s): State<AppState>,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Path((app, mode, user)): Path<(String, String, String)>,
+    p: Params,
+) -> Response {
+    let xml = p.xml();
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+        Ok(v) => v,
+        Err(r) => return r.render(xml),
+    };
+    drop(snap);
+    let accept = match p.get("resp").unwrap_or("accept") {
+        "accept" | "" => true,
+        "deny" => false,
+        other => {
+            return failure(
+                xml,
+                -30001,
+                "E_GIFT_REQUEST_FAILED",
+                &format!("resp must be accept or deny, not `{other}`"),
+            );
+        }
+    };
+    match s
+        .gifts
+        .reply(
+            &tenant,
+            &player,
+            p.get("request_id"),
+            accept,
+            p.custom(),
+            now_ms(),
+            &rid,
+        )
+        .await
+    {
+        Ok(()) => render(xml, json!({ "status": "ok" })),
+        Err(e) => gift_failure(xml, e),
+    }
+}
+
+/// The sender's profile as Playblazer shows it.
+fn user_json(snap: &Snapshot, tenant: &str, player: &str) -> Value {
+    let profile = players::find(snap, tenant, player).ok().flatten();
+    let ids = social::identities(snap, tenant, player).unwrap_or_default();
+    let id_of = |mode: &str| {
+        ids.iter()
+            .find(|i| i.mode == mode)
+            .map(|i| Value::String(i.id.clone()))
+            .unwrap_or(Value::Null)
+    };
+    let mut user = json!({
+        "first_name": profile.as_ref().and_then(|p| p.first_name.clone()),
+        "last_name": profile.as_ref().and_then(|p| p.last_name.clone()),
+        "twitterid": id_of("twitter"),
+        "fbid": id_of("fb"),
+        "deviceid": id_of("device"),
+        "email": profile.as_ref().and_then(|p| p.email.clone()).map(Value::String).unwrap_or_else(|| id_of("email")),
+        "googleid": id_of("google"),
+    });
+    if let Some(lang) = profile.as_ref().and_then(|p| p.attributes.get("lang")) {
+        user["lang"] = lang.clone();
+    }
+    user
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Path((app, mode, user)): Path<(String, String, String)>,
+    p: Params,
+) -> Response {
+    let xml = p.xml();
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+        Ok(v) => v,
+        Err(r) => return r.render(xml),
+    };
+    let number = |name: &str, default: usize| match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| name.to_owned()),
+    };
+    let (start, limit) = match (number("start", 0), number("limit", 100)) {
+        (Ok(s), Ok(l)) => (s, l.clamp(1, 1000)),
+        (Err(n), _) | (_, Err(n)) => {
+            return failure(
+                xml,
+                -30001,
+                "E_GIFT_REQUEST_FAILED",
+                &format!("{n} must be a number"),
+            );
+        }
+    };
+    let desc = match p.get("sort").unwrap_or("asc") {
+        "asc" | "" => false,
+        "desc" => true,
+        other => {
+            return failure(
+                xml,
+                -30001,
+                "E_GIFT_REQUEST_FAILED",
+                &format!("sort must be asc or desc, not `{other}`"),
+            );
+        }
+    };
+    let list = match gifts::received(&snap, &tenant, &player, start, limit, desc) {
+        Ok(l) => l,
+        Err(e) => return gift_failure(xml, e.into()),
+    };
+    let requests: Vec<Value> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "extra": r.attributes,
+                "expiry_time": {
+                    "timestamp": r.expires_at_ms / 1000,
+                    "time_str": format!("{} +0000", sql_datetime(r.expires_at_ms)),
+                },
+                "id": r.id,
+                "user": user_json(&snap, &tenant, &r.sender),
+            })
+        })
+        .collect();
+    render(
+        xml,
+        json!({ "status": "ok", "count": requests.len(), "requests": requests }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_fields_as_curl_sends_them() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"secret_key\"\r\n\r\ncb8d\r\n--XyZ\r\nContent-Disposition: form-data; name=\"custom:item_name\"\r\n\r\nitem 1\r\nline 2\r\n--XyZ--\r\n";
+        assert_eq!(
+            multipart_fields(body.as_bytes(), "XyZ"),
+            vec![
+                ("secret_key".to_owned(), "cb8d".to_owned()),
+                ("custom:item_name".to_owned(), "item 1\r\nline 2".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn xml_of_the_list_shape() {
+        let mut s = String::new();
+        write_xml(
+            &mut s,
+            "response",
+            &json!({ "status": "ok", "count": 1, "requests": [{ "id": "a<b", "extra": { "item id": "1" }, "user": { "fbid": null } }] }),
+        );
+        assert_eq!(
+            s,
+            "<response><count>1</count><requests><request><extra><attr name=\"item id\">1</attr></extra><id>a&lt;b</id><user><fbid></fbid></user></request></requests><status>ok</status></response>"
+        );
+    }
+}

@@ -1,0 +1,510 @@
+//! Gifts between friends: requests to every playing friend, replies, and
+//! the tenant's `gift` hooks around both.
+//!
+//! # How the hooks' transactions work
+//!
+//! A pre hook runs on a snapshot, with the host's key-value store and
+//! read-only views. Its verdict (allow, amend, reject) and its key-value
+//! writes are then committed in one write job together with the request (or
+//! reply) it guarded, its recipients' inbox entries and notifications, and a
+//! post-hook entry in a durable outbox — after checking that everything the
+//! hook read is unchanged. If anything changed (another request of the same
+//! player committed first), the hook runs again on fresh data. A quota of N
+//! therefore holds exactly however many requests race. A rejection saves
+//! nothing and discards the hook's writes.
+//!
+//! Post hooks run from the outbox after the commit, in outbox order (so in
+//! order per request), at least once: an entry is removed only after its
+//! hook ran, so a crash in between runs it again at the next start. Their
+//! failures are logged and counted in the plugin's statistics, never shown
+//! to the client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::ids::{random_hex, valid_id};
+use crate::notifications::{self, Live, Notification};
+use crate::plugins::bindings::{GiftReply, GiftRequest, Param, Verdict};
+use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
+use crate::views::time_part;
+use crate::{players, social};
+
+/// (tenant, request id) → [`GiftRecord`].
+const REQUESTS: Table = TableDefinition::new("gift_requests");
+/// (tenant, recipient, expiry time, request id) → nothing: received requests
+/// in expiry order.
+const RECEIVED: Table = TableDefinition::new("gift_received");
+/// (sequence) → [`PostHook`]: post hooks still to run.
+const POST_HOOKS: Table = TableDefinition::new("gift_post_hooks");
+
+/// The default expiry of a request: 24 hours.
+pub const DEFAULT_EXPIRY_S: i64 = 24 * 3600;
+/// The longest expiry accepted: 30 days.
+pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
+/// The most custom attributes on a request or reply.
+pub const MAX_ATTRIBUTES: usize = 64;
+
+const MAX_ATTEMPTS: u32 = 64;
+
+/// What can go wrong with gifts.
+#[derive(Debug, thiserror::Error)]
+pub enum GiftError {
+    #[error("no profile for this user")]
+    NoProfile,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Request ID not passed")]
+    RequestIdMissing,
+    #[error("Request with id='{0}' not found")]
+    NotFound(String),
+    #[error("Request with id='{0}' has expired")]
+    Expired(String),
+    #[error("Request with id='{0}' was already answered by this user")]
+    AlreadyReplied(String),
+    /// The pre hook refused, with its own code.
+    #[error("{message}")]
+    Rejected {
+        code: i32,
+        code_str: String,
+        message: String,
+    },
+    #[error("the data kept changing under this request; try again")]
+    Contention,
+    #[error(transparent)]
+    Plugin(#[from] PluginsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("conflict")]
+    Retry,
+}
+
+/// A reply as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplyRecord {
+    pub accept: bool,
+    pub attributes: BTreeMap<String, String>,
+    pub at_ms: i64,
+}
+
+/// A gift request as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GiftRecord {
+    pub id: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// The `custom:*` attributes without the prefix, as the hook left them.
+    pub attributes: BTreeMap<String, String>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// By replying player.
+    pub replies: BTreeMap<String, ReplyRecord>,
+}
+
+/// A post hook waiting in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PostHook {
+    tenant: String,
+    input: Input,
+}
+
+fn params(attrs: &BTreeMap<String, String>) -> Vec<Param> {
+    attrs
+        .iter()
+        .map(|(k, v)| Param {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn check_attributes(attrs: &BTreeMap<String, String>) -> Result<(), GiftError> {
+    if attrs.len() > MAX_ATTRIBUTES || attrs.iter().any(|(k, v)| !valid_id(k) || v.len() > 4096) {
+        return Err(GiftError::Invalid(format!(
+            "at most {MAX_ATTRIBUTES} custom attributes, names 1 to 128 characters, values at most 4096"
+        )));
+    }
+    Ok(())
+}
+
+/// The gift service: requests, replies and the post-hook outbox.
+pub struct Gifts {
+    store: Store,
+    plugins: Arc<Plugins>,
+    live: Live,
+    wake: Notify,
+}
+
+/// The verdict of a pre hook, with what to commit.
+struct Judged {
+    attributes: BTreeMap<String, String>,
+    effects: crate::plugins::kv::Effects,
+}
+
+impl Gifts {
+    pub fn new(store: Store, plugins: Arc<Plugins>, live: Live) -> Arc<Gifts> {
+        Arc::new(Gifts {
+            store,
+            plugins,
+            live,
+            wake: Notify::new(),
+        })
+    }
+
+    fn judge(
+        &self,
+        tenant: &str,
+        input: &Input,
+        snapshot: Arc<crate::store::Snapshot>,
+        fallback: &BTreeMap<String, String>,
+        now_ms: i64,
+        request_id: &str,
+    ) -> Result<Judged, GiftError> {
+        let called = self
+            .plugins
+            .call(tenant, input, Some(snapshot), now_ms, request_id)?;
+        let Output::Verdict(verdict) = called.output else {
+            return Err(GiftError::Invalid(
+                "the gift hook did not answer a verdict".into(),
+            ));
+        };
+        let attributes = match verdict {
+            Verdict::Allow => fallback.clone(),
+            Verdict::Amend(p) => p.into_iter().map(|p| (p.name, p.value)).collect(),
+            Verdict::Reject(r) => {
+                return Err(GiftError::Rejected {
+                    code: r.code,
+                    code_str: r.code_str,
+                    message: r.message,
+                });
+            }
+        };
+        Ok(Judged {
+            attributes,
+            effects: called.effects,
+        })
+    }
+
+    /// Request a gift from every playing friend of `sender`.
+    pub async fn request(
+        &self,
+        tenant: &str,
+        sender: &str,
+        expiry_s: Option<i64>,
+        attributes: BTreeMap<String, String>,
+        now_ms: i64,
+        request_id: &str,
+    ) -> Result<GiftRecord, GiftError> {
+        let expiry_s = expiry_s.unwrap_or(DEFAULT_EXPIRY_S);
+        if !(1..=MAX_EXPIRY_S).contains(&expiry_s) {
+            return Err(GiftError::Invalid(format!(
+                "expiry is 1 to {MAX_EXPIRY_S} seconds"
+            )));
+        }
+        check_attributes(&attributes)?;
+        let snap = self.store.read()?;
+        if !players::exists(&snap, tenant, sender)? {
+            return Err(GiftError::NoProfile);
+        }
+        let recipients = social::playing_friends(&snap, tenant, sender)?;
+        drop(snap);
+        let id = random_hex(16);
+        let expires_at_ms = now_ms + expiry_s * 1000;
+        let mut request = GiftRequest {
+            id: id.clone(),
+            sender: sender.to_owned(),
+            recipients: recipients.clone(),
+            expires_at_ms,
+            attributes: params(&attributes),
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = Arc::new(self.store.read()?);
+            let judged = self.judge(
+                tenant,
+                &Input::PreRequest {
+                    request: request.clone(),
+                },
+                snapshot,
+                &attributes,
+                now_ms,
+                request_id,
+            )?;
+            check_attributes(&judged.attributes)?;
+            let record = GiftRecord {
+                id: id.clone(),
+                sender: sender.to_owned(),
+                recipients: recipients.clone(),
+                attributes: judged.attributes.clone(),
+                created_at_ms: now_ms,
+                expires_at_ms,
+                replies: BTreeMap::new(),
+            };
+            request.attributes = params(&record.attributes);
+            let post = PostHook {
+                tenant: tenant.to_owned(),
+                input: Input::PostRequest {
+                    request: request.clone(),
+                },
+            };
+            let (t, effects) = (tenant.to_owned(), judged.effects);
+            let committed = self
+                .store
+                .write(move |tx| {
+                    if effects.validate(tx)?.is_err() {
+                        return Err(GiftError::Retry);
+                    }
+                    if !players::exists(tx, &t, &record.sender)? {
+                        return Err(GiftError::NoProfile);
+                    }
+                    let notes = save_request(tx, &t, &record)?;
+                    queue_post_hook(tx, &post)?;
+                    effects.apply(tx)?;
+                    Ok((record.clone(), notes))
+                })
+                .await;
+            match committed {
+                Err(GiftError::Retry) => continue,
+                Err(e) => return Err(e),
+                Ok((record, notes)) => {
+                    self.live.publish(tenant, notes);
+                    self.wake.notify_one();
+                    return Ok(record);
+                }
+            }
+        }
+        Err(GiftError::Contention)
+    }
+
+    /// Reply to a gift request as `player` (a recipient).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reply(
+        &self,
+        tenant: &str,
+        player: &str,
+        request: Option<&str>,
+        accept: bool,
+        attributes: BTreeMap<String, String>,
+        now_ms: i64,
+        request_id: &str,
+    ) -> Result<(), GiftError> {
+        let Some(gift_id) = request.filter(|r| !r.is_empty()) else {
+            return Err(GiftError::RequestIdMissing);
+        };
+        check_attributes(&attributes)?;
+        let snap = self.store.read()?;
+        if !players::exists(&snap, tenant, player)? {
+            return Err(GiftError::NoProfile);
+        }
+        let record = replyable(&snap, tenant, gift_id, player, now_ms)?;
+        drop(snap);
+        let mut reply = GiftReply {
+            request_id: gift_id.to_owned(),
+            player: player.to_owned(),
+            requester: record.sender.clone(),
+            accept,
+            attributes: params(&attributes),
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = Arc::new(self.store.read()?);
+            let judged = self.judge(
+                tenant,
+                &Input::PreReply {
+                    reply: reply.clone(),
+                },
+                snapshot,
+                &attributes,
+                now_ms,
+                request_id,
+            )?;
+            check_attributes(&judged.attributes)?;
+            reply.attributes = params(&judged.attributes);
+            let post = PostHook {
+                tenant: tenant.to_owned(),
+                input: Input::PostReply {
+                    reply: reply.clone(),
+                },
+            };
+            let (t, p, g, effects, attrs) = (
+                tenant.to_owned(),
+                player.to_owned(),
+                gift_id.to_owned(),
+                judged.effects,
+                judged.attributes,
+            );
+            let committed = self
+                .store
+                .write(move |tx| {
+                    if effects.validate(tx)?.is_err() {
+                        return Err(GiftError::Retry);
+                    }
+                    // Checked again in the transaction: two replies may race.
+                    let mut record = replyable(tx, &t, &g, &p, now_ms)?;
+                    record.replies.insert(
+                        p.clone(),
+                        ReplyRecord {
+                            accept,
+                            attributes: attrs.clone(),
+                            at_ms: now_ms,
+                        },
+                    );
+                    tx.put(REQUESTS, &key(&[&t, &g]), &record)?;
+                    let note = notifications::push(
+                        tx,
+                        &t,
+                        &record.sender,
+                        "gift_reply",
+                        serde_json::json!({ "request_id": g, "from": p, "accept": accept, "extra": attrs }),
+                        now_ms,
+                    )?;
+                    queue_post_hook(tx, &post)?;
+                    effects.apply(tx)?;
+                    Ok(vec![note])
+                })
+                .await;
+            match committed {
+                Err(GiftError::Retry) => continue,
+                Err(e) => return Err(e),
+                Ok(notes) => {
+                    self.live.publish(tenant, notes);
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+            }
+        }
+        Err(GiftError::Contention)
+    }
+
+    /// Run queued post hooks until the process ends. `paused` leaves them
+    /// queued (an operator's switch while a broken hook is being fixed).
+    pub fn spawn_post_hooks(self: &Arc<Self>, paused: bool) {
+        if paused {
+            tracing::warn!("gift post hooks are paused; they stay queued");
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match this.run_post_hooks().await {
+                    Ok(0) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), this.wake.notified())
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "post-hook outbox");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Run the queued post hooks in order; how many ran.
+    async fn run_post_hooks(&self) -> Result<usize, StoreError> {
+        let batch = self
+            .store
+            .read()?
+            .scan_page::<PostHook>(POST_HOOKS, "", None, 64, false)?;
+        let n = batch.len();
+        for (k, hook) in batch {
+            let now = crate::ids::now_ms();
+            if let Err(e) = self
+                .plugins
+                .call_and_commit(&hook.tenant, &hook.input, now, "post-hook", false)
+                .await
+            {
+                // Counted in the plugin's statistics by the call itself.
+                tracing::warn!(tenant = %hook.tenant, error = %e, "gift post hook failed");
+            }
+            self.store
+                .write(move |tx| tx.remove(POST_HOOKS, &k).map(|_| ()))
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+fn save_request(tx: &mut Tx, tenant: &str, r: &GiftRecord) -> Result<Vec<Notification>, GiftError> {
+    tx.put(REQUESTS, &key(&[tenant, &r.id]), r)?;
+    let mut notes = Vec::with_capacity(r.recipients.len());
+    for to in &r.recipients {
+        tx.put_raw(
+            RECEIVED,
+            &key(&[tenant, to, &time_part(r.expires_at_ms), &r.id]),
+            b"",
+        )?;
+        notes.push(notifications::push(
+            tx,
+            tenant,
+            to,
+            "gift_request",
+            serde_json::json!({ "request_id": r.id, "from": r.sender, "expires_at_ms": r.expires_at_ms, "extra": r.attributes }),
+            r.created_at_ms,
+        )?);
+    }
+    Ok(notes)
+}
+
+fn queue_post_hook(tx: &mut Tx, hook: &PostHook) -> Result<(), StoreError> {
+    let seq = tx.next_seq("", "gift_post_hook")?;
+    tx.put(POST_HOOKS, &seq_part(seq), hook)
+}
+
+/// The request `id` if `player` may reply to it now.
+fn replyable(
+    src: &impl Reader,
+    tenant: &str,
+    id: &str,
+    player: &str,
+    now_ms: i64,
+) -> Result<GiftRecord, GiftError> {
+    let record: GiftRecord = src
+        .get(REQUESTS, &key(&[tenant, id]))?
+        .filter(|r: &GiftRecord| r.recipients.iter().any(|p| p == player))
+        .ok_or_else(|| GiftError::NotFound(id.to_owned()))?;
+    if now_ms >= record.expires_at_ms {
+        return Err(GiftError::Expired(id.to_owned()));
+    }
+    if record.replies.contains_key(player) {
+        return Err(GiftError::AlreadyReplied(id.to_owned()));
+    }
+    Ok(record)
+}
+
+/// A gift request by id.
+pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<GiftRecord>, StoreError> {
+    src.get(REQUESTS, &key(&[tenant, id]))
+}
+
+/// The requests `player` received, by expiry (`desc`: latest first),
+/// expired ones included; `start` entries skipped.
+pub fn received(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    start: usize,
+    limit: usize,
+    desc: bool,
+) -> Result<Vec<GiftRecord>, StoreError> {
+    let p = prefix(&[tenant, player]);
+    let keys = src.scan_raw(RECEIVED, &p, None, start.saturating_add(limit), desc)?;
+    let mut out = Vec::new();
+    for (k, _) in keys.into_iter().skip(start) {
+        let id = k.rsplit('\u{1f}').next().unwrap_or_default();
+        if let Some(r) = get(src, tenant, id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// How many requests `player` received.
+pub fn received_count(src: &impl Reader, tenant: &str, player: &str) -> Result<u64, StoreError> {
+    let p = prefix(&[tenant, player]);
+    src.count_from(RECEIVED, &p, &p)
+}
