@@ -21,8 +21,17 @@ struct Engage {
 }
 
 async fn start(data: &Path) -> Engage {
+    start_with(data, "").await
+}
+
+/// Start with `toml` as the configuration file.
+async fn start_with(data: &Path, toml: &str) -> Engage {
     let _ = std::fs::remove_file(data.join("server.json"));
+    let config = data.with_extension("toml");
+    std::fs::write(&config, toml).expect("config file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .arg("--config")
+        .arg(&config)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env_remove("ENGAGE_ADMIN_TOKEN")
@@ -264,4 +273,101 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     server.child.kill().expect("stop");
     let _ = server.child.wait();
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(data.with_extension("toml"));
+}
+
+/// A gift request is saved with its post hook queued; the server is killed
+/// before the hook runs. After the restart the hook runs (the first-party
+/// gift plugin's statistics count it) without any new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_hook_queued_before_a_sigkill_runs_after_the_restart() {
+    let data: PathBuf =
+        std::env::temp_dir().join(format!("engage-crash-hooks-{}", engage::ids::random_hex(6)));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut server = start_with(&data, "[gifts]\npost_hooks_paused = true\n").await;
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
+    )
+    .expect("json");
+    let http = reqwest::Client::new();
+    let auth =
+        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
+    let b = server.base.clone();
+    let (_, v) = call(&http, http.post(format!("{b}/v1/auth/token")).json(&auth)).await;
+    let t = v["token"].as_str().expect("token").to_owned();
+    for p in ["a", "b"] {
+        let (st, _) = call(
+            &http,
+            http.post(format!("{b}/v1/players"))
+                .bearer_auth(&t)
+                .json(&json!({ "id": p })),
+        )
+        .await;
+        assert_eq!(st, 201);
+    }
+    let (st, _) = call(
+        &http,
+        http.put(format!("{b}/v1/players/a/friends"))
+            .bearer_auth(&t)
+            .json(&json!({ "friends": [{ "mode": "player", "id": "b" }] })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, gift) = call(
+        &http,
+        http.post(format!("{b}/v1/players/a/gifts"))
+            .bearer_auth(&t)
+            .json(&json!({ "attributes": { "item": "1" } })),
+    )
+    .await;
+    assert_eq!(st, 201, "{gift}");
+    assert_eq!(gift["recipients"], json!(["b"]));
+    let calls = |v: &Value| {
+        v["versions"]
+            .as_array()
+            .map(|vs| {
+                vs.iter()
+                    .map(|x| x["stats"]["calls"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let (_, stats) = call(
+        &http,
+        http.get(format!("{b}/v1/plugins/gift-quota"))
+            .bearer_auth(&t),
+    )
+    .await;
+    assert_eq!(calls(&stats), 1, "only the pre hook ran: {stats}");
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+
+    let mut server = start_with(&data, "").await;
+    let b = server.base.clone();
+    let mut ran = 0;
+    for _ in 0..100 {
+        let (_, stats) = call(
+            &http,
+            http.get(format!("{b}/v1/plugins/gift-quota"))
+                .bearer_auth(&t),
+        )
+        .await;
+        ran = calls(&stats);
+        if ran >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ran, 1, "the queued post hook ran once after the restart");
+    let (_, got) = call(
+        &http,
+        http.get(format!("{b}/v1/players/b/gifts/received"))
+            .bearer_auth(&t),
+    )
+    .await;
+    assert_eq!(got["requests"][0]["id"], gift["id"]);
+    server.child.kill().expect("stop");
+    let _ = server.child.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(data.with_extension("toml"));
 }

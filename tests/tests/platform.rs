@@ -733,7 +733,10 @@ async fn the_openapi_document_describes_only_real_endpoints() {
             .replace("{name}", "some-plugin")
             .replace("{point}", "rules")
             .replace("{ref_id}", "0123456789abcdef01234567")
-            .replace("{id}", "some-id");
+            .replace("{id}", "some-id")
+            .replace("{mode}", "fb")
+            .replace("{gift}", "some-gift")
+            .replace("{nid}", "1");
         for method in ["get", "post", "put", "patch", "delete"] {
             if item.get(method).is_none() {
                 continue;
