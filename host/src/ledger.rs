@@ -201,29 +201,16 @@ pub fn history(
     before: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
-    let p = prefix(&[tenant, player]);
-    let mut cursor = before
+    let before = before
         .and_then(|b| b.parse::<u64>().ok())
         .map(|s| key(&[tenant, player, &seq_part(s)]));
-    let mut out = Vec::new();
-    // With a currency filter a page may need several scans.
-    loop {
-        let page =
-            src.scan_page::<Entry>(ENTRIES, &p, cursor.as_deref(), limit.max(1) * 2, true)?;
-        let exhausted = page.len() < limit.max(1) * 2;
-        for (k, e) in page {
-            cursor = Some(k);
-            if currency.is_none_or(|c| c == e.currency) {
-                out.push(e);
-                if out.len() == limit {
-                    return Ok(out);
-                }
-            }
-        }
-        if exhausted {
-            return Ok(out);
-        }
-    }
+    src.newest_matching(
+        ENTRIES,
+        &prefix(&[tenant, player]),
+        before,
+        limit,
+        |e: &Entry| currency.is_none_or(|c| c == e.currency),
+    )
 }
 
 /// A player's balances, by currency.

@@ -92,28 +92,16 @@ pub fn list(
     before: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Notification>, StoreError> {
-    let p = prefix(&[tenant, player]);
-    let mut cursor = before
+    let before = before
         .and_then(|b| b.parse::<u64>().ok())
         .map(|s| key(&[tenant, player, &seq_part(s)]));
-    let mut out = Vec::new();
-    loop {
-        let page =
-            src.scan_page::<Notification>(NOTIFICATIONS, &p, cursor.as_deref(), 200, true)?;
-        let exhausted = page.len() < 200;
-        for (k, n) in page {
-            cursor = Some(k);
-            if !unread_only || !n.read {
-                out.push(n);
-                if out.len() == limit {
-                    return Ok(out);
-                }
-            }
-        }
-        if exhausted {
-            return Ok(out);
-        }
-    }
+    src.newest_matching(
+        NOTIFICATIONS,
+        &prefix(&[tenant, player]),
+        before,
+        limit,
+        |n: &Notification| !unread_only || !n.read,
+    )
 }
 
 /// Mark a notification read; false if there is no such notification.

@@ -443,7 +443,7 @@ async fn misbehaving_pre_hooks_follow_the_binding_policy_and_post_hooks_run_afte
     friends(&s, &t).await;
     let up = s.upload(&t, "probe", components::GIFT_PROBE).await;
     assert_eq!(up.status, 201, "{up:?}");
-    let bind = |on_error: &str| json!({ "plugin": "probe", "on_error": on_error, "limits": { "timeout_ms": 50, "memory_mib": 8 } });
+    let bind = |on_error: &str| json!({ "plugin": "probe", "on_error": on_error, "limits": { "timeout_ms": 50, "memory_mib": 8, "fuel": 20_000_000_000u64 } });
     s.call("PUT", "/v1/bindings/gift", Some(&t), Some(bind("fail")))
         .await;
     for (mode, kind) in [

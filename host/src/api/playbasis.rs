@@ -292,19 +292,33 @@ fn profile_from(p: &Params) -> Profile {
     }
 }
 
+type ProfileWrite =
+    fn(&mut crate::store::Tx<'_>, &str, &str, Profile, i64) -> Result<players::Player, PlayerError>;
+
+/// Register or update a player from the form's profile fields.
+async fn write_profile(
+    s: AppState,
+    method: Method,
+    id: String,
+    p: Params,
+    op: ProfileWrite,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let profile = profile_from(&p);
+    let now = now_ms();
+    s.store
+        .write(move |tx| op(tx, &tenant, &id, profile.clone(), now))
+        .await?;
+    Ok(ok(json!([])))
+}
+
 async fn register(
     State(s): State<AppState>,
     method: Method,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let profile = profile_from(&p);
-    let now = now_ms();
-    s.store
-        .write(move |tx| players::register(tx, &tenant, &id, profile.clone(), now))
-        .await?;
-    Ok(ok(json!([])))
+    write_profile(s, method, id, p, players::register).await
 }
 
 async fn update(
@@ -313,13 +327,7 @@ async fn update(
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let profile = profile_from(&p);
-    let now = now_ms();
-    s.store
-        .write(move |tx| players::update(tx, &tenant, &id, profile.clone(), now))
-        .await?;
-    Ok(ok(json!([])))
+    write_profile(s, method, id, p, players::update).await
 }
 
 async fn player(

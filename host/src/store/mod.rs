@@ -244,6 +244,41 @@ pub trait Reader {
             .collect()
     }
 
+    /// Up to `limit` JSON records with `prefix` that `keep` accepts, newest
+    /// (highest key) first, strictly before the key `before`. Scans on past
+    /// rejected records, a page at a time.
+    fn newest_matching<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        before: Option<String>,
+        limit: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        Self: Sized,
+    {
+        const PAGE: usize = 200;
+        let mut cursor = before;
+        let mut out = Vec::new();
+        loop {
+            let page = self.scan_page::<T>(table, prefix, cursor.as_deref(), PAGE, true)?;
+            let exhausted = page.len() < PAGE;
+            for (k, v) in page {
+                cursor = Some(k);
+                if keep(&v) {
+                    out.push(v);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+        }
+    }
+
     /// A `u64` stored little-endian at `key`; 0 when absent.
     fn get_u64(&self, table: Table, key: &str) -> Result<u64, StoreError>
     where
