@@ -145,6 +145,30 @@ async fn seed_004_examples_as_written() {
         json!({ "status": "error", "error": { "message": "You have exceeded your quota of gifts", "code": -30004, "code_str": "E_GIFT_QUOTA_EXCEEDED" } })
     );
 
+    // The same error as XML.
+    let (ct, body) = multipart(&[("secret_key", &secret), ("fmt", "xml")]);
+    let over_xml = s
+        .send(
+            s.request(
+                "POST",
+                "/playblazer/v1/app/demo/gifts/fb/kunalg/request/new",
+                None,
+            )
+            .header("content-type", ct)
+            .body(body),
+        )
+        .await;
+    assert_eq!(
+        over_xml
+            .body
+            .as_str()
+            .map(|x| x.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")),
+        Some(
+            "<response><error><code>-30004</code><code_str>E_GIFT_QUOTA_EXCEEDED</code_str><message>You have exceeded your quota of gifts</message></error><status>error</status></response>"
+        ),
+        "{over_xml:?}"
+    );
+
     // List gift requests (as the friend who received it).
     let list = s
         .send(s.request(
