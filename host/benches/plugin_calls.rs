@@ -236,7 +236,7 @@ fn main() -> anyhow::Result<()> {
         data_dir: dir.clone(),
         ..ServerConfig::default()
     };
-    let state = rt.block_on(engage::server::open(&config))?;
+    let (state, _background) = rt.block_on(engage::server::open(&config))?;
     let plugins = state.plugins.clone();
     let n = 20_000;
     println!(

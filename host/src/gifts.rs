@@ -31,6 +31,7 @@ use crate::ids::{random_hex, valid_id};
 use crate::notifications::{self, Live, Notification};
 use crate::plugins::bindings::{GiftReply, GiftRequest, Param, Verdict};
 use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::shutdown::Shutdown;
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
 use crate::views::time_part;
 use crate::{players, social};
@@ -381,37 +382,39 @@ impl Gifts {
 
     /// Run queued post hooks until the process ends. `paused` leaves them
     /// queued (an operator's switch while a broken hook is being fixed).
-    pub fn spawn_post_hooks(self: &Arc<Self>, paused: bool) {
-        if paused {
-            tracing::warn!("gift post hooks are paused; they stay queued");
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match this.run_post_hooks().await {
-                    Ok(0) => {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), this.wake.notified())
-                            .await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "post-hook outbox");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+    /// Run queued post hooks until shutdown; a hook in progress finishes
+    /// first, the rest stay queued for the next start.
+    pub async fn post_hook_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        while !shutdown.is_requested() {
+            match self.run_post_hooks(&shutdown).await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = shutdown.requested() => {}
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "post-hook outbox");
+                    shutdown.sleep(Duration::from_secs(1)).await;
+                }
             }
-        });
+        }
     }
 
     /// Run the queued post hooks in order; how many ran.
-    async fn run_post_hooks(&self) -> Result<usize, StoreError> {
+    async fn run_post_hooks(&self, shutdown: &Shutdown) -> Result<usize, StoreError> {
         let batch = self
             .store
             .read()?
             .scan_page::<PostHook>(POST_HOOKS, "", None, 64, false)?;
-        let n = batch.len();
+        let mut n = 0;
         for (k, hook) in batch {
+            if shutdown.is_requested() {
+                break;
+            }
+            n += 1;
             let now = crate::ids::now_ms();
             if let Err(e) = self
                 .plugins

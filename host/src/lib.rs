@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod players;
 pub mod plugins;
 pub mod server;
+pub mod shutdown;
 pub mod social;
 pub mod store;
 pub mod tenants;

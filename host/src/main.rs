@@ -175,10 +175,12 @@ async fn create_tenant(
     }
     let mut config = config.clone();
     config.demo_tenant = false;
-    let state = engage::server::open(&config).await?;
+    let (state, background) = engage::server::open(&config).await?;
     let creds = engage::tenants::create(&state.store, name).await?;
     state.plugins.provision(&creds.tenant).await?;
     println!("{}", serde_json::to_string(&creds)?);
+    background.stop(std::time::Duration::from_secs(10)).await;
+    engage::server::close(state).await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cap_std::ambient_authority;
 use serde_json::json;
@@ -13,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::config::ServerConfig;
 use crate::ids::random_hex;
 use crate::plugins::{BindRequest, Plugins, Point};
+use crate::shutdown::Background;
 use crate::store::Store;
 use crate::tenants;
 
@@ -24,23 +26,44 @@ pub const DEMO_RULES: &str = r#"{"rules":[{"name":"buy-100-points","action":"buy
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
+    background: Background,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// How long background loops get to finish their current unit of work.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(10);
+/// How long the database may take to close once everything let go of it.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
 impl Running {
-    /// Stop accepting, finish requests in flight, close storage.
+    /// Stop accepting, finish requests in flight, end background loops and
+    /// close storage; when this returns the data directory is free.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.await??;
-        Ok(())
+        self.wait().await
     }
 
-    /// Wait until the server stops (Ctrl-C or SIGTERM).
+    /// Wait until the server stops (Ctrl-C, SIGTERM or [`Running::stop`]),
+    /// then close everything in order.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
+        // Live streams end with the shutdown signal, so in-flight requests
+        // can finish and the HTTP server returns.
+        let served = self.task.await;
+        self.background.stop(BACKGROUND_GRACE).await;
+        close(self.state).await;
+        served?
+    }
+}
+
+/// Drop the last handles on storage and wait until the file is released.
+pub async fn close(state: AppState) {
+    let closing = state.store.closing();
+    drop(state);
+    if !closing.wait(CLOSE_LIMIT).await {
+        tracing::warn!("storage is still in use; it closes when the process ends");
     }
 }
 
@@ -56,7 +79,7 @@ pub fn open_data_dir(path: &std::path::Path) -> anyhow::Result<cap_std::fs::Dir>
 
 /// Open storage and the plugin runtime, bootstrap on first start, and
 /// provision every tenant with the current first-party plugins.
-pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
+pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background)> {
     let data = open_data_dir(&config.data_dir)?;
     let store = Store::open_with(&data, config.storage.max_batch)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
@@ -68,13 +91,20 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
     )?);
     let live = crate::notifications::Live::default();
     let gifts = crate::gifts::Gifts::new(store.clone(), plugins.clone(), live.clone());
-    gifts.spawn_post_hooks(config.gifts.post_hooks_paused);
+    let mut background = Background::default();
+    if config.gifts.post_hooks_paused {
+        tracing::warn!("gift post hooks are paused; they stay queued");
+    } else {
+        let g = gifts.clone();
+        background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
+    }
     let state = AppState {
         store: store.clone(),
         plugins: plugins.clone(),
         max_component_bytes: config.runtime.max_component_bytes,
         gifts,
         live,
+        shutdown: background.signal(),
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;
@@ -87,7 +117,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<AppState> {
     for t in tenants::list(&store.read()?)? {
         plugins.provision(&t.id).await?;
     }
-    Ok(state)
+    Ok((state, background))
 }
 
 async fn bootstrap(
@@ -149,7 +179,7 @@ fn write_private(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Resu
 
 /// Open everything and serve on `config.listen` until stopped.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
-    let state = open(config).await?;
+    let (state, background) = open(config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
@@ -162,6 +192,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     )?;
     let app = api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
+    let streams = background.switch();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -170,6 +201,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
                     _ = shutdown_signal() => {}
                 }
                 tracing::info!("shutting down: finishing requests in flight");
+                streams.request();
             })
             .await?;
         Ok(())
@@ -178,6 +210,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         state,
+        background,
         shutdown: Some(tx),
         task,
     })

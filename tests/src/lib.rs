@@ -74,8 +74,7 @@ impl Server {
         if let Some(r) = self.running.take() {
             r.stop().await.expect("server stops");
         }
-        // The old server's state (and its database handle) must be gone.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // `stop` returns once the database is closed: no waiting here.
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().expect("addr");
         Server::start_with(config).await

@@ -572,4 +572,23 @@ async fn a_connected_app_gets_its_notifications_live() {
     assert_eq!(n["kind"], "gift_request");
     assert_eq!(n["data"]["request_id"], sent.body["id"]);
     assert_eq!(n["data"]["extra"]["item"], "sword");
+
+    // A stopping server ends open streams instead of waiting on them, and
+    // releases its data directory for the next start.
+    let restarted = tokio::time::timeout(std::time::Duration::from_secs(15), s.restart())
+        .await
+        .expect("an open stream does not hold up shutdown");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends when the server stops");
+    let t = restarted.demo_token().await;
+    assert_eq!(
+        restarted
+            .call("GET", "/v1/players/abcd", Some(&t), None)
+            .await
+            .status,
+        200
+    );
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub max_component_bytes: usize,
     pub gifts: Arc<crate::gifts::Gifts>,
     pub live: crate::notifications::Live,
+    /// Ends live streams when the server stops.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.

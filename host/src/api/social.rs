@@ -283,23 +283,27 @@ async fn stream(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     players::get(&s.store.read()?, &tenant, &id)?;
     let rx = s.live.subscribe();
-    let events = futures_util::stream::unfold(rx, move |mut rx| {
+    let events = futures_util::stream::unfold((rx, s.shutdown), move |(mut rx, mut stop)| {
         let (tenant, id) = (tenant.clone(), id.clone());
         async move {
             loop {
-                match rx.recv().await {
+                let received = tokio::select! {
+                    _ = stop.requested() => return None,
+                    r = rx.recv() => r,
+                };
+                match received {
                     Ok(p) if p.tenant == tenant && p.notification.player == id => {
                         let data = serde_json::to_string(&p.notification).unwrap_or_default();
                         let ev = Event::default()
                             .event("notification")
                             .id(p.notification.id.clone())
                             .data(data);
-                        return Some((Ok(ev), rx));
+                        return Some((Ok(ev), (rx, stop)));
                     }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         let ev = Event::default().event("lagged").data(n.to_string());
-                        return Some((Ok(ev), rx));
+                        return Some((Ok(ev), (rx, stop)));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }

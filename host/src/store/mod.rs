@@ -25,7 +25,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use writer::MAX_BATCH;
 
@@ -94,6 +94,22 @@ redb_errors!(
 pub struct Store {
     db: Arc<Database>,
     jobs: mpsc::Sender<writer::Boxed>,
+    closed: watch::Receiver<bool>,
+}
+
+/// Waits for a [`Store`] to close; holds no handle on it.
+pub struct Closing(watch::Receiver<bool>);
+
+impl Closing {
+    /// Wait until every clone of the store is dropped and the database file
+    /// is released, at most `limit`; false if it is still open then (some
+    /// task still holds the store).
+    pub async fn wait(mut self, limit: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.0.wait_for(|closed| *closed)).await,
+            Ok(Ok(_))
+        )
+    }
 }
 
 impl Store {
@@ -124,8 +140,9 @@ impl Store {
             })?;
         migrate(&db)?;
         let db = Arc::new(db);
-        let jobs = writer::spawn(db.clone(), max_batch);
-        Ok(Store { db, jobs })
+        let (closed_tx, closed) = watch::channel(false);
+        let jobs = writer::spawn(db.clone(), max_batch, closed_tx);
+        Ok(Store { db, jobs, closed })
     }
 
     /// Whether `engage.redb` in `path` is held by a running server.
@@ -134,6 +151,12 @@ impl Store {
             redb::Database::open(path.join("engage.redb")),
             Err(redb::DatabaseError::DatabaseAlreadyOpen)
         )
+    }
+
+    /// A handle that tells when the database is closed, for an orderly
+    /// shutdown: drop every clone of the store, then wait on it.
+    pub fn closing(&self) -> Closing {
+        Closing(self.closed.clone())
     }
 
     /// A consistent snapshot for reading; never waits for writers.

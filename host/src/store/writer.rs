@@ -4,7 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use redb::{Database, Durability};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{StoreError, Tx};
 
@@ -78,7 +78,13 @@ where
     }
 }
 
-pub(super) fn spawn(db: Arc<Database>, max_batch: usize) -> mpsc::Sender<Boxed> {
+/// Start the writer thread. It ends once every sender is dropped, drops
+/// its handle on the database, and then flips `closed` to true.
+pub(super) fn spawn(
+    db: Arc<Database>,
+    max_batch: usize,
+    closed: watch::Sender<bool>,
+) -> mpsc::Sender<Boxed> {
     let max_batch = max_batch.max(1);
     let (tx, mut rx) = mpsc::channel::<Boxed>(max_batch.max(MAX_BATCH) * 4);
     let spawned = std::thread::Builder::new()
@@ -95,6 +101,8 @@ pub(super) fn spawn(db: Arc<Database>, max_batch: usize) -> mpsc::Sender<Boxed> 
                 }
                 run_batch(&db, std::mem::take(&mut batch));
             }
+            drop(db);
+            closed.send_replace(true);
             tracing::debug!("storage writer stopped");
         });
     if let Err(e) = spawned {
