@@ -17,6 +17,7 @@ pub mod goods;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod messaging;
 pub mod notifications;
 pub mod players;
 pub mod plugins;

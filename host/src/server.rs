@@ -98,6 +98,9 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         let g = gifts.clone();
         background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
     }
+    let messaging = crate::messaging::Messaging::new(store.clone(), plugins.clone());
+    let m = messaging.clone();
+    background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));
     let state = AppState {
         store: store.clone(),
         plugins: plugins.clone(),
@@ -105,6 +108,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         gifts,
         live,
         shutdown: background.signal(),
+        messaging,
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;
@@ -184,6 +188,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    state.messaging.set_public_url(&format!("http://{addr}"));
     let data = open_data_dir(&config.data_dir)?;
     write_private(
         &data,

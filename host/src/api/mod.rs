@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod goods;
 mod ledger;
+mod messages;
 mod mutation;
 mod playbasis;
 mod playblazer;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub live: crate::notifications::Live,
     /// Ends live streams when the server stops.
     pub shutdown: crate::shutdown::Shutdown,
+    pub messaging: Arc<crate::messaging::Messaging>,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ledger::routes())
         .merge(actions::routes())
         .merge(goods::routes())
+        .merge(messages::routes())
         .merge(playbasis::routes())
         .merge(social::routes())
         .merge(playblazer::routes())

@@ -1,0 +1,1203 @@
+//! Messaging: messages written to a durable outbox, rendered by the
+//! tenant's `template` binding, routed by its `route` binding into an
+//! ordered list of attempts, and dispatched to providers with failover.
+//!
+//! A message is committed together with its outbox entry before the client
+//! hears "accepted". The dispatcher takes due entries in order, sends the
+//! current attempt, and records the outcome: a transient failure is retried
+//! with backoff, a permanent one (or a failed delivery report) moves on to
+//! the next attempt, and a message past its validity expires. An entry
+//! leaves the outbox only after its send is recorded, so a crash between
+//! the two sends that message once more (and only that one).
+
+pub mod pricing;
+pub mod providers;
+pub mod segments;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::idempotency::{self, Call, Guarded};
+use crate::ids::{now_ms, random_hex, valid_id};
+use crate::players::normalize_phone;
+use crate::plugins::bindings::{Attempt, MessageKind, Outgoing, Param};
+use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::shutdown::Shutdown;
+use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix};
+use crate::views::time_part;
+use pricing::{PriceList, PricingError};
+use providers::{SendError, Sent};
+
+/// (tenant, message id) → [`Message`].
+const MESSAGES: Table = TableDefinition::new("messages");
+/// (tenant, client reference) → message ids (JSON list).
+const REFERENCES: Table = TableDefinition::new("message_references");
+/// (due time, tenant, message id) → nothing: what the dispatcher does next.
+const OUTBOX: Table = TableDefinition::new("message_outbox");
+/// (provider kind, provider's message id) → (tenant, message id) as JSON.
+const PROVIDER_IDS: Table = TableDefinition::new("provider_message_ids");
+/// (provider kind, provider's message id) → [`EarlyReport`]: a report
+/// that arrived before the send it reports on was recorded.
+const EARLY_REPORTS: Table = TableDefinition::new("early_delivery_reports");
+
+/// A delivery report kept until its send is recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EarlyReport {
+    tenant: String,
+    status: Status,
+    error: Option<String>,
+}
+
+/// The most recipients one send takes (BSG's limit).
+pub const MAX_RECIPIENTS: usize = 50;
+/// The most segments one message may take.
+pub const MAX_SEGMENTS: usize = 10;
+/// The default validity: 24 hours.
+pub const DEFAULT_VALIDITY_S: i64 = 24 * 3600;
+/// How many times a transient failure is tried before failing over.
+const MAX_TRIES: u32 = 3;
+/// How long to wait for a delivery report before failing over, by default.
+pub const DEFAULT_REPORT_TIMEOUT_S: i64 = 600;
+/// Sends in flight at once, over all providers.
+const MAX_IN_FLIGHT: usize = 256;
+/// Sends in flight at once through one provider of one tenant, so a slow
+/// provider cannot take every slot.
+const MAX_IN_FLIGHT_PER_PROVIDER: usize = 32;
+
+/// Where a message (or one attempt) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Scheduled,
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Expired,
+    Undeliverable,
+    Rejected,
+    Unknown,
+}
+
+impl Status {
+    /// No further change is expected.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Delivered
+                | Status::Read
+                | Status::Expired
+                | Status::Undeliverable
+                | Status::Rejected
+                | Status::Unknown
+        )
+    }
+
+    /// The attempt did not reach the recipient: try the next one.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Status::Undeliverable | Status::Rejected | Status::Expired
+        )
+    }
+
+    /// The provider took the message (and charges for it).
+    pub fn went_out(self) -> bool {
+        matches!(
+            self,
+            Status::Sent | Status::Delivered | Status::Read | Status::Unknown
+        )
+    }
+
+    /// The lower-case name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Scheduled => "scheduled",
+            Status::Queued => "queued",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Read => "read",
+            Status::Expired => "expired",
+            Status::Undeliverable => "undeliverable",
+            Status::Rejected => "rejected",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// Transactional or marketing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Transactional,
+    Marketing,
+}
+
+/// One try through one provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    pub channel: String,
+    pub provider: String,
+    pub sender: Option<String>,
+    pub provider_id: Option<String>,
+    pub status: Status,
+    pub error: Option<String>,
+    /// Sends made for this attempt (transient failures are retried).
+    pub tries: u32,
+    /// What this attempt costs if it went out, in micro-units.
+    #[serde(rename = "price_micros")]
+    pub price: i64,
+    pub at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub to: String,
+    pub channel: String,
+    pub sender: Option<String>,
+    pub body: String,
+    pub kind: Kind,
+    pub reference: Option<String>,
+    pub status: Status,
+    pub encoding: segments::Encoding,
+    pub segments: usize,
+    /// The route plugin's plan; `attempts` holds what was tried.
+    pub plan: Vec<PlannedAttempt>,
+    pub attempts: Vec<AttemptRecord>,
+    pub metadata: BTreeMap<String, String>,
+    /// The sending account whose credit pays.
+    pub account: String,
+    /// The price list's currency, when the tenant has one.
+    pub currency: Option<String>,
+    /// Credit held until the final status, in micro-units.
+    #[serde(rename = "reserved_micros")]
+    pub reserved: i64,
+    /// What the message cost, once final, in micro-units.
+    #[serde(rename = "charged_micros")]
+    pub charged: i64,
+    /// Sends of the current attempt so far (for transient retries).
+    pub tries: u32,
+    /// When its outbox entry is due, while it has one.
+    pub due_ms: Option<i64>,
+    pub report_timeout_s: i64,
+    pub created_at_ms: i64,
+    pub schedule_at_ms: Option<i64>,
+    pub sent_at_ms: Option<i64>,
+    pub final_at_ms: Option<i64>,
+    pub expires_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// An attempt the route plugin planned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedAttempt {
+    pub channel: String,
+    pub provider: String,
+    pub sender: Option<String>,
+    pub body: Option<String>,
+    /// In micro-units.
+    #[serde(rename = "price_micros")]
+    pub price: i64,
+}
+
+/// A fallback the client asks for explicitly (BSG's `alt_route`): routed
+/// as its own message and tried after every attempt of the first.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    #[serde(default = "sms")]
+    pub channel: String,
+    pub sender: Option<String>,
+    pub body: String,
+}
+
+/// What a client asks to send.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub to: Vec<String>,
+    #[serde(default = "sms")]
+    pub channel: String,
+    pub sender: Option<String>,
+    pub body: Option<String>,
+    pub template: Option<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub kind: Kind,
+    pub schedule_at_ms: Option<i64>,
+    pub validity_s: Option<i64>,
+    pub report_timeout_s: Option<i64>,
+    pub account: Option<String>,
+    pub fallback: Option<Fallback>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn sms() -> String {
+    "sms".into()
+}
+
+/// What can go wrong with messages.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("`{0}` is not a phone number in international format")]
+    InvalidNumber(String),
+    #[error("at most {MAX_RECIPIENTS} recipients per message")]
+    TooManyRecipients,
+    #[error("reference `{0}` was already used")]
+    DuplicateReference(String),
+    #[error("the text takes {0} segments; at most {MAX_SEGMENTS}")]
+    TooLong(usize),
+    #[error("the route plugin planned no attempt for {0}")]
+    NoRoute(String),
+    #[error("message `{0}` does not exist")]
+    NotFound(String),
+    #[error("message `{0}` is no longer scheduled")]
+    NotCancellable(String),
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    #[error(transparent)]
+    Plugin(#[from] PluginsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<crate::ledger::LedgerError> for MessageError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        MessageError::Pricing(e.into())
+    }
+}
+
+/// What a send accepted: one message per recipient.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub messages: Vec<Message>,
+}
+
+/// A price quote: what [`Messaging::send`] would reserve.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quote {
+    pub encoding: segments::Encoding,
+    pub units: usize,
+    pub segments: usize,
+    pub currency: Option<String>,
+    /// The price if the first planned attempt goes out, per recipient.
+    pub recipients: Vec<QuoteLine>,
+    pub total_price: f64,
+    /// What is held from the credit until the final status (the dearest
+    /// planned attempt of each recipient).
+    pub total_reserved: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuoteLine {
+    pub to: String,
+    pub price: f64,
+    pub reserved: f64,
+    pub attempts: Vec<PlannedAttempt>,
+}
+
+/// The messaging service.
+pub struct Messaging {
+    store: Store,
+    plugins: Arc<Plugins>,
+    http: reqwest::Client,
+    wake: Notify,
+    /// The server's base URL, for provider callbacks.
+    public_url: RwLock<String>,
+    /// Concurrency per (tenant, provider).
+    lanes: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+}
+
+impl Messaging {
+    pub fn new(store: Store, plugins: Arc<Plugins>) -> Arc<Messaging> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Arc::new(Messaging {
+            store,
+            plugins,
+            http,
+            wake: Notify::new(),
+            public_url: RwLock::new(String::new()),
+            lanes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Set the base URL providers call back (known once the server listens).
+    pub fn set_public_url(&self, url: &str) {
+        if let Ok(mut u) = self.public_url.write() {
+            *u = url.trim_end_matches('/').to_owned();
+        }
+    }
+
+    /// The base URL providers call back.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .read()
+            .map(|u| u.clone())
+            .unwrap_or_default()
+    }
+
+    /// Render the body: the `template` binding when a template is given.
+    fn body(
+        &self,
+        tenant: &str,
+        req: &SendRequest,
+        now: i64,
+        rid: &str,
+    ) -> Result<String, MessageError> {
+        match (&req.body, &req.template) {
+            (Some(b), None) => Ok(b.clone()),
+            (None, Some(t)) => self.render(tenant, t, &req.vars, now, rid),
+            _ => Err(MessageError::Invalid(
+                "send either `body` or `template`".into(),
+            )),
+        }
+    }
+
+    /// Render `template` with `vars` through the tenant's `template` binding.
+    pub fn render(
+        &self,
+        tenant: &str,
+        template: &str,
+        vars: &BTreeMap<String, String>,
+        now: i64,
+        rid: &str,
+    ) -> Result<String, MessageError> {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| Param {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        let snap = Arc::new(self.store.read()?);
+        let called = self.plugins.call(
+            tenant,
+            &Input::Render {
+                template: template.to_owned(),
+                vars,
+            },
+            Some(snap),
+            now,
+            rid,
+        )?;
+        match called.output {
+            Output::Text(s) => Ok(s),
+            _ => Err(MessageError::Invalid(
+                "the template plugin did not answer text".into(),
+            )),
+        }
+    }
+
+    /// Ask the route binding for the attempts of one message.
+    fn route(
+        &self,
+        tenant: &str,
+        outgoing: Outgoing,
+        now: i64,
+        rid: &str,
+    ) -> Result<Vec<Attempt>, MessageError> {
+        let snap = Arc::new(self.store.read()?);
+        let called = self.plugins.call(
+            tenant,
+            &Input::Route { message: outgoing },
+            Some(snap),
+            now,
+            rid,
+        )?;
+        match called.output {
+            Output::Attempts(plan) => Ok(plan),
+            _ => Err(MessageError::Invalid(
+                "the route plugin did not answer attempts".into(),
+            )),
+        }
+    }
+
+    /// Validate, render, route and price: the messages `send` would commit.
+    fn prepare(
+        &self,
+        tenant: &str,
+        req: &SendRequest,
+        now: i64,
+        rid: &str,
+    ) -> Result<(Vec<Message>, segments::Segments, Option<PriceList>), MessageError> {
+        if req.to.is_empty() {
+            return Err(MessageError::Invalid(
+                "`to` needs at least one number".into(),
+            ));
+        }
+        if req.to.len() > MAX_RECIPIENTS {
+            return Err(MessageError::TooManyRecipients);
+        }
+        check_channel(&req.channel)?;
+        if let Some(f) = &req.fallback {
+            check_channel(&f.channel)?;
+            if f.body.trim().is_empty() {
+                return Err(MessageError::Invalid("the fallback text is empty".into()));
+            }
+        }
+        if let Some(r) = &req.reference
+            && !valid_id(r)
+        {
+            return Err(MessageError::Invalid(
+                "a reference is 1 to 128 characters".into(),
+            ));
+        }
+        let account = req.account.as_deref().unwrap_or(pricing::DEFAULT_ACCOUNT);
+        if !pricing::valid_account(account) {
+            return Err(MessageError::Invalid(
+                "an account name is 1 to 128 characters".into(),
+            ));
+        }
+        let validity_s = req.validity_s.unwrap_or(DEFAULT_VALIDITY_S);
+        if !(1..=7 * 24 * 3600).contains(&validity_s) {
+            return Err(MessageError::Invalid("validity is 1 s to 7 days".into()));
+        }
+        let report_timeout_s = req.report_timeout_s.unwrap_or(DEFAULT_REPORT_TIMEOUT_S);
+        if !(1..=7 * 24 * 3600).contains(&report_timeout_s) {
+            return Err(MessageError::Invalid(
+                "report_timeout_s is 1 s to 7 days".into(),
+            ));
+        }
+        let numbers = req
+            .to
+            .iter()
+            .map(|n| {
+                normalize_phone(n)
+                    .map_err(|_| MessageError::InvalidNumber(n.chars().take(32).collect()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = self.body(tenant, req, now, rid)?;
+        if body.trim().is_empty() {
+            return Err(MessageError::Invalid("the text is empty".into()));
+        }
+        let seg = segments::count(&body);
+        if seg.segments > MAX_SEGMENTS {
+            return Err(MessageError::TooLong(seg.segments));
+        }
+        let prices = pricing::price_list(&self.store.read()?, tenant)?;
+        let start = req.schedule_at_ms.filter(|s| *s > now);
+        let mut messages = Vec::with_capacity(numbers.len());
+        for to in numbers {
+            let id = random_hex(16);
+            let outgoing = |channel: &str, sender: &Option<String>, body: &str| Outgoing {
+                id: id.clone(),
+                to: to.clone(),
+                channel: channel.to_owned(),
+                sender: sender.clone(),
+                body: body.to_owned(),
+                kind: match req.kind {
+                    Kind::Transactional => MessageKind::Transactional,
+                    Kind::Marketing => MessageKind::Marketing,
+                },
+                reference: req.reference.clone(),
+                metadata: req
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| Param {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            };
+            let mut plan: Vec<PlannedAttempt> = self
+                .route(tenant, outgoing(&req.channel, &req.sender, &body), now, rid)?
+                .into_iter()
+                .map(planned)
+                .collect();
+            if let Some(f) = &req.fallback {
+                let alt = self.route(tenant, outgoing(&f.channel, &f.sender, &f.body), now, rid)?;
+                plan.extend(alt.into_iter().map(|a| {
+                    let mut p = planned(a);
+                    p.sender = p.sender.or_else(|| f.sender.clone());
+                    p.body = p.body.or_else(|| Some(f.body.clone()));
+                    p
+                }));
+            }
+            if plan.is_empty() {
+                return Err(MessageError::NoRoute(to));
+            }
+            for a in plan.iter_mut() {
+                check_channel(&a.channel)?;
+                let text = a.body.as_deref().unwrap_or(&body);
+                let segments = segments::count(text).segments;
+                a.price = pricing::price(prices.as_ref(), &a.channel, &to, segments)?;
+            }
+            let reserved = plan.iter().map(|a| a.price).max().unwrap_or(0);
+            messages.push(Message {
+                id,
+                to,
+                channel: req.channel.clone(),
+                sender: req.sender.clone(),
+                body: body.clone(),
+                kind: req.kind,
+                reference: req.reference.clone(),
+                status: if start.is_some() {
+                    Status::Scheduled
+                } else {
+                    Status::Queued
+                },
+                encoding: seg.encoding,
+                segments: seg.segments,
+                plan,
+                attempts: Vec::new(),
+                metadata: req.metadata.clone(),
+                account: account.to_owned(),
+                currency: prices.as_ref().map(|p| p.currency.clone()),
+                reserved,
+                charged: 0,
+                tries: 0,
+                due_ms: Some(start.unwrap_or(now)),
+                report_timeout_s,
+                created_at_ms: now,
+                schedule_at_ms: start,
+                sent_at_ms: None,
+                final_at_ms: None,
+                expires_at_ms: start.unwrap_or(now) + validity_s * 1000,
+                updated_at_ms: now,
+            });
+        }
+        Ok((messages, seg, prices))
+    }
+
+    /// What sending `req` would cost, without sending.
+    pub fn quote(
+        &self,
+        tenant: &str,
+        req: &SendRequest,
+        now: i64,
+        rid: &str,
+    ) -> Result<Quote, MessageError> {
+        let (messages, seg, prices) = self.prepare(tenant, req, now, rid)?;
+        let recipients: Vec<QuoteLine> = messages
+            .into_iter()
+            .map(|m| QuoteLine {
+                to: m.to,
+                price: pricing::to_units(m.plan.first().map(|a| a.price).unwrap_or(0)),
+                reserved: pricing::to_units(m.reserved),
+                attempts: m.plan,
+            })
+            .collect();
+        Ok(Quote {
+            encoding: seg.encoding,
+            units: seg.units,
+            segments: seg.segments,
+            currency: prices.map(|p| p.currency),
+            total_price: recipients.iter().map(|r| r.price).sum(),
+            total_reserved: recipients.iter().map(|r| r.reserved).sum(),
+            recipients,
+        })
+    }
+
+    /// Accept a message to every number in `req.to`: validate, render,
+    /// route, price, reserve credit, and commit them with their outbox
+    /// entries. All or nothing. With an idempotency key, a repeated call
+    /// answers what the first one did and sends nothing.
+    pub async fn send(
+        &self,
+        tenant: &str,
+        req: SendRequest,
+        idem: Option<Call>,
+        now: i64,
+        rid: &str,
+    ) -> Result<Guarded<Accepted>, MessageError> {
+        if let Some(call) = &idem
+            && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now)?
+        {
+            return Ok(early);
+        }
+        let (messages, _, _) = self.prepare(tenant, &req, now, rid)?;
+        let (t, reference) = (tenant.to_owned(), req.reference.clone());
+        let saved = self
+            .store
+            .write(move |tx| {
+                idempotency::guarded(tx, &t, idem.as_ref(), now, 202, |tx| {
+                    if let Some(r) = &reference {
+                        let rk = key(&[&t, r]);
+                        if tx.get_raw(REFERENCES, &rk)?.is_some() {
+                            return Err(MessageError::DuplicateReference(r.clone()));
+                        }
+                        let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+                        tx.put(REFERENCES, &rk, &ids)?;
+                    }
+                    for m in &messages {
+                        pricing::reserve(tx, &t, &m.account, m.reserved, &m.id, now)?;
+                        tx.put(MESSAGES, &key(&[&t, &m.id]), m)?;
+                        if let Some(due) = m.due_ms {
+                            tx.put_raw(OUTBOX, &outbox_key(due, &t, &m.id), b"")?;
+                        }
+                    }
+                    Ok(Accepted {
+                        messages: messages.clone(),
+                    })
+                })
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(saved)
+    }
+
+    /// Cancel a scheduled message; its reserved credit is released.
+    pub async fn cancel(&self, tenant: &str, id: &str, now: i64) -> Result<Message, MessageError> {
+        let (t, id) = (tenant.to_owned(), id.to_owned());
+        self.store
+            .write(move |tx| {
+                let mut m: Message = tx
+                    .get(MESSAGES, &key(&[&t, &id]))?
+                    .ok_or_else(|| MessageError::NotFound(id.clone()))?;
+                if m.status != Status::Scheduled {
+                    return Err(MessageError::NotCancellable(id.clone()));
+                }
+                m.status = Status::Rejected;
+                m.metadata.insert("_cancelled".into(), "true".into());
+                close(tx, &t, &mut m, now)?;
+                Ok(m)
+            })
+            .await
+    }
+
+    /// Send due messages until shutdown. Each send runs as its own task,
+    /// so a slow provider holds only its own lane; on shutdown the sends in
+    /// flight finish (their outcome is recorded) and the rest stay queued.
+    pub async fn dispatch_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        while !shutdown.is_requested() {
+            while let Some(done) = running.try_join_next() {
+                if let Ok(k) = done {
+                    in_flight.remove(&k);
+                }
+            }
+            let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
+            if free > 0 {
+                match self.due(free + in_flight.len()) {
+                    Ok(due) => {
+                        for k in due {
+                            if in_flight.len() >= MAX_IN_FLIGHT {
+                                break;
+                            }
+                            if in_flight.insert(k.clone()) {
+                                let this = self.clone();
+                                running.spawn(async move {
+                                    if let Err(e) = this.dispatch_one(&k).await {
+                                        tracing::warn!(error = %e, "dispatching a message");
+                                    }
+                                    k
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "message outbox");
+                        shutdown.sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.requested() => {}
+                _ = self.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(k) = done {
+                        in_flight.remove(&k);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Up to `limit` outbox keys that are due now, oldest first.
+    fn due(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let bound = format!("{}\u{1f}", time_part(now_ms()));
+        Ok(self
+            .store
+            .read()?
+            .scan_raw(OUTBOX, "", None, limit, false)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .take_while(|k| k.as_str() < bound.as_str())
+            .collect())
+    }
+
+    fn lane(&self, tenant: &str, provider: &str) -> Arc<Semaphore> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes
+            .entry((tenant.to_owned(), provider.to_owned()))
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PROVIDER)))
+            .clone()
+    }
+
+    /// Take one due outbox entry one step further.
+    async fn dispatch_one(&self, entry: &str) -> Result<(), MessageError> {
+        let mut parts = entry.split('\u{1f}');
+        let (Some(_), Some(tenant), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(());
+        };
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let snap = self.store.read()?;
+        let Some(m) = snap.get::<Message>(MESSAGES, &key(&[&tenant, &id]))? else {
+            let k = entry.to_owned();
+            return self
+                .store
+                .write(move |tx| tx.remove(OUTBOX, &k).map(|_| ()))
+                .await
+                .map_err(Into::into);
+        };
+        let now = now_ms();
+        let awaiting_report = m
+            .attempts
+            .last()
+            .is_some_and(|a| !a.status.is_final() && !a.status.is_failure());
+        if awaiting_report {
+            // The report timer fired: no final report in time.
+            return self
+                .update(entry, &tenant, &id, move |m, now| {
+                    if let Some(a) = m.attempts.last_mut()
+                        && !a.status.is_final()
+                    {
+                        a.status = Status::Unknown;
+                        a.error = Some("no delivery report in time".into());
+                        a.updated_at_ms = now;
+                    }
+                    Step::NextAttempt
+                })
+                .await;
+        }
+        if now >= m.expires_at_ms {
+            return self
+                .update(entry, &tenant, &id, |m, _| {
+                    m.status = Status::Expired;
+                    Step::Final
+                })
+                .await;
+        }
+        let index = m.attempts.len();
+        let Some(plan) = m.plan.get(index).cloned() else {
+            return self
+                .update(entry, &tenant, &id, |m, _| {
+                    m.status = m
+                        .attempts
+                        .last()
+                        .map(|a| a.status)
+                        .unwrap_or(Status::Undeliverable);
+                    Step::Final
+                })
+                .await;
+        };
+        let config = providers::config(&snap, &tenant, &plan.provider)?;
+        drop(snap);
+        let body = plan.body.clone().unwrap_or_else(|| m.body.clone());
+        let sender = plan.sender.clone().or_else(|| m.sender.clone());
+        let result = match &config {
+            None => Err(SendError::Permanent(format!(
+                "no provider named `{}`",
+                plan.provider
+            ))),
+            Some(c) => {
+                let lane = self.lane(&tenant, &plan.provider);
+                let _permit = lane.acquire_owned().await;
+                let callback = format!(
+                    "{}/hooks/{}/{tenant}/{}",
+                    self.public_url(),
+                    c.kind_name(),
+                    plan.provider
+                );
+                providers::send(
+                    &self.http,
+                    c,
+                    &providers::Outbound {
+                        id: &m.id,
+                        to: &m.to,
+                        channel: &plan.channel,
+                        from: sender.as_deref(),
+                        body: &body,
+                        callback: &callback,
+                    },
+                )
+                .await
+            }
+        };
+        let kind = config.as_ref().map(|c| c.kind_name()).unwrap_or("none");
+        let mut attempt = AttemptRecord {
+            channel: plan.channel.clone(),
+            provider: plan.provider.clone(),
+            sender,
+            provider_id: None,
+            status: Status::Queued,
+            error: None,
+            tries: m.tries + 1,
+            price: plan.price,
+            at_ms: now,
+            updated_at_ms: now,
+        };
+        match result {
+            Ok(Sent {
+                provider_id,
+                status,
+            }) => {
+                attempt.provider_id = Some(provider_id.clone());
+                attempt.status = status;
+                let link = key(&[kind, &provider_id]);
+                let owner = (tenant.clone(), id.clone());
+                self.update(entry, &tenant, &id, move |m, now| {
+                    m.tries = 0;
+                    m.sent_at_ms.get_or_insert(now);
+                    m.attempts.push(attempt.clone());
+                    Step::Link(link.clone(), owner.clone())
+                })
+                .await
+            }
+            Err(SendError::Transient(e)) if attempt.tries < MAX_TRIES => {
+                let backoff = 250i64 << attempt.tries;
+                tracing::info!(tenant, id, error = %e, backoff, "provider unavailable; retrying");
+                self.update(entry, &tenant, &id, move |m, now| {
+                    m.tries += 1;
+                    Step::Retry(now + backoff)
+                })
+                .await
+            }
+            Err(SendError::Transient(e) | SendError::Permanent(e)) => {
+                attempt.status = Status::Rejected;
+                attempt.error = Some(e);
+                self.update(entry, &tenant, &id, move |m, _| {
+                    m.tries = 0;
+                    m.attempts.push(attempt.clone());
+                    Step::NextAttempt
+                })
+                .await
+            }
+        }
+    }
+
+    /// Change message `id` in one write, if `entry` is still its outbox
+    /// entry (a delivery report may have moved it on meanwhile).
+    async fn update(
+        &self,
+        entry: &str,
+        tenant: &str,
+        id: &str,
+        change: impl Fn(&mut Message, i64) -> Step + Send + 'static,
+    ) -> Result<(), MessageError> {
+        let (k, t, id) = (entry.to_owned(), tenant.to_owned(), id.to_owned());
+        let woke = self
+            .store
+            .write(move |tx| {
+                if tx.get_raw(OUTBOX, &k)?.is_none() {
+                    return Ok::<_, MessageError>(false);
+                }
+                let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
+                    tx.remove(OUTBOX, &k)?;
+                    return Ok(false);
+                };
+                let now = now_ms();
+                let step = change(&mut m, now);
+                apply(tx, &t, &mut m, step, now)
+            })
+            .await?;
+        if woke {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A provider's delivery report for its message `provider_id`. A
+    /// failed delivery fails over to the next planned attempt. Reports for
+    /// unknown ids, other tenants' messages or final attempts are logged
+    /// and ignored (providers repeat reports).
+    pub async fn report(
+        &self,
+        kind: &str,
+        tenant: &str,
+        provider_id: &str,
+        status: Status,
+        error: Option<String>,
+    ) -> Result<bool, MessageError> {
+        let pid = normalize_provider_id(provider_id);
+        let snap = self.store.read()?;
+        let Some((owner, id)) = snap.get::<(String, String)>(PROVIDER_IDS, &key(&[kind, &pid]))?
+        else {
+            // Possibly faster than our own record of the send: keep it for
+            // the send to pick up. Reports for ids never sent stay unused.
+            tracing::info!(kind, provider_id, "delivery report for an unknown message");
+            let early = EarlyReport {
+                tenant: tenant.to_owned(),
+                status,
+                error,
+            };
+            let k = key(&[kind, &pid]);
+            self.store
+                .write(move |tx| tx.put(EARLY_REPORTS, &k, &early))
+                .await?;
+            return Ok(false);
+        };
+        drop(snap);
+        if owner != tenant {
+            tracing::warn!(
+                kind,
+                provider_id,
+                "delivery report for another tenant's message"
+            );
+            return Ok(false);
+        }
+        let t = tenant.to_owned();
+        let woke = self
+            .store
+            .write(move |tx| {
+                let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
+                    return Ok::<_, MessageError>(false);
+                };
+                let now = now_ms();
+                let last = m.attempts.len().saturating_sub(1);
+                let Some((i, a)) = m
+                    .attempts
+                    .iter_mut()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, a)| a.provider_id.as_deref() == Some(pid.as_str()))
+                else {
+                    return Ok(false);
+                };
+                if a.status.is_final() || a.status.is_failure() {
+                    return Ok(false); // a late or repeated report
+                }
+                a.status = status;
+                a.error = error.clone();
+                a.updated_at_ms = now;
+                if i != last {
+                    // An earlier attempt already timed out and was replaced.
+                    m.updated_at_ms = now;
+                    tx.put(MESSAGES, &key(&[&t, &m.id]), &m)?;
+                    return Ok(false);
+                }
+                let step = if status.is_failure() {
+                    Step::NextAttempt
+                } else if status.is_final() {
+                    m.status = status;
+                    Step::Final
+                } else {
+                    m.status = status;
+                    Step::Keep
+                };
+                apply(tx, &t, &mut m, step, now)
+            })
+            .await?;
+        if woke {
+            self.wake.notify_one();
+        }
+        Ok(true)
+    }
+}
+
+/// What an update does to the message's outbox entry.
+enum Step {
+    /// Sent: link the provider's id to the message, then wait for the
+    /// report (or finish, if the provider already answered finally).
+    Link(String, (String, String)),
+    /// Try again at this time.
+    Retry(i64),
+    /// The current attempt failed: queue the next one now, or finish.
+    NextAttempt,
+    /// The message reached its final status.
+    Final,
+    /// Keep the entry as it is.
+    Keep,
+}
+
+/// Apply `step` to `m` and its outbox entry; true if the dispatcher has
+/// new due work.
+fn apply(
+    tx: &mut Tx,
+    t: &str,
+    m: &mut Message,
+    step: Step,
+    now: i64,
+) -> Result<bool, MessageError> {
+    m.updated_at_ms = now;
+    match step {
+        Step::Link(link, owner) => {
+            tx.put(PROVIDER_IDS, &link, &owner)?;
+            if let Some(early) = tx.get::<EarlyReport>(EARLY_REPORTS, &link)? {
+                tx.remove(EARLY_REPORTS, &link)?;
+                if let Some(a) = m.attempts.last_mut()
+                    && early.tenant == t
+                {
+                    a.status = early.status;
+                    a.error = early.error;
+                    a.updated_at_ms = now;
+                }
+            }
+            let status = m
+                .attempts
+                .last()
+                .map(|a| a.status)
+                .unwrap_or(Status::Unknown);
+            if status.is_failure() {
+                return apply(tx, t, m, Step::NextAttempt, now);
+            }
+            m.status = status;
+            if status.is_final() {
+                close(tx, t, m, now)?;
+                return Ok(false);
+            }
+            let timer = (now + m.report_timeout_s * 1000).min(m.expires_at_ms.max(now));
+            requeue(tx, t, m, Some(timer))?;
+            Ok(false)
+        }
+        Step::Retry(at) => {
+            requeue(tx, t, m, Some(at))?;
+            Ok(false)
+        }
+        Step::NextAttempt => {
+            if m.attempts.len() < m.plan.len() && now < m.expires_at_ms {
+                m.status = Status::Queued;
+                requeue(tx, t, m, Some(now))?;
+                Ok(true)
+            } else {
+                m.status = if now >= m.expires_at_ms {
+                    Status::Expired
+                } else {
+                    m.attempts
+                        .last()
+                        .map(|a| a.status)
+                        .unwrap_or(Status::Undeliverable)
+                };
+                close(tx, t, m, now)?;
+                Ok(false)
+            }
+        }
+        Step::Final => {
+            close(tx, t, m, now)?;
+            Ok(false)
+        }
+        Step::Keep => {
+            tx.put(MESSAGES, &key(&[t, &m.id]), &*m)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Move the message's outbox entry to `due` (none: take it off).
+fn requeue(tx: &mut Tx, t: &str, m: &mut Message, due: Option<i64>) -> Result<(), MessageError> {
+    if let Some(old) = m.due_ms.take() {
+        tx.remove(OUTBOX, &outbox_key(old, t, &m.id))?;
+    }
+    if let Some(due) = due {
+        tx.put_raw(OUTBOX, &outbox_key(due, t, &m.id), b"")?;
+        m.due_ms = Some(due);
+    }
+    tx.put(MESSAGES, &key(&[t, &m.id]), &*m)?;
+    Ok(())
+}
+
+/// The message is final: off the outbox, and its credit settled.
+fn close(tx: &mut Tx, t: &str, m: &mut Message, now: i64) -> Result<(), MessageError> {
+    m.final_at_ms = Some(now);
+    m.charged = m
+        .attempts
+        .iter()
+        .filter(|a| a.status.went_out())
+        .map(|a| a.price)
+        .sum::<i64>()
+        .min(m.reserved);
+    pricing::settle(tx, t, &m.account, m.reserved, m.charged, &m.id, now)?;
+    m.reserved = 0;
+    requeue(tx, t, m, None)
+}
+
+fn check_channel(channel: &str) -> Result<(), MessageError> {
+    if matches!(channel, "sms" | "viber") {
+        Ok(())
+    } else {
+        Err(MessageError::Invalid(format!(
+            "unknown channel `{channel}`: sms or viber"
+        )))
+    }
+}
+
+fn outbox_key(due: i64, tenant: &str, id: &str) -> String {
+    key(&[&time_part(due), tenant, id])
+}
+
+/// Providers differ in the case they echo ids back in.
+fn normalize_provider_id(id: &str) -> String {
+    id.trim().to_ascii_lowercase()
+}
+
+fn planned(a: Attempt) -> PlannedAttempt {
+    PlannedAttempt {
+        channel: a.channel,
+        provider: a.provider,
+        sender: a.sender,
+        body: a.body,
+        price: 0,
+    }
+}
+
+/// Message `id`.
+pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Message>, StoreError> {
+    src.get(MESSAGES, &key(&[tenant, id]))
+}
+
+/// The messages sent under a client reference.
+pub fn by_reference(
+    src: &impl Reader,
+    tenant: &str,
+    reference: &str,
+) -> Result<Vec<Message>, StoreError> {
+    let ids: Vec<String> = src
+        .get(REFERENCES, &key(&[tenant, reference]))?
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(m) = get(src, tenant, &id)? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// A page of the tenant's messages (by id order), filtered.
+pub fn list(
+    src: &impl Reader,
+    tenant: &str,
+    filter: impl Fn(&Message) -> bool,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Message>, StoreError> {
+    let p = prefix(&[tenant]);
+    let start = after.map(|a| key(&[tenant, a]));
+    let mut out = Vec::new();
+    let mut cursor = start;
+    loop {
+        let page = src.scan_page::<Message>(MESSAGES, &p, cursor.as_deref(), 256, false)?;
+        let Some((last, _)) = page.last() else { break };
+        cursor = Some(last.clone());
+        let n = page.len();
+        out.extend(page.into_iter().map(|(_, m)| m).filter(|m| filter(m)));
+        if out.len() >= limit || n < 256 {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}

@@ -1,0 +1,269 @@
+//! Provider adapters: how an attempt leaves Engage.
+//!
+//! Each tenant names its providers (`PUT /v1/providers/{name}`) with a kind
+//! and its credentials; the route plugin refers to them by name. `console`
+//! is always there: it logs the message and reports it delivered, so a new
+//! tenant sees the whole flow without any account.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use super::Status;
+use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+
+/// (tenant, provider name) → [`ProviderConfig`].
+const PROVIDERS: Table = TableDefinition::new("providers");
+
+/// Twilio's production API.
+pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+
+/// A tenant's provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderConfig {
+    /// Logs the message and reports it delivered, or with `report` set,
+    /// with that status (to try failover without an account).
+    Console {
+        #[serde(default)]
+        report: Option<Status>,
+        /// Only messages on these channels get `report`; empty: all.
+        #[serde(default)]
+        channels: Vec<String>,
+    },
+    /// Twilio Programmable Messaging.
+    Twilio {
+        account_sid: String,
+        auth_token: String,
+        /// The sender when the attempt names none.
+        from: Option<String>,
+        /// For tests and proxies; Twilio's API by default.
+        base_url: Option<String>,
+    },
+}
+
+impl ProviderConfig {
+    /// The kind, as it appears in callback URLs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ProviderConfig::Console { .. } => "console",
+            ProviderConfig::Twilio { .. } => "twilio",
+        }
+    }
+
+    /// The configuration without secrets, for listing.
+    pub fn redacted(&self) -> serde_json::Value {
+        match self {
+            ProviderConfig::Console { report, channels } => {
+                serde_json::json!({ "kind": "console", "report": report, "channels": channels })
+            }
+            ProviderConfig::Twilio {
+                account_sid,
+                from,
+                base_url,
+                ..
+            } => {
+                serde_json::json!({ "kind": "twilio", "account_sid": account_sid, "from": from, "base_url": base_url, "auth_token": "***" })
+            }
+        }
+    }
+}
+
+/// What a provider answered to a send.
+pub struct Sent {
+    pub provider_id: String,
+    pub status: Status,
+}
+
+/// Why a send failed.
+pub enum SendError {
+    /// Worth retrying: the provider is down, slow or overloaded.
+    Transient(String),
+    /// Not worth retrying with this provider: fail over.
+    Permanent(String),
+}
+
+/// Provider `name` of `tenant`; `console` exists unless redefined.
+pub fn config(
+    src: &impl Reader,
+    tenant: &str,
+    name: &str,
+) -> Result<Option<ProviderConfig>, StoreError> {
+    match src.get(PROVIDERS, &key(&[tenant, name]))? {
+        Some(c) => Ok(Some(c)),
+        None if name == "console" => Ok(Some(ProviderConfig::Console {
+            report: None,
+            channels: Vec::new(),
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Define (or replace) provider `name`.
+pub fn put(tx: &mut Tx, tenant: &str, name: &str, c: &ProviderConfig) -> Result<(), StoreError> {
+    tx.put(PROVIDERS, &key(&[tenant, name]), c)
+}
+
+/// The tenant's providers, by name.
+pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<(String, ProviderConfig)>, StoreError> {
+    let p = prefix(&[tenant]);
+    Ok(src
+        .scan_page::<ProviderConfig>(PROVIDERS, &p, None, usize::MAX, false)?
+        .into_iter()
+        .map(|(k, c)| (k[p.len()..].to_owned(), c))
+        .collect())
+}
+
+/// One attempt on its way out.
+pub struct Outbound<'a> {
+    /// Engage's message id, carried to the provider where it allows, so a
+    /// duplicate after a crash can be traced.
+    pub id: &'a str,
+    pub to: &'a str,
+    pub channel: &'a str,
+    pub from: Option<&'a str>,
+    pub body: &'a str,
+    /// Where the provider sends delivery reports.
+    pub callback: &'a str,
+}
+
+/// Send one attempt.
+pub async fn send(
+    http: &reqwest::Client,
+    c: &ProviderConfig,
+    out: &Outbound<'_>,
+) -> Result<Sent, SendError> {
+    match c {
+        ProviderConfig::Console { report, channels } => {
+            let applies = channels.is_empty() || channels.iter().any(|c| c == out.channel);
+            let status = report.filter(|_| applies).unwrap_or(Status::Delivered);
+            tracing::info!(
+                id = out.id,
+                to = out.to,
+                channel = out.channel,
+                from = out.from,
+                body = out.body,
+                status = status.as_str(),
+                "console provider"
+            );
+            Ok(Sent {
+                provider_id: format!("console-{}-{}", out.channel, out.id),
+                status,
+            })
+        }
+        ProviderConfig::Twilio {
+            account_sid,
+            auth_token,
+            from: default_from,
+            base_url,
+        } => {
+            if out.channel != "sms" {
+                return Err(SendError::Permanent(format!(
+                    "this Twilio provider sends SMS, not {}",
+                    out.channel
+                )));
+            }
+            let Some(from) = out.from.or(default_from.as_deref()) else {
+                return Err(SendError::Permanent("no sender (From) for Twilio".into()));
+            };
+            let url = format!(
+                "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
+                base_url
+                    .as_deref()
+                    .unwrap_or(TWILIO_BASE_URL)
+                    .trim_end_matches('/')
+            );
+            let resp = http
+                .post(url)
+                .basic_auth(account_sid, Some(auth_token))
+                .form(&[
+                    ("To", out.to),
+                    ("From", from),
+                    ("Body", out.body),
+                    ("StatusCallback", out.callback),
+                ])
+                .send()
+                .await
+                .map_err(|e| SendError::Transient(format!("twilio: {e}")))?;
+            let status = resp.status();
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(SendError::Transient(format!("twilio answered {status}")));
+            }
+            if !status.is_success() {
+                return Err(SendError::Permanent(format!(
+                    "twilio answered {status}: {} {}",
+                    v["code"], v["message"]
+                )));
+            }
+            let sid = v["sid"].as_str().unwrap_or_default();
+            if sid.is_empty() {
+                return Err(SendError::Transient("twilio answered without a sid".into()));
+            }
+            Ok(Sent {
+                provider_id: sid.to_ascii_lowercase(),
+                status: twilio_status(v["status"].as_str().unwrap_or("queued")),
+            })
+        }
+    }
+}
+
+/// Twilio's message status as Engage's.
+pub fn twilio_status(s: &str) -> Status {
+    match s {
+        "accepted" | "queued" | "scheduled" | "sending" => Status::Queued,
+        "sent" => Status::Sent,
+        "delivered" => Status::Delivered,
+        "read" => Status::Read,
+        "undelivered" => Status::Undeliverable,
+        "failed" | "canceled" => Status::Rejected,
+        _ => Status::Sent,
+    }
+}
+
+/// Twilio's request signature: base64 of HMAC-SHA1, keyed by the auth
+/// token, over the full URL followed by every POST parameter's name and
+/// value, sorted by name.
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_signature_matches_twilios_documented_example() {
+        // The example from Twilio's webhook security documentation.
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            twilio_signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
+    }
+}

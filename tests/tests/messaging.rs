@@ -1,0 +1,466 @@
+//! Messaging through the native API: templating and routing plugins on the
+//! path, the console provider, a Twilio-shaped provider on loopback with
+//! signed delivery reports, failover, pricing and credit.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use engage_tests::Server;
+use serde_json::{Value, json};
+
+/// Poll message `id` until `done` holds (at most 10 s).
+async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let a = s
+            .call("GET", &format!("/v1/messages/{id}"), Some(t), None)
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        if done(&a.body) {
+            return a.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("message {id} did not reach the expected state");
+}
+
+fn is(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |m| m["status"] == status
+}
+
+async fn send(s: &Server, t: &str, body: Value) -> engage_tests::Answer {
+    s.call("POST", "/v1/messages", Some(t), Some(body)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_templated_message_is_delivered_by_the_console_provider() {
+    let s = Server::start("msg-console", |_| {}).await;
+    let t = s.demo_token().await;
+    let a = send(
+        &s,
+        &t,
+        json!({
+            "to": ["+1 415 555 0100"],
+            "template": "Your code: {{code}} ✓",
+            "vars": { "code": "ÄBC-123 & <ok>" },
+            "reference": "order-1",
+        }),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let m = &a.body["messages"][0];
+    assert_eq!(m["to"], "+14155550100");
+    assert_eq!(m["body"], "Your code: ÄBC-123 & <ok> ✓");
+    assert_eq!(m["encoding"], "ucs2");
+    let id = m["id"].as_str().expect("id");
+    let done = wait_for(&s, &t, id, is("delivered")).await;
+    assert_eq!(done["attempts"][0]["provider"], "console");
+    assert_eq!(done["attempts"][0]["status"], "delivered");
+
+    // The reference is unique per tenant; it finds the message.
+    let again = send(
+        &s,
+        &t,
+        json!({ "to": ["+14155550101"], "body": "x", "reference": "order-1" }),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.body["error"]["code"], "duplicate_reference");
+    let found = s
+        .call("GET", "/v1/messages?reference=order-1", Some(&t), None)
+        .await;
+    assert_eq!(found.body["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(found.body["messages"][0]["id"], id);
+
+    // An idempotent retry sends nothing new.
+    let first = s
+        .send(
+            s.request("POST", "/v1/messages", Some(&t))
+                .header("idempotency-key", "k-1")
+                .json(&json!({ "to": ["+14155550102"], "body": "once" })),
+        )
+        .await;
+    let second = s
+        .send(
+            s.request("POST", "/v1/messages", Some(&t))
+                .header("idempotency-key", "k-1")
+                .json(&json!({ "to": ["+14155550102"], "body": "once" })),
+        )
+        .await;
+    assert_eq!((first.status, second.status), (202, 202));
+    assert_eq!(
+        first.body["messages"][0]["id"],
+        second.body["messages"][0]["id"]
+    );
+    let to = s
+        .call("GET", "/v1/messages?to=%2B14155550102", Some(&t), None)
+        .await;
+    assert_eq!(
+        to.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{to:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_refused_and_nothing_is_queued() {
+    let s = Server::start("msg-bad", |_| {}).await;
+    let t = s.demo_token().await;
+    let many: Vec<String> = (0..51).map(|i| format!("+1415555{i:04}")).collect();
+    let long = "x".repeat(153 * 10 + 1);
+    let cases = [
+        (json!({ "to": ["12"], "body": "hi" }), 400, "invalid_phone"),
+        (
+            json!({ "to": many, "body": "hi" }),
+            400,
+            "too_many_recipients",
+        ),
+        (
+            json!({ "to": ["+14155550100"], "body": "  " }),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({ "to": ["+14155550100"], "body": "hi", "channel": "fax" }),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({ "to": ["+14155550100"], "body": long }),
+            400,
+            "message_too_long",
+        ),
+        (json!({ "to": [], "body": "hi" }), 400, "invalid_message"),
+        (
+            json!({ "to": ["+14155550100"], "body": "hi", "template": "x" }),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({ "to": ["+14155550100"], "template": "{{missing}}" }),
+            502,
+            "plugin_rejected",
+        ),
+        (
+            json!({ "to": ["+14155550100"], "body": "hi", "colour": "red" }),
+            400,
+            "invalid_json",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let a = send(&s, &t, body.clone()).await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body} → {a:?}"
+        );
+    }
+    let all = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(all.body["messages"], json!([]), "nothing was queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_is_reserved_charged_for_what_went_out_and_released() {
+    let s = Server::start("msg-credit", |_| {}).await;
+    let t = s.demo_token().await;
+    let prices = json!({ "currency": "EUR", "prices": [
+        { "channel": "sms", "price": 0.05 },
+        { "channel": "viber", "prefix": "+380", "price": 0.23 },
+    ]});
+    assert_eq!(
+        s.call("PUT", "/v1/messaging/prices", Some(&t), Some(prices))
+            .await
+            .status,
+        200
+    );
+    // Viber is undeliverable here; SMS goes through.
+    let viber = json!({ "kind": "console", "report": "undeliverable", "channels": ["viber"] });
+    assert_eq!(
+        s.call("PUT", "/v1/providers/viber-sim", Some(&t), Some(viber))
+            .await
+            .status,
+        200
+    );
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "channel": "viber", "attempts": [
+            { "channel": "viber", "provider": "viber-sim" },
+            { "channel": "sms", "provider": "console", "body_param": "alt_text" } ] } ] } });
+    let b = s
+        .call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+        .await;
+    assert_eq!(b.status, 200, "{b:?}");
+
+    let msg = json!({ "to": ["+380972920000"], "channel": "viber", "body": "Viber text",
+                      "metadata": { "alt_text": "SMS text" } });
+    // A quote needs no credit.
+    let q = s
+        .call("POST", "/v1/messages/quote", Some(&t), Some(msg.clone()))
+        .await;
+    assert_eq!(q.status, 200, "{q:?}");
+    assert_eq!(q.body["total_price"], 0.23);
+    assert_eq!(q.body["total_reserved"], 0.23);
+    assert_eq!(q.body["currency"], "EUR");
+
+    let none = send(&s, &t, msg.clone()).await;
+    assert_eq!(none.status, 402, "{none:?}");
+    assert_eq!(none.body["error"]["code"], "insufficient_credit");
+    assert_eq!(
+        s.call("GET", "/v1/messages", Some(&t), None).await.body["messages"],
+        json!([])
+    );
+
+    let top = s
+        .call(
+            "POST",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            Some(json!({ "amount": 1.0 })),
+        )
+        .await;
+    assert_eq!(top.body["available"], 1.0, "{top:?}");
+    let a = send(&s, &t, msg).await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["messages"][0]["id"].as_str().expect("id");
+    let done = wait_for(&s, &t, id, |m| m["final_at_ms"].is_i64()).await;
+    assert_eq!(done["status"], "delivered", "{done}");
+    assert_eq!(done["attempts"][0]["channel"], "viber");
+    assert_eq!(done["attempts"][0]["status"], "undeliverable");
+    assert_eq!(done["attempts"][1]["channel"], "sms");
+    assert_eq!(done["attempts"][1]["status"], "delivered");
+    assert_eq!(done["charged_micros"], 50_000, "only the SMS went out");
+    let credit = s
+        .call(
+            "GET",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(credit.body["available_micros"], 950_000, "{credit:?}");
+    assert_eq!(credit.body["reserved_micros"], 0);
+
+    // A scheduled message holds credit until cancelled.
+    let later = send(
+        &s,
+        &t,
+        json!({ "to": ["+14155550100"], "body": "later", "schedule_at_ms": engage::ids::now_ms() + 3_600_000 }),
+    )
+    .await;
+    assert_eq!(
+        later.body["messages"][0]["status"], "scheduled",
+        "{later:?}"
+    );
+    let held = s
+        .call(
+            "GET",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(held.body["reserved_micros"], 50_000);
+    let lid = later.body["messages"][0]["id"].as_str().expect("id");
+    let c = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{lid}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(c.body["status"], "rejected", "{c:?}");
+    let back = s
+        .call(
+            "GET",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            back.body["available_micros"].clone(),
+            back.body["reserved_micros"].clone()
+        ),
+        (json!(950_000), json!(0))
+    );
+    let again = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{lid}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(again.body["error"]["code"], "not_cancellable");
+}
+
+/// One request the fake Twilio received: path, Authorization, form.
+type Seen = (String, String, Vec<(String, String)>);
+
+/// What the fake Twilio saw, and how it answers.
+#[derive(Default)]
+struct Twilio {
+    requests: Mutex<Vec<Seen>>,
+    /// Answer 500 to this many requests first.
+    fail_first: Mutex<u32>,
+}
+
+async fn twilio_create(
+    State(tw): State<Arc<Twilio>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let n = {
+        let mut r = tw.requests.lock().unwrap_or_else(|p| p.into_inner());
+        r.push((uri.path().to_owned(), auth, form.clone()));
+        r.len()
+    };
+    {
+        let mut f = tw.fail_first.lock().unwrap_or_else(|p| p.into_inner());
+        if *f > 0 {
+            *f -= 1;
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({ "code": 20500, "message": "oops" })),
+            );
+        }
+    }
+    let to = form.iter().find(|(k, _)| k == "To").map(|(_, v)| v.clone());
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({ "sid": format!("SM{n:032}"), "status": "queued", "to": to })),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
+    let tw = Arc::new(Twilio::default());
+    *tw.fail_first.lock().expect("lock") = 1;
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{sid}/Messages.json",
+            post(twilio_create),
+        )
+        .with_state(tw.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let twilio_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = Server::start("msg-twilio", |_| {}).await;
+    let t = s.demo_token().await;
+    let provider = json!({ "kind": "twilio", "account_sid": "AC123", "auth_token": "tok-secret",
+                           "from": "+15005550006", "base_url": twilio_url });
+    let p = s
+        .call("PUT", "/v1/providers/twilio", Some(&t), Some(provider))
+        .await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert_eq!(
+        p.body["provider"]["auth_token"], "***",
+        "secrets are not echoed"
+    );
+    let route = json!({ "plugin": "router", "config": { "routes": [ { "attempts": [
+        { "channel": "sms", "provider": "twilio" },
+        { "channel": "sms", "provider": "console" } ] } ] } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    let a = send(
+        &s,
+        &t,
+        json!({ "to": ["+14155550100"], "body": "Hi & welcome: ½ price!" }),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let sent = wait_for(&s, &t, &id, |m| m["attempts"][0]["provider_id"].is_string()).await;
+    assert_eq!(sent["status"], "queued");
+    assert_eq!(sent["attempts"][0]["tries"], 2, "the 500 was retried");
+    let sid = sent["attempts"][0]["provider_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+
+    {
+        let reqs = tw.requests.lock().expect("lock");
+        assert_eq!(reqs.len(), 2);
+        let (path, auth, form) = &reqs[1];
+        assert_eq!(path, "/2010-04-01/Accounts/AC123/Messages.json");
+        use base64::Engine as _;
+        let expected = base64::engine::general_purpose::STANDARD.encode("AC123:tok-secret");
+        assert_eq!(auth, &format!("Basic {expected}"));
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("To"), Some("+14155550100"));
+        assert_eq!(get("From"), Some("+15005550006"));
+        assert_eq!(get("Body"), Some("Hi & welcome: ½ price!"));
+        let callback = get("StatusCallback").expect("StatusCallback");
+        assert_eq!(callback, format!("{}/hooks/twilio/demo/twilio", s.base));
+    }
+
+    // Twilio reports the message undelivered; the signature is checked.
+    let hook = "/hooks/twilio/demo/twilio";
+    let params = vec![
+        ("MessageSid".to_owned(), sid.to_uppercase()),
+        ("MessageStatus".to_owned(), "undelivered".to_owned()),
+        ("ErrorCode".to_owned(), "30003".to_owned()),
+        ("AccountSid".to_owned(), "AC123".to_owned()),
+    ];
+    let signature = engage::messaging::providers::twilio_signature(
+        "tok-secret",
+        &format!("{}{hook}", s.base),
+        &params,
+    );
+    let forged = s
+        .send(
+            s.request("POST", hook, None)
+                .header("x-twilio-signature", "AAAA")
+                .form(&params),
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{forged:?}");
+    let real = s
+        .send(
+            s.request("POST", hook, None)
+                .header("x-twilio-signature", signature)
+                .form(&params),
+        )
+        .await;
+    assert_eq!(real.status, 204, "{real:?}");
+    let done = wait_for(&s, &t, &id, is("delivered")).await;
+    assert_eq!(done["attempts"][0]["status"], "undeliverable");
+    assert_eq!(done["attempts"][0]["error"], "twilio error 30003");
+    assert_eq!(done["attempts"][1]["provider"], "console");
+    // A report for an id nobody sent is accepted and changes nothing.
+    let stray = vec![
+        ("MessageSid".to_owned(), "SMnope".to_owned()),
+        ("MessageStatus".to_owned(), "delivered".to_owned()),
+    ];
+    let sig = engage::messaging::providers::twilio_signature(
+        "tok-secret",
+        &format!("{}{hook}", s.base),
+        &stray,
+    );
+    let r = s
+        .send(
+            s.request("POST", hook, None)
+                .header("x-twilio-signature", sig)
+                .form(&stray),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+}
