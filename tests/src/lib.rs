@@ -7,6 +7,8 @@ use engage::config::ServerConfig;
 use engage::server::Running;
 use serde_json::{Value, json};
 
+pub mod twilio;
+
 /// The components built by this crate's build script.
 pub mod components {
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm"));

@@ -2,13 +2,10 @@
 //! path, the console provider, a Twilio-shaped provider on loopback with
 //! signed delivery reports, failover, pricing and credit.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use engage_tests::Server;
+use engage_tests::twilio::FakeTwilio;
 use serde_json::{Value, json};
 
 /// Poll message `id` until `done` holds (at most 10 s).
@@ -297,66 +294,11 @@ async fn credit_is_reserved_charged_for_what_went_out_and_released() {
     assert_eq!(again.body["error"]["code"], "not_cancellable");
 }
 
-/// One request the fake Twilio received: path, Authorization, form.
-type Seen = (String, String, Vec<(String, String)>);
-
-/// What the fake Twilio saw, and how it answers.
-#[derive(Default)]
-struct Twilio {
-    requests: Mutex<Vec<Seen>>,
-    /// Answer 500 to this many requests first.
-    fail_first: Mutex<u32>,
-}
-
-async fn twilio_create(
-    State(tw): State<Arc<Twilio>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> (StatusCode, axum::Json<Value>) {
-    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let n = {
-        let mut r = tw.requests.lock().unwrap_or_else(|p| p.into_inner());
-        r.push((uri.path().to_owned(), auth, form.clone()));
-        r.len()
-    };
-    {
-        let mut f = tw.fail_first.lock().unwrap_or_else(|p| p.into_inner());
-        if *f > 0 {
-            *f -= 1;
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "code": 20500, "message": "oops" })),
-            );
-        }
-    }
-    let to = form.iter().find(|(k, _)| k == "To").map(|(_, v)| v.clone());
-    (
-        StatusCode::CREATED,
-        axum::Json(json!({ "sid": format!("SM{n:032}"), "status": "queued", "to": to })),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
-    let tw = Arc::new(Twilio::default());
-    *tw.fail_first.lock().expect("lock") = 1;
-    let app = axum::Router::new()
-        .route(
-            "/2010-04-01/Accounts/{sid}/Messages.json",
-            post(twilio_create),
-        )
-        .with_state(tw.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let twilio_url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let tw = FakeTwilio::start().await;
+    tw.fail_next(1);
+    let twilio_url = tw.url.clone();
 
     let s = Server::start("msg-twilio", |_| {}).await;
     let t = s.demo_token().await;
@@ -396,21 +338,20 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
         .expect("sid")
         .to_owned();
 
-    {
-        let reqs = tw.requests.lock().expect("lock");
-        assert_eq!(reqs.len(), 2);
-        let (path, auth, form) = &reqs[1];
-        assert_eq!(path, "/2010-04-01/Accounts/AC123/Messages.json");
-        use base64::Engine as _;
-        let expected = base64::engine::general_purpose::STANDARD.encode("AC123:tok-secret");
-        assert_eq!(auth, &format!("Basic {expected}"));
-        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("To"), Some("+14155550100"));
-        assert_eq!(get("From"), Some("+15005550006"));
-        assert_eq!(get("Body"), Some("Hi & welcome: ½ price!"));
-        let callback = get("StatusCallback").expect("StatusCallback");
-        assert_eq!(callback, format!("{}/hooks/twilio/demo/twilio", s.base));
-    }
+    let reqs = tw.requests();
+    assert_eq!(reqs.len(), 2);
+    let r = &reqs[1];
+    assert_eq!(r.path, "/2010-04-01/Accounts/AC123/Messages.json");
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode("AC123:tok-secret");
+    assert_eq!(r.authorization, format!("Basic {expected}"));
+    assert_eq!(r.field("To"), Some("+14155550100"));
+    assert_eq!(r.field("From"), Some("+15005550006"));
+    assert_eq!(r.field("Body"), Some("Hi & welcome: ½ price!"));
+    assert_eq!(
+        r.field("StatusCallback").map(str::to_owned),
+        Some(format!("{}/hooks/twilio/demo/twilio", s.base))
+    );
 
     // Twilio reports the message undelivered; the signature is checked.
     let hook = "/hooks/twilio/demo/twilio";

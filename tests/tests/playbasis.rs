@@ -1,6 +1,7 @@
 //! Seed 000 through the Playbasis-compatible API: form-encoded parameters,
 //! the Playbasis envelope, HTTP 200 with Playbasis error codes.
 
+use engage_tests::twilio::FakeTwilio;
 use engage_tests::{Answer, Server};
 use serde_json::json;
 
@@ -308,4 +309,117 @@ async fn seed_000_walkthrough_playbasis() {
     assert_err(&over, "0601");
     // Lower-case paths work too.
     assert_ok(&query(&s, "/player/player1", &[("api_key", &key)]).await);
+
+    // The SMS half: the coupon goes to the player's phone through Twilio.
+    let twilio = FakeTwilio::start().await;
+    let provider = json!({ "kind": "twilio", "account_sid": "AC0001", "auth_token": "secret",
+                           "from": "+15005550006", "base_url": twilio.url });
+    assert_eq!(
+        s.call("PUT", "/v1/providers/twilio", Some(&t), Some(provider))
+            .await
+            .status,
+        200
+    );
+    let route = json!({ "plugin": "router", "config": { "default_provider": "twilio" } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+    let message =
+        "Congratulation, here is your coupon code: {{code}}. Don't miss it: \"50% & more\" ✓";
+    let sent = form(
+        &s,
+        "/Sms/goods",
+        &[
+            ("token", &token),
+            ("ref_id", ref_id),
+            ("player_id", "player1"),
+            ("message", message),
+        ],
+    )
+    .await;
+    assert_ok(&sent);
+    let expected =
+        "Congratulation, here is your coupon code: 8830644924. Don't miss it: \"50% & more\" ✓";
+    assert_eq!(sent.body["response"]["to"], "+6681234567");
+    assert_eq!(sent.body["response"]["message"], expected);
+    let plain = form(
+        &s,
+        "/Sms/send",
+        &[
+            ("token", &token),
+            ("player_id", "player1"),
+            ("message", "Hello {{first_name}}!"),
+        ],
+    )
+    .await;
+    assert_ok(&plain);
+    for _ in 0..100 {
+        if twilio.requests().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reqs = twilio.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let coupon = reqs
+        .iter()
+        .find(|r| r.field("Body") == Some(expected))
+        .expect("the coupon SMS");
+    assert_eq!(coupon.field("To"), Some("+6681234567"));
+    assert_eq!(coupon.field("From"), Some("+15005550006"));
+    assert!(
+        reqs.iter()
+            .any(|r| r.field("Body") == Some("Hello Somchai!")),
+        "{reqs:?}"
+    );
+    // Someone else's redemption, an unknown one, a player without a phone.
+    assert_err(
+        &form(
+            &s,
+            "/Sms/goods",
+            &[
+                ("token", &token),
+                ("ref_id", ref_id),
+                ("player_id", "poor"),
+                ("message", "{{code}}"),
+            ],
+        )
+        .await,
+        "0502",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Sms/goods",
+            &[
+                ("token", &token),
+                ("ref_id", "nope"),
+                ("player_id", "player1"),
+                ("message", "{{code}}"),
+            ],
+        )
+        .await,
+        "0502",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Sms/send",
+            &[("token", &token), ("player_id", "poor"), ("message", "hi")],
+        )
+        .await,
+        "0205",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Sms/send",
+            &[("token", &token), ("player_id", "player1")],
+        )
+        .await,
+        "0903",
+    );
 }

@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod bsg;
 mod error;
 mod goods;
 mod ledger;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(goods::routes())
         .merge(messages::routes())
+        .merge(bsg::routes())
         .merge(playbasis::routes())
         .merge(social::routes())
         .merge(playblazer::routes())

@@ -6,7 +6,7 @@
 //! `message`, the `response`, and the server time. Field names and error
 //! codes follow the vendor's public API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -22,12 +22,14 @@ use crate::goods::{self, GoodsError, GroupView};
 use crate::idempotency::Guarded;
 use crate::ids::{now_ms, php_date_r, sql_datetime};
 use crate::ledger;
+use crate::messaging::pricing::PricingError;
+use crate::messaging::{MessageError, SendRequest};
 use crate::players::{self, PlayerError, Profile};
 use crate::store::StoreError;
 use crate::tenants::{self, TenantError};
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 13] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 15] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
         ("/Player/{id}", get(player)),
@@ -44,6 +46,8 @@ pub fn routes() -> Router<AppState> {
         ),
         ("/Redeem/goods", post(redeem_goods)),
         ("/Player/{id}/redeemed", get(redeemed)),
+        ("/Sms/send", post(sms_send)),
+        ("/Sms/goods", post(sms_goods)),
     ];
     let mut r = Router::new();
     for (path, handler) in routes {
@@ -592,4 +596,96 @@ async fn redeemed(
         })
         .collect();
     Ok(ok(json!({ "goods": rows })))
+}
+
+impl From<MessageError> for PbError {
+    fn from(e: MessageError) -> PbError {
+        match e {
+            MessageError::Pricing(PricingError::InsufficientCredit { .. }) => {
+                PbError("0003", "Limit Exceed, Contact Admin".into())
+            }
+            MessageError::InvalidNumber(_) => PbError(
+                "0205",
+                "phone number format should be +[countrycode][number] example. +66861234567".into(),
+            ),
+            MessageError::Store(e) => e.into(),
+            e => PbError("0800", format!("There is an internal server error: {e}")),
+        }
+    }
+}
+
+/// `/Sms/send` and `/Sms/goods`: a text to the player's phone through the
+/// tenant's SMS route. `vars` fill the message's `{{...}}` through the
+/// tenant's template binding.
+async fn sms_to_player(
+    s: &AppState,
+    tenant: &str,
+    player: &players::Player,
+    message: &str,
+    mut vars: BTreeMap<String, String>,
+) -> PbResult {
+    let Some(phone) = player.phone.clone() else {
+        return Err(PbError(
+            "0205",
+            "phone number format should be +[countrycode][number] example. +66861234567".into(),
+        ));
+    };
+    vars.insert("player_id".into(), player.id.clone());
+    for (name, value) in [
+        ("username", &player.username),
+        ("first_name", &player.first_name),
+        ("last_name", &player.last_name),
+        ("email", &player.email),
+        ("phone_number", &player.phone),
+    ] {
+        if let Some(v) = value {
+            vars.insert(name.into(), v.clone());
+        }
+    }
+    let req = SendRequest {
+        to: vec![phone.clone()],
+        template: Some(message.to_owned()),
+        vars,
+        ..SendRequest::default()
+    };
+    let rid = crate::ids::random_hex(8);
+    let Guarded::Fresh(accepted) = s.messaging.send(tenant, req, None, now_ms(), &rid).await?
+    else {
+        return Err(PbError("0800", "There is an internal server error".into()));
+    };
+    let m = accepted.messages.first();
+    Ok(ok(json!({
+        "to": phone,
+        "from": m.and_then(|m| m.plan.first()).and_then(|a| a.sender.clone()),
+        "message": m.map(|m| m.body.clone()),
+        "message_id": m.map(|m| m.id.clone()),
+        "status": m.map(|m| m.status.as_str()),
+    })))
+}
+
+async fn sms_send(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player_id, message] = p.require(["player_id", "message"])?;
+    let player = players::get(&s.store.read()?, &tenant, player_id)?;
+    sms_to_player(&s, &tenant, &player, message, BTreeMap::new()).await
+}
+
+/// The coupon of redemption `ref_id` by SMS: `{{code}}` (as the seed
+/// writes it) and `{{coupon}}` (as Playbasis documents it) are the code.
+async fn sms_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [player_id, ref_id, message] = p.require(["player_id", "ref_id", "message"])?;
+    let snap = s.store.read()?;
+    let player = players::get(&snap, &tenant, player_id)?;
+    let redemption = goods::redemption(&snap, &tenant, ref_id)
+        .ok()
+        .filter(|r| r.player == player.id)
+        .ok_or_else(|| PbError("0502", "Goods is not yet redeemed".into()))?;
+    drop(snap);
+    let code = redemption.codes.join(", ");
+    let vars = BTreeMap::from([
+        ("code".to_owned(), code.clone()),
+        ("coupon".to_owned(), code),
+    ]);
+    sms_to_player(&s, &tenant, &player, message, vars).await
 }

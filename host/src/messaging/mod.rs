@@ -221,8 +221,8 @@ pub struct Fallback {
     pub body: String,
 }
 
-/// What a client asks to send.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// What a client asks to send. The default is an SMS with nothing set.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub to: Vec<String>,
@@ -247,6 +247,27 @@ pub struct SendRequest {
 
 fn sms() -> String {
     "sms".into()
+}
+
+impl Default for SendRequest {
+    fn default() -> Self {
+        SendRequest {
+            to: Vec::new(),
+            channel: sms(),
+            sender: None,
+            body: None,
+            template: None,
+            vars: BTreeMap::new(),
+            reference: None,
+            kind: Kind::default(),
+            schedule_at_ms: None,
+            validity_s: None,
+            report_timeout_s: None,
+            account: None,
+            fallback: None,
+            metadata: BTreeMap::new(),
+        }
+    }
 }
 
 /// What can go wrong with messages.

@@ -1,0 +1,197 @@
+//! Seed 001 through the BSG-compatible API: Viber messages with an SMS
+//! fallback that really is sent when Viber cannot deliver.
+
+use std::time::Duration;
+
+use engage_tests::{Answer, Server};
+use serde_json::{Value, json};
+
+/// The seed's request, as written (with straight quotes).
+fn seed_request() -> Value {
+    json!({ "tariff": "0",
+      "validity": "1",
+      "messages": [
+        {
+          "to": [ { "msisdn": "380972920000", "reference": "ext_id_19" } ],
+          "text": "My Viber messages is shinier than your SMS messages",
+          "alpha_name": "BSG",
+          "is_promotional": false,
+          "options": {
+            "viber": {
+              "img": "http://mysite.com/logo.png",
+              "caption": "See Details",
+              "action": "http://mysite.com/",
+              "alt_route": {
+                "originator": "BSG",
+                "text": "SMS message will be received if you not a VIBER user."
+              }
+            }
+          }
+        }
+      ]
+    })
+}
+
+async fn bsg(s: &Server, method: &str, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let mut req = s
+        .request(method, &format!("/bsg/rest/viber{path}"), None)
+        .header("X-API-KEY", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    s.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_viber_with_sms_fallback() {
+    let s = Server::start("seed001", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    // The tenant's setup: prices, credit, and a Viber provider that cannot
+    // reach this subscriber (the console provider told to report so).
+    let prices = json!({ "currency": "EUR", "prices": [
+        { "channel": "viber", "prefix": "+380", "price": 0.23 },
+        { "channel": "sms", "prefix": "+380", "price": 0.023 } ] });
+    assert_eq!(
+        s.call("PUT", "/v1/messaging/prices", Some(&t), Some(prices))
+            .await
+            .status,
+        200
+    );
+    let top = json!({ "amount": 10 });
+    let c = s
+        .call(
+            "POST",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            Some(top),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let viber = json!({ "kind": "console", "report": "undeliverable", "channels": ["viber"] });
+    assert_eq!(
+        s.call("PUT", "/v1/providers/viber", Some(&t), Some(viber))
+            .await
+            .status,
+        200
+    );
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "channel": "viber", "attempts": [ { "channel": "viber", "provider": "viber" } ] } ] } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    // Authentication is BSG's: an X-API-KEY header.
+    let anon = s
+        .send(
+            s.request("POST", "/bsg/rest/viber/create", None)
+                .json(&seed_request()),
+        )
+        .await;
+    assert_eq!(
+        (anon.status, anon.body["error"].clone()),
+        (401, json!(2)),
+        "{anon:?}"
+    );
+
+    let created = bsg(&s, "POST", "/create", &key, Some(seed_request())).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let r = &created.body["result"][0];
+    assert_eq!(r["error"], 0);
+    assert_eq!(r["errorDescription"], "No errors");
+    assert_eq!(r["reference"], "ext_id_19");
+    assert_eq!(r["price"], 0.23);
+    assert_eq!(r["currency"], "EUR");
+    assert_eq!(created.body["currency"], "EUR");
+    assert_eq!(created.body["total_price"], 0.23);
+    let id = r["id"].as_str().expect("id").to_owned();
+
+    // The reference is the client's external id: reusing it is error 43.
+    let again = bsg(&s, "PUT", "/create", &key, Some(seed_request())).await;
+    assert_eq!(
+        again.body,
+        json!({ "result": [ { "error": 43, "errorDescription": "External ID already exists", "reference": "ext_id_19" } ] })
+    );
+
+    // Viber is undeliverable; the SMS fallback is really sent and reported.
+    let mut status = json!(null);
+    for _ in 0..200 {
+        let a = bsg(&s, "GET", &format!("/{id}"), &key, None).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        if a.body["alt_route"][0]["status"] == "delivered" {
+            status = a.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["error"], 0, "{status}");
+    assert_eq!(status["id"], id.as_str());
+    assert_eq!(status["msisdn"], "380972920000");
+    assert_eq!(status["reference"], "ext_id_19");
+    assert_eq!(status["status"], "undeliverable");
+    assert_eq!(status["price"], 0.0);
+    assert_eq!(status["currency"], "EUR");
+    assert!(
+        status["time_in"].as_str().is_some_and(|t| t.len() == 19),
+        "{status}"
+    );
+    assert!(status["time_sent"].is_string() && status["time_dr"].is_string());
+    assert_eq!(status["alt_route"][0]["channel"], "sms");
+    assert_eq!(status["alt_route"][0]["price"], 0.023);
+    let by_ref = bsg(&s, "GET", "/reference/ext_id_19", &key, None).await;
+    assert_eq!(by_ref.body["id"], id.as_str());
+
+    // The SMS carried the alt_route text and originator; only it was paid.
+    let native = s
+        .call("GET", &format!("/v1/messages/{id}"), Some(&t), None)
+        .await;
+    let sms = &native.body["attempts"][1];
+    assert_eq!(sms["sender"], "BSG");
+    assert_eq!(
+        native.body["plan"][1]["body"],
+        "SMS message will be received if you not a VIBER user."
+    );
+    assert_eq!(native.body["metadata"]["caption"], "See Details");
+    let credit = s
+        .call(
+            "GET",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        credit.body["available_micros"],
+        10_000_000 - 23_000,
+        "{credit:?}"
+    );
+
+    // Unknown ids are error 40; bad input errors per recipient, nothing sent.
+    let missing = bsg(&s, "GET", "/nope", &key, None).await;
+    assert_eq!(
+        missing.body,
+        json!({ "error": 40, "errorDescription": "Message not found" })
+    );
+    let mut bad = seed_request();
+    bad["messages"][0]["to"] = json!([ { "msisdn": "12", "reference": "r-bad" } ]);
+    let b = bsg(&s, "POST", "/create", &key, Some(bad)).await;
+    assert_eq!(b.body["result"][0]["error"], 21, "{b:?}");
+    let mut many = seed_request();
+    many["messages"][0]["to"] = json!(
+        (0..51)
+            .map(|i| json!({ "msisdn": format!("38097292{i:04}") }))
+            .collect::<Vec<_>>()
+    );
+    let m = bsg(&s, "POST", "/create", &key, Some(many)).await;
+    assert_eq!(m.body["error"], 24, "{m:?}");
+    let listed = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(listed.body["messages"].as_array().map(Vec::len), Some(1));
+    // A bearer token works as well as the API key.
+    let bearer = s
+        .send(s.request("GET", &format!("/bsg/rest/viber/{id}"), Some(&t)))
+        .await;
+    assert_eq!(bearer.body["id"], id.as_str());
+}
