@@ -350,7 +350,7 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
     assert_eq!(r.field("Body"), Some("Hi & welcome: ½ price!"));
     assert_eq!(
         r.field("StatusCallback").map(str::to_owned),
-        Some(format!("{}/hooks/twilio/demo/twilio", s.base))
+        Some(format!("{}/hooks/twilio/demo/twilio?message={id}", s.base))
     );
 
     // Twilio reports the message undelivered; the signature is checked.

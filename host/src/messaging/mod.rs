@@ -837,11 +837,14 @@ impl Messaging {
             Some(c) => {
                 let lane = self.lane(&tenant, &plan.provider);
                 let _permit = lane.acquire_owned().await;
+                // The message id rides in the callback URL, so every
+                // provider request names the message it sends.
                 let callback = format!(
-                    "{}/hooks/{}/{tenant}/{}",
+                    "{}/hooks/{}/{tenant}/{}?message={}",
                     self.public_url(),
                     c.kind_name(),
-                    plan.provider
+                    plan.provider,
+                    m.id
                 );
                 providers::send(
                     &self.http,
