@@ -7,6 +7,7 @@ use engage::config::ServerConfig;
 use engage::server::Running;
 use serde_json::{Value, json};
 
+pub mod kannel;
 pub mod twilio;
 
 /// The components built by this crate's build script.

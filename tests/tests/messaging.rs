@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 /// Poll message `id` until `done` holds (at most 10 s).
 async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
     for _ in 0..200 {
         let a = s
             .call("GET", &format!("/v1/messages/{id}"), Some(t), None)
@@ -18,9 +19,10 @@ async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) 
         if done(&a.body) {
             return a.body;
         }
+        last = a.body;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("message {id} did not reach the expected state");
+    panic!("message {id} did not reach the expected state: {last}");
 }
 
 fn is(status: &'static str) -> impl Fn(&Value) -> bool {
@@ -404,4 +406,92 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
         )
         .await;
     assert_eq!(r.status, 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_kannel_delivers_and_reports_back() {
+    let kannel = engage_tests::kannel::Kannel::start().await;
+    let s = Server::start("msg-kannel", |_| {}).await;
+    let t = s.demo_token().await;
+    let provider = json!({ "kind": "kannel", "url": kannel.url, "username": kannel.username,
+                           "password": kannel.password, "from": "Engage" });
+    let p = s
+        .call("PUT", "/v1/providers/kannel", Some(&t), Some(provider))
+        .await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert_eq!(p.body["provider"]["password"], "***");
+    let route = json!({ "plugin": "router", "config": { "default_provider": "kannel" } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    let texts = ["Hello & welcome: 100% off", "Grüße ✓ ½"];
+    let mut ids = Vec::new();
+    for text in texts {
+        let a = send(&s, &t, json!({ "to": ["+14155550100"], "body": text })).await;
+        assert_eq!(a.status, 202, "{a:?}");
+        ids.push(a.body["messages"][0]["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        // Kannel's fake SMSC acknowledges; bearerbox reports through dlr-url.
+        let m = wait_for(&s, &t, id, is("delivered")).await;
+        assert_eq!(m["attempts"][0]["provider"], "kannel");
+        assert_eq!(m["attempts"][0]["provider_id"], id.as_str());
+    }
+    let got = kannel.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().all(|l| l.contains("Engage +14155550100")),
+        "{got:?}"
+    );
+    // Special characters arrive intact: GSM text as is, the rest as UCS-2.
+    assert!(
+        got.iter()
+            .any(|l| l.ends_with("text Hello & welcome: 100% off>")),
+        "{got:?}"
+    );
+    let ucs2 = got
+        .iter()
+        .find_map(|l| l.split(" ucs-2 ").nth(1))
+        .map(|t| t.trim_end_matches('>'))
+        .expect("the non-GSM text went as UCS-2");
+    assert_eq!(decode_ucs2(ucs2), "Grüße ✓ ½");
+
+    // A forged delivery report is refused.
+    let forged = s
+        .call(
+            "GET",
+            &format!(
+                "/hooks/kannel/demo/kannel?message={}&type=2&reply=x&sig=00",
+                ids[0]
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{forged:?}");
+}
+
+/// fakesmsc's display of a UCS-2 text: URL-encoded UTF-16BE bytes.
+fn decode_ucs2(shown: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut it = shown.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'%' => {
+                let hex: String = it.by_ref().take(2).map(char::from).collect();
+                bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(0));
+            }
+            b'+' => bytes.push(b' '),
+            b => bytes.push(b),
+        }
+    }
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|p| u16::from_be_bytes([p[0], p.get(1).copied().unwrap_or(0)]))
+        .collect();
+    String::from_utf16_lossy(&units)
 }

@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
             get(show_credit).post(top_up),
         )
         .route("/hooks/twilio/{tenant}/{provider}", post(twilio_report))
+        .route(
+            "/hooks/kannel/{tenant}/{provider}",
+            get(kannel_report).post(kannel_report),
+        )
 }
 
 async fn send(
@@ -312,6 +316,49 @@ async fn twilio_report(
             providers::twilio_status(status),
             error,
         )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct KannelReport {
+    message: String,
+    #[serde(rename = "type")]
+    dlr_type: u32,
+    reply: Option<String>,
+    sig: String,
+}
+
+/// Kannel's `dlr-url` call: the message id and a signature Engage put in
+/// the URL, and Kannel's DLR type and SMSC reply.
+async fn kannel_report(
+    State(s): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    Query(q): Query<KannelReport>,
+) -> Result<StatusCode, ApiError> {
+    let Some(ProviderConfig::Kannel { password, .. }) =
+        providers::config(&s.store.read()?, &tenant, &provider)?
+    else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "not a Kannel provider",
+        ));
+    };
+    let expected = providers::kannel_signature(&password, &q.message);
+    if !crate::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "the dlr-url signature does not match",
+        ));
+    }
+    let status = providers::kannel_status(q.dlr_type);
+    let error = status
+        .is_failure()
+        .then(|| format!("kannel dlr {}: {}", q.dlr_type, q.reply.unwrap_or_default()));
+    s.messaging
+        .report("kannel", &tenant, &q.message, status, error)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -956,42 +956,39 @@ impl Messaging {
         status: Status,
         error: Option<String>,
     ) -> Result<bool, MessageError> {
-        let pid = normalize_provider_id(provider_id);
-        let snap = self.store.read()?;
-        let Some((owner, id)) = snap.get::<(String, String)>(PROVIDER_IDS, &key(&[kind, &pid]))?
-        else {
-            // Possibly faster than our own record of the send: keep it for
-            // the send to pick up. Reports for ids never sent stay unused.
-            tracing::info!(kind, provider_id, "delivery report for an unknown message");
-            let early = EarlyReport {
-                tenant: tenant.to_owned(),
-                status,
-                error,
-            };
-            let k = key(&[kind, &pid]);
-            self.store
-                .write(move |tx| tx.put(EARLY_REPORTS, &k, &early))
-                .await?;
-            return Ok(false);
-        };
-        drop(snap);
-        if owner != tenant {
-            tracing::warn!(
-                kind,
-                provider_id,
-                "delivery report for another tenant's message"
-            );
-            return Ok(false);
-        }
-        let t = tenant.to_owned();
-        let woke = self
+        let link = key(&[kind, &normalize_provider_id(provider_id)]);
+        let (t, kind_, pid) = (tenant.to_owned(), kind.to_owned(), provider_id.to_owned());
+        // One write: the send's record and this report cannot pass each
+        // other between a lookup and a write.
+        let (matched, woke) = self
             .store
             .write(move |tx| {
+                let Some((owner, id)) = tx.get::<(String, String)>(PROVIDER_IDS, &link)? else {
+                    // Possibly faster than our record of the send: keep it
+                    // for the send to pick up (a final report wins over a
+                    // later non-final one).
+                    tracing::info!(kind = %kind_, provider_id = %pid, "delivery report before its send was recorded");
+                    let kept = tx.get::<EarlyReport>(EARLY_REPORTS, &link)?;
+                    if !kept.is_some_and(|e| e.status.is_final() || e.status.is_failure()) {
+                        let early = EarlyReport {
+                            tenant: t.clone(),
+                            status,
+                            error: error.clone(),
+                        };
+                        tx.put(EARLY_REPORTS, &link, &early)?;
+                    }
+                    return Ok::<_, MessageError>((false, false));
+                };
+                if owner != t {
+                    tracing::warn!(kind = %kind_, provider_id = %pid, "delivery report for another tenant's message");
+                    return Ok((false, false));
+                }
                 let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
-                    return Ok::<_, MessageError>(false);
+                    return Ok((false, false));
                 };
                 let now = now_ms();
                 let last = m.attempts.len().saturating_sub(1);
+                let pid = normalize_provider_id(&pid);
                 let Some((i, a)) = m
                     .attempts
                     .iter_mut()
@@ -999,10 +996,10 @@ impl Messaging {
                     .rev()
                     .find(|(_, a)| a.provider_id.as_deref() == Some(pid.as_str()))
                 else {
-                    return Ok(false);
+                    return Ok((false, false));
                 };
                 if a.status.is_final() || a.status.is_failure() {
-                    return Ok(false); // a late or repeated report
+                    return Ok((true, false)); // a late or repeated report
                 }
                 a.status = status;
                 a.error = error.clone();
@@ -1011,7 +1008,7 @@ impl Messaging {
                     // An earlier attempt already timed out and was replaced.
                     m.updated_at_ms = now;
                     tx.put(MESSAGES, &key(&[&t, &m.id]), &m)?;
-                    return Ok(false);
+                    return Ok((true, false));
                 }
                 let step = if status.is_failure() {
                     Step::NextAttempt
@@ -1022,13 +1019,13 @@ impl Messaging {
                     m.status = status;
                     Step::Keep
                 };
-                apply(tx, &t, &mut m, step, now)
+                Ok((true, apply(tx, &t, &mut m, step, now)?))
             })
             .await?;
         if woke {
             self.wake.notify_one();
         }
-        Ok(true)
+        Ok(matched)
     }
 }
 

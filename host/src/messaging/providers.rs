@@ -41,6 +41,18 @@ pub enum ProviderConfig {
         /// For tests and proxies; Twilio's API by default.
         base_url: Option<String>,
     },
+    /// A Kannel gateway's smsbox (`/cgi-bin/sendsms`), with delivery reports
+    /// through `dlr-url`.
+    Kannel {
+        /// The smsbox's base URL, e.g. `http://127.0.0.1:13013`.
+        url: String,
+        username: String,
+        password: String,
+        /// The sender when the attempt names none.
+        from: Option<String>,
+        /// Route through this SMSC (`smsc` parameter).
+        smsc: Option<String>,
+    },
 }
 
 impl ProviderConfig {
@@ -49,6 +61,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Console { .. } => "console",
             ProviderConfig::Twilio { .. } => "twilio",
+            ProviderConfig::Kannel { .. } => "kannel",
         }
     }
 
@@ -65,6 +78,15 @@ impl ProviderConfig {
                 ..
             } => {
                 serde_json::json!({ "kind": "twilio", "account_sid": account_sid, "from": from, "base_url": base_url, "auth_token": "***" })
+            }
+            ProviderConfig::Kannel {
+                url,
+                username,
+                from,
+                smsc,
+                ..
+            } => {
+                serde_json::json!({ "kind": "kannel", "url": url, "username": username, "from": from, "smsc": smsc, "password": "***" })
             }
         }
     }
@@ -206,6 +228,108 @@ pub async fn send(
                 status: twilio_status(v["status"].as_str().unwrap_or("queued")),
             })
         }
+        ProviderConfig::Kannel {
+            url,
+            username,
+            password,
+            from,
+            smsc,
+        } => {
+            kannel_send(
+                http,
+                (url, username, password, from.as_deref(), smsc.as_deref()),
+                out,
+            )
+            .await
+        }
+    }
+}
+
+/// Send through Kannel's smsbox. Kannel answers before the SMSC does and
+/// gives no id, so Engage's message id is the provider id; the `dlr-url`
+/// carries it with a signature only Engage can make.
+async fn kannel_send(
+    http: &reqwest::Client,
+    (url, username, password, default_from, smsc): (&str, &str, &str, Option<&str>, Option<&str>),
+    out: &Outbound<'_>,
+) -> Result<Sent, SendError> {
+    if out.channel != "sms" {
+        return Err(SendError::Permanent(format!(
+            "Kannel sends SMS, not {}",
+            out.channel
+        )));
+    }
+    let ucs2 = super::segments::count(out.body).encoding == super::segments::Encoding::Ucs2;
+    let dlr_url = format!(
+        "{}&type=%d&reply=%A&sig={}",
+        out.callback,
+        kannel_signature(password, out.id)
+    );
+    let mut query: Vec<(&str, &str)> = vec![
+        ("username", username),
+        ("password", password),
+        ("to", out.to),
+        ("text", out.body),
+        ("charset", "UTF-8"),
+        ("coding", if ucs2 { "2" } else { "0" }),
+        ("dlr-mask", "31"),
+        ("dlr-url", &dlr_url),
+    ];
+    if let Some(from) = out.from.or(default_from) {
+        query.push(("from", from));
+    }
+    if let Some(smsc) = smsc {
+        query.push(("smsc", smsc));
+    }
+    let resp = http
+        .get(format!("{}/cgi-bin/sendsms", url.trim_end_matches('/')))
+        .query(&query)
+        .send()
+        .await
+        .map_err(|e| SendError::Transient(format!("kannel: {e}")))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_server_error() {
+        return Err(SendError::Transient(format!(
+            "kannel answered {status}: {}",
+            text.trim()
+        )));
+    }
+    if !status.is_success() {
+        return Err(SendError::Permanent(format!(
+            "kannel answered {status}: {}",
+            text.trim()
+        )));
+    }
+    Ok(Sent {
+        provider_id: out.id.to_ascii_lowercase(),
+        status: Status::Queued,
+    })
+}
+
+/// The signature in a Kannel `dlr-url`: hex HMAC-SHA1 of the message id,
+/// keyed by the provider's password.
+pub fn kannel_signature(password: &str, message_id: &str) -> String {
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(password.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(message_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A Kannel DLR type (`%d`) as Engage's status.
+pub fn kannel_status(dlr_type: u32) -> Status {
+    match dlr_type {
+        1 => Status::Delivered,
+        2 => Status::Undeliverable,
+        4 => Status::Queued,
+        8 => Status::Sent,
+        16 => Status::Rejected,
+        _ => Status::Unknown,
     }
 }
 
