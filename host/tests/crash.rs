@@ -447,7 +447,7 @@ async fn sigkill_while_messages_are_queued_and_sending_loses_none() {
     let b = server.base.clone();
     let (_, v) = call(&http, http.post(format!("{b}/v1/auth/token")).json(&auth)).await;
     let t = v["token"].as_str().expect("token").to_owned();
-    let provider = json!({ "kind": "twilio", "account_sid": "AC1", "auth_token": "x",
+    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
                            "from": "+15005550006", "base_url": provider_url });
     let (st, _) = call(
         &http,

@@ -304,7 +304,7 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
 
     let s = Server::start("msg-twilio", |_| {}).await;
     let t = s.demo_token().await;
-    let provider = json!({ "kind": "twilio", "account_sid": "AC123", "auth_token": "tok-secret",
+    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "tok-secret",
                            "from": "+15005550006", "base_url": twilio_url });
     let p = s
         .call("PUT", "/v1/providers/twilio", Some(&t), Some(provider))
@@ -343,9 +343,13 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
     let reqs = tw.requests();
     assert_eq!(reqs.len(), 2);
     let r = &reqs[1];
-    assert_eq!(r.path, "/2010-04-01/Accounts/AC123/Messages.json");
+    assert_eq!(
+        r.path,
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
+    );
     use base64::Engine as _;
-    let expected = base64::engine::general_purpose::STANDARD.encode("AC123:tok-secret");
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode("AC0123456789abcdef0123456789abcdef:tok-secret");
     assert_eq!(r.authorization, format!("Basic {expected}"));
     assert_eq!(r.field("To"), Some("+14155550100"));
     assert_eq!(r.field("From"), Some("+15005550006"));
@@ -355,13 +359,27 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
         Some(format!("{}/hooks/twilio/demo/twilio?message={id}", s.base))
     );
 
+    assert_eq!(
+        tw.violations(),
+        Vec::<String>::new(),
+        "requests conform to CreateMessage"
+    );
+    assert_eq!(
+        r.field("ValidityPeriod"),
+        Some("36000"),
+        "Twilio's maximum; Engage's validity is 24 h"
+    );
+
     // Twilio reports the message undelivered; the signature is checked.
     let hook = "/hooks/twilio/demo/twilio";
     let params = vec![
         ("MessageSid".to_owned(), sid.to_uppercase()),
         ("MessageStatus".to_owned(), "undelivered".to_owned()),
         ("ErrorCode".to_owned(), "30003".to_owned()),
-        ("AccountSid".to_owned(), "AC123".to_owned()),
+        (
+            "AccountSid".to_owned(),
+            "AC0123456789abcdef0123456789abcdef".to_owned(),
+        ),
     ];
     let signature = engage::messaging::providers::twilio_signature(
         "tok-secret",

@@ -312,7 +312,7 @@ async fn seed_000_walkthrough_playbasis() {
 
     // The SMS half: the coupon goes to the player's phone through Twilio.
     let twilio = FakeTwilio::start().await;
-    let provider = json!({ "kind": "twilio", "account_sid": "AC0001", "auth_token": "secret",
+    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "secret",
                            "from": "+15005550006", "base_url": twilio.url });
     assert_eq!(
         s.call("PUT", "/v1/providers/twilio", Some(&t), Some(provider))
@@ -364,6 +364,11 @@ async fn seed_000_walkthrough_playbasis() {
     }
     let reqs = twilio.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(
+        twilio.violations(),
+        Vec::<String>::new(),
+        "requests conform to CreateMessage"
+    );
     let coupon = reqs
         .iter()
         .find(|r| r.field("Body") == Some(expected))

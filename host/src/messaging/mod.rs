@@ -856,6 +856,7 @@ impl Messaging {
                         from: sender.as_deref(),
                         body: &body,
                         callback: &callback,
+                        valid_for_s: ((m.expires_at_ms - now) / 1000).max(1),
                     },
                 )
                 .await

@@ -148,7 +148,12 @@ pub struct Outbound<'a> {
     pub body: &'a str,
     /// Where the provider sends delivery reports.
     pub callback: &'a str,
+    /// How long the message stays worth delivering, in seconds.
+    pub valid_for_s: i64,
 }
+
+/// Twilio's longest `ValidityPeriod`, in seconds.
+pub const TWILIO_MAX_VALIDITY_S: i64 = 36_000;
 
 /// Send one attempt.
 pub async fn send(
@@ -204,6 +209,10 @@ pub async fn send(
                     ("From", from),
                     ("Body", out.body),
                     ("StatusCallback", out.callback),
+                    (
+                        "ValidityPeriod",
+                        &out.valid_for_s.clamp(1, TWILIO_MAX_VALIDITY_S).to_string(),
+                    ),
                 ])
                 .send()
                 .await
@@ -265,7 +274,10 @@ async fn kannel_send(
         out.callback,
         kannel_signature(password, out.id)
     );
+    // Kannel's validity is in minutes.
+    let validity_min = ((out.valid_for_s + 59) / 60).max(1).to_string();
     let mut query: Vec<(&str, &str)> = vec![
+        ("validity", &validity_min),
         ("username", username),
         ("password", password),
         ("to", out.to),
