@@ -71,6 +71,27 @@ pub struct GiftsConfig {
     pub post_hooks_paused: bool,
 }
 
+/// Messaging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// How long one provider request may take before it counts as a
+    /// transient failure (retried, then failed over).
+    pub provider_timeout_ms: u64,
+    /// The base URL providers call back; by default the listen address
+    /// (set it when Engage is behind a proxy).
+    pub public_url: Option<String>,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        MessagingConfig {
+            provider_timeout_ms: 10_000,
+            public_url: None,
+        }
+    }
+}
+
 /// The whole server's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +106,7 @@ pub struct ServerConfig {
     pub runtime: RuntimeConfig,
     pub storage: StorageConfig,
     pub gifts: GiftsConfig,
+    pub messaging: MessagingConfig,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +119,7 @@ impl Default for ServerConfig {
             runtime: RuntimeConfig::default(),
             storage: StorageConfig::default(),
             gifts: GiftsConfig::default(),
+            messaging: MessagingConfig::default(),
         }
     }
 }

@@ -98,7 +98,11 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         let g = gifts.clone();
         background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
     }
-    let messaging = crate::messaging::Messaging::new(store.clone(), plugins.clone());
+    let messaging = crate::messaging::Messaging::new(
+        store.clone(),
+        plugins.clone(),
+        Duration::from_millis(config.messaging.provider_timeout_ms.max(1)),
+    );
     let m = messaging.clone();
     background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));
     let state = AppState {
@@ -188,7 +192,12 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    state.messaging.set_public_url(&format!("http://{addr}"));
+    let public_url = config
+        .messaging
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    state.messaging.set_public_url(&public_url);
     let data = open_data_dir(&config.data_dir)?;
     write_private(
         &data,

@@ -33,6 +33,7 @@ struct Inner {
     seen: Mutex<Vec<Seen>>,
     violations: Mutex<Vec<String>>,
     fail_next: Mutex<u32>,
+    hang: std::sync::atomic::AtomicBool,
 }
 
 /// `CreateMessage`'s request schema, from twilio/twilio-oai.
@@ -147,6 +148,13 @@ impl FakeTwilio {
             .unwrap_or_else(|p| p.into_inner()) = n;
     }
 
+    /// Never answer (until told otherwise): the caller's timeout decides.
+    pub fn hang(&self, on: bool) {
+        self.inner
+            .hang
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every way a request so far broke Twilio's CreateMessage spec.
     pub fn violations(&self) -> Vec<String> {
         self.inner
@@ -166,6 +174,21 @@ impl FakeTwilio {
     }
 }
 
+/// A server that accepts every connection and closes it at once, before
+/// answering anything; its base URL.
+pub async fn closing_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    url
+}
+
 async fn create(
     State(inner): State<Arc<Inner>>,
     uri: axum::http::Uri,
@@ -182,6 +205,9 @@ async fn create(
             .to_owned(),
         form,
     };
+    if inner.hang.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     let to = seen.field("To").map(str::to_owned);
     let broken = violations_of(&seen);
     inner

@@ -513,3 +513,83 @@ fn decode_ucs2(shown: &str) -> String {
         .collect();
     String::from_utf16_lossy(&units)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_and_closing_providers_fail_over_and_other_tenants_keep_flowing() {
+    let s = Server::start("msg-stall", |c| c.messaging.provider_timeout_ms = 1000).await;
+    let a = s.demo_token().await;
+    let b = s.tenant("other").await;
+    let tw = FakeTwilio::start().await;
+    tw.hang(true);
+    let closing = engage_tests::twilio::closing_server().await;
+    for (name, url) in [("slow", tw.url.clone()), ("broken", closing)] {
+        let p = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef",
+                        "auth_token": "x", "from": "+15005550006", "base_url": url });
+        assert_eq!(
+            s.call("PUT", &format!("/v1/providers/{name}"), Some(&a), Some(p))
+                .await
+                .status,
+            200
+        );
+    }
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "prefixes": ["+1415"], "attempts": [
+            { "channel": "sms", "provider": "slow" }, { "channel": "sms", "provider": "console" } ] },
+        { "prefixes": ["+1416"], "attempts": [
+            { "channel": "sms", "provider": "broken" }, { "channel": "sms", "provider": "console" } ] } ] } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&a), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    let slow: Vec<String> = (0..20).map(|i| format!("+1415555{i:04}")).collect();
+    let sa = send(&s, &a, json!({ "to": slow, "body": "slow" })).await;
+    let sb = send(&s, &a, json!({ "to": ["+14165550000"], "body": "broken" })).await;
+    assert_eq!((sa.status, sb.status), (202, 202));
+    let started = std::time::Instant::now();
+    // Another tenant's message goes out while those are stuck.
+    let other = send(&s, &b, json!({ "to": ["+14155550199"], "body": "fast" })).await;
+    let oid = other.body["messages"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    wait_for(&s, &b, &oid, is("delivered")).await;
+    let waited = started.elapsed();
+    let first = sa.body["messages"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let still = s
+        .call("GET", &format!("/v1/messages/{first}"), Some(&a), None)
+        .await;
+    assert_ne!(
+        still.body["status"], "delivered",
+        "the slow ones were still trying after {waited:?}"
+    );
+
+    // Each stuck message: three tries against the provider, then failover.
+    let mut ids: Vec<String> = sa.body["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.push(
+        sb.body["messages"][0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
+    );
+    for id in &ids {
+        // Three timeouts of 1 s and two backoffs: about 5 s, all in parallel.
+        let m = wait_for(&s, &a, id, |m| m["final_at_ms"].is_i64()).await;
+        assert_eq!(m["status"], "delivered", "{m}");
+        assert_eq!(m["attempts"][0]["status"], "rejected", "{m}");
+        assert_eq!(m["attempts"][0]["tries"], 3, "{m}");
+        assert_eq!(m["attempts"][1]["provider"], "console");
+    }
+}

@@ -64,6 +64,8 @@ pub const DEFAULT_VALIDITY_S: i64 = 24 * 3600;
 const MAX_TRIES: u32 = 3;
 /// How long to wait for a delivery report before failing over, by default.
 pub const DEFAULT_REPORT_TIMEOUT_S: i64 = 600;
+/// The shortest pause between two outbox scans of the dispatcher.
+const SCAN_COALESCE: Duration = Duration::from_millis(5);
 /// Sends in flight at once, over all providers.
 const MAX_IN_FLIGHT: usize = 256;
 /// Sends in flight at once through one provider of one tenant, so a slow
@@ -345,10 +347,10 @@ pub struct Messaging {
 }
 
 impl Messaging {
-    pub fn new(store: Store, plugins: Arc<Plugins>) -> Arc<Messaging> {
+    pub fn new(store: Store, plugins: Arc<Plugins>, provider_timeout: Duration) -> Arc<Messaging> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
+            .timeout(provider_timeout)
+            .connect_timeout(provider_timeout.min(Duration::from_secs(5)))
             .build()
             .unwrap_or_default();
         Arc::new(Messaging {
@@ -743,6 +745,9 @@ impl Messaging {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
+            // Let wakes and finished sends pile up a little: one outbox scan
+            // then serves many of them.
+            shutdown.sleep(SCAN_COALESCE).await;
         }
         while running.join_next().await.is_some() {}
     }
