@@ -76,6 +76,18 @@ async fn call(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, Val
     }
 }
 
+/// A token for the demo tenant, from the first-start credentials file.
+async fn demo_token(data: &Path, base: &str, http: &reqwest::Client) -> String {
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
+    )
+    .expect("json");
+    let auth =
+        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
+    let (_, v) = call(http, http.post(format!("{base}/v1/auth/token")).json(&auth)).await;
+    v["token"].as_str().expect("token").to_owned()
+}
+
 #[derive(Default)]
 struct Acked {
     actions: Vec<(String, String)>,     // (player, action id)
@@ -88,22 +100,8 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         std::env::temp_dir().join(format!("engage-crash-{}", engage::ids::random_hex(6)));
     std::fs::create_dir_all(&data).expect("data dir");
     let mut server = start(&data).await;
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
-    )
-    .expect("json");
     let http = reqwest::Client::new();
-    let auth =
-        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
-    let token = |base: String, http: reqwest::Client, auth: Value| async move {
-        let (_, v) = call(
-            &http,
-            http.post(format!("{base}/v1/auth/token")).json(&auth),
-        )
-        .await;
-        v["token"].as_str().expect("token").to_owned()
-    };
-    let t = token(server.base.clone(), http.clone(), auth.clone()).await;
+    let t = demo_token(&data, &server.base, &http).await;
     let b = server.base.clone();
     let (st, _) = call(
         &http,
@@ -205,7 +203,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     // Restart on the same data.
     let mut server = start(&data).await;
     let b = server.base.clone();
-    let t = token(b.clone(), http.clone(), auth).await;
+    let t = demo_token(&data, &b, &http).await;
     for (_, id) in &acked.actions {
         let (st, v) = call(
             &http,
@@ -293,16 +291,9 @@ async fn a_post_hook_queued_before_a_sigkill_runs_after_the_restart() {
         std::env::temp_dir().join(format!("engage-crash-hooks-{}", engage::ids::random_hex(6)));
     std::fs::create_dir_all(&data).expect("data dir");
     let mut server = start_with(&data, "[gifts]\npost_hooks_paused = true\n").await;
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
-    )
-    .expect("json");
     let http = reqwest::Client::new();
-    let auth =
-        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
     let b = server.base.clone();
-    let (_, v) = call(&http, http.post(format!("{b}/v1/auth/token")).json(&auth)).await;
-    let t = v["token"].as_str().expect("token").to_owned();
+    let t = demo_token(&data, &b, &http).await;
     for p in ["a", "b"] {
         let (st, _) = call(
             &http,
@@ -437,16 +428,9 @@ async fn sigkill_while_messages_are_queued_and_sending_loses_none() {
     let log = Arc::new(ProviderLog::default());
     let provider_url = fake_twilio(log.clone()).await;
     let mut server = start(&data).await;
-    let creds: Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
-    )
-    .expect("json");
     let http = reqwest::Client::new();
-    let auth =
-        json!({ "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"] });
     let b = server.base.clone();
-    let (_, v) = call(&http, http.post(format!("{b}/v1/auth/token")).json(&auth)).await;
-    let t = v["token"].as_str().expect("token").to_owned();
+    let t = demo_token(&data, &b, &http).await;
     let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
                            "from": "+15005550006", "base_url": provider_url });
     let (st, _) = call(

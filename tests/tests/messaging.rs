@@ -593,3 +593,44 @@ async fn hanging_and_closing_providers_fail_over_and_other_tenants_keep_flowing(
         assert_eq!(m["attempts"][1]["provider"], "console");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_rate_limit_spaces_its_sends() {
+    let s = Server::start("msg-rate", |_| {}).await;
+    let t = s.demo_token().await;
+    let bad = json!({ "kind": "console", "max_per_s": 0 });
+    let b = s
+        .call("PUT", "/v1/providers/paced", Some(&t), Some(bad))
+        .await;
+    assert_eq!(b.body["error"]["code"], "invalid_limits", "{b:?}");
+    let paced = json!({ "kind": "console", "max_per_s": 5, "max_in_flight": 2 });
+    let p = s
+        .call("PUT", "/v1/providers/paced", Some(&t), Some(paced))
+        .await;
+    assert_eq!(p.status, 200, "{p:?}");
+    let shown = s.call("GET", "/v1/providers/paced", Some(&t), None).await;
+    assert_eq!(
+        shown.body["limits"],
+        json!({ "max_in_flight": 2, "max_per_s": 5.0 })
+    );
+    let route = json!({ "plugin": "router", "config": { "default_provider": "paced" } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    let to: Vec<String> = (0..15).map(|i| format!("+1415555{i:04}")).collect();
+    let a = send(&s, &t, json!({ "to": to, "body": "paced" })).await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let mut sent_at = Vec::new();
+    for m in a.body["messages"].as_array().expect("messages") {
+        let id = m["id"].as_str().expect("id");
+        let done = wait_for(&s, &t, id, is("delivered")).await;
+        sent_at.push(done["attempts"][0]["at_ms"].as_i64().expect("at_ms"));
+    }
+    let span = sent_at.iter().max().unwrap_or(&0) - sent_at.iter().min().unwrap_or(&0);
+    // A burst of 5, then 10 more at 5 per second: at least about 2 s.
+    assert!(span >= 1500, "15 sends at 5/s took only {span} ms");
+}

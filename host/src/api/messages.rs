@@ -147,13 +147,25 @@ async fn put_provider(
     m: Mutation,
 ) -> Result<Response, ApiError> {
     provider_name(&name)?;
-    let config: ProviderConfig = m.json()?;
+    let mut raw: Value = m.json()?;
+    let limits = providers::Limits::take_from(&mut raw)
+        .map_err(|e| ApiError::bad_request("invalid_limits", e))?;
+    let config: ProviderConfig = serde_json::from_value(raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not what this endpoint takes: {e}"),
+        )
+    })?;
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
-        providers::put(tx, &t, &name, &config)?;
-        Ok::<_, crate::store::StoreError>(json!({ "name": name, "provider": config.redacted() }))
+        providers::put(tx, &t, &name, &config, &limits)?;
+        Ok::<_, crate::store::StoreError>(provider_view(&name, &config, &limits))
     })
     .await
+}
+
+fn provider_view(name: &str, c: &ProviderConfig, l: &providers::Limits) -> Value {
+    json!({ "name": name, "provider": c.redacted(), "limits": l })
 }
 
 async fn show_provider(
@@ -161,8 +173,13 @@ async fn show_provider(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match providers::config(&s.store.read()?, &tenant, &name)? {
-        Some(c) => Ok(Json(json!({ "name": name, "provider": c.redacted() }))),
+    let snap = s.store.read()?;
+    match providers::config(&snap, &tenant, &name)? {
+        Some(c) => Ok(Json(provider_view(
+            &name,
+            &c,
+            &providers::limits(&snap, &tenant, &name)?,
+        ))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "provider_not_found",
@@ -175,10 +192,12 @@ async fn list_providers(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
-    let list: Vec<Value> = providers::list(&s.store.read()?, &tenant)?
-        .into_iter()
-        .map(|(name, c)| json!({ "name": name, "provider": c.redacted() }))
-        .collect();
+    let snap = s.store.read()?;
+    let mut list = Vec::new();
+    for (name, c) in providers::list(&snap, &tenant)? {
+        let l = providers::limits(&snap, &tenant, &name)?;
+        list.push(provider_view(&name, &c, &l));
+    }
     Ok(Json(json!({ "providers": list })))
 }
 

@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
 use pricing::{PriceList, PricingError};
-use providers::{SendError, Sent};
+use providers::{Limits, SendError, Sent};
 
 /// (tenant, message id) → [`Message`].
 const MESSAGES: Table = TableDefinition::new("messages");
@@ -68,9 +68,6 @@ pub const DEFAULT_REPORT_TIMEOUT_S: i64 = 600;
 const SCAN_COALESCE: Duration = Duration::from_millis(5);
 /// Sends in flight at once, over all providers.
 const MAX_IN_FLIGHT: usize = 256;
-/// Sends in flight at once through one provider of one tenant, so a slow
-/// provider cannot take every slot.
-const MAX_IN_FLIGHT_PER_PROVIDER: usize = 32;
 
 /// Where a message (or one attempt) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,8 +339,9 @@ pub struct Messaging {
     wake: Notify,
     /// The server's base URL, for provider callbacks.
     public_url: RwLock<String>,
-    /// Concurrency per (tenant, provider).
-    lanes: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    /// Concurrency and rate per (tenant, provider), so a slow provider
+    /// cannot take every slot and a provider's own limits hold.
+    lanes: Mutex<HashMap<(String, String), Arc<Lane>>>,
 }
 
 impl Messaging {
@@ -765,12 +763,15 @@ impl Messaging {
             .collect())
     }
 
-    fn lane(&self, tenant: &str, provider: &str) -> Arc<Semaphore> {
+    fn lane(&self, tenant: &str, provider: &str, limits: Limits) -> Arc<Lane> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        lanes
+        let lane = lanes
             .entry((tenant.to_owned(), provider.to_owned()))
-            .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PROVIDER)))
-            .clone()
+            .or_insert_with(|| Arc::new(Lane::new(limits)));
+        if lane.limits != limits {
+            *lane = Arc::new(Lane::new(limits));
+        }
+        lane.clone()
     }
 
     /// Take one due outbox entry one step further.
@@ -831,6 +832,7 @@ impl Messaging {
                 .await;
         };
         let config = providers::config(&snap, &tenant, &plan.provider)?;
+        let limits = providers::limits(&snap, &tenant, &plan.provider)?;
         drop(snap);
         let body = plan.body.clone().unwrap_or_else(|| m.body.clone());
         let sender = plan.sender.clone().or_else(|| m.sender.clone());
@@ -840,8 +842,8 @@ impl Messaging {
                 plan.provider
             ))),
             Some(c) => {
-                let lane = self.lane(&tenant, &plan.provider);
-                let _permit = lane.acquire_owned().await;
+                let lane = self.lane(&tenant, &plan.provider, limits);
+                let _permit = lane.enter().await;
                 // The message id rides in the callback URL, so every
                 // provider request names the message it sends.
                 let callback = format!(
@@ -868,6 +870,8 @@ impl Messaging {
             }
         };
         let kind = config.as_ref().map(|c| c.kind_name()).unwrap_or("none");
+        // When the provider answered (a paced lane may have waited).
+        let now = now_ms();
         let mut attempt = AttemptRecord {
             channel: plan.channel.clone(),
             provider: plan.provider.clone(),
@@ -1032,6 +1036,52 @@ impl Messaging {
             self.wake.notify_one();
         }
         Ok(matched)
+    }
+}
+
+/// One provider's share of the dispatcher: a bound on sends in flight and
+/// a token bucket for sends per second.
+struct Lane {
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    /// Tokens, and when they were last counted.
+    bucket: Mutex<(f64, std::time::Instant)>,
+}
+
+impl Lane {
+    fn new(limits: Limits) -> Lane {
+        let burst = limits.max_per_s.unwrap_or(0.0).max(1.0);
+        Lane {
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_in_flight.max(1) as usize)),
+            bucket: Mutex::new((burst, std::time::Instant::now())),
+        }
+    }
+
+    /// Wait for a free slot and, with a rate, for a token.
+    async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        if let Some(rate) = self.limits.max_per_s {
+            loop {
+                let wait = {
+                    let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+                    let now = std::time::Instant::now();
+                    let refill = now.duration_since(b.1).as_secs_f64() * rate;
+                    *b = ((b.0 + refill).min(rate.max(1.0)), now);
+                    if b.0 >= 1.0 {
+                        b.0 -= 1.0;
+                        None
+                    } else {
+                        Some(Duration::from_secs_f64((1.0 - b.0) / rate))
+                    }
+                };
+                match wait {
+                    None => break,
+                    Some(d) => tokio::time::sleep(d).await,
+                }
+            }
+        }
+        permit
     }
 }
 

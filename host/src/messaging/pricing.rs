@@ -170,6 +170,37 @@ pub fn credit(src: &impl Reader, tenant: &str, account: &str) -> Result<(i64, i6
     ))
 }
 
+/// One ledger movement on a sending account.
+struct Movement<'a> {
+    currency: &'a str,
+    amount: i64,
+    reason: &'a str,
+    reference: Option<&'a str>,
+}
+
+fn post(
+    tx: &mut Tx,
+    tenant: &str,
+    account: &str,
+    m: Movement,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    let o = owner(account);
+    ledger::post(
+        tx,
+        tenant,
+        &Posting {
+            player: &o,
+            currency: m.currency,
+            amount: m.amount,
+            reason: m.reason,
+            reference: m.reference,
+        },
+        now_ms,
+    )
+    .map(|_| ())
+}
+
 /// Add (or, negative, take back) available credit.
 pub fn top_up(
     tx: &mut Tx,
@@ -179,23 +210,18 @@ pub fn top_up(
     reference: Option<&str>,
     now_ms: i64,
 ) -> Result<(i64, i64), PricingError> {
-    let o = owner(account);
-    ledger::post(
-        tx,
-        tenant,
-        &Posting {
-            player: &o,
-            currency: CREDIT,
-            amount: micros,
-            reason: if micros > 0 {
-                "credit top-up"
-            } else {
-                "credit withdrawn"
-            },
-            reference,
-        },
-        now_ms,
-    )?;
+    let reason = if micros > 0 {
+        "credit top-up"
+    } else {
+        "credit withdrawn"
+    };
+    let m = Movement {
+        currency: CREDIT,
+        amount: micros,
+        reason,
+        reference,
+    };
+    post(tx, tenant, account, m, now_ms)?;
     Ok(credit(tx, tenant, account)?)
 }
 
@@ -211,39 +237,30 @@ pub fn reserve(
     if micros == 0 {
         return Ok(());
     }
-    let o = owner(account);
-    let posted = ledger::post(
-        tx,
-        tenant,
-        &Posting {
-            player: &o,
-            currency: CREDIT,
-            amount: -micros,
-            reason: "message reserved",
-            reference: Some(id),
-        },
-        now_ms,
-    );
-    if let Err(LedgerError::InsufficientBalance { balance, .. }) = posted {
-        return Err(PricingError::InsufficientCredit {
-            account: account.to_owned(),
-            available: format!("{:.6}", to_units(balance)),
-            needed: format!("{:.6}", to_units(micros)),
-        });
+    let reason = "message reserved";
+    let taken = Movement {
+        currency: CREDIT,
+        amount: -micros,
+        reason,
+        reference: Some(id),
+    };
+    match post(tx, tenant, account, taken, now_ms) {
+        Err(LedgerError::InsufficientBalance { balance, .. }) => {
+            return Err(PricingError::InsufficientCredit {
+                account: account.to_owned(),
+                available: format!("{:.6}", to_units(balance)),
+                needed: format!("{:.6}", to_units(micros)),
+            });
+        }
+        other => other?,
     }
-    posted?;
-    ledger::post(
-        tx,
-        tenant,
-        &Posting {
-            player: &o,
-            currency: RESERVED,
-            amount: micros,
-            reason: "message reserved",
-            reference: Some(id),
-        },
-        now_ms,
-    )?;
+    let held = Movement {
+        currency: RESERVED,
+        amount: micros,
+        reason,
+        reference: Some(id),
+    };
+    post(tx, tenant, account, held, now_ms)?;
     Ok(())
 }
 
@@ -261,33 +278,23 @@ pub fn settle(
     if reserved == 0 {
         return Ok(());
     }
-    let o = owner(account);
-    ledger::post(
-        tx,
-        tenant,
-        &Posting {
-            player: &o,
-            currency: RESERVED,
-            amount: -reserved,
-            reason: "message settled",
-            reference: Some(id),
-        },
-        now_ms,
-    )?;
+    let reference = Some(id);
+    let held = Movement {
+        currency: RESERVED,
+        amount: -reserved,
+        reason: "message settled",
+        reference,
+    };
+    post(tx, tenant, account, held, now_ms)?;
     let back = reserved - charged.clamp(0, reserved);
     if back > 0 {
-        ledger::post(
-            tx,
-            tenant,
-            &Posting {
-                player: &o,
-                currency: CREDIT,
-                amount: back,
-                reason: "message released",
-                reference: Some(id),
-            },
-            now_ms,
-        )?;
+        let released = Movement {
+            currency: CREDIT,
+            amount: back,
+            reason: "message released",
+            reference,
+        };
+        post(tx, tenant, account, released, now_ms)?;
     }
     Ok(())
 }

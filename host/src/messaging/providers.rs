@@ -16,6 +16,57 @@ use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 /// (tenant, provider name) → [`ProviderConfig`].
 const PROVIDERS: Table = TableDefinition::new("providers");
 
+/// (tenant, provider name) → [`Limits`].
+const LIMITS: Table = TableDefinition::new("provider_limits");
+
+/// How hard Engage may drive one provider of a tenant.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Sends in flight at once.
+    pub max_in_flight: u32,
+    /// Sends per second, on average (bursts up to one second's worth);
+    /// none: unlimited.
+    pub max_per_s: Option<f64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: 32,
+            max_per_s: None,
+        }
+    }
+}
+
+impl Limits {
+    /// Take `max_in_flight` and `max_per_s` out of a provider definition.
+    pub fn take_from(v: &mut serde_json::Value) -> Result<Limits, String> {
+        let mut l = Limits::default();
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(n) = obj.remove("max_in_flight") {
+                l.max_in_flight = n
+                    .as_u64()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or("max_in_flight is 1 to 1024")? as u32;
+            }
+            if let Some(r) = obj.remove("max_per_s") {
+                l.max_per_s = Some(
+                    r.as_f64()
+                        .filter(|r| *r > 0.0 && *r <= 100_000.0)
+                        .ok_or("max_per_s is above 0 and at most 100000")?,
+                );
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// Provider `name`'s limits.
+pub fn limits(src: &impl Reader, tenant: &str, name: &str) -> Result<Limits, StoreError> {
+    Ok(src.get(LIMITS, &key(&[tenant, name]))?.unwrap_or_default())
+}
+
 /// Twilio's production API.
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
 
@@ -123,7 +174,14 @@ pub fn config(
 }
 
 /// Define (or replace) provider `name`.
-pub fn put(tx: &mut Tx, tenant: &str, name: &str, c: &ProviderConfig) -> Result<(), StoreError> {
+pub fn put(
+    tx: &mut Tx,
+    tenant: &str,
+    name: &str,
+    c: &ProviderConfig,
+    limits: &Limits,
+) -> Result<(), StoreError> {
+    tx.put(LIMITS, &key(&[tenant, name]), limits)?;
     tx.put(PROVIDERS, &key(&[tenant, name]), c)
 }
 
