@@ -195,3 +195,76 @@ async fn seed_001_viber_with_sms_fallback() {
         .await;
     assert_eq!(bearer.body["id"], id.as_str());
 }
+
+/// Engage sending through BSG: here the BSG it talks to is a second Engage
+/// speaking the BSG API, so both sides are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engage_sends_viber_through_a_bsg_provider_and_polls_its_status() {
+    let upstream = Server::start("bsg-upstream", |_| {}).await;
+    let (upstream_key, _) = upstream.demo_credentials();
+    let s = Server::start("bsg-downstream", |_| {}).await;
+    let t = s.demo_token().await;
+    let provider = json!({ "kind": "bsg", "api_key": upstream_key,
+                           "base_url": format!("{}/bsg/rest", upstream.base) });
+    let p = s
+        .call("PUT", "/v1/providers/bsg", Some(&t), Some(provider))
+        .await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert_eq!(p.body["provider"]["api_key"], "***");
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "channel": "viber", "attempts": [ { "channel": "viber", "provider": "bsg" } ] } ] } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+
+    let a = s
+        .call(
+            "POST",
+            "/v1/messages",
+            Some(&t),
+            Some(json!({ "to": ["+380972920000"], "channel": "viber", "sender": "BSG", "body": "Hi ✓" })),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let mut m = Value::Null;
+    for _ in 0..200 {
+        m = s
+            .call("GET", &format!("/v1/messages/{id}"), Some(&t), None)
+            .await
+            .body;
+        if m["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m["status"], "delivered", "{m}");
+    // The upstream has it under Engage's message id as the reference.
+    let upstream_id = m["attempts"][0]["provider_id"]
+        .as_str()
+        .expect("provider id");
+    let seen = bsg(
+        &upstream,
+        "GET",
+        &format!("/reference/{id}"),
+        &upstream_key,
+        None,
+    )
+    .await;
+    assert_eq!(seen.body["id"], upstream_id, "{seen:?}");
+    assert_eq!(seen.body["msisdn"], "380972920000");
+    let t_up = upstream.demo_token().await;
+    let there = upstream
+        .call(
+            "GET",
+            &format!("/v1/messages/{upstream_id}"),
+            Some(&t_up),
+            None,
+        )
+        .await;
+    assert_eq!(there.body["body"], "Hi ✓");
+    assert_eq!(there.body["sender"], "BSG");
+}

@@ -64,6 +64,8 @@ pub const DEFAULT_VALIDITY_S: i64 = 24 * 3600;
 const MAX_TRIES: u32 = 3;
 /// How long to wait for a delivery report before failing over, by default.
 pub const DEFAULT_REPORT_TIMEOUT_S: i64 = 600;
+/// How often a provider without callbacks is asked for a status.
+const POLL_EVERY_MS: i64 = 1000;
 /// The shortest pause between two outbox scans of the dispatcher.
 const SCAN_COALESCE: Duration = Duration::from_millis(5);
 /// Sends in flight at once, over all providers.
@@ -795,6 +797,28 @@ impl Messaging {
             .attempts
             .last()
             .is_some_and(|a| !a.status.is_final() && !a.status.is_failure());
+        if awaiting_report
+            && let Some(a) = m.attempts.last()
+            && now < a.at_ms + m.report_timeout_s * 1000
+            && let Some(c) = providers::config(&snap, &tenant, &a.provider)?
+            && c.polled()
+        {
+            // A provider without callbacks: ask it, then look again later.
+            let pid = a.provider_id.clone().unwrap_or_default();
+            drop(snap);
+            match providers::bsg_status(&self.http, &c, &pid).await {
+                Some(st) if st.is_final() || st.is_failure() => {
+                    self.report(c.kind_name(), &tenant, &pid, st, None).await?;
+                }
+                _ => {
+                    self.update(entry, &tenant, &id, |_, now| {
+                        Step::Retry(now + POLL_EVERY_MS)
+                    })
+                    .await?;
+                }
+            }
+            return Ok(());
+        }
         if awaiting_report {
             // The report timer fired: no final report in time.
             return self
@@ -893,11 +917,13 @@ impl Messaging {
                 attempt.status = status;
                 let link = key(&[kind, &provider_id]);
                 let owner = (tenant.clone(), id.clone());
+                let polled = config.as_ref().is_some_and(|c| c.polled());
                 self.update(entry, &tenant, &id, move |m, now| {
                     m.tries = 0;
                     m.sent_at_ms.get_or_insert(now);
                     m.attempts.push(attempt.clone());
-                    Step::Link(link.clone(), owner.clone())
+                    let check_at = polled.then_some(now + POLL_EVERY_MS);
+                    Step::Link(link.clone(), owner.clone(), check_at)
                 })
                 .await
             }
@@ -1089,7 +1115,7 @@ impl Lane {
 enum Step {
     /// Sent: link the provider's id to the message, then wait for the
     /// report (or finish, if the provider already answered finally).
-    Link(String, (String, String)),
+    Link(String, (String, String), Option<i64>),
     /// Try again at this time.
     Retry(i64),
     /// The current attempt failed: queue the next one now, or finish.
@@ -1111,7 +1137,7 @@ fn apply(
 ) -> Result<bool, MessageError> {
     m.updated_at_ms = now;
     match step {
-        Step::Link(link, owner) => {
+        Step::Link(link, owner, check_at) => {
             tx.put(PROVIDER_IDS, &link, &owner)?;
             if let Some(early) = tx.get::<EarlyReport>(EARLY_REPORTS, &link)? {
                 tx.remove(EARLY_REPORTS, &link)?;
@@ -1136,7 +1162,9 @@ fn apply(
                 close(tx, t, m, now)?;
                 return Ok(false);
             }
-            let timer = (now + m.report_timeout_s * 1000).min(m.expires_at_ms.max(now));
+            let timer = check_at
+                .unwrap_or(now + m.report_timeout_s * 1000)
+                .min(m.expires_at_ms.max(now));
             requeue(tx, t, m, Some(timer))?;
             Ok(false)
         }

@@ -67,6 +67,9 @@ pub fn limits(src: &impl Reader, tenant: &str, name: &str) -> Result<Limits, Sto
     Ok(src.get(LIMITS, &key(&[tenant, name]))?.unwrap_or_default())
 }
 
+/// BSG's production REST API.
+pub const BSG_BASE_URL: &str = "https://app.bsg.hk/rest";
+
 /// Twilio's production API.
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
 
@@ -92,6 +95,12 @@ pub enum ProviderConfig {
         /// For tests and proxies; Twilio's API by default.
         base_url: Option<String>,
     },
+    /// BSG's REST API (Viber), polled for status.
+    Bsg {
+        api_key: String,
+        /// For tests and proxies; BSG's API by default.
+        base_url: Option<String>,
+    },
     /// A Kannel gateway's smsbox (`/cgi-bin/sendsms`), with delivery reports
     /// through `dlr-url`.
     Kannel {
@@ -113,6 +122,7 @@ impl ProviderConfig {
             ProviderConfig::Console { .. } => "console",
             ProviderConfig::Twilio { .. } => "twilio",
             ProviderConfig::Kannel { .. } => "kannel",
+            ProviderConfig::Bsg { .. } => "bsg",
         }
     }
 
@@ -139,7 +149,15 @@ impl ProviderConfig {
             } => {
                 serde_json::json!({ "kind": "kannel", "url": url, "username": username, "from": from, "smsc": smsc, "password": "***" })
             }
+            ProviderConfig::Bsg { base_url, .. } => {
+                serde_json::json!({ "kind": "bsg", "base_url": base_url, "api_key": "***" })
+            }
         }
+    }
+
+    /// Whether Engage asks the provider for the status (no callbacks).
+    pub fn polled(&self) -> bool {
+        matches!(self, ProviderConfig::Bsg { .. })
     }
 }
 
@@ -295,6 +313,15 @@ pub async fn send(
                 status: twilio_status(v["status"].as_str().unwrap_or("queued")),
             })
         }
+        ProviderConfig::Bsg { api_key, base_url } => {
+            bsg_send(
+                http,
+                api_key,
+                base_url.as_deref().unwrap_or(BSG_BASE_URL),
+                out,
+            )
+            .await
+        }
         ProviderConfig::Kannel {
             url,
             username,
@@ -401,6 +428,104 @@ pub fn kannel_status(dlr_type: u32) -> Status {
         16 => Status::Rejected,
         _ => Status::Unknown,
     }
+}
+
+/// Create a Viber message at BSG. The BSG `reference` is Engage's message
+/// id, so a send repeated after a crash is refused by BSG (error 43) and
+/// found again by its reference instead of going out twice.
+async fn bsg_send(
+    http: &reqwest::Client,
+    api_key: &str,
+    base: &str,
+    out: &Outbound<'_>,
+) -> Result<Sent, SendError> {
+    if out.channel != "viber" {
+        return Err(SendError::Permanent(format!(
+            "this BSG provider sends Viber, not {}",
+            out.channel
+        )));
+    }
+    let base = base.trim_end_matches('/');
+    let body = serde_json::json!({
+        "validity": ((out.valid_for_s + 3599) / 3600).clamp(1, 24).to_string(),
+        "messages": [{
+            "to": [{ "msisdn": out.to.trim_start_matches('+'), "reference": out.id }],
+            "text": out.body,
+            "alpha_name": out.from,
+        }],
+    });
+    let resp = http
+        .post(format!("{base}/viber/create"))
+        .header("X-API-KEY", api_key)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| SendError::Transient(format!("bsg: {e}")))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(SendError::Transient(format!("bsg answered {status}")));
+    }
+    let r = &v["result"][0];
+    let code = r["error"].as_i64().or(v["error"].as_i64()).unwrap_or(-1);
+    let id = match code {
+        0 => r["id"].as_str().map(str::to_owned),
+        43 => {
+            // Sent before (a crash between the send and its record).
+            let found = http
+                .get(format!("{base}/viber/reference/{}", out.id))
+                .header("X-API-KEY", api_key)
+                .send()
+                .await
+                .map_err(|e| SendError::Transient(format!("bsg: {e}")))?;
+            let f: serde_json::Value = found.json().await.unwrap_or_default();
+            f["id"].as_str().map(str::to_owned)
+        }
+        _ => {
+            let why = r["errorDescription"]
+                .as_str()
+                .or(v["errorDescription"].as_str());
+            return Err(SendError::Permanent(format!(
+                "bsg error {code}: {}",
+                why.unwrap_or("no description")
+            )));
+        }
+    };
+    let id = id.ok_or_else(|| SendError::Transient("bsg answered without an id".into()))?;
+    Ok(Sent {
+        provider_id: id.to_ascii_lowercase(),
+        status: Status::Queued,
+    })
+}
+
+/// Ask BSG for the status of its message `id`; None when it cannot say now.
+pub async fn bsg_status(http: &reqwest::Client, c: &ProviderConfig, id: &str) -> Option<Status> {
+    let ProviderConfig::Bsg { api_key, base_url } = c else {
+        return None;
+    };
+    let base = base_url
+        .as_deref()
+        .unwrap_or(BSG_BASE_URL)
+        .trim_end_matches('/');
+    let v: serde_json::Value = http
+        .get(format!("{base}/viber/{id}"))
+        .header("X-API-KEY", api_key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(match v["status"].as_str()? {
+        "scheduled" => Status::Queued,
+        "sent" => Status::Sent,
+        "delivered" => Status::Delivered,
+        "read" => Status::Read,
+        "expired" => Status::Expired,
+        "undeliverable" => Status::Undeliverable,
+        "rejected" => Status::Rejected,
+        _ => Status::Unknown,
+    })
 }
 
 /// Twilio's message status as Engage's.
