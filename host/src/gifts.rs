@@ -29,8 +29,8 @@ use tokio::sync::Notify;
 
 use crate::ids::{random_hex, valid_id};
 use crate::notifications::{self, Live, Notification};
-use crate::plugins::bindings::{GiftReply, GiftRequest, Param, Verdict};
-use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::plugins::bindings::{GiftReply, GiftRequest, Verdict};
+use crate::plugins::{Input, Output, Plugins, PluginsError, params};
 use crate::shutdown::Shutdown;
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
 use crate::views::time_part;
@@ -112,16 +112,6 @@ pub struct GiftRecord {
 struct PostHook {
     tenant: String,
     input: Input,
-}
-
-fn params(attrs: &BTreeMap<String, String>) -> Vec<Param> {
-    attrs
-        .iter()
-        .map(|(k, v)| Param {
-            name: k.clone(),
-            value: v.clone(),
-        })
-        .collect()
 }
 
 fn check_attributes(attrs: &BTreeMap<String, String>) -> Result<(), GiftError> {

@@ -262,20 +262,15 @@ async fn create(State(s): State<AppState>, BsgTenant(tenant): BsgTenant, body: B
             }
         }
     }
+    let any_sent = results.iter().any(|r| r["error"] == 0);
     let mut answer = json!({ "result": results });
     if let Some(c) = currency {
         answer["currency"] = json!(c);
     }
-    if results_ok(&answer) {
+    if any_sent {
         answer["total_price"] = json!(pricing::to_units(total_price));
     }
     Json(answer).into_response()
-}
-
-fn results_ok(answer: &Value) -> bool {
-    answer["result"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|x| x["error"] == 0))
 }
 
 /// A status as BSG names it (BSG has no `queued`: not yet sent is `scheduled`).

@@ -26,10 +26,10 @@ use tokio::task::JoinSet;
 use crate::idempotency::{self, Call, Guarded};
 use crate::ids::{now_ms, random_hex, valid_id};
 use crate::players::normalize_phone;
-use crate::plugins::bindings::{Attempt, MessageKind, Outgoing, Param};
-use crate::plugins::{Input, Output, Plugins, PluginsError};
+use crate::plugins::bindings::{Attempt, MessageKind, Outgoing};
+use crate::plugins::{Input, Output, Plugins, PluginsError, params};
 use crate::shutdown::Shutdown;
-use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix};
+use crate::store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
 use pricing::{PriceList, PricingError};
 use providers::{Limits, SendError, Sent};
@@ -379,53 +379,23 @@ impl Messaging {
     }
 
     /// Render the body: the `template` binding when a template is given.
-    fn body(
-        &self,
-        tenant: &str,
-        req: &SendRequest,
-        now: i64,
-        rid: &str,
-    ) -> Result<String, MessageError> {
+    fn body(&self, call: &PluginCall<'_>, req: &SendRequest) -> Result<String, MessageError> {
         match (&req.body, &req.template) {
             (Some(b), None) => Ok(b.clone()),
-            (None, Some(t)) => self.render(tenant, t, &req.vars, now, rid),
+            (None, Some(t)) => {
+                let input = Input::Render {
+                    template: t.clone(),
+                    vars: params(&req.vars),
+                };
+                match self.call(call, &input)? {
+                    Output::Text(s) => Ok(s),
+                    _ => Err(MessageError::Invalid(
+                        "the template plugin did not answer text".into(),
+                    )),
+                }
+            }
             _ => Err(MessageError::Invalid(
                 "send either `body` or `template`".into(),
-            )),
-        }
-    }
-
-    /// Render `template` with `vars` through the tenant's `template` binding.
-    pub fn render(
-        &self,
-        tenant: &str,
-        template: &str,
-        vars: &BTreeMap<String, String>,
-        now: i64,
-        rid: &str,
-    ) -> Result<String, MessageError> {
-        let vars = vars
-            .iter()
-            .map(|(k, v)| Param {
-                name: k.clone(),
-                value: v.clone(),
-            })
-            .collect();
-        let snap = Arc::new(self.store.read()?);
-        let called = self.plugins.call(
-            tenant,
-            &Input::Render {
-                template: template.to_owned(),
-                vars,
-            },
-            Some(snap),
-            now,
-            rid,
-        )?;
-        match called.output {
-            Output::Text(s) => Ok(s),
-            _ => Err(MessageError::Invalid(
-                "the template plugin did not answer text".into(),
             )),
         }
     }
@@ -433,25 +403,23 @@ impl Messaging {
     /// Ask the route binding for the attempts of one message.
     fn route(
         &self,
-        tenant: &str,
+        call: &PluginCall<'_>,
         outgoing: Outgoing,
-        now: i64,
-        rid: &str,
     ) -> Result<Vec<Attempt>, MessageError> {
-        let snap = Arc::new(self.store.read()?);
-        let called = self.plugins.call(
-            tenant,
-            &Input::Route { message: outgoing },
-            Some(snap),
-            now,
-            rid,
-        )?;
-        match called.output {
+        match self.call(call, &Input::Route { message: outgoing })? {
             Output::Attempts(plan) => Ok(plan),
             _ => Err(MessageError::Invalid(
                 "the route plugin did not answer attempts".into(),
             )),
         }
+    }
+
+    fn call(&self, call: &PluginCall<'_>, input: &Input) -> Result<Output, MessageError> {
+        let snap = Some(call.snapshot.clone());
+        Ok(self
+            .plugins
+            .call(call.tenant, input, snap, call.now, call.rid)?
+            .output)
     }
 
     /// Validate, render, route and price: the messages `send` would commit.
@@ -508,7 +476,15 @@ impl Messaging {
                     .map_err(|_| MessageError::InvalidNumber(n.chars().take(32).collect()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let body = self.body(tenant, req, now, rid)?;
+        // One snapshot for every plugin call and the price list.
+        let snapshot = Arc::new(self.store.read()?);
+        let call = PluginCall {
+            tenant,
+            snapshot: snapshot.clone(),
+            now,
+            rid,
+        };
+        let body = self.body(&call, req)?;
         if body.trim().is_empty() {
             return Err(MessageError::Invalid("the text is empty".into()));
         }
@@ -516,7 +492,7 @@ impl Messaging {
         if seg.segments > MAX_SEGMENTS {
             return Err(MessageError::TooLong(seg.segments));
         }
-        let prices = pricing::price_list(&self.store.read()?, tenant)?;
+        let prices = pricing::price_list(&*snapshot, tenant)?;
         let start = req.schedule_at_ms.filter(|s| *s > now);
         let mut messages = Vec::with_capacity(numbers.len());
         for to in numbers {
@@ -532,22 +508,15 @@ impl Messaging {
                     Kind::Marketing => MessageKind::Marketing,
                 },
                 reference: req.reference.clone(),
-                metadata: req
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| Param {
-                        name: k.clone(),
-                        value: v.clone(),
-                    })
-                    .collect(),
+                metadata: params(&req.metadata),
             };
             let mut plan: Vec<PlannedAttempt> = self
-                .route(tenant, outgoing(&req.channel, &req.sender, &body), now, rid)?
+                .route(&call, outgoing(&req.channel, &req.sender, &body))?
                 .into_iter()
                 .map(planned)
                 .collect();
             if let Some(f) = &req.fallback {
-                let alt = self.route(tenant, outgoing(&f.channel, &f.sender, &f.body), now, rid)?;
+                let alt = self.route(&call, outgoing(&f.channel, &f.sender, &f.body))?;
                 plan.extend(alt.into_iter().map(|a| {
                     let mut p = planned(a);
                     p.sender = p.sender.or_else(|| f.sender.clone());
@@ -1109,6 +1078,14 @@ impl Lane {
         }
         permit
     }
+}
+
+/// What every plugin call of one request shares.
+struct PluginCall<'a> {
+    tenant: &'a str,
+    snapshot: Arc<Snapshot>,
+    now: i64,
+    rid: &'a str,
 }
 
 /// What an update does to the message's outbox entry.

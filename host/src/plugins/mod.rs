@@ -31,6 +31,16 @@ pub use runtime::{Context, Input, Limits, Output};
 pub use sandbox::{CallState, LogLine};
 pub use stats::StatsView;
 
+/// Name/value pairs as the WIT `param` list plugins take.
+pub fn params(map: &std::collections::BTreeMap<String, String>) -> Vec<bindings::Param> {
+    map.iter()
+        .map(|(k, v)| bindings::Param {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
 use crate::config::RuntimeConfig;
 use crate::ids::{now_ms, sha256_hex};
 use crate::store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
