@@ -829,14 +829,18 @@ impl Messaging {
         drop(snap);
         let body = plan.body.clone().unwrap_or_else(|| m.body.clone());
         let sender = plan.sender.clone().or_else(|| m.sender.clone());
+        // The lane's slot is held until the outcome is recorded, so its
+        // bound is also the most sends a crash can repeat.
+        let _slot = match &config {
+            Some(_) => self.lane(&tenant, &plan.provider, limits).enter().await,
+            None => None,
+        };
         let result = match &config {
             None => Err(SendError::Permanent(format!(
                 "no provider named `{}`",
                 plan.provider
             ))),
             Some(c) => {
-                let lane = self.lane(&tenant, &plan.provider, limits);
-                let _permit = lane.enter().await;
                 // The message id rides in the callback URL, so every
                 // provider request names the message it sends.
                 let callback = format!(
