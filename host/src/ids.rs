@@ -96,6 +96,48 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) as ms since the epoch; `None` if it is not
+/// a valid date and time in that form.
+pub fn parse_sql_datetime(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || d < 1 || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    if civil_from_days(days) != (y, m as u32, d as u32) {
+        return None; // e.g. 2026-02-30
+    }
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000)
+}
+
+/// Days since 1970-01-01 of a civil date (Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Compare two secrets in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -112,6 +154,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn parses_sql_datetimes() {
+        let ms = 1_795_425_602_000;
+        assert_eq!(parse_sql_datetime(&sql_datetime(ms)), Some(ms));
+        assert_eq!(parse_sql_datetime("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(
+            parse_sql_datetime("2024-02-29 12:00:00")
+                .map(sql_datetime)
+                .as_deref(),
+            Some("2024-02-29 12:00:00")
+        );
+        for bad in [
+            "2026-02-30 00:00:00",
+            "2026-11-23",
+            "2026-11-23 24:00:00",
+            "2026-11-23T09:20:02",
+            "2026-1x-23 09:20:02",
+        ] {
+            assert_eq!(parse_sql_datetime(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339() {

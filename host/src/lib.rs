@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod api;
 pub mod config;
+pub mod gateway;
 pub mod gifts;
 pub mod goods;
 pub mod idempotency;

@@ -106,7 +106,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, PlayerError> {
     }
 }
 
-fn check_email(email: &str) -> Result<(), PlayerError> {
+pub(crate) fn check_email(email: &str) -> Result<(), PlayerError> {
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')

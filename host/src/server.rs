@@ -112,6 +112,10 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         gifts,
         live,
         shutdown: background.signal(),
+        gateway: Arc::new(crate::gateway::Gateway {
+            store: store.clone(),
+            messaging: messaging.clone(),
+        }),
         messaging,
     };
 
@@ -208,16 +212,19 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     let (tx, rx) = oneshot::channel::<()>();
     let streams = background.switch();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = rx => {}
-                    _ = shutdown_signal() => {}
-                }
-                tracing::info!("shutting down: finishing requests in flight");
-                streams.request();
-            })
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = rx => {}
+                _ = shutdown_signal() => {}
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+            streams.request();
+        })
+        .await?;
         Ok(())
     });
     tracing::info!(%addr, "Engage listening");

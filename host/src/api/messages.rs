@@ -175,11 +175,24 @@ async fn show_provider(
 ) -> Result<Json<Value>, ApiError> {
     let snap = s.store.read()?;
     match providers::config(&snap, &tenant, &name)? {
-        Some(c) => Ok(Json(provider_view(
-            &name,
-            &c,
-            &providers::limits(&snap, &tenant, &name)?,
-        ))),
+        Some(c) => {
+            let mut v = provider_view(&name, &c, &providers::limits(&snap, &tenant, &name)?);
+            let base = format!(
+                "{}/hooks/{}/{tenant}/{name}/inbound",
+                s.messaging.public_url(),
+                c.kind_name()
+            );
+            match &c {
+                ProviderConfig::Twilio { .. } => v["inbound_url"] = json!(base),
+                ProviderConfig::Kannel { password, .. } => {
+                    let sig = providers::kannel_inbound_signature(password);
+                    v["inbound_url"] =
+                        json!(format!("{base}?from=%p&to=%P&text=%a&smsc=%i&sig={sig}"));
+                }
+                _ => {}
+            }
+            Ok(Json(v))
+        }
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "provider_not_found",
@@ -283,15 +296,17 @@ async fn top_up(
     .await
 }
 
-/// Twilio's status callback: form-encoded, signed with the provider's auth
-/// token over the URL Engage gave it and the sorted parameters.
-async fn twilio_report(
-    State(s): State<AppState>,
-    Path((tenant, provider)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
+/// Check a Twilio webhook's `X-Twilio-Signature` (the provider's auth
+/// token over the URL Engage gave Twilio and the sorted parameters); its
+/// form parameters.
+pub(super) fn verify_twilio(
+    s: &AppState,
+    tenant: &str,
+    provider: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<(String, String)>, ApiError> {
     let forbidden = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -300,11 +315,11 @@ async fn twilio_report(
         )
     };
     let Some(ProviderConfig::Twilio { auth_token, .. }) =
-        providers::config(&s.store.read()?, &tenant, &provider)?
+        providers::config(&s.store.read()?, tenant, provider)?
     else {
         return Err(forbidden());
     };
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let url = format!("{}{}", s.messaging.public_url(), uri);
     let expected = providers::twilio_signature(&auth_token, &url, &params);
     let given = headers
@@ -314,6 +329,18 @@ async fn twilio_report(
     if !crate::ids::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(forbidden());
     }
+    Ok(params)
+}
+
+/// Twilio's status callback: form-encoded and signed.
+async fn twilio_report(
+    State(s): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let params = verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| {
         params
             .iter()

@@ -5,6 +5,8 @@ mod actions;
 mod auth;
 mod bsg;
 mod error;
+mod form;
+mod gateway;
 mod goods;
 mod ledger;
 mod messages;
@@ -12,6 +14,7 @@ mod mutation;
 mod playbasis;
 mod playblazer;
 mod players;
+mod playsms;
 mod plugins;
 mod social;
 mod tenants;
@@ -42,6 +45,7 @@ pub struct AppState {
     /// Ends live streams when the server stops.
     pub shutdown: crate::shutdown::Shutdown,
     pub messaging: Arc<crate::messaging::Messaging>,
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.
@@ -65,10 +69,12 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(goods::routes())
         .merge(messages::routes())
+        .merge(gateway::routes())
         .merge(bsg::routes())
         .merge(playbasis::routes())
         .merge(social::routes())
         .merge(playblazer::routes())
+        .merge(playsms::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

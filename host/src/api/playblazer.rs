@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
 
+use super::form::escape;
 use super::{AppState, RequestId};
 use crate::gifts::{self, GiftError};
 use crate::ids::{now_ms, sql_datetime};
@@ -62,72 +62,12 @@ impl FromRequest<AppState> for Params {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        let mut map: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let xml = map.get("fmt").is_some_and(|f| f == "xml");
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            failure(
-                xml,
-                -30001,
-                "E_GIFT_REQUEST_FAILED",
-                &format!("could not read the body: {e}"),
-            )
-        })?;
-        if let Some(boundary) = content_type
-            .strip_prefix("multipart/form-data")
-            .and_then(|rest| rest.split("boundary=").nth(1))
-        {
-            let boundary = boundary
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim_matches('"');
-            map.extend(multipart_fields(&body, boundary));
-        } else if !body.is_empty() {
-            map.extend(
-                serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default(),
-            );
-        }
-        Ok(Params(map))
+        let xml = req.uri().query().is_some_and(|q| q.contains("fmt=xml"));
+        super::form::read(req, state)
+            .await
+            .map(Params)
+            .map_err(|e| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &e))
     }
-}
-
-/// The text fields of a `multipart/form-data` body (file parts are read as
-/// text too; Playblazer takes no files).
-fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
-    let mut out = Vec::new();
-    for part in text.split(delimiter.as_str()).skip(1) {
-        if part.starts_with("--") {
-            break;
-        }
-        let part = part.strip_prefix("\r\n").unwrap_or(part);
-        let Some((head, value)) = part.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let name = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
-            .and_then(|l| l.split("name=\"").nth(1))
-            .and_then(|n| n.split('"').next());
-        if let Some(name) = name {
-            let value = value.strip_suffix("\r\n").unwrap_or(value);
-            out.push((name.to_owned(), value.to_owned()));
-        }
-    }
-    out
 }
 
 fn render(xml: bool, v: Value) -> Response {
@@ -182,13 +122,6 @@ fn write_xml(out: &mut String, name: &str, v: &Value) {
         }
     }
     out.push_str(&close);
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn failure(xml: bool, code: i32, code_str: &str, message: &str) -> Response {
@@ -423,18 +356,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multipart_fields_as_curl_sends_them() {
-        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"secret_key\"\r\n\r\ncb8d\r\n--XyZ\r\nContent-Disposition: form-data; name=\"custom:item_name\"\r\n\r\nitem 1\r\nline 2\r\n--XyZ--\r\n";
-        assert_eq!(
-            multipart_fields(body.as_bytes(), "XyZ"),
-            vec![
-                ("secret_key".to_owned(), "cb8d".to_owned()),
-                ("custom:item_name".to_owned(), "item 1\r\nline 2".to_owned())
-            ]
-        );
-    }
-
-    #[test]
     fn xml_of_the_list_shape() {
         let mut s = String::new();
         write_xml(
@@ -444,7 +365,7 @@ mod tests {
         );
         assert_eq!(
             s,
-            "<response><count>1</count><requests><request><extra><attr name=\"item id\">1</attr></extra><id>a&lt;b</id><user><fbid></fbid></user></request></requests><status>ok</status></response>"
+            "<response><status>ok</status><count>1</count><requests><request><id>a&lt;b</id><extra><attr name=\"item id\">1</attr></extra><user><fbid></fbid></user></request></requests></response>"
         );
     }
 }

@@ -10,6 +10,7 @@
 //! leaves the outbox only after its send is recorded, so a crash between
 //! the two sends that message once more (and only that one).
 
+pub mod optouts;
 pub mod pricing;
 pub mod providers;
 pub mod segments;
@@ -170,6 +171,10 @@ pub struct Message {
     pub kind: Kind,
     pub reference: Option<String>,
     pub status: Status,
+    /// Why the message was never sent, when it was refused outright (the
+    /// recipient opted out of marketing messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub encoding: segments::Encoding,
     pub segments: usize,
     /// The route plugin's plan; `attempts` holds what was tried.
@@ -497,6 +502,10 @@ impl Messaging {
         let mut messages = Vec::with_capacity(numbers.len());
         for to in numbers {
             let id = random_hex(16);
+            if req.kind == Kind::Marketing && optouts::contains(&*snapshot, tenant, &to)? {
+                messages.push(blocked(id, to, req, &body, seg, account, now));
+                continue;
+            }
             let outgoing = |channel: &str, sender: &Option<String>, body: &str| Outgoing {
                 id: id.clone(),
                 to: to.clone(),
@@ -542,6 +551,7 @@ impl Messaging {
                 body: body.clone(),
                 kind: req.kind,
                 reference: req.reference.clone(),
+                error: None,
                 status: if start.is_some() {
                     Status::Scheduled
                 } else {
@@ -616,12 +626,37 @@ impl Messaging {
         {
             return Ok(early);
         }
+        let (accepted, ()) = self
+            .send_with(tenant, req, idem, now, rid, |_, _| Ok(()))
+            .await?;
+        Ok(accepted)
+    }
+
+    /// [`Messaging::send`], and `also` in the same write transaction: a
+    /// compatible API's own records of the messages (its log ids, say)
+    /// are committed with them or not at all. `also` may run more than
+    /// once (a batch that fails is retried job by job); only its last run
+    /// counts.
+    pub async fn send_with<T, F>(
+        &self,
+        tenant: &str,
+        req: SendRequest,
+        idem: Option<Call>,
+        now: i64,
+        rid: &str,
+        mut also: F,
+    ) -> Result<(Guarded<Accepted>, T), MessageError>
+    where
+        T: Default + Send + 'static,
+        F: FnMut(&mut Tx, &[Message]) -> Result<T, MessageError> + Send + 'static,
+    {
         let (messages, _, _) = self.prepare(tenant, &req, now, rid)?;
         let (t, reference) = (tenant.to_owned(), req.reference.clone());
         let saved = self
             .store
             .write(move |tx| {
-                idempotency::guarded(tx, &t, idem.as_ref(), now, 202, |tx| {
+                let mut extra = T::default();
+                let g = idempotency::guarded(tx, &t, idem.as_ref(), now, 202, |tx| {
                     if let Some(r) = &reference {
                         let rk = key(&[&t, r]);
                         if tx.get_raw(REFERENCES, &rk)?.is_some() {
@@ -637,10 +672,12 @@ impl Messaging {
                             tx.put_raw(OUTBOX, &outbox_key(due, &t, &m.id), b"")?;
                         }
                     }
+                    extra = also(tx, &messages)?;
                     Ok(Accepted {
                         messages: messages.clone(),
                     })
-                })
+                })?;
+                Ok::<_, MessageError>((g, extra))
             })
             .await?;
         self.wake.notify_one();
@@ -800,6 +837,15 @@ impl Messaging {
                         a.updated_at_ms = now;
                     }
                     Step::NextAttempt
+                })
+                .await;
+        }
+        if m.kind == Kind::Marketing && optouts::contains(&snap, &tenant, &m.to)? {
+            return self
+                .update(entry, &tenant, &id, |m, _| {
+                    m.status = Status::Rejected;
+                    m.error = Some(optouts::OPTED_OUT.into());
+                    Step::Final
                 })
                 .await;
         }
@@ -1227,6 +1273,48 @@ fn outbox_key(due: i64, tenant: &str, id: &str) -> String {
 /// Providers differ in the case they echo ids back in.
 fn normalize_provider_id(id: &str) -> String {
     id.trim().to_ascii_lowercase()
+}
+
+/// The record of a message refused at acceptance: final, never queued,
+/// nothing reserved.
+fn blocked(
+    id: String,
+    to: String,
+    req: &SendRequest,
+    body: &str,
+    seg: segments::Segments,
+    account: &str,
+    now: i64,
+) -> Message {
+    Message {
+        id,
+        to,
+        channel: req.channel.clone(),
+        sender: req.sender.clone(),
+        body: body.to_owned(),
+        kind: req.kind,
+        reference: req.reference.clone(),
+        status: Status::Rejected,
+        error: Some(optouts::OPTED_OUT.into()),
+        encoding: seg.encoding,
+        segments: seg.segments,
+        plan: Vec::new(),
+        attempts: Vec::new(),
+        metadata: req.metadata.clone(),
+        account: account.to_owned(),
+        currency: None,
+        reserved: 0,
+        charged: 0,
+        tries: 0,
+        due_ms: None,
+        report_timeout_s: 0,
+        created_at_ms: now,
+        schedule_at_ms: None,
+        sent_at_ms: None,
+        final_at_ms: Some(now),
+        expires_at_ms: now,
+        updated_at_ms: now,
+    }
 }
 
 fn planned(a: Attempt) -> PlannedAttempt {

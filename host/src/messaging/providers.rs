@@ -418,6 +418,12 @@ pub fn kannel_signature(password: &str, message_id: &str) -> String {
         .collect()
 }
 
+/// The signature in a Kannel sms-service `get-url` for inbound SMS:
+/// [`kannel_signature`] of the fixed text `inbound`.
+pub fn kannel_inbound_signature(password: &str) -> String {
+    kannel_signature(password, "inbound")
+}
+
 /// A Kannel DLR type (`%d`) as Engage's status.
 pub fn kannel_status(dlr_type: u32) -> Status {
     match dlr_type {

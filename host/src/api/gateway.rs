@@ -1,0 +1,542 @@
+//! `/v1/gateway/*`: the SMS gateway's accounts, phonebooks, keywords,
+//! settings and inbound SMS, and `/v1/messaging/opt-outs`; plus the
+//! providers' inbound-SMS webhooks under `/hooks`.
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::TenantAuth;
+use super::mutation::{self, Mutation};
+use super::{ApiError, AppState, RequestId};
+use crate::gateway::accounts::{self, Changes, NewAccount};
+use crate::gateway::inbound::{self, Inbound};
+use crate::gateway::phonebook::{self, NewContact, NewGroup};
+use crate::gateway::{self, GatewayError, Settings};
+use crate::ids::now_ms;
+use crate::messaging::optouts;
+use crate::messaging::providers::{self, ProviderConfig};
+use crate::players::normalize_phone;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/gateway/settings", get(show_settings).put(put_settings))
+        .route(
+            "/v1/gateway/accounts",
+            post(create_account).get(list_accounts),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}",
+            get(show_account).patch(edit_account).delete(remove_account),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}/token",
+            post(rotate_token).delete(revoke_token),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}/contacts",
+            post(add_contact).get(list_contacts),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}/contacts/{id}",
+            delete(remove_contact),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}/groups",
+            post(add_group).get(list_groups),
+        )
+        .route(
+            "/v1/gateway/accounts/{username}/groups/{code}",
+            delete(remove_group),
+        )
+        .route("/v1/gateway/keywords", get(list_keywords))
+        .route(
+            "/v1/gateway/keywords/{keyword}",
+            put(put_keyword).delete(remove_keyword),
+        )
+        .route("/v1/gateway/incoming", get(list_incoming).post(receive))
+        .route("/v1/messaging/opt-outs", get(list_opt_outs))
+        .route(
+            "/v1/messaging/opt-outs/{number}",
+            put(opt_out).delete(opt_in).get(show_opt_out),
+        )
+        .route(
+            "/hooks/twilio/{tenant}/{provider}/inbound",
+            post(twilio_inbound),
+        )
+        .route(
+            "/hooks/kannel/{tenant}/{provider}/inbound",
+            get(kannel_inbound).post(kannel_inbound),
+        )
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> ApiError {
+        let message = e.to_string();
+        let (status, code) = match e {
+            GatewayError::Store(s) => return s.into(),
+            GatewayError::Pricing(p) => return p.into(),
+            GatewayError::Message(m) => return m.into(),
+            GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            GatewayError::NoAccount(_) => (StatusCode::NOT_FOUND, "account_not_found"),
+            GatewayError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
+            GatewayError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            GatewayError::Exists(_) => (StatusCode::CONFLICT, "already_exists"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+async fn show_settings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Settings>, ApiError> {
+    Ok(Json(gateway::settings(&s.store.read()?, &tenant)?))
+}
+
+async fn put_settings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let settings: Settings = m.json::<Settings>()?.validate()?;
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
+        gateway::set_settings(tx, &t, &settings)?;
+        Ok::<_, GatewayError>(settings.clone())
+    })
+    .await
+}
+
+async fn create_account(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let n: NewAccount = m.json()?;
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(&s, &tenant, &m, StatusCode::CREATED, now, move |tx| {
+        Ok::<_, GatewayError>(accounts::create(tx, &t, n.clone(), now)?.view())
+    })
+    .await
+}
+
+async fn list_accounts(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let list: Vec<Value> = accounts::list(&s.store.read()?, &tenant)?
+        .iter()
+        .map(accounts::Account::view)
+        .collect();
+    Ok(Json(json!({ "accounts": list })))
+}
+
+async fn show_account(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = s.store.read()?;
+    let a = accounts::get(&snap, &tenant, &username)?.ok_or(GatewayError::NoAccount(username))?;
+    let (available, reserved) =
+        crate::messaging::pricing::credit(&snap, &tenant, &a.credit_account())?;
+    let mut v = a.view();
+    v["credit"] = json!({
+        "available": crate::messaging::pricing::to_units(available),
+        "reserved": crate::messaging::pricing::to_units(reserved),
+    });
+    Ok(Json(v))
+}
+
+async fn edit_account(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let changes: Changes = m.json()?;
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
+        let changes = changes.clone();
+        Ok::<_, GatewayError>(
+            accounts::update(tx, &t, &username, now, move |a| changes.apply(a))?.view(),
+        )
+    })
+    .await
+}
+
+async fn remove_account(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.store
+        .write(move |tx| accounts::remove(tx, &tenant, &username))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_token(
+    s: &AppState,
+    tenant: String,
+    username: String,
+    token: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = s
+        .store
+        .write(move |tx| {
+            accounts::update(tx, &tenant, &username, now_ms(), |a| {
+                a.token = token.clone();
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(Json(a.view()))
+}
+
+async fn rotate_token(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_token(&s, tenant, username, Some(accounts::new_token())).await
+}
+
+async fn revoke_token(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_token(&s, tenant, username, None).await
+}
+
+/// The account must exist for its phonebook to be touched.
+fn account_exists(
+    src: &impl crate::store::Reader,
+    tenant: &str,
+    username: &str,
+) -> Result<String, GatewayError> {
+    accounts::get(src, tenant, username)?
+        .map(|a| a.username)
+        .ok_or_else(|| GatewayError::NoAccount(username.to_owned()))
+}
+
+async fn add_contact(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let n: NewContact = m.json()?;
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::CREATED, now_ms(), move |tx| {
+        let user = account_exists(tx, &t, &username)?;
+        phonebook::add_contact(tx, &t, &user, n.clone())
+    })
+    .await
+}
+
+async fn list_contacts(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = s.store.read()?;
+    let user = account_exists(&snap, &tenant, &username)?;
+    Ok(Json(
+        json!({ "contacts": phonebook::contacts(&snap, &tenant, &user)? }),
+    ))
+}
+
+async fn remove_contact(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path((username, id)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    s.store
+        .write(move |tx| {
+            let user = account_exists(tx, &tenant, &username)?;
+            phonebook::remove_contact(tx, &tenant, &user, id)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_group(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let n: NewGroup = m.json()?;
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::CREATED, now_ms(), move |tx| {
+        let user = account_exists(tx, &t, &username)?;
+        phonebook::add_group(tx, &t, &user, n.clone())
+    })
+    .await
+}
+
+async fn list_groups(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = s.store.read()?;
+    let user = account_exists(&snap, &tenant, &username)?;
+    Ok(Json(
+        json!({ "groups": phonebook::groups(&snap, &tenant, &user)? }),
+    ))
+}
+
+async fn remove_group(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path((username, code)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.store
+        .write(move |tx| {
+            let user = account_exists(tx, &tenant, &username)?;
+            phonebook::remove_group(tx, &tenant, &user, &code)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_keywords(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "keywords": inbound::keywords(&s.store.read()?, &tenant)? }),
+    ))
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct KeywordRequest {
+    account: String,
+    reply: Option<String>,
+}
+
+async fn put_keyword(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(keyword): Path<String>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let k: KeywordRequest = m.json()?;
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
+        inbound::put_keyword(tx, &t, &keyword, &k.account, k.reply.clone())
+    })
+    .await
+}
+
+async fn remove_keyword(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(keyword): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.store
+        .write(move |tx| inbound::remove_keyword(tx, &tenant, &keyword))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingQuery {
+    /// Only ids above this one.
+    after: Option<u64>,
+    limit: Option<usize>,
+    handled: Option<bool>,
+}
+
+async fn list_incoming(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Query(q): Query<IncomingQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let list = inbound::incoming(
+        &s.store.read()?,
+        &tenant,
+        q.after.unwrap_or(0),
+        limit,
+        |i| q.handled.is_none_or(|h| i.handled() == h),
+    )?;
+    Ok(Json(json!({ "incoming": list })))
+}
+
+/// An inbound SMS handed over through the API (as a provider would).
+async fn receive(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    m: Mutation,
+) -> Result<(StatusCode, Json<inbound::Incoming>), ApiError> {
+    let sms: Inbound = m.json()?;
+    let i = inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
+    Ok((StatusCode::CREATED, Json(i)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptOutQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_opt_outs(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Query(q): Query<OptOutQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let list = optouts::list(&s.store.read()?, &tenant, q.after.as_deref(), limit)?;
+    let next = (list.len() == limit)
+        .then(|| list.last().map(|o| o.number.clone()))
+        .flatten();
+    Ok(Json(json!({ "opt_outs": list, "next": next })))
+}
+
+fn e164(number: &str) -> Result<String, ApiError> {
+    normalize_phone(number).map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))
+}
+
+async fn show_opt_out(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = e164(&number)?;
+    let opted_out = optouts::contains(&s.store.read()?, &tenant, &n)?;
+    Ok(Json(json!({ "number": n, "opted_out": opted_out })))
+}
+
+async fn opt_out(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = e164(&number)?;
+    let (t, now, n2) = (tenant, now_ms(), n.clone());
+    let added = s
+        .store
+        .write(move |tx| optouts::add(tx, &t, &n2, "api", now))
+        .await?;
+    Ok(Json(
+        json!({ "number": n, "opted_out": true, "changed": added }),
+    ))
+}
+
+async fn opt_in(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = e164(&number)?;
+    let (t, n2) = (tenant, n.clone());
+    let removed = s
+        .store
+        .write(move |tx| optouts::remove(tx, &t, &n2))
+        .await?;
+    Ok(Json(
+        json!({ "number": n, "opted_out": false, "changed": removed }),
+    ))
+}
+
+/// Twilio's incoming-message webhook (form-encoded, signed like status
+/// callbacks); answered with empty TwiML, so Twilio sends nothing back.
+async fn twilio_inbound(
+    State(s): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
+    let field = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(from), Some(text)) = (field("From"), field("Body")) else {
+        return Err(ApiError::bad_request(
+            "invalid_message",
+            "From and Body are required",
+        ));
+    };
+    let sms = Inbound {
+        from,
+        to: field("To").unwrap_or_default(),
+        text,
+        smsc: provider,
+        source: "twilio".into(),
+    };
+    inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
+    Ok((
+        [(CONTENT_TYPE, "text/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct KannelInbound {
+    from: String,
+    #[serde(default)]
+    to: String,
+    text: String,
+    #[serde(default)]
+    smsc: String,
+    sig: String,
+}
+
+/// Kannel's sms-service `get-url` for inbound SMS: the signature is the
+/// provider's [`providers::kannel_inbound_signature`], fixed in the URL.
+/// The body is empty so Kannel sends no reply (set `max-messages = 0` or
+/// `omit-empty = true` in the sms-service group).
+async fn kannel_inbound(
+    State(s): State<AppState>,
+    Path((tenant, provider)): Path<(String, String)>,
+    Extension(rid): Extension<RequestId>,
+    Query(q): Query<KannelInbound>,
+) -> Result<StatusCode, ApiError> {
+    let Some(ProviderConfig::Kannel { password, .. }) =
+        providers::config(&s.store.read()?, &tenant, &provider)?
+    else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "not a Kannel provider",
+        ));
+    };
+    let expected = providers::kannel_inbound_signature(&password);
+    if !crate::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "the sms-service signature does not match",
+        ));
+    }
+    let sms = Inbound {
+        from: q.from,
+        to: q.to,
+        text: q.text,
+        smsc: if q.smsc.is_empty() { provider } else { q.smsc },
+        source: "kannel".into(),
+    };
+    inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
+    Ok(StatusCode::OK)
+}
