@@ -164,7 +164,7 @@ async fn seed_004_examples_as_written() {
             .as_str()
             .map(|x| x.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")),
         Some(
-            "<response><error><code>-30004</code><code_str>E_GIFT_QUOTA_EXCEEDED</code_str><message>You have exceeded your quota of gifts</message></error><status>error</status></response>"
+            "<response><status>error</status><error><message>You have exceeded your quota of gifts</message><code>-30004</code><code_str>E_GIFT_QUOTA_EXCEEDED</code_str></error></response>"
         ),
         "{over_xml:?}"
     );

@@ -1159,3 +1159,92 @@ async fn stop_through_twilio_blocks_marketing_from_every_api() {
     .await;
     assert_eq!(back.body["changed"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_kannel_brings_stop_in_and_reports_delivery_to_ds() {
+    let s = Server::start("playsms-kannel", |_| {}).await;
+    let t = s.demo_token().await;
+    let plan = engage_tests::kannel::Kannel::plan();
+    let provider = json!({ "kind": "kannel", "url": plan.url, "username": plan.username,
+                           "password": plan.password, "from": "Engage" });
+    assert_eq!(
+        v1(&s, &t, "PUT", "/v1/providers/kannel", Some(provider))
+            .await
+            .status,
+        200
+    );
+    let route = json!({ "plugin": "router", "config": { "default_provider": "kannel" } });
+    assert_eq!(
+        v1(&s, &t, "PUT", "/v1/bindings/route", Some(route))
+            .await
+            .status,
+        200
+    );
+    let shown = v1(&s, &t, "GET", "/v1/providers/kannel", None).await;
+    let get_url = shown.body["inbound_url"]
+        .as_str()
+        .expect("inbound_url")
+        .to_owned();
+    // The subscriber texts STOP to the gateway's fake SMSC.
+    let _kannel = plan
+        .start(Some(engage_tests::kannel::Inbound {
+            get_url,
+            messages: vec![("+6281234567890".into(), "1234".into(), "STOP".into())],
+        }))
+        .await;
+    let mut opted_out = false;
+    for _ in 0..200 {
+        let o = v1(&s, &t, "GET", "/v1/messaging/opt-outs/+6281234567890", None).await;
+        if o.body["opted_out"] == true {
+            opted_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(opted_out, "Kannel's inbound STOP did not arrive");
+    let incoming = v1(&s, &t, "GET", "/v1/gateway/incoming", None).await;
+    let i = &incoming.body["incoming"][0];
+    assert_eq!(
+        (
+            i["source"].as_str(),
+            i["handling"].as_str(),
+            i["dst"].as_str()
+        ),
+        (Some("kannel"), Some("opt_out"), Some("1234")),
+        "{incoming:?}"
+    );
+
+    // A transactional pv to that number still goes; ds shows the status
+    // Kannel's delivery report gave it.
+    let acct = v1(
+        &s,
+        &t,
+        "POST",
+        "/v1/gateway/accounts",
+        Some(
+            json!({ "username": "anton", "password": "anton-pass", "name": "Anton",
+                     "email": "anton@example.com", "message_kind": "transactional" }),
+        ),
+    )
+    .await;
+    assert_eq!(acct.status, 201, "{acct:?}");
+    let token = acct.body["token"].as_str().expect("token").to_owned();
+    let pv = ws(
+        &s,
+        &[
+            ("op", "pv"),
+            ("u", "anton"),
+            ("h", &token),
+            ("to", "+6281234567890"),
+            ("msg", "your code is 1234"),
+        ],
+    )
+    .await;
+    let id = pv["data"][0]["smslog_id"]
+        .as_str()
+        .expect("smslog_id")
+        .to_owned();
+    let ds = delivered(&s, "anton", &token, &id).await;
+    assert_eq!(ds["data"][0]["msg"], "your code is 1234");
+    assert_eq!(ds["data"][0]["src"], "");
+}
