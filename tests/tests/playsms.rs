@@ -1248,3 +1248,269 @@ async fn a_real_kannel_brings_stop_in_and_reports_delivery_to_ds() {
     assert_eq!(ds["data"][0]["msg"], "your code is 1234");
     assert_eq!(ds["data"][0]["src"], "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_is_never_overspent_by_concurrent_sends() {
+    let s = Server::start("playsms-credit", |_| {}).await;
+    let t = s.demo_token().await;
+    let prices = json!({ "currency": "USD", "prices": [ { "channel": "sms", "price": 0.1 } ] });
+    assert_eq!(
+        v1(&s, &t, "PUT", "/v1/messaging/prices", Some(prices))
+            .await
+            .status,
+        200
+    );
+    let acct = v1(&s, &t, "POST", "/v1/gateway/accounts",
+        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
+    let token = acct.body["token"].as_str().expect("token").to_owned();
+    let credit_account = acct.body["credit_account"]
+        .as_str()
+        .expect("credit account")
+        .to_owned();
+    let top = v1(
+        &s,
+        &t,
+        "POST",
+        &format!("/v1/messaging/accounts/{credit_account}/credit"),
+        Some(json!({ "amount": 1 })),
+    )
+    .await;
+    assert_eq!(top.status, 200, "{top:?}");
+
+    // 30 sends at once for credit that pays 10.
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (base, token) = (s.base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let to = format!("+1415555{i:04}");
+            reqwest::Client::new()
+                .get(format!("{base}/playsms/index.php"))
+                .query(&[
+                    ("app", "ws"),
+                    ("op", "pv"),
+                    ("u", "anton"),
+                    ("h", token.as_str()),
+                    ("to", to.as_str()),
+                    ("msg", "hi"),
+                ])
+                .send()
+                .await
+                .expect("pv")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        let v = task.await.expect("task");
+        match (v["data"][0]["error"].as_str(), v["error"].as_str()) {
+            (Some("0"), _) => ok += 1,
+            (_, Some("103")) => {}
+            other => panic!("unexpected answer {other:?}: {v}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    let cr = ws(&s, &[("op", "cr"), ("u", "anton"), ("h", &token)]).await;
+    assert_eq!(cr["credit"], "0", "{cr}");
+    let ds = ws(
+        &s,
+        &[("op", "ds"), ("u", "anton"), ("h", &token), ("c", "100")],
+    )
+    .await;
+    let delivered = async {
+        for _ in 0..200 {
+            let v = ws(
+                &s,
+                &[("op", "ds"), ("u", "anton"), ("h", &token), ("c", "100")],
+            )
+            .await;
+            if v["data"]
+                .as_array()
+                .is_some_and(|d| d.len() == 10 && d.iter().all(|r| r["status"] == "3"))
+            {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("not all ten delivered: {ds}");
+    }
+    .await;
+    // `last` and `c` page through the log.
+    let ids: Vec<u64> = delivered["data"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|r| r["smslog_id"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let lowest = ids.iter().min().copied().unwrap_or(0).to_string();
+    let after = ws(
+        &s,
+        &[
+            ("op", "ds"),
+            ("u", "anton"),
+            ("h", &token),
+            ("last", &lowest),
+            ("c", "3"),
+        ],
+    )
+    .await;
+    let page: Vec<&str> = after["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|r| r["smslog_id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(page.len(), 3, "{after}");
+    assert!(!page.contains(&lowest.as_str()), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_and_keyword_replies_and_xml_sends() {
+    let s = Server::start("playsms-replies", |_| {}).await;
+    let t = s.demo_token().await;
+    let settings = json!({ "help_reply": "Acme alerts. Reply STOP to opt out.", "stop_reply": "You are unsubscribed." });
+    let put = v1(&s, &t, "PUT", "/v1/gateway/settings", Some(settings)).await;
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(put.body["stop_words"][0], "STOP");
+    let bad = v1(
+        &s,
+        &t,
+        "PUT",
+        "/v1/gateway/settings",
+        Some(json!({ "stop_words": ["HELP"] })),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "a word in two lists: {bad:?}");
+    let acct = v1(&s, &t, "POST", "/v1/gateway/accounts",
+        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com",
+                     "mobile": "+6281100000001" }))).await;
+    let token = acct.body["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        v1(
+            &s,
+            &t,
+            "PATCH",
+            "/v1/gateway/accounts/anton",
+            Some(json!({ "fwd_to_mobile": true }))
+        )
+        .await
+        .status,
+        200
+    );
+    let kw = v1(
+        &s,
+        &t,
+        "PUT",
+        "/v1/gateway/keywords/PROMO",
+        Some(json!({ "account": "anton", "reply": "Thanks, code 55" })),
+    )
+    .await;
+    assert_eq!(kw.status, 200, "{kw:?}");
+    let clash = v1(
+        &s,
+        &t,
+        "PUT",
+        "/v1/gateway/keywords/help",
+        Some(json!({ "account": "anton" })),
+    )
+    .await;
+    assert_eq!(clash.status, 400, "{clash:?}");
+
+    for text in ["help", "PROMO summer", "STOP"] {
+        let r = v1(
+            &s,
+            &t,
+            "POST",
+            "/v1/gateway/incoming",
+            Some(json!({ "from": "+6281234500009", "to": "1234", "text": text })),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    // Answers went to the sender; the keyword's text was forwarded to
+    // anton's mobile.
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        let list = v1(&s, &t, "GET", "/v1/messages?limit=50", None).await;
+        bodies = list.body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        (
+                            m["to"].as_str().unwrap_or_default().to_owned(),
+                            m["body"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if bodies.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [
+            (
+                "+6281100000001".to_owned(),
+                "+6281234500009: PROMO summer".to_owned()
+            ),
+            (
+                "+6281234500009".to_owned(),
+                "Acme alerts. Reply STOP to opt out.".to_owned()
+            ),
+            ("+6281234500009".to_owned(), "Thanks, code 55".to_owned()),
+            (
+                "+6281234500009".to_owned(),
+                "You are unsubscribed.".to_owned()
+            ),
+        ]
+    );
+
+    // pv answered in XML, as playSMS's array-to-XML renders it.
+    let xml = ws_xml(
+        &s,
+        &[
+            ("op", "pv"),
+            ("u", "anton"),
+            ("h", &token),
+            ("to", "+6281234500010"),
+            ("msg", "caf\u{e9} & more"),
+        ],
+    )
+    .await;
+    assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<response><data><item><status>OK</status><error>0</error><smslog_id>"), "{xml}");
+    assert!(
+        xml.ends_with("<to>+6281234500010</to></item></data><error_string/></response>\n"),
+        "{xml}"
+    );
+    let id = xml
+        .split("<smslog_id>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("smslog_id")
+        .to_owned();
+    let ds = delivered(&s, "anton", &token, &id).await;
+    assert_eq!(
+        ds["data"][0]["msg"], "caf\u{e9} & more",
+        "non-ASCII and & arrive as sent"
+    );
+    let ds_xml = ws_xml(
+        &s,
+        &[
+            ("op", "ds"),
+            ("u", "anton"),
+            ("h", &token),
+            ("smslog_id", &id),
+        ],
+    )
+    .await;
+    assert!(
+        ds_xml.contains("<msg>caf\u{e9} &amp; more</msg>") && ds_xml.contains("<status>3</status>"),
+        "{ds_xml}"
+    );
+}
