@@ -464,13 +464,8 @@ async fn twilio_inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let form = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
+    let field = |name: &str| form.field(name).map(str::to_owned);
     let (Some(from), Some(text)) = (field("From"), field("Body")) else {
         return Err(ApiError::bad_request(
             "invalid_message",

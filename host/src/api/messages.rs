@@ -296,9 +296,20 @@ async fn top_up(
     .await
 }
 
+/// A Twilio webhook's form parameters.
+pub(super) struct TwilioForm(Vec<(String, String)>);
+
+impl TwilioForm {
+    pub(super) fn field(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Check a Twilio webhook's `X-Twilio-Signature` (the provider's auth
-/// token over the URL Engage gave Twilio and the sorted parameters); its
-/// form parameters.
+/// token over the URL Engage gave Twilio and the sorted parameters).
 pub(super) fn verify_twilio(
     s: &AppState,
     tenant: &str,
@@ -306,7 +317,7 @@ pub(super) fn verify_twilio(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Vec<(String, String)>, ApiError> {
+) -> Result<TwilioForm, ApiError> {
     let forbidden = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -329,7 +340,7 @@ pub(super) fn verify_twilio(
     if !crate::ids::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(forbidden());
     }
-    Ok(params)
+    Ok(TwilioForm(params))
 }
 
 /// Twilio's status callback: form-encoded and signed.
@@ -340,13 +351,8 @@ async fn twilio_report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let params = verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let form = verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
+    let field = |name: &str| form.field(name);
     let (Some(sid), Some(status)) = (field("MessageSid"), field("MessageStatus")) else {
         return Err(ApiError::bad_request(
             "invalid_report",

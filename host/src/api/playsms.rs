@@ -520,9 +520,24 @@ fn ds(c: &Call) -> Answer {
             })
         })
         .collect();
+    rows(data)
+}
+
+/// A list answer: `data`, or ERR 501 when there is nothing.
+fn rows(data: Vec<Value>) -> Answer {
+    if data.is_empty() {
+        return Err(fail("501"));
+    }
     let mut out = Map::new();
     out.insert("data".into(), Value::Array(data));
     Ok(out)
+}
+
+/// An inbound SMS or inbox row (quotes in the text become `'`, as
+/// playSMS does).
+fn inbound_row(a: &Account, id: u64, src: &str, dst: &str, msg: &str, at_ms: i64) -> Value {
+    json!({ "id": id.to_string(), "src": src, "dst": dst,
+        "msg": msg.replace('"', "'"), "dt": local_time(a, at_ms) })
 }
 
 /// A `src` filter on a sender: its tail, like the gateway's.
@@ -536,7 +551,7 @@ fn incoming(c: &Call) -> Answer {
     let p = c.p;
     let (src, dst, kwd, dt) = (p.get("src"), p.get("dst"), p.get("kwd"), p.get("dt"));
     let admin = a.level == Level::Admin;
-    let rows = inbound::incoming(&snap, &tenant, p.last(), p.count(), |i| {
+    let found = inbound::incoming(&snap, &tenant, p.last(), p.count(), |i| {
         let mine = match &i.owner {
             Some(o) => *o == a.username,
             None => admin, // system keywords (STOP, HELP) belong to the admins
@@ -549,19 +564,15 @@ fn incoming(c: &Call) -> Answer {
             && (dt.is_empty() || local_time(&a, i.at_ms).contains(dt))
     })
     .map_err(internal("501"))?;
-    if rows.is_empty() {
-        return Err(fail("501"));
-    }
-    let data: Vec<Value> = rows
-        .into_iter()
-        .map(|i| {
-            json!({ "id": i.id.to_string(), "src": i.src, "dst": i.dst, "kwd": i.keyword,
-                "msg": i.msg.replace('"', "'"), "dt": local_time(&a, i.at_ms), "status": "1" })
-        })
-        .collect();
-    let mut out = Map::new();
-    out.insert("data".into(), Value::Array(data));
-    Ok(out)
+    rows(
+        found
+            .into_iter()
+            .map(|i| {
+                json!({ "id": i.id.to_string(), "src": i.src, "dst": i.dst, "kwd": i.keyword,
+                    "msg": i.msg.replace('"', "'"), "dt": local_time(&a, i.at_ms), "status": "1" })
+            })
+            .collect(),
+    )
 }
 
 fn unhandled(c: &Call) -> Answer {
@@ -572,26 +583,19 @@ fn unhandled(c: &Call) -> Answer {
     }
     let p = c.p;
     let (src, dst, dt) = (p.get("src"), p.get("dst"), p.get("dt"));
-    let rows = inbound::incoming(&snap, &tenant, p.last(), p.count(), |i| {
+    let found = inbound::incoming(&snap, &tenant, p.last(), p.count(), |i| {
         !i.handled()
             && src_matches(&i.src, src)
             && (dst.is_empty() || i.dst == dst)
             && (dt.is_empty() || local_time(&a, i.at_ms).contains(dt))
     })
     .map_err(internal("501"))?;
-    if rows.is_empty() {
-        return Err(fail("501"));
-    }
-    let data: Vec<Value> = rows
-        .into_iter()
-        .map(|i| {
-            json!({ "id": i.id.to_string(), "src": i.src, "dst": i.dst,
-                "msg": i.msg.replace('"', "'"), "dt": local_time(&a, i.at_ms) })
-        })
-        .collect();
-    let mut out = Map::new();
-    out.insert("data".into(), Value::Array(data));
-    Ok(out)
+    rows(
+        found
+            .iter()
+            .map(|i| inbound_row(&a, i.id, &i.src, &i.dst, &i.msg, i.at_ms))
+            .collect(),
+    )
 }
 
 fn inbox(c: &Call) -> Answer {
@@ -599,25 +603,18 @@ fn inbox(c: &Call) -> Answer {
     let (tenant, a) = authenticate(c, &snap)?;
     let p = c.p;
     let (src, dst, dt) = (p.get("src"), p.get("dst"), p.get("dt"));
-    let rows = inbound::inbox(&snap, &tenant, &a.username, p.last(), p.count(), |e| {
+    let found = inbound::inbox(&snap, &tenant, &a.username, p.last(), p.count(), |e| {
         src_matches(&e.src, src)
             && (dst.is_empty() || e.dst == dst)
             && (dt.is_empty() || local_time(&a, e.at_ms).contains(dt))
     })
     .map_err(internal("501"))?;
-    if rows.is_empty() {
-        return Err(fail("501"));
-    }
-    let data: Vec<Value> = rows
-        .into_iter()
-        .map(|e| {
-            json!({ "id": e.id.to_string(), "src": e.src, "dst": e.dst,
-                "msg": e.msg.replace('"', "'"), "dt": local_time(&a, e.at_ms) })
-        })
-        .collect();
-    let mut out = Map::new();
-    out.insert("data".into(), Value::Array(data));
-    Ok(out)
+    rows(
+        found
+            .iter()
+            .map(|e| inbound_row(&a, e.id, &e.src, &e.dst, &e.msg, e.at_ms))
+            .collect(),
+    )
 }
 
 /// Credit in currency units, as playSMS prints it: `12.5`, `0`.
