@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod audiences;
 pub mod config;
 pub mod gateway;
 pub mod gifts;

@@ -2,6 +2,8 @@
 //! modules. Seed-compatible APIs get their own module and prefix.
 
 mod actions;
+mod attentive;
+mod audiences;
 mod auth;
 mod bsg;
 mod error;
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(social::routes())
         .merge(playblazer::routes())
         .merge(playsms::routes())
+        .merge(audiences::routes())
+        .merge(attentive::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

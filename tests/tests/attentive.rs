@@ -1,0 +1,263 @@
+//! Seed 002's Attentive requests, as written, through `/attentive`; an
+//! unsubscribed number gets no marketing message from any API.
+
+use engage_tests::{Answer, Server};
+use serde_json::{Value, json};
+
+async fn attentive(s: &Server, method: &str, path: &str, key: &str, body: Option<Value>) -> Answer {
+    let mut req = s
+        .request(method, &format!("/attentive/v1{path}"), None)
+        .header("Authorization", format!("Bearer {key}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    s.send(req).await
+}
+
+fn both(text: &str, email: &str, field: &str) -> Value {
+    json!([
+        { "subscription": { "type": "MARKETING", "channel": "TEXT" }, field: text },
+        { "subscription": { "type": "MARKETING", "channel": "EMAIL" }, field: email },
+    ])
+}
+
+fn eligibilities(text: bool, email: bool) -> Value {
+    json!({ "subscriptionEligibilities": [
+        { "subscription": { "type": "MARKETING", "channel": "TEXT" }, "eligibility": { "isEligible": text } },
+        { "subscription": { "type": "MARKETING", "channel": "EMAIL" }, "eligibility": { "isEligible": email } },
+    ] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_002_subscriptions_as_written() {
+    let s = Server::start("attentive", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    let source = s
+        .call(
+            "PUT",
+            "/v1/audiences/sources/132109",
+            Some(&t),
+            Some(json!({ "name": "Loyalty sign-up" })),
+        )
+        .await;
+    assert_eq!(source.status, 200, "{source:?}");
+
+    let user = json!({ "phone": "7707651750", "email": "test@gmail.com" });
+    let subscribe = json!({ "user": user, "signUpSourceId": "132109" });
+    // Authentication is a bearer key.
+    let anon = s
+        .send(
+            s.request("POST", "/attentive/v1/subscriptions", None)
+                .json(&subscribe),
+        )
+        .await;
+    assert_eq!(anon.status, 401, "{anon:?}");
+    let no_source = attentive(
+        &s,
+        "POST",
+        "/subscriptions",
+        &key,
+        Some(json!({ "user": user })),
+    )
+    .await;
+    assert_eq!(
+        (
+            no_source.status,
+            no_source.body["errors"][0]["code"].clone()
+        ),
+        (400, json!("INVALID_SIGN_UP_SOURCE"))
+    );
+    let unknown = attentive(
+        &s,
+        "POST",
+        "/subscriptions",
+        &key,
+        Some(json!({ "user": user, "signUpSourceId": "999" })),
+    )
+    .await;
+    assert_eq!(unknown.status, 400, "{unknown:?}");
+
+    // Subscribe: the seed's answer, literally; then again.
+    let created = attentive(&s, "POST", "/subscriptions", &key, Some(subscribe.clone())).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    assert_eq!(
+        created.body,
+        json!({ "user": user, "subscriptionResponses": both("NEWLY_CREATED", "NEWLY_CREATED", "subscriptionCreationStatus") })
+    );
+    let again = attentive(&s, "POST", "/subscriptions", &key, Some(subscribe.clone())).await;
+    assert_eq!(
+        again.body["subscriptionResponses"],
+        both(
+            "ALREADY_SUBSCRIBED",
+            "ALREADY_SUBSCRIBED",
+            "subscriptionCreationStatus"
+        )
+    );
+
+    // Eligibility, as the seed shows it.
+    let path = "/subscriptions?phone=7707651750&email=test@gmail.com";
+    let eligible = attentive(&s, "GET", path, &key, None).await;
+    assert_eq!(eligible.body, eligibilities(true, true), "{eligible:?}");
+
+    // The legacy message API, as the seed shows it; a marketing SMS went out.
+    let msg = json!({ "to": "7707651750", "body": "Hello check the test message please7" });
+    let sent = attentive(
+        &s,
+        "POST",
+        "/subscriptions/messages",
+        &key,
+        Some(msg.clone()),
+    )
+    .await;
+    assert_eq!(
+        sent.body,
+        json!({ "type": "v1", "to": "+17707651750", "body": "Hello check the test message please7",
+                "skipFatigue": true, "createShortLink": false, "addSubscriber": "true" })
+    );
+    let listed = s
+        .call("GET", "/v1/messages?to=%2B17707651750", Some(&t), None)
+        .await;
+    assert_eq!(
+        listed.body["messages"][0]["kind"], "marketing",
+        "{listed:?}"
+    );
+
+    // Unsubscribe (the seed lists EMAIL first; answers come TEXT first).
+    let unsubscribe = json!({ "user": user, "subscriptions": [
+        { "type": "MARKETING", "channel": "EMAIL" }, { "type": "MARKETING", "channel": "TEXT" } ] });
+    let gone = attentive(
+        &s,
+        "POST",
+        "/subscriptions/unsubscribe",
+        &key,
+        Some(unsubscribe.clone()),
+    )
+    .await;
+    assert_eq!(
+        gone.body,
+        json!({ "user": user, "subscriptionResponses": both("NEWLY_UNSUBSCRIBED", "NEWLY_UNSUBSCRIBED", "subscriptionUnsubscribeStatus") })
+    );
+    assert_eq!(
+        attentive(&s, "GET", path, &key, None).await.body,
+        eligibilities(false, false)
+    );
+
+    // No marketing message reaches the number from any API now.
+    let refused = attentive(
+        &s,
+        "POST",
+        "/subscriptions/messages",
+        &key,
+        Some(msg.clone()),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.body["errors"][0]["code"].clone()),
+        (400, json!("RECIPIENT_OPTED_OUT"))
+    );
+    let v1 = s
+        .call(
+            "POST",
+            "/v1/messages",
+            Some(&t),
+            Some(json!({ "to": ["+17707651750"], "body": "sale", "kind": "marketing" })),
+        )
+        .await;
+    assert_eq!(v1.body["messages"][0]["status"], "rejected", "{v1:?}");
+    let bsg = s
+        .send(
+            s.request("POST", "/bsg/rest/viber/create", None)
+                .header("X-API-KEY", &key)
+                .json(&json!({ "validity": "1", "messages": [ { "to": [ { "msisdn": "17707651750", "reference": "promo-1" } ],
+                    "text": "sale", "alpha_name": "BSG", "is_promotional": true } ] })),
+        )
+        .await;
+    let bsg_id = bsg.body["result"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let m = s
+        .call("GET", &format!("/v1/messages/{bsg_id}"), Some(&t), None)
+        .await;
+    assert_eq!(
+        m.body["status"], "rejected",
+        "BSG is_promotional: {bsg:?} {m:?}"
+    );
+    assert_eq!(m.body["attempts"], json!([]));
+    let adm = s.call("POST", "/v1/gateway/accounts", Some(&t),
+        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
+    let h = adm.body["token"].as_str().unwrap_or_default().to_owned();
+    let pv = s
+        .send(s.request("GET", "/playsms/index.php", None).query(&[
+            ("app", "ws"),
+            ("op", "pv"),
+            ("u", "anton"),
+            ("h", h.as_str()),
+            ("to", "+17707651750"),
+            ("msg", "sale"),
+        ]))
+        .await;
+    assert_eq!(pv.body["data"][0]["error"], "200", "playSMS pv: {pv:?}");
+    // A transactional message still goes.
+    let otp = s
+        .call(
+            "POST",
+            "/v1/messages",
+            Some(&t),
+            Some(json!({ "to": ["+17707651750"], "body": "code 1234", "kind": "transactional" })),
+        )
+        .await;
+    assert_eq!(otp.body["messages"][0]["status"], "queued", "{otp:?}");
+
+    // Unsubscribing again changes nothing; subscribing again is fresh consent.
+    let twice = attentive(
+        &s,
+        "POST",
+        "/subscriptions/unsubscribe",
+        &key,
+        Some(unsubscribe),
+    )
+    .await;
+    assert_eq!(
+        twice.body["subscriptionResponses"],
+        both(
+            "ALREADY_UNSUBSCRIBED",
+            "ALREADY_UNSUBSCRIBED",
+            "subscriptionUnsubscribeStatus"
+        )
+    );
+    let back = attentive(&s, "POST", "/subscriptions", &key, Some(subscribe)).await;
+    assert_eq!(
+        back.body["subscriptionResponses"],
+        both(
+            "NEWLY_CREATED",
+            "NEWLY_CREATED",
+            "subscriptionCreationStatus"
+        )
+    );
+    assert_eq!(
+        attentive(&s, "POST", "/subscriptions/messages", &key, Some(msg))
+            .await
+            .status,
+        200
+    );
+
+    // A STOP reply unsubscribes TEXT marketing; START resubscribes.
+    for (text, eligible) in [("STOP", false), ("START", true)] {
+        let r = s
+            .call(
+                "POST",
+                "/v1/gateway/incoming",
+                Some(&t),
+                Some(json!({ "from": "+17707651750", "to": "12345", "text": text })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(
+            attentive(&s, "GET", path, &key, None).await.body,
+            eligibilities(eligible, true),
+            "after {text}"
+        );
+    }
+}
