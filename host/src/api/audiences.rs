@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
+use crate::audiences::segments::{self, Segment, SegmentError, SegmentSpec};
 use crate::audiences::subscriptions::{self, Person, Source, Subscription, SubscriptionError};
 use crate::ids::now_ms;
 
@@ -23,6 +24,112 @@ pub fn routes() -> Router<AppState> {
             post(subscribe).get(eligibility),
         )
         .route("/v1/audiences/subscriptions/unsubscribe", post(unsubscribe))
+        .route(
+            "/v1/audiences/segments",
+            post(create_segment).get(list_segments),
+        )
+        .route(
+            "/v1/audiences/segments/{id}",
+            get(show_segment)
+                .put(replace_segment)
+                .delete(remove_segment),
+        )
+        .route("/v1/audiences/segments/{id}/members", get(segment_members))
+}
+
+impl From<SegmentError> for ApiError {
+    fn from(e: SegmentError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            SegmentError::Store(s) => s.into(),
+            SegmentError::Invalid(_) => ApiError::bad_request("invalid_segment", message),
+            SegmentError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "segment_not_found", message)
+            }
+        }
+    }
+}
+
+async fn create_segment(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let spec: SegmentSpec = m.json()?;
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(&s, &tenant, &m, StatusCode::CREATED, now, move |tx| {
+        segments::create(tx, &t, spec.clone(), now)
+    })
+    .await
+}
+
+async fn list_segments(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "segments": segments::list(&s.store.read()?, &tenant)? }),
+    ))
+}
+
+async fn show_segment(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Segment>, ApiError> {
+    Ok(Json(
+        segments::get(&s.store.read()?, &tenant, id)?.ok_or(SegmentError::NotFound(id))?,
+    ))
+}
+
+async fn replace_segment(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let spec: SegmentSpec = m.json()?;
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
+        segments::replace(tx, &t, id, spec.clone(), now)
+    })
+    .await
+}
+
+async fn remove_segment(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    s.store
+        .write(move |tx| segments::remove(tx, &tenant, id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembersQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The segment's members now (rules evaluated at this moment).
+async fn segment_members(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Query(q): Query<MembersQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = s.store.read()?;
+    let seg = segments::get(&snap, &tenant, id)?.ok_or(SegmentError::NotFound(id))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let players = segments::members(&snap, &tenant, &seg, q.after.as_deref(), limit, now_ms())?;
+    let next = (players.len() == limit)
+        .then(|| players.last().map(|p| p.id.clone()))
+        .flatten();
+    let ids: Vec<&str> = players.iter().map(|p| p.id.as_str()).collect();
+    Ok(Json(json!({ "members": ids, "next": next })))
 }
 
 impl From<SubscriptionError> for ApiError {

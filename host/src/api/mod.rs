@@ -2,6 +2,7 @@
 //! modules. Seed-compatible APIs get their own module and prefix.
 
 mod actions;
+mod annex;
 mod attentive;
 mod audiences;
 mod auth;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(playsms::routes())
         .merge(audiences::routes())
         .merge(attentive::routes())
+        .merge(annex::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

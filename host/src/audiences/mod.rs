@@ -8,6 +8,7 @@
 //! same list. A phone is eligible for TEXT MARKETING when it is subscribed
 //! and not opted out.
 
+pub mod segments;
 pub mod subscriptions;
 
 pub use subscriptions::{Channel, SubType};
