@@ -316,6 +316,16 @@ pub async fn perform(
                     }
                     let (record, events) = commit(tx, &tenant_s, record.clone(), &outcome)?;
                     effects.apply(tx)?;
+                    // Campaigns this action triggers: queued in this transaction.
+                    crate::campaigns::on_event(
+                        tx,
+                        &tenant_s,
+                        &record.player,
+                        &record.action,
+                        &record.params,
+                        record.id.as_deref().unwrap_or_default(),
+                        now_ms,
+                    )?;
                     Ok(Performed {
                         action: record,
                         events,

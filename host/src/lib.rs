@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod api;
 pub mod audiences;
+pub mod campaigns;
 pub mod config;
 pub mod gateway;
 pub mod gifts;

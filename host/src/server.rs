@@ -105,6 +105,9 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
     );
     let m = messaging.clone();
     background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));
+    let campaigns = crate::campaigns::engine::Campaigns::new(store.clone(), messaging.clone());
+    let c = campaigns.clone();
+    background.spawn("campaigns", |stop| c.run_loop(stop));
     let state = AppState {
         store: store.clone(),
         plugins: plugins.clone(),
@@ -117,6 +120,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
             messaging: messaging.clone(),
         }),
         messaging,
+        campaigns,
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;

@@ -133,3 +133,292 @@ async fn seed_002_annex_segment_as_written() {
         404
     );
 }
+
+async fn setup_player(s: &Server, t: &str, id: &str, phone: &str, subscribe: bool) {
+    let p = s
+        .call(
+            "POST",
+            "/v1/players",
+            Some(t),
+            Some(json!({ "id": id, "phone": phone, "first_name": id })),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{p:?}");
+    if subscribe {
+        let r = s
+            .call(
+                "POST",
+                "/v1/audiences/subscriptions",
+                Some(t),
+                Some(json!({ "phone": phone, "source": "web" })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+}
+
+async fn source(s: &Server, t: &str) {
+    let r = s
+        .call(
+            "PUT",
+            "/v1/audiences/sources/web",
+            Some(t),
+            Some(json!({ "name": "Web form" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// Wait until the campaign's stats satisfy `done`.
+async fn stats_when(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = json!(null);
+    for _ in 0..400 {
+        last = s
+            .call("GET", &format!("/v1/campaigns/{id}"), Some(t), None)
+            .await
+            .body;
+        if done(&last["stats"]) {
+            return last["stats"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("campaign {id} did not get there: {last}");
+}
+
+async fn messages_to(s: &Server, t: &str, phone: &str) -> Vec<Value> {
+    let path = format!("/v1/messages?to={}&limit=500", phone.replace('+', "%2B"));
+    s.call("GET", &path, Some(t), None).await.body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_campaign_with_a_cap_of_one_sends_once_under_100_concurrent_actions() {
+    let s = Server::start("campaign-cap", |_| {}).await;
+    let t = s.demo_token().await;
+    source(&s, &t).await;
+    setup_player(&s, &t, "ann", "+14155550201", true).await;
+    let cap = s
+        .call(
+            "PUT",
+            "/v1/audiences/settings",
+            Some(&t),
+            Some(json!({ "frequency_cap": { "max": 1, "hours": 24 } })),
+        )
+        .await;
+    assert_eq!(cap.status, 200, "{cap:?}");
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/thanks",
+            Some(&t),
+            Some(json!({
+        "name": "Thanks for buying", "template": "Thanks {{first_name}}!",
+        "trigger": { "type": "event", "name": "buy" } })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (base, t) = (s.base.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/actions"))
+                .bearer_auth(t)
+                .json(&json!({ "player": "ann", "action": "buy" }))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap_or(0), 200);
+    }
+    let stats = stats_when(&s, &t, "thanks", |st| st["targeted"] == 100).await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    assert_eq!(stats["skipped"]["capped"], 99, "{stats}");
+    let got = messages_to(&s, &t, "+14155550201").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["body"], "Thanks ann!");
+    assert_eq!(got[0]["kind"], "marketing");
+    assert_eq!(got[0]["metadata"]["campaign"], "thanks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_now_reports_why_people_were_skipped_and_quiet_hours_defer() {
+    let s = Server::start("campaign-run", |_| {}).await;
+    let t = s.demo_token().await;
+    source(&s, &t).await;
+    setup_player(&s, &t, "ann", "+14155550301", true).await;
+    setup_player(&s, &t, "bob", "+14155550302", false).await;
+    setup_player(&s, &t, "cid", "+14155550303", true).await;
+    let p = s
+        .call(
+            "POST",
+            "/v1/players",
+            Some(&t),
+            Some(json!({ "id": "dan" })),
+        )
+        .await;
+    assert_eq!(p.status, 201);
+    // cid replies STOP.
+    let stop = s
+        .call(
+            "POST",
+            "/v1/gateway/incoming",
+            Some(&t),
+            Some(json!({ "from": "+14155550303", "text": "STOP" })),
+        )
+        .await;
+    assert_eq!(stop.status, 201);
+    // Quiet hours around now (UTC) for everyone.
+    let now_min = (engage::ids::now_ms() / 60_000) % 1440;
+    let hhmm = |m: i64| {
+        format!(
+            "{:02}:{:02}",
+            m.rem_euclid(1440) / 60,
+            m.rem_euclid(1440) % 60
+        )
+    };
+    let quiet = json!({ "quiet_hours": { "start": hhmm(now_min - 5), "end": hhmm(now_min + 30) } });
+    assert_eq!(
+        s.call("PUT", "/v1/audiences/settings", Some(&t), Some(quiet))
+            .await
+            .status,
+        200
+    );
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/promo",
+            Some(&t),
+            Some(json!({
+        "name": "Weekend promo", "template": "Hi {{first_name}}, 20% off this weekend",
+        "trigger": { "type": "manual" } })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let run = s
+        .call("POST", "/v1/campaigns/promo/run", Some(&t), None)
+        .await;
+    assert_eq!(run.status, 202, "{run:?}");
+    let stats = stats_when(&s, &t, "promo", |st| st["targeted"] == 4).await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    assert_eq!(stats["deferred_quiet_hours"], 1, "{stats}");
+    assert_eq!(
+        stats["skipped"],
+        json!({ "no_phone": 1, "not_subscribed": 1, "opted_out": 1 }),
+        "{stats}"
+    );
+    let got = messages_to(&s, &t, "+14155550301").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0]["status"], "scheduled",
+        "deferred to the end of quiet hours: {got:?}"
+    );
+    let at = got[0]["schedule_at_ms"].as_i64().unwrap_or(0);
+    assert_eq!((at / 60_000) % 1440, (now_min + 30) % 1440, "{got:?}");
+    assert_eq!(stats["pending"], 1);
+
+    // A redemption triggers its campaign (transactional: no quiet hours).
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/code",
+            Some(&t),
+            Some(json!({
+        "name": "Your coupon", "template": "Enjoy, {{first_name}}", "kind": "transactional",
+        "trigger": { "type": "event", "name": "redeemed", "params": { "goods": "coupons" } } })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let g = s
+        .call(
+            "PUT",
+            "/v1/goods/coupons",
+            Some(&t),
+            Some(json!({ "name": "Coupon", "price": 0 })),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{g:?}");
+    let up = s
+        .send(
+            s.request("POST", "/v1/goods/coupons/codes", Some(&t))
+                .header("content-type", "text/plain")
+                .body("A1\nA2\n"),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{up:?}");
+    let r = s
+        .call(
+            "POST",
+            "/v1/goods/coupons/redeem",
+            Some(&t),
+            Some(json!({ "player": "bob" })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let stats = stats_when(&s, &t, "code", |st| st["delivered"] == 1).await;
+    assert_eq!(stats["sent"], 1, "{stats}");
+    let got = messages_to(&s, &t, "+14155550302").await;
+    assert_eq!(got[0]["body"], "Enjoy, bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_campaign_fires_once_per_slot_across_a_restart() {
+    let s = Server::start("campaign-cron", |_| {}).await;
+    let t = s.demo_token().await;
+    source(&s, &t).await;
+    setup_player(&s, &t, "ann", "+14155550401", true).await;
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/tick",
+            Some(&t),
+            Some(json!({
+        "name": "Every two seconds", "template": "tick", "kind": "transactional",
+        "trigger": { "type": "schedule", "cron": "*/2 * * * * *", "timezone": "+0700" } })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let bad = s
+        .call(
+            "PUT",
+            "/v1/campaigns/bad",
+            Some(&t),
+            Some(json!({
+        "name": "x", "template": "x", "trigger": { "type": "schedule", "cron": "61 * * * *" } })),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    stats_when(&s, &t, "tick", |st| st["sent"].as_u64() >= Some(2)).await;
+    let s = s.restart().await;
+    let t = s.demo_token().await;
+    let before = s
+        .call("GET", "/v1/campaigns/tick", Some(&t), None)
+        .await
+        .body["stats"]["sent"]
+        .as_u64()
+        .unwrap_or(0);
+    stats_when(&s, &t, "tick", |st| st["sent"].as_u64() >= Some(before + 2)).await;
+    // Every slot fired once: one message per trigger, slots two seconds apart.
+    let got = messages_to(&s, &t, "+14155550401").await;
+    let mut slots: Vec<i64> = got
+        .iter()
+        .filter_map(|m| {
+            m["metadata"]["trigger"]
+                .as_str()?
+                .strip_prefix("slot:")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let n = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "a slot fired twice: {got:?}");
+    assert!(slots.iter().all(|s| s % 2000 == 0), "{slots:?}");
+}

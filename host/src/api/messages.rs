@@ -446,6 +446,7 @@ impl From<MessageError> for ApiError {
             MessageError::NoRoute(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no_route"),
             MessageError::NotFound(_) => (StatusCode::NOT_FOUND, "message_not_found"),
             MessageError::NotCancellable(_) => (StatusCode::CONFLICT, "not_cancellable"),
+            MessageError::Declined(_) => (StatusCode::CONFLICT, "declined"),
         };
         ApiError::new(status, code, message)
     }

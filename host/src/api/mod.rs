@@ -7,6 +7,7 @@ mod attentive;
 mod audiences;
 mod auth;
 mod bsg;
+mod campaigns;
 mod error;
 mod form;
 mod gateway;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub shutdown: crate::shutdown::Shutdown,
     pub messaging: Arc<crate::messaging::Messaging>,
     pub gateway: Arc<crate::gateway::Gateway>,
+    pub campaigns: Arc<crate::campaigns::engine::Campaigns>,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audiences::routes())
         .merge(attentive::routes())
         .merge(annex::routes())
+        .merge(campaigns::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

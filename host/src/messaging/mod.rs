@@ -295,6 +295,9 @@ pub enum MessageError {
     NotFound(String),
     #[error("message `{0}` is no longer scheduled")]
     NotCancellable(String),
+    /// The caller's part of [`Messaging::send_with`] declined to commit.
+    #[error("declined: {0}")]
+    Declined(&'static str),
     #[error(transparent)]
     Pricing(#[from] PricingError),
     #[error(transparent)]

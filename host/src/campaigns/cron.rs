@@ -1,0 +1,199 @@
+//! Cron expressions: `minute hour day-of-month month day-of-week`, with an
+//! optional leading seconds field; `*`, lists (`1,15`), ranges (`9-17`) and
+//! steps (`*/5`, `0-30/10`). Day of week 0 or 7 is Sunday. When both day
+//! fields are restricted, either may match (as in Vixie cron).
+
+/// A parsed expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cron {
+    seconds: Vec<bool>,
+    minutes: Vec<bool>,
+    hours: Vec<bool>,
+    days: Vec<bool>,
+    months: Vec<bool>,
+    weekdays: Vec<bool>,
+    days_any: bool,
+    weekdays_any: bool,
+}
+
+fn field(text: &str, min: u32, max: u32, name: &str) -> Result<(Vec<bool>, bool), String> {
+    let mut set = vec![false; max as usize + 1];
+    let bad =
+        || format!("the {name} field `{text}` is not {min}-{max}, *, a list, a range or a step");
+    for part in text.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().ok().filter(|s| *s > 0).ok_or_else(bad)?),
+            None => (part, 1),
+        };
+        let (lo, hi) = if range == "*" {
+            (min, max)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)
+        } else {
+            let v: u32 = range.parse().map_err(|_| bad())?;
+            (v, if part.contains('/') { max } else { v })
+        };
+        if lo < min || hi > max || lo > hi {
+            return Err(bad());
+        }
+        for v in (lo..=hi).step_by(step as usize) {
+            set[v as usize] = true;
+        }
+    }
+    Ok((set, text == "*"))
+}
+
+impl Cron {
+    pub fn parse(expr: &str) -> Result<Cron, String> {
+        let parts: Vec<&str> = expr.split_whitespace().collect();
+        let (sec, rest) = match parts.len() {
+            5 => ("0", &parts[..]),
+            6 => (parts[0], &parts[1..]),
+            _ => return Err("a cron expression has 5 fields (or 6 with seconds first)".into()),
+        };
+        let (seconds, _) = field(sec, 0, 59, "second")?;
+        let (minutes, _) = field(rest[0], 0, 59, "minute")?;
+        let (hours, _) = field(rest[1], 0, 23, "hour")?;
+        let (days, days_any) = field(rest[2], 1, 31, "day-of-month")?;
+        let (months, _) = field(rest[3], 1, 12, "month")?;
+        let (mut weekdays, weekdays_any) = field(rest[4], 0, 7, "day-of-week")?;
+        if weekdays[7] {
+            weekdays[0] = true;
+        }
+        Ok(Cron {
+            seconds,
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            days_any,
+            weekdays_any,
+        })
+    }
+
+    fn day_matches(&self, day: u32, weekday: u32) -> bool {
+        let d = self.days[day as usize];
+        let w = self.weekdays[weekday as usize];
+        match (self.days_any, self.weekdays_any) {
+            (true, true) => true,
+            (false, true) => d,
+            (true, false) => w,
+            (false, false) => d || w,
+        }
+    }
+
+    /// The first slot strictly after `after_ms`, with the expression read
+    /// in local time `offset_min` minutes east of UTC; `None` within 4
+    /// years (an impossible date such as 31 February).
+    pub fn next_after(&self, after_ms: i64, offset_min: i64) -> Option<i64> {
+        let offset_s = offset_min * 60;
+        let mut t = after_ms.div_euclid(1000) + 1 + offset_s; // local seconds
+        let limit = t + 4 * 366 * 86_400;
+        while t < limit {
+            let days = t.div_euclid(86_400);
+            let (_, month, day) = civil(days);
+            let weekday = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
+            if !self.months[month as usize] || !self.day_matches(day, weekday) {
+                t = (days + 1) * 86_400;
+                continue;
+            }
+            let secs = t.rem_euclid(86_400);
+            let (h, m, s) = (
+                (secs / 3600) as usize,
+                (secs % 3600 / 60) as usize,
+                (secs % 60) as usize,
+            );
+            if !self.hours[h] {
+                t = days * 86_400 + (h as i64 + 1) * 3600;
+                continue;
+            }
+            if !self.minutes[m] {
+                t = days * 86_400 + h as i64 * 3600 + (m as i64 + 1) * 60;
+                continue;
+            }
+            match (s..60).find(|s| self.seconds[*s]) {
+                Some(found) => {
+                    let local = days * 86_400 + h as i64 * 3600 + m as i64 * 60 + found as i64;
+                    return Some((local - offset_s) * 1000);
+                }
+                None => t = days * 86_400 + h as i64 * 3600 + (m as i64 + 1) * 60,
+            }
+        }
+        None
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{parse_sql_datetime, sql_datetime};
+
+    fn next(expr: &str, after: &str, offset: i64) -> String {
+        let c = Cron::parse(expr).expect("parses");
+        let at = parse_sql_datetime(after).expect("date");
+        sql_datetime(c.next_after(at, offset).expect("a slot"))
+    }
+
+    #[test]
+    fn next_slots() {
+        assert_eq!(
+            next("0 9 * * *", "2026-11-23 09:00:00", 0),
+            "2026-11-24 09:00:00"
+        );
+        assert_eq!(
+            next("0 9 * * *", "2026-11-23 08:59:59", 0),
+            "2026-11-23 09:00:00"
+        );
+        assert_eq!(
+            next("*/15 * * * *", "2026-11-23 10:07:00", 0),
+            "2026-11-23 10:15:00"
+        );
+        // 09:00 in UTC+7 is 02:00 UTC.
+        assert_eq!(
+            next("0 9 * * *", "2026-11-23 03:00:00", 420),
+            "2026-11-24 02:00:00"
+        );
+        // Mondays at 10:00; 2026-11-23 is a Monday.
+        assert_eq!(
+            next("0 10 * * 1", "2026-11-23 10:00:00", 0),
+            "2026-11-30 10:00:00"
+        );
+        assert_eq!(
+            next("0 0 1 1 *", "2026-11-23 00:00:00", 0),
+            "2027-01-01 00:00:00"
+        );
+        assert_eq!(
+            next("*/2 * * * * *", "2026-11-23 10:00:00", 0),
+            "2026-11-23 10:00:02"
+        );
+        assert!(
+            Cron::parse("0 0 31 2 *")
+                .expect("parses")
+                .next_after(0, 0)
+                .is_none()
+        );
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "*/0 * * * *",
+            "a * * * *",
+        ] {
+            assert!(Cron::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The campaign worker: fires due schedule slots and turns queued jobs
+//! into messages, each (campaign, person, trigger) at most once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::{
+    CAMPAIGNS, CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, SENT, Settings, bump, enqueue,
+    get, minutes_of, settings,
+};
+use crate::audiences::segments;
+use crate::audiences::subscriptions::{self, Channel, Person, SubType};
+use crate::ids::now_ms;
+use crate::messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
+use crate::players::{self, Player};
+use crate::shutdown::Shutdown;
+use crate::store::{Reader, Store, StoreError, Tx, key};
+use crate::views::time_part;
+
+/// Jobs worked on at once.
+const IN_FLIGHT: usize = 64;
+/// Players read per audience page.
+const PAGE: usize = 500;
+
+/// The worker.
+pub struct Campaigns {
+    store: Store,
+    messaging: Arc<Messaging>,
+    wake: Notify,
+}
+
+/// Why a person got nothing.
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    NoPlayer,
+    NoPhone,
+    NotInSegment,
+    NotSubscribed,
+    OptedOut,
+    Capped,
+    SendFailed,
+}
+
+impl Skip {
+    fn counter(self) -> &'static str {
+        match self {
+            Skip::NoPlayer => "skipped_no_player",
+            Skip::NoPhone => "skipped_no_phone",
+            Skip::NotInSegment => "skipped_not_in_segment",
+            Skip::NotSubscribed => "skipped_not_subscribed",
+            Skip::OptedOut => "skipped_opted_out",
+            Skip::Capped => "skipped_capped",
+            Skip::SendFailed => "skipped_send_failed",
+        }
+    }
+}
+
+/// What the message transaction found (it declines to commit otherwise).
+const DUPLICATE: &str = "campaign: already done";
+const CAPPED: &str = "campaign: frequency cap";
+
+impl Campaigns {
+    pub fn new(store: Store, messaging: Arc<Messaging>) -> Arc<Campaigns> {
+        Arc::new(Campaigns {
+            store,
+            messaging,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Look at the queue now (after a send-now, say).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Fire schedules and work the queue until shutdown.
+    pub async fn run_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut running: JoinSet<String> = JoinSet::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        while !shutdown.is_requested() {
+            if let Err(e) = self.fire_schedules(now_ms()).await {
+                tracing::error!(error = %e, "campaign schedules");
+            }
+            while let Some(done) = running.try_join_next() {
+                if let Ok(k) = done {
+                    in_flight.remove(&k);
+                }
+            }
+            match self.due(IN_FLIGHT * 2) {
+                Ok(due) => {
+                    for (k, job) in due {
+                        if in_flight.len() >= IN_FLIGHT {
+                            break;
+                        }
+                        if in_flight.insert(k.clone()) {
+                            let this = self.clone();
+                            running.spawn(async move {
+                                if let Err(e) = this.work(&k, job).await {
+                                    tracing::warn!(error = %e, "campaign job");
+                                }
+                                k
+                            });
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "campaign queue"),
+            }
+            tokio::select! {
+                _ = shutdown.requested() => {}
+                _ = self.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(k) = done {
+                        in_flight.remove(&k);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    fn due(&self, limit: usize) -> Result<Vec<(String, Job)>, StoreError> {
+        let bound = format!("{}\u{1f}", time_part(now_ms()));
+        Ok(self
+            .store
+            .read()?
+            .scan_page::<Job>(QUEUE, "", None, limit, false)?
+            .into_iter()
+            .take_while(|(k, _)| k.as_str() < bound.as_str())
+            .collect())
+    }
+
+    /// Queue the audience of every schedule whose slot has come, once per
+    /// slot (the slot is recorded in the same write). Slots missed while
+    /// the server was down fire once, as the latest of them.
+    async fn fire_schedules(&self, now: i64) -> Result<(), StoreError> {
+        let due: Vec<(String, Campaign)> = self
+            .store
+            .read()?
+            .scan_page::<Campaign>(CAMPAIGNS, "", None, usize::MAX, false)?
+            .into_iter()
+            .filter(|(_, c)| {
+                c.spec.status == CampaignStatus::Active && c.next_slot_ms.is_some_and(|n| n <= now)
+            })
+            .collect();
+        for (k, c) in due {
+            let Some(tenant) = k.split('\u{1f}').next().map(str::to_owned) else {
+                continue;
+            };
+            self.store
+                .write(move |tx| {
+                    let Some(mut c) = get(tx, &tenant, &c.id)? else {
+                        return Ok::<_, StoreError>(());
+                    };
+                    let Some(mut slot) = c.next_slot_ms.filter(|n| *n <= now) else {
+                        return Ok(()); // fired meanwhile
+                    };
+                    while let Some(next) = c.spec.next_slot(slot).filter(|n| *n <= now) {
+                        slot = next;
+                    }
+                    c.last_slot_ms = Some(slot);
+                    c.next_slot_ms = c.spec.next_slot(slot);
+                    tx.put(CAMPAIGNS, &key(&[&tenant, &c.id]), &c)?;
+                    let job = Job::Audience {
+                        trigger: format!("slot:{slot}"),
+                        after: None,
+                    };
+                    enqueue(tx, &tenant, &c.id, now, &job)?;
+                    tracing::info!(tenant, campaign = %c.id, slot, "campaign slot fired");
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn work(&self, entry: &str, job: Job) -> Result<(), MessageError> {
+        let mut parts = entry.split('\u{1f}');
+        let (Some(_), Some(tenant), Some(cid)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(());
+        };
+        let (tenant, cid) = (tenant.to_owned(), cid.to_owned());
+        let snap = self.store.read()?;
+        let campaign =
+            get(&snap, &tenant, &cid)?.filter(|c| c.spec.status == CampaignStatus::Active);
+        let Some(campaign) = campaign else {
+            drop(snap);
+            let e = entry.to_owned();
+            return Ok(self
+                .store
+                .write(move |tx| tx.remove(QUEUE, &e).map(|_| ()))
+                .await?);
+        };
+        match job {
+            Job::Audience { trigger, after } => {
+                drop(snap);
+                self.expand(entry, &tenant, &campaign, trigger, after).await
+            }
+            Job::Person { player, trigger } => {
+                let settings = settings(&snap, &tenant)?;
+                let verdict = self.consider(&snap, &tenant, &campaign, &player, &settings)?;
+                drop(snap);
+                match verdict {
+                    Err(skip) => self.skip(entry, &tenant, &cid, skip).await,
+                    Ok((p, phone)) => {
+                        self.send(entry, &tenant, &campaign, &p, phone, &trigger, &settings)
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// One page of the audience: a person job for each member, and the
+    /// next page's job, in one write.
+    async fn expand(
+        &self,
+        entry: &str,
+        tenant: &str,
+        c: &Campaign,
+        trigger: String,
+        after: Option<String>,
+    ) -> Result<(), MessageError> {
+        let now = now_ms();
+        let snap = self.store.read()?;
+        let page = players::list(&snap, tenant, after.as_deref(), PAGE)?;
+        let segment = match c.spec.segment {
+            Some(id) => segments::get(&snap, tenant, id)?,
+            None => None,
+        };
+        let mut members = Vec::with_capacity(page.len());
+        for p in &page {
+            let inside = match &segment {
+                Some(s) => segments::contains(&snap, tenant, s, p, now)?,
+                None => c.spec.segment.is_none(),
+            };
+            if inside {
+                members.push(p.id.clone());
+            }
+        }
+        drop(snap);
+        let last = (page.len() == PAGE)
+            .then(|| page.last().map(|p| p.id.clone()))
+            .flatten();
+        let (e, t, cid) = (entry.to_owned(), tenant.to_owned(), c.id.clone());
+        self.store
+            .write(move |tx| {
+                if tx.get_raw(QUEUE, &e)?.is_none() {
+                    return Ok::<_, StoreError>(());
+                }
+                tx.remove(QUEUE, &e)?;
+                for m in &members {
+                    let job = Job::Person {
+                        player: m.clone(),
+                        trigger: trigger.clone(),
+                    };
+                    enqueue(tx, &t, &cid, now, &job)?;
+                }
+                if let Some(after) = &last {
+                    let job = Job::Audience {
+                        trigger: trigger.clone(),
+                        after: Some(after.clone()),
+                    };
+                    enqueue(tx, &t, &cid, now, &job)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether `player` may get the campaign: the player and phone, or why not.
+    fn consider(
+        &self,
+        src: &impl Reader,
+        tenant: &str,
+        c: &Campaign,
+        player: &str,
+        _settings: &Settings,
+    ) -> Result<Result<(Player, String), Skip>, StoreError> {
+        let Some(p) = players::find(src, tenant, player)? else {
+            return Ok(Err(Skip::NoPlayer));
+        };
+        if let Some(id) = c.spec.segment {
+            let inside = match segments::get(src, tenant, id)? {
+                Some(s) => segments::contains(src, tenant, &s, &p, now_ms())?,
+                None => false,
+            };
+            if !inside {
+                return Ok(Err(Skip::NotInSegment));
+            }
+        }
+        let Some(phone) = p.phone.clone() else {
+            return Ok(Err(Skip::NoPhone));
+        };
+        if c.spec.kind == Kind::Marketing {
+            if optouts::contains(src, tenant, &phone)? {
+                return Ok(Err(Skip::OptedOut));
+            }
+            let who = Person {
+                phone: Some(phone.clone()),
+                email: None,
+            };
+            let list = match subscriptions::eligibility(src, tenant, &who) {
+                Ok(list) => list,
+                Err(subscriptions::SubscriptionError::Store(s)) => return Err(s),
+                Err(_) => return Ok(Err(Skip::NoPhone)),
+            };
+            let subscribed = list
+                .iter()
+                .any(|(s, ok)| *ok && s.channel == Channel::Text && s.kind == SubType::Marketing);
+            if !subscribed {
+                return Ok(Err(Skip::NotSubscribed));
+            }
+        }
+        Ok(Ok((p, phone)))
+    }
+
+    async fn skip(
+        &self,
+        entry: &str,
+        tenant: &str,
+        cid: &str,
+        why: Skip,
+    ) -> Result<(), MessageError> {
+        let (e, t, c) = (entry.to_owned(), tenant.to_owned(), cid.to_owned());
+        self.store
+            .write(move |tx| {
+                if tx.remove(QUEUE, &e)? {
+                    bump(tx, &t, &c, "targeted", 1)?;
+                    bump(tx, &t, &c, why.counter(), 1)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        entry: &str,
+        tenant: &str,
+        c: &Campaign,
+        p: &Player,
+        phone: String,
+        trigger: &str,
+        settings: &Settings,
+    ) -> Result<(), MessageError> {
+        let now = now_ms();
+        let marketing = c.spec.kind == Kind::Marketing;
+        let defer_to = if marketing {
+            quiet_until(settings, p, now)
+        } else {
+            None
+        };
+        let mut metadata = BTreeMap::from([("campaign".to_owned(), c.id.clone())]);
+        metadata.insert("trigger".into(), trigger.to_owned());
+        let req = SendRequest {
+            to: vec![phone],
+            channel: c.spec.channel.clone(),
+            template: Some(c.spec.template.clone()),
+            vars: vars(p),
+            kind: c.spec.kind,
+            schedule_at_ms: defer_to,
+            metadata,
+            ..SendRequest::default()
+        };
+        let cap = settings.frequency_cap.clone().filter(|_| marketing);
+        let (e, t, cid, pid, trig) = (
+            entry.to_owned(),
+            tenant.to_owned(),
+            c.id.clone(),
+            p.id.clone(),
+            trigger.to_owned(),
+        );
+        let sent = self
+            .messaging
+            .send_with(tenant, req, None, now, "campaign", move |tx, messages| {
+                let done = key(&[&t, &cid, &pid, &trig]);
+                if tx.get_raw(QUEUE, &e)?.is_none() || tx.get_raw(DONE, &done)?.is_some() {
+                    return Err(MessageError::Declined(DUPLICATE));
+                }
+                if let Some(cap) = &cap
+                    && !within_cap(tx, &t, &pid, cap, now)?
+                {
+                    return Err(MessageError::Declined(CAPPED));
+                }
+                tx.remove(QUEUE, &e)?;
+                tx.put_raw(DONE, &done, b"")?;
+                bump(tx, &t, &cid, "targeted", 1)?;
+                bump(tx, &t, &cid, "sent", 1)?;
+                if defer_to.is_some() {
+                    bump(tx, &t, &cid, "deferred_quiet_hours", 1)?;
+                }
+                for m in messages {
+                    tx.put_raw(SENT, &key(&[&t, &cid, &m.id]), b"")?;
+                }
+                Ok(())
+            })
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(MessageError::Declined(DUPLICATE)) => {
+                let e = entry.to_owned();
+                Ok(self
+                    .store
+                    .write(move |tx| tx.remove(QUEUE, &e).map(|_| ()))
+                    .await?)
+            }
+            Err(MessageError::Declined(_)) => self.skip(entry, tenant, &c.id, Skip::Capped).await,
+            Err(e @ MessageError::Store(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(tenant, campaign = %c.id, error = %e, "campaign message not sent");
+                self.skip(entry, tenant, &c.id, Skip::SendFailed).await
+            }
+        }
+    }
+}
+
+/// Whether one more campaign marketing message fits the person's cap; if
+/// so it is counted.
+fn within_cap(
+    tx: &mut Tx,
+    tenant: &str,
+    player: &str,
+    cap: &super::Cap,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let k = key(&[tenant, player]);
+    let since = now - i64::from(cap.hours) * 3_600_000;
+    let mut times: Vec<i64> = tx.get(CAPS, &k)?.unwrap_or_default();
+    times.retain(|t| *t > since);
+    if times.len() >= cap.max as usize {
+        return Ok(false);
+    }
+    times.push(now);
+    tx.put(CAPS, &k, &times)?;
+    Ok(true)
+}
+
+/// The end of the quiet window if the person's local time is inside it.
+fn quiet_until(s: &Settings, p: &Player, now: i64) -> Option<i64> {
+    let q = s.quiet_hours.as_ref()?;
+    let (start, end) = (minutes_of(&q.start)?, minutes_of(&q.end)?);
+    let tz = p
+        .attributes
+        .get("timezone")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .or_else(|| s.timezone.clone())
+        .unwrap_or_else(|| "+0000".into());
+    let offset = crate::gateway::accounts::offset_minutes(&tz).unwrap_or(0);
+    let local_min = (now.div_euclid(60_000) + offset).rem_euclid(1440);
+    let inside = if start < end {
+        (start..end).contains(&local_min)
+    } else {
+        local_min >= start || local_min < end
+    };
+    if !inside {
+        return None;
+    }
+    let wait_min = (end - local_min).rem_euclid(1440);
+    let minute_start = now - now.rem_euclid(60_000);
+    Some(minute_start + wait_min * 60_000)
+}
+
+/// A player's fields and string attributes, for the template.
+fn vars(p: &Player) -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> = p
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .collect();
+    v.insert("player_id".into(), p.id.clone());
+    for (k, f) in [
+        ("first_name", &p.first_name),
+        ("last_name", &p.last_name),
+        ("nickname", &p.nickname),
+        ("username", &p.username),
+        ("email", &p.email),
+        ("phone", &p.phone),
+    ] {
+        if let Some(f) = f {
+            v.insert(k.into(), f.clone());
+        }
+    }
+    v
+}

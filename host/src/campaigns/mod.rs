@@ -1,0 +1,492 @@
+//! Campaigns: a message template sent on a channel to an audience (a
+//! segment, or everyone eligible) when a trigger fires — a loyalty action
+//! (or a balance reached through one), a cron schedule, or a send-now.
+//!
+//! A trigger only writes jobs into the campaign queue, in the same
+//! transaction as what caused it (the action, the schedule's slot). The
+//! worker ([`engine`]) turns each (campaign, person, trigger) job into at
+//! most one message: eligibility, segment, frequency cap and the record
+//! that it was done are checked and written in the same transaction as
+//! the message, so a retry or a crash cannot send it twice. Quiet hours
+//! defer a marketing message to the end of the quiet window.
+
+pub mod cron;
+pub mod engine;
+
+use std::collections::BTreeMap;
+
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::valid_id;
+use crate::messaging::{self, Kind};
+use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use crate::views::time_part;
+
+/// (tenant, campaign id) → [`Campaign`].
+const CAMPAIGNS: Table = TableDefinition::new("campaigns");
+/// (tenant, event name, campaign id) → nothing: campaigns an event triggers.
+const TRIGGERS: Table = TableDefinition::new("campaign_triggers");
+/// (due time, tenant, campaign id, job id) → [`Job`].
+const QUEUE: Table = TableDefinition::new("campaign_queue");
+/// (tenant, campaign id, player, trigger key) → nothing: done.
+const DONE: Table = TableDefinition::new("campaign_done");
+/// (tenant, player) → send times (ms) of campaign marketing messages in
+/// the cap window.
+const CAPS: Table = TableDefinition::new("campaign_caps");
+/// (tenant, campaign id, counter) → count.
+const STATS: Table = TableDefinition::new("campaign_stats");
+/// (tenant, campaign id, message id) → nothing.
+const SENT: Table = TableDefinition::new("campaign_messages");
+/// tenant → [`Settings`].
+const SETTINGS: Table = TableDefinition::new("campaign_settings");
+
+/// What fires a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// A loyalty event: an action by name (`redeemed` for a redemption),
+    /// with parameter values that must match, and optionally a balance the
+    /// player must have reached (then once per player).
+    Event {
+        name: String,
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+        min_balance: Option<Threshold>,
+    },
+    /// A cron expression (5 fields, or 6 with seconds) in a UTC offset.
+    Schedule {
+        cron: String,
+        #[serde(default = "utc")]
+        timezone: String,
+    },
+    /// Only when asked: `POST /v1/campaigns/{id}/run`.
+    Manual,
+}
+
+fn utc() -> String {
+    "+0000".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub currency: String,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    #[default]
+    Active,
+    Paused,
+}
+
+/// A campaign as clients define it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    /// Rendered by the tenant's template binding with the player's fields
+    /// (`{{first_name}}`, …) and attributes.
+    pub template: String,
+    #[serde(default = "sms")]
+    pub channel: String,
+    #[serde(default = "marketing")]
+    pub kind: Kind,
+    /// A segment id; none: every player eligible for the kind.
+    pub segment: Option<u64>,
+    pub trigger: Trigger,
+    #[serde(default)]
+    pub status: CampaignStatus,
+}
+
+fn sms() -> String {
+    "sms".into()
+}
+
+fn marketing() -> Kind {
+    Kind::Marketing
+}
+
+/// A campaign as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Campaign {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: Spec,
+    /// The schedule's last slot that fired.
+    pub last_slot_ms: Option<i64>,
+    /// The schedule's next slot.
+    pub next_slot_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Quiet hours and frequency caps, per tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// UTC offset used for people without a `timezone` attribute.
+    pub timezone: Option<String>,
+    /// `HH:MM` to `HH:MM` in the recipient's time: marketing waits.
+    pub quiet_hours: Option<QuietHours>,
+    /// At most `max` campaign marketing messages per person in `hours`.
+    pub frequency_cap: Option<Cap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cap {
+    pub max: u32,
+    #[serde(default = "day")]
+    pub hours: u32,
+}
+
+fn day() -> u32 {
+    24
+}
+
+/// A job in the campaign queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    /// Consider one person for one trigger.
+    Person { player: String, trigger: String },
+    /// Expand the audience into person jobs, a page at a time.
+    Audience {
+        trigger: String,
+        after: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no campaign `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `HH:MM` as minutes after midnight.
+pub fn minutes_of(hhmm: &str) -> Option<i64> {
+    let (h, m) = hhmm.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && hhmm.len() == 5).then_some(h * 60 + m)
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), CampaignError> {
+        if let Some(tz) = &self.timezone
+            && crate::gateway::accounts::offset_minutes(tz).is_none()
+        {
+            return Err(CampaignError::Invalid(
+                "timezone is a UTC offset such as +0700".into(),
+            ));
+        }
+        if let Some(q) = &self.quiet_hours
+            && (minutes_of(&q.start).is_none() || minutes_of(&q.end).is_none() || q.start == q.end)
+        {
+            return Err(CampaignError::Invalid(
+                "quiet_hours are two different times HH:MM".into(),
+            ));
+        }
+        if let Some(c) = &self.frequency_cap
+            && (c.max == 0 || c.hours == 0 || c.hours > 24 * 31)
+        {
+            return Err(CampaignError::Invalid(
+                "frequency_cap is at least 1 message in 1 to 744 hours".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub fn settings(src: &impl Reader, tenant: &str) -> Result<Settings, StoreError> {
+    Ok(src.get(SETTINGS, &key(&[tenant]))?.unwrap_or_default())
+}
+
+pub fn set_settings(tx: &mut Tx, tenant: &str, s: &Settings) -> Result<(), StoreError> {
+    tx.put(SETTINGS, &key(&[tenant]), s)
+}
+
+impl Spec {
+    fn check(&self, src: &impl Reader, tenant: &str) -> Result<(), CampaignError> {
+        let bad = |m: String| Err(CampaignError::Invalid(m));
+        if self.name.trim().is_empty() || self.template.trim().is_empty() {
+            return bad("a campaign has a name and a template".into());
+        }
+        if !matches!(self.channel.as_str(), "sms" | "viber") {
+            return bad(format!("unknown channel `{}`: sms or viber", self.channel));
+        }
+        if let Some(id) = self.segment
+            && crate::audiences::segments::get(src, tenant, id)?.is_none()
+        {
+            return bad(format!("no segment {id}"));
+        }
+        match &self.trigger {
+            Trigger::Event { name, .. } if !valid_id(name) => {
+                bad("an event name is 1 to 128 characters".into())
+            }
+            Trigger::Schedule { cron, timezone } => {
+                cron::Cron::parse(cron).map_err(CampaignError::Invalid)?;
+                if crate::gateway::accounts::offset_minutes(timezone).is_none() {
+                    return bad("timezone is a UTC offset such as +0700".into());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The schedule's first slot after `after`.
+    fn next_slot(&self, after: i64) -> Option<i64> {
+        match &self.trigger {
+            Trigger::Schedule { cron, timezone } => {
+                let offset = crate::gateway::accounts::offset_minutes(timezone).unwrap_or(0);
+                cron::Cron::parse(cron).ok()?.next_after(after, offset)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn trigger_key(tenant: &str, spec: &Spec, id: &str) -> Option<String> {
+    match &spec.trigger {
+        Trigger::Event { name, .. } => Some(key(&[tenant, name, id])),
+        _ => None,
+    }
+}
+
+/// Create or replace campaign `id`.
+pub fn put(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    spec: Spec,
+    now: i64,
+) -> Result<Campaign, CampaignError> {
+    if !valid_id(id) {
+        return Err(CampaignError::Invalid(
+            "a campaign id is 1 to 128 characters".into(),
+        ));
+    }
+    spec.check(tx, tenant)?;
+    let old = get(tx, tenant, id)?;
+    if let Some(old) = &old
+        && let Some(k) = trigger_key(tenant, &old.spec, id)
+    {
+        tx.remove(TRIGGERS, &k)?;
+    }
+    if let Some(k) = trigger_key(tenant, &spec, id) {
+        tx.put_raw(TRIGGERS, &k, b"")?;
+    }
+    let same_schedule = old.as_ref().is_some_and(|o| o.spec.trigger == spec.trigger);
+    let last_slot_ms = if same_schedule {
+        old.as_ref().and_then(|o| o.last_slot_ms)
+    } else {
+        None
+    };
+    let c = Campaign {
+        id: id.to_owned(),
+        next_slot_ms: spec.next_slot(last_slot_ms.unwrap_or(now)),
+        spec,
+        last_slot_ms,
+        created_at_ms: old.map(|o| o.created_at_ms).unwrap_or(now),
+        updated_at_ms: now,
+    };
+    tx.put(CAMPAIGNS, &key(&[tenant, id]), &c)?;
+    Ok(c)
+}
+
+pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Campaign>, StoreError> {
+    src.get(CAMPAIGNS, &key(&[tenant, id]))
+}
+
+pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
+    Ok(src
+        .scan_page::<Campaign>(CAMPAIGNS, &prefix(&[tenant]), None, usize::MAX, false)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+/// Remove a campaign; its queued jobs are dropped when the worker meets them.
+pub fn remove(tx: &mut Tx, tenant: &str, id: &str) -> Result<(), CampaignError> {
+    let c = get(tx, tenant, id)?.ok_or_else(|| CampaignError::NotFound(id.into()))?;
+    if let Some(k) = trigger_key(tenant, &c.spec, id) {
+        tx.remove(TRIGGERS, &k)?;
+    }
+    tx.remove(CAMPAIGNS, &key(&[tenant, id]))?;
+    Ok(())
+}
+
+fn enqueue(
+    tx: &mut Tx,
+    tenant: &str,
+    campaign: &str,
+    due: i64,
+    job: &Job,
+) -> Result<(), StoreError> {
+    let n = tx.next_seq(tenant, "campaign_job")?;
+    tx.put(
+        QUEUE,
+        &key(&[
+            &time_part(due),
+            tenant,
+            campaign,
+            &crate::store::seq_part(n),
+        ]),
+        job,
+    )
+}
+
+/// Send-now: queue the whole audience once under `run`.
+pub fn run_now(
+    tx: &mut Tx,
+    tenant: &str,
+    id: &str,
+    run: &str,
+    now: i64,
+) -> Result<(), CampaignError> {
+    let c = get(tx, tenant, id)?.ok_or_else(|| CampaignError::NotFound(id.into()))?;
+    let job = Job::Audience {
+        trigger: format!("run:{run}"),
+        after: None,
+    };
+    enqueue(tx, tenant, &c.id, now, &job)?;
+    Ok(())
+}
+
+/// A loyalty event happened (inside the transaction that records it):
+/// queue a job for every active campaign it triggers. `id` is the event's
+/// own id (an action id), the trigger key unless a balance threshold makes
+/// it once per player.
+pub fn on_event(
+    tx: &mut Tx,
+    tenant: &str,
+    player: &str,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ids: Vec<String> = tx
+        .scan_raw(TRIGGERS, &prefix(&[tenant, name]), None, 1000, false)?
+        .into_iter()
+        .filter_map(|(k, _)| k.rsplit('\u{1f}').next().map(str::to_owned))
+        .collect();
+    for cid in ids {
+        let Some(c) = get(tx, tenant, &cid)? else {
+            continue;
+        };
+        if c.spec.status != CampaignStatus::Active {
+            continue;
+        }
+        let Trigger::Event {
+            params: want,
+            min_balance,
+            ..
+        } = &c.spec.trigger
+        else {
+            continue;
+        };
+        if want.iter().any(|(k, v)| params.get(k) != Some(v)) {
+            continue;
+        }
+        let trigger = match min_balance {
+            Some(t) => {
+                if crate::views::balance(tx, tenant, player, &t.currency)? < t.amount {
+                    continue;
+                }
+                format!("balance:{}:{}", t.currency, t.amount)
+            }
+            None => format!("event:{id}"),
+        };
+        let job = Job::Person {
+            player: player.to_owned(),
+            trigger,
+        };
+        enqueue(tx, tenant, &cid, now, &job)?;
+    }
+    Ok(())
+}
+
+/// A campaign's counters, and its messages' outcomes so far.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Stats {
+    pub targeted: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub deferred_quiet_hours: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub pending: u64,
+}
+
+fn bump(
+    tx: &mut Tx,
+    tenant: &str,
+    campaign: &str,
+    counter: &str,
+    by: u64,
+) -> Result<(), StoreError> {
+    let k = key(&[tenant, campaign, counter]);
+    let n = tx.get_u64(STATS, &k)? + by;
+    tx.put_u64(STATS, &k, n)
+}
+
+pub fn stats(src: &impl Reader, tenant: &str, campaign: &str) -> Result<Stats, StoreError> {
+    let mut s = Stats::default();
+    for (k, v) in src.scan_raw(STATS, &prefix(&[tenant, campaign]), None, usize::MAX, false)? {
+        let n = <[u8; 8]>::try_from(v.as_slice())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        let counter = k.rsplit('\u{1f}').next().unwrap_or_default();
+        match counter {
+            "targeted" => s.targeted = n,
+            "sent" => s.sent = n,
+            "deferred_quiet_hours" => s.deferred_quiet_hours = n,
+            other => {
+                if let Some(reason) = other.strip_prefix("skipped_") {
+                    s.skipped.insert(reason.to_owned(), n);
+                }
+            }
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = src.scan_raw(
+            SENT,
+            &prefix(&[tenant, campaign]),
+            after.as_deref(),
+            1000,
+            false,
+        )?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        let n = page.len();
+        for (k, _) in page {
+            let id = k.rsplit('\u{1f}').next().unwrap_or_default();
+            match messaging::get(src, tenant, id)?.map(|m| m.status) {
+                Some(messaging::Status::Delivered | messaging::Status::Read) => s.delivered += 1,
+                Some(st) if st.is_failure() => s.failed += 1,
+                _ => s.pending += 1,
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(s)
+}
