@@ -422,3 +422,118 @@ async fn a_scheduled_campaign_fires_once_per_slot_across_a_restart() {
     assert_eq!(slots.len(), n, "a slot fired twice: {got:?}");
     assert!(slots.iter().all(|s| s % 2000 == 0), "{slots:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaching_a_balance_triggers_once_and_parameters_must_match() {
+    let s = Server::start("campaign-balance", |_| {}).await;
+    let t = s.demo_token().await;
+    source(&s, &t).await;
+    setup_player(&s, &t, "ann", "+14155550501", true).await;
+    let c = s.call("PUT", "/v1/campaigns/vip", Some(&t), Some(json!({
+        "name": "300 points", "template": "You reached 300 points, {{first_name}}",
+        "trigger": { "type": "event", "name": "buy", "min_balance": { "currency": "points", "amount": 300 } } }))).await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/shoes",
+            Some(&t),
+            Some(json!({
+        "name": "Shoes", "template": "Nice shoes", "kind": "transactional",
+        "trigger": { "type": "event", "name": "buy", "params": { "sku": "shoes" } } })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    for sku in ["hat", "hat", "hat", "hat", "shoes"] {
+        let a = s
+            .call(
+                "POST",
+                "/v1/actions",
+                Some(&t),
+                Some(json!({ "player": "ann", "action": "buy", "params": { "sku": sku } })),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    // 100 points per buy: 300 reached at the third, and 400, 500 after it.
+    let vip = stats_when(&s, &t, "vip", |st| st["targeted"] == 3).await;
+    assert_eq!(vip["sent"], 1, "once per player: {vip}");
+    assert_eq!(vip["skipped"]["already_sent"], 2, "{vip}");
+    let shoes = stats_when(&s, &t, "shoes", |st| st["targeted"] == 1).await;
+    assert_eq!(shoes["sent"], 1, "{shoes}");
+    let bodies: Vec<String> = messages_to(&s, &t, "+14155550501")
+        .await
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(
+        bodies.contains(&"You reached 300 points, ann".to_owned()),
+        "{bodies:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_defer_a_marketing_message_which_is_sent_when_they_end() {
+    let s = Server::start("campaign-quiet", |_| {}).await;
+    let t = s.demo_token().await;
+    source(&s, &t).await;
+    setup_player(&s, &t, "ann", "+14155550601", true).await;
+    // Quiet until the next minute in the player's own time zone (+0530).
+    let attrs = s
+        .call(
+            "PATCH",
+            "/v1/players/ann",
+            Some(&t),
+            Some(json!({ "attributes": { "timezone": "+0530" } })),
+        )
+        .await;
+    assert!(attrs.status < 300, "{attrs:?}");
+    let local = (engage::ids::now_ms() / 60_000 + 330) % 1440;
+    let hhmm = |m: i64| {
+        format!(
+            "{:02}:{:02}",
+            m.rem_euclid(1440) / 60,
+            m.rem_euclid(1440) % 60
+        )
+    };
+    let quiet = json!({ "quiet_hours": { "start": hhmm(local - 60), "end": hhmm(local + 1) } });
+    assert_eq!(
+        s.call("PUT", "/v1/audiences/settings", Some(&t), Some(quiet))
+            .await
+            .status,
+        200
+    );
+    let c = s
+        .call(
+            "PUT",
+            "/v1/campaigns/night",
+            Some(&t),
+            Some(json!({
+        "name": "Night", "template": "Good morning", "trigger": { "type": "manual" } })),
+        )
+        .await;
+    assert_eq!(c.status, 200);
+    assert_eq!(
+        s.call("POST", "/v1/campaigns/night/run", Some(&t), None)
+            .await
+            .status,
+        202
+    );
+    let deferred = stats_when(&s, &t, "night", |st| st["sent"] == 1).await;
+    assert_eq!(deferred["deferred_quiet_hours"], 1);
+    assert_eq!(
+        messages_to(&s, &t, "+14155550601").await[0]["status"],
+        "scheduled"
+    );
+    // At most a minute later the window is over and the message goes.
+    let mut status = json!(null);
+    for _ in 0..180 {
+        status = messages_to(&s, &t, "+14155550601").await[0]["status"].clone();
+        if status == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(status, "delivered");
+}

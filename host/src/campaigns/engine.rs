@@ -25,6 +25,8 @@ use crate::views::time_part;
 const IN_FLIGHT: usize = 64;
 /// Players read per audience page.
 const PAGE: usize = 500;
+/// How often schedules are looked at (a slot fires at most this late).
+const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
 
 /// The worker.
 pub struct Campaigns {
@@ -43,6 +45,8 @@ enum Skip {
     OptedOut,
     Capped,
     SendFailed,
+    /// This trigger already reached this person (a threshold met again).
+    AlreadySent,
 }
 
 impl Skip {
@@ -55,6 +59,7 @@ impl Skip {
             Skip::OptedOut => "skipped_opted_out",
             Skip::Capped => "skipped_capped",
             Skip::SendFailed => "skipped_send_failed",
+            Skip::AlreadySent => "skipped_already_sent",
         }
     }
 }
@@ -81,9 +86,13 @@ impl Campaigns {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut running: JoinSet<String> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        let mut schedules_checked = std::time::Instant::now() - SCHEDULE_EVERY;
         while !shutdown.is_requested() {
-            if let Err(e) = self.fire_schedules(now_ms()).await {
-                tracing::error!(error = %e, "campaign schedules");
+            if schedules_checked.elapsed() >= SCHEDULE_EVERY {
+                schedules_checked = std::time::Instant::now();
+                if let Err(e) = self.fire_schedules(now_ms()).await {
+                    tracing::error!(error = %e, "campaign schedules");
+                }
             }
             while let Some(done) = running.try_join_next() {
                 if let Ok(k) = done {
@@ -407,11 +416,7 @@ impl Campaigns {
         match sent {
             Ok(_) => Ok(()),
             Err(MessageError::Declined(DUPLICATE)) => {
-                let e = entry.to_owned();
-                Ok(self
-                    .store
-                    .write(move |tx| tx.remove(QUEUE, &e).map(|_| ()))
-                    .await?)
+                self.skip(entry, tenant, &c.id, Skip::AlreadySent).await
             }
             Err(MessageError::Declined(_)) => self.skip(entry, tenant, &c.id, Skip::Capped).await,
             Err(e @ MessageError::Store(_)) => Err(e),
