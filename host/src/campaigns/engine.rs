@@ -86,7 +86,9 @@ impl Campaigns {
     pub async fn run_loop(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut running: JoinSet<String> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
-        let mut schedules_checked = std::time::Instant::now() - SCHEDULE_EVERY;
+        let mut schedules_checked = std::time::Instant::now()
+            .checked_sub(SCHEDULE_EVERY)
+            .unwrap_or_else(std::time::Instant::now);
         while !shutdown.is_requested() {
             if schedules_checked.elapsed() >= SCHEDULE_EVERY {
                 schedules_checked = std::time::Instant::now();
