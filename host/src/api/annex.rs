@@ -81,19 +81,11 @@ impl FromRequestParts<AppState> for Tenant {
                 "Authorization: Bearer <access token> is required".into(),
             )
         };
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(denied)?;
         let snap = s.store.read()?;
-        if let Ok(t) = tenants::by_api_key(&snap, bearer)
-            .or_else(|_| tenants::verify_token(&snap, bearer, now_ms()))
-        {
+        if let Some(t) = super::auth::bearer_key_tenant(parts, &snap)? {
             return Ok(Tenant(t));
         }
+        let bearer = super::auth::bearer_credential(parts).ok_or_else(denied)?;
         // Annex's access token: base64 of [token, site id] or {…}.
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(bearer)

@@ -19,7 +19,6 @@ use super::{AppState, RequestId};
 use crate::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
 use crate::ids::now_ms;
 use crate::messaging::{Kind, MessageError, SendRequest, Status};
-use crate::tenants;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -85,18 +84,9 @@ impl FromRequestParts<AppState> for Tenant {
                 "Authorization: Bearer <API key or access token> is required".into(),
             )
         };
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(denied)?;
-        let snap = s.store.read()?;
-        tenants::by_api_key(&snap, bearer)
-            .or_else(|_| tenants::verify_token(&snap, bearer, now_ms()))
+        super::auth::bearer_key_tenant(parts, &s.store.read()?)?
             .map(Tenant)
-            .map_err(|_| denied())
+            .ok_or_else(denied)
     }
 }
 

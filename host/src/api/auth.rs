@@ -52,3 +52,24 @@ impl FromRequestParts<AppState> for AdminAuth {
         }
     }
 }
+
+/// The tenant of a vendor API's static credential: the tenant's API key,
+/// or (for clients that can renew them) an access token. `None` when
+/// there is no bearer credential or it names no tenant.
+pub fn bearer_key_tenant(
+    parts: &Parts,
+    snap: &crate::store::Snapshot,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let Ok(credential) = bearer(parts) else {
+        return Ok(None);
+    };
+    if let Ok(t) = tenants::by_api_key(snap, credential) {
+        return Ok(Some(t));
+    }
+    Ok(tenants::verify_token(snap, credential, now_ms()).ok())
+}
+
+/// The raw bearer credential, if any.
+pub fn bearer_credential(parts: &Parts) -> Option<&str> {
+    bearer(parts).ok()
+}

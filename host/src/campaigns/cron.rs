@@ -92,7 +92,7 @@ impl Cron {
         let limit = t + 4 * 366 * 86_400;
         while t < limit {
             let days = t.div_euclid(86_400);
-            let (_, month, day) = civil(days);
+            let (_, month, day) = crate::ids::civil_from_days(days);
             let weekday = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
             if !self.months[month as usize] || !self.day_matches(day, weekday) {
                 t = (days + 1) * 86_400;
@@ -124,19 +124,6 @@ impl Cron {
     }
 }
 
-/// (year, month, day) of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,36 +137,40 @@ mod tests {
 
     #[test]
     fn next_slots() {
-        assert_eq!(
-            next("0 9 * * *", "2026-11-23 09:00:00", 0),
-            "2026-11-24 09:00:00"
-        );
-        assert_eq!(
-            next("0 9 * * *", "2026-11-23 08:59:59", 0),
-            "2026-11-23 09:00:00"
-        );
-        assert_eq!(
-            next("*/15 * * * *", "2026-11-23 10:07:00", 0),
-            "2026-11-23 10:15:00"
-        );
-        // 09:00 in UTC+7 is 02:00 UTC.
-        assert_eq!(
-            next("0 9 * * *", "2026-11-23 03:00:00", 420),
-            "2026-11-24 02:00:00"
-        );
-        // Mondays at 10:00; 2026-11-23 is a Monday.
-        assert_eq!(
-            next("0 10 * * 1", "2026-11-23 10:00:00", 0),
-            "2026-11-30 10:00:00"
-        );
-        assert_eq!(
-            next("0 0 1 1 *", "2026-11-23 00:00:00", 0),
-            "2027-01-01 00:00:00"
-        );
-        assert_eq!(
-            next("*/2 * * * * *", "2026-11-23 10:00:00", 0),
-            "2026-11-23 10:00:02"
-        );
+        let cases = [
+            ("0 9 * * *", "2026-11-23 09:00:00", 0, "2026-11-24 09:00:00"),
+            ("0 9 * * *", "2026-11-23 08:59:59", 0, "2026-11-23 09:00:00"),
+            (
+                "*/15 * * * *",
+                "2026-11-23 10:07:00",
+                0,
+                "2026-11-23 10:15:00",
+            ),
+            // 09:00 in UTC+7 is 02:00 UTC.
+            (
+                "0 9 * * *",
+                "2026-11-23 03:00:00",
+                420,
+                "2026-11-24 02:00:00",
+            ),
+            // Mondays at 10:00; 2026-11-23 is a Monday.
+            (
+                "0 10 * * 1",
+                "2026-11-23 10:00:00",
+                0,
+                "2026-11-30 10:00:00",
+            ),
+            ("0 0 1 1 *", "2026-11-23 00:00:00", 0, "2027-01-01 00:00:00"),
+            (
+                "*/2 * * * * *",
+                "2026-11-23 10:00:00",
+                0,
+                "2026-11-23 10:00:02",
+            ),
+        ];
+        for (expr, after, offset, want) in cases {
+            assert_eq!(next(expr, after, offset), want, "{expr} after {after}");
+        }
         assert!(
             Cron::parse("0 0 31 2 *")
                 .expect("parses")
