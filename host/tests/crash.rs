@@ -546,3 +546,147 @@ async fn sigkill_while_messages_are_queued_and_sending_loses_none() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A campaign's stats, once a predicate holds (or after `tries`).
+async fn campaign_stats(
+    http: &reqwest::Client,
+    b: &str,
+    t: &str,
+    id: &str,
+    tries: usize,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..tries {
+        let (_, v) = call(
+            http,
+            http.get(format!("{b}/v1/campaigns/{id}")).bearer_auth(t),
+        )
+        .await;
+        last = v["stats"].clone();
+        if done(&last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_killed_mid_run_reaches_everyone_exactly_once() {
+    const MEMBERS: usize = 1500;
+    let data: PathBuf = std::env::temp_dir().join(format!(
+        "engage-crash-campaign-{}",
+        engage::ids::random_hex(6)
+    ));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut server = start(&data).await;
+    let http = reqwest::Client::new();
+    let b = server.base.clone();
+    let t = demo_token(&data, &b, &http).await;
+    let (st, _) = call(
+        &http,
+        http.put(format!("{b}/v1/audiences/sources/web"))
+            .bearer_auth(&t)
+            .json(&json!({ "name": "Web" })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (http, b, t) = (http.clone(), b.clone(), t.clone());
+        clients.push(tokio::spawn(async move {
+            for i in (c..MEMBERS).step_by(4) {
+                let phone = format!("+1415777{i:04}");
+                let p = json!({ "id": format!("m{i:04}"), "phone": phone });
+                let (st, _) = call(
+                    &http,
+                    http.post(format!("{b}/v1/players"))
+                        .bearer_auth(&t)
+                        .json(&p),
+                )
+                .await;
+                assert_eq!(st, 201);
+                let s = json!({ "phone": phone, "source": "web" });
+                let (st, _) = call(
+                    &http,
+                    http.post(format!("{b}/v1/audiences/subscriptions"))
+                        .bearer_auth(&t)
+                        .json(&s),
+                )
+                .await;
+                assert_eq!(st, 200);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+    let campaign = json!({ "name": "Crash", "template": "Hello {{player_id}}", "trigger": { "type": "manual" } });
+    let (st, _) = call(
+        &http,
+        http.put(format!("{b}/v1/campaigns/crash"))
+            .bearer_auth(&t)
+            .json(&campaign),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &http,
+        http.post(format!("{b}/v1/campaigns/crash/run"))
+            .bearer_auth(&t),
+    )
+    .await;
+    assert_eq!(st, 202);
+    // Kill it part way through.
+    let mid = campaign_stats(&http, &b, &t, "crash", 400, |s| {
+        s["sent"].as_u64() >= Some(200)
+    })
+    .await;
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+    let before = mid["sent"].as_u64().unwrap_or(0);
+    assert!(before < MEMBERS as u64, "killed too late to matter: {mid}");
+
+    let server = start(&data).await;
+    let b = server.base.clone();
+    let t = demo_token(&data, &b, &http).await;
+    let done = campaign_stats(&http, &b, &t, "crash", 1200, |s| {
+        s["targeted"].as_u64() >= Some(MEMBERS as u64)
+    })
+    .await;
+    assert_eq!(done["sent"].as_u64(), Some(MEMBERS as u64), "{done}");
+    assert_eq!(done["targeted"].as_u64(), Some(MEMBERS as u64), "{done}");
+
+    // Every member has exactly one message from the campaign.
+    let mut per_phone: std::collections::HashMap<String, usize> = Default::default();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{b}/v1/messages?limit=500");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let (_, v) = call(&http, http.get(url).bearer_auth(&t)).await;
+        for m in v["messages"].as_array().cloned().unwrap_or_default() {
+            if m["metadata"]["campaign"] == "crash" {
+                *per_phone
+                    .entry(m["to"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        match v["next_after"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(per_phone.len(), MEMBERS);
+    assert!(
+        per_phone.values().all(|n| *n == 1),
+        "someone got two messages"
+    );
+    eprintln!(
+        "campaign killed after {before} of {MEMBERS} sent; after the restart all {MEMBERS} got exactly one"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
