@@ -1085,6 +1085,24 @@ async fn stop_through_twilio_blocks_marketing_from_every_api() {
             .as_str()
             .is_some_and(|b| b.contains("<Response>"))
     );
+    // Twilio retrying the same message (same MessageSid) records it once.
+    let again = s
+        .send(
+            s.request("POST", &path, None)
+                .header(
+                    "X-Twilio-Signature",
+                    engage::messaging::providers::twilio_signature("secret-token", &url, &params),
+                )
+                .form(&params),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let incoming = v1(&s, &t, "GET", "/v1/gateway/incoming", None).await;
+    assert_eq!(
+        incoming.body["incoming"].as_array().map(Vec::len),
+        Some(1),
+        "{incoming:?}"
+    );
     assert_eq!(
         v1(&s, &t, "GET", "/v1/messaging/opt-outs/+14155550100", None)
             .await

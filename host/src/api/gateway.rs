@@ -205,8 +205,17 @@ async fn rotate_token(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(username): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    set_token(&s, tenant, username, Some(accounts::new_token())).await
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let (t, now, token) = (tenant.clone(), now_ms(), accounts::new_token());
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
+        let a = accounts::update(tx, &t, &username, now, |a| {
+            a.token = Some(token.clone());
+            Ok(())
+        })?;
+        Ok::<_, GatewayError>(a.view())
+    })
+    .await
 }
 
 async fn revoke_token(
@@ -382,10 +391,10 @@ async fn receive(
     State(s): State<AppState>,
     Extension(rid): Extension<RequestId>,
     m: Mutation,
-) -> Result<(StatusCode, Json<inbound::Incoming>), ApiError> {
+) -> Result<Response, ApiError> {
     let sms: Inbound = m.json()?;
-    let i = inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
-    Ok((StatusCode::CREATED, Json(i)))
+    let g = inbound::receive(&s.gateway, &tenant, sms, m.idem.clone(), now_ms(), &rid.0).await?;
+    Ok(mutation::respond(g, StatusCode::CREATED))
 }
 
 #[derive(Deserialize)]
@@ -472,6 +481,12 @@ async fn twilio_inbound(
             "From and Body are required",
         ));
     };
+    // Twilio retries a webhook that failed: its MessageSid makes the retry
+    // an idempotent replay.
+    let idem = field("MessageSid").map(|sid| crate::idempotency::Call {
+        key: format!("twilio-inbound:{provider}:{sid}"),
+        fingerprint: crate::ids::sha256_hex(sid.as_bytes()),
+    });
     let sms = Inbound {
         from,
         to: field("To").unwrap_or_default(),
@@ -479,7 +494,7 @@ async fn twilio_inbound(
         smsc: provider,
         source: "twilio".into(),
     };
-    inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
+    inbound::receive(&s.gateway, &tenant, sms, idem, now_ms(), &rid.0).await?;
     Ok((
         [(CONTENT_TYPE, "text/xml")],
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
@@ -532,6 +547,6 @@ async fn kannel_inbound(
         smsc: if q.smsc.is_empty() { provider } else { q.smsc },
         source: "kannel".into(),
     };
-    inbound::receive(&s.gateway, &tenant, sms, now_ms(), &rid.0).await?;
+    inbound::receive(&s.gateway, &tenant, sms, None, now_ms(), &rid.0).await?;
     Ok(StatusCode::OK)
 }

@@ -820,7 +820,7 @@ async fn inject(c: &Call<'_>) -> Answer {
         smsc: c.p.get("smsc").to_owned(),
         source: "inject".into(),
     };
-    inbound::receive(&c.s.gateway, &tenant, sms, now_ms(), c.rid)
+    inbound::receive(&c.s.gateway, &tenant, sms, None, now_ms(), c.rid)
         .await
         .map_err(|e| gateway_fail("601", e))?;
     Ok(ok(json!({})))

@@ -8,6 +8,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Gateway, GatewayError, accounts, numbers, settings};
+use crate::idempotency::{self, Call, Guarded};
 use crate::messaging::{Kind, SendRequest, optouts};
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
@@ -174,16 +175,18 @@ struct Reply {
 }
 
 /// Record an inbound SMS and act on it. The record, the opt-out change and
-/// the inbox entry are one write; answers (HELP, a keyword's reply) and a
+/// the inbox entry are one write (guarded by `idem`: a provider's retry of
+/// the same message is answered, not processed again); answers (HELP, a keyword's reply) and a
 /// forward to the owner's mobile are sent after it, as transactional
 /// messages.
 pub async fn receive(
     g: &Gateway,
     tenant: &str,
     sms: Inbound,
+    idem: Option<Call>,
     now: i64,
     rid: &str,
-) -> Result<Incoming, GatewayError> {
+) -> Result<Guarded<Incoming>, GatewayError> {
     let sender = numbers::sanitize(&sms.from);
     if sender.trim_start_matches('+').is_empty() {
         return Err(GatewayError::Invalid(format!(
@@ -202,86 +205,89 @@ pub async fn receive(
         None => (text.to_uppercase(), String::new()),
     };
     let (t, smsc, source) = (tenant.to_owned(), sms.smsc.clone(), sms.source.clone());
-    let (incoming, replies) = g
+    let (guarded, replies) = g
         .store
         .write(move |tx| {
-            let s = settings(tx, &t)?;
             let mut replies = Vec::new();
-            let reply =
-                |replies: &mut Vec<Reply>, body: &Option<String>, account: Option<String>| {
-                    if let Some(b) = body {
-                        replies.push(Reply {
-                            to: src.clone(),
-                            body: b.clone(),
-                            account,
-                        });
-                    }
-                };
-            let (handling, owner, keyword, msg) = if s.stop_words.contains(&first) {
-                optouts::add(tx, &t, &src, &format!("sms:{first}"), now)?;
-                reply(&mut replies, &s.stop_reply, None);
-                (Handling::OptOut, None, first.clone(), rest.clone())
-            } else if s.start_words.contains(&first) {
-                optouts::remove(tx, &t, &src)?;
-                reply(&mut replies, &s.start_reply, None);
-                (Handling::OptIn, None, first.clone(), rest.clone())
-            } else if s.help_words.contains(&first) {
-                reply(&mut replies, &s.help_reply, None);
-                (Handling::Help, None, first.clone(), rest.clone())
-            } else if let Some(kw) = tx.get::<Keyword>(KEYWORDS, &key(&[&t, &first]))? {
-                let owner = accounts::get(tx, &t, &kw.account)?;
-                let credit = owner.as_ref().map(|o| o.credit_account());
-                reply(&mut replies, &kw.reply, credit.clone());
-                if let Some(o) = owner
-                    .as_ref()
-                    .filter(|o| o.fwd_to_mobile && !o.mobile.is_empty())
-                {
-                    let to = numbers::localize(&o.mobile, &o.replace_zero, o.local_length);
-                    if let Some(to) = numbers::to_e164(&to) {
-                        replies.push(Reply {
-                            to,
-                            body: format!("{src}: {text}"),
-                            account: credit,
-                        });
-                    }
-                }
-                (
-                    Handling::Keyword,
-                    Some(kw.account),
-                    first.clone(),
-                    rest.clone(),
-                )
-            } else {
-                (Handling::Unhandled, None, String::new(), text.clone())
-            };
-            let incoming = Incoming {
-                id: tx.next_seq(&t, "gateway_in")?,
-                src: src.clone(),
-                dst: dst.clone(),
-                keyword,
-                msg,
-                handling,
-                owner: owner.clone(),
-                source: source.clone(),
-                smsc: smsc.clone(),
-                at_ms: now,
-            };
-            tx.put(INCOMING, &key(&[&t, &seq_part(incoming.id)]), &incoming)?;
-            if let Some(o) = owner.and_then(|o| accounts::get(tx, &t, &o).transpose()) {
-                let o = o?;
-                if o.fwd_to_inbox && !o.banned {
-                    let entry = InboxEntry {
-                        id: tx.next_seq(&t, "gateway_inbox")?,
-                        src: src.clone(),
-                        dst: dst.clone(),
-                        msg: incoming.msg.clone(),
-                        incoming_id: incoming.id,
-                        at_ms: now,
+            let guarded = idempotency::guarded(tx, &t, idem.as_ref(), now, 201, |tx| {
+                let s = settings(tx, &t)?;
+                let reply =
+                    |replies: &mut Vec<Reply>, body: &Option<String>, account: Option<String>| {
+                        if let Some(b) = body {
+                            replies.push(Reply {
+                                to: src.clone(),
+                                body: b.clone(),
+                                account,
+                            });
+                        }
                     };
-                    tx.put(INBOX, &key(&[&t, &o.username, &seq_part(entry.id)]), &entry)?;
+                let (handling, owner, keyword, msg) = if s.stop_words.contains(&first) {
+                    optouts::add(tx, &t, &src, &format!("sms:{first}"), now)?;
+                    reply(&mut replies, &s.stop_reply, None);
+                    (Handling::OptOut, None, first.clone(), rest.clone())
+                } else if s.start_words.contains(&first) {
+                    optouts::remove(tx, &t, &src)?;
+                    reply(&mut replies, &s.start_reply, None);
+                    (Handling::OptIn, None, first.clone(), rest.clone())
+                } else if s.help_words.contains(&first) {
+                    reply(&mut replies, &s.help_reply, None);
+                    (Handling::Help, None, first.clone(), rest.clone())
+                } else if let Some(kw) = tx.get::<Keyword>(KEYWORDS, &key(&[&t, &first]))? {
+                    let owner = accounts::get(tx, &t, &kw.account)?;
+                    let credit = owner.as_ref().map(|o| o.credit_account());
+                    reply(&mut replies, &kw.reply, credit.clone());
+                    if let Some(o) = owner
+                        .as_ref()
+                        .filter(|o| o.fwd_to_mobile && !o.mobile.is_empty())
+                    {
+                        let to = numbers::localize(&o.mobile, &o.replace_zero, o.local_length);
+                        if let Some(to) = numbers::to_e164(&to) {
+                            replies.push(Reply {
+                                to,
+                                body: format!("{src}: {text}"),
+                                account: credit,
+                            });
+                        }
+                    }
+                    (
+                        Handling::Keyword,
+                        Some(kw.account),
+                        first.clone(),
+                        rest.clone(),
+                    )
+                } else {
+                    (Handling::Unhandled, None, String::new(), text.clone())
+                };
+                let incoming = Incoming {
+                    id: tx.next_seq(&t, "gateway_in")?,
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    keyword,
+                    msg,
+                    handling,
+                    owner: owner.clone(),
+                    source: source.clone(),
+                    smsc: smsc.clone(),
+                    at_ms: now,
+                };
+                tx.put(INCOMING, &key(&[&t, &seq_part(incoming.id)]), &incoming)?;
+                if let Some(o) = owner.and_then(|o| accounts::get(tx, &t, &o).transpose()) {
+                    let o = o?;
+                    if o.fwd_to_inbox && !o.banned {
+                        let entry = InboxEntry {
+                            id: tx.next_seq(&t, "gateway_inbox")?,
+                            src: src.clone(),
+                            dst: dst.clone(),
+                            msg: incoming.msg.clone(),
+                            incoming_id: incoming.id,
+                            at_ms: now,
+                        };
+                        tx.put(INBOX, &key(&[&t, &o.username, &seq_part(entry.id)]), &entry)?;
+                    }
                 }
-            }
-            Ok::<_, GatewayError>((incoming, replies))
+                Ok::<_, GatewayError>(incoming)
+            })?;
+            Ok::<_, GatewayError>((guarded, replies))
         })
         .await?;
     for r in replies {
@@ -296,8 +302,10 @@ pub async fn receive(
             tracing::warn!(tenant, error = %e, "answering an inbound SMS");
         }
     }
-    tracing::info!(tenant, id = incoming.id, handling = ?incoming.handling, "inbound SMS");
-    Ok(incoming)
+    if let Guarded::Fresh(i) = &guarded {
+        tracing::info!(tenant, id = i.id, handling = ?i.handling, "inbound SMS");
+    }
+    Ok(guarded)
 }
 
 /// Up to `limit` inbound SMS that `keep` accepts, newest first, with ids
