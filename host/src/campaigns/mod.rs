@@ -431,6 +431,9 @@ pub struct Stats {
     pub sent: u64,
     pub delivered: u64,
     pub failed: u64,
+    /// Sent, but no final report came in time.
+    pub unknown: u64,
+    /// Not final yet (queued, scheduled, sent and waiting for a report).
     pub pending: u64,
 }
 
@@ -464,29 +467,10 @@ pub fn stats(src: &impl Reader, tenant: &str, campaign: &str) -> Result<Stats, S
             }
         }
     }
-    let mut after = None;
-    loop {
-        let page = src.scan_raw(
-            SENT,
-            &prefix(&[tenant, campaign]),
-            after.as_deref(),
-            1000,
-            false,
-        )?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        let n = page.len();
-        for (k, _) in page {
-            let id = k.rsplit('\u{1f}').next().unwrap_or_default();
-            match messaging::get(src, tenant, id)?.map(|m| m.status) {
-                Some(messaging::Status::Delivered | messaging::Status::Read) => s.delivered += 1,
-                Some(st) if st.is_failure() => s.failed += 1,
-                _ => s.pending += 1,
-            }
-        }
-        if n < 1000 {
-            break;
-        }
-    }
+    let (delivered, failed, unknown) = messaging::outcomes(src, tenant, "campaign", campaign)?;
+    s.delivered = delivered;
+    s.failed = failed;
+    s.unknown = unknown;
+    s.pending = s.sent.saturating_sub(delivered + failed + unknown);
     Ok(s)
 }

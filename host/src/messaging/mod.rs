@@ -46,6 +46,8 @@ const PROVIDER_IDS: Table = TableDefinition::new("provider_message_ids");
 /// (provider kind, provider's message id) → [`EarlyReport`]: a report
 /// that arrived before the send it reports on was recorded.
 const EARLY_REPORTS: Table = TableDefinition::new("early_delivery_reports");
+/// (tenant, tag, value, outcome) → count of final messages.
+const OUTCOMES: Table = TableDefinition::new("message_outcomes");
 
 /// A delivery report kept until its send is recorded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -671,8 +673,9 @@ impl Messaging {
                     for m in &messages {
                         pricing::reserve(tx, &t, &m.account, m.reserved, &m.id, now)?;
                         tx.put(MESSAGES, &key(&[&t, &m.id]), m)?;
-                        if let Some(due) = m.due_ms {
-                            tx.put_raw(OUTBOX, &outbox_key(due, &t, &m.id), b"")?;
+                        match m.due_ms {
+                            Some(due) => tx.put_raw(OUTBOX, &outbox_key(due, &t, &m.id), b"")?,
+                            None => count_outcome(tx, &t, m)?, // refused: final already
                         }
                     }
                     extra = also(tx, &messages)?;
@@ -1244,8 +1247,42 @@ fn requeue(tx: &mut Tx, t: &str, m: &mut Message, due: Option<i64>) -> Result<()
     Ok(())
 }
 
-/// The message is final: off the outbox, and its credit settled.
+/// Metadata keys whose values get outcome counters (a campaign's
+/// delivered and failed messages, without reading every message).
+const COUNTED_TAGS: [&str; 1] = ["campaign"];
+
+/// Count a final message under its counted tags.
+fn count_outcome(tx: &mut Tx, t: &str, m: &Message) -> Result<(), StoreError> {
+    let outcome = match m.status {
+        Status::Delivered | Status::Read => "delivered",
+        s if s.is_failure() => "failed",
+        _ => "unknown",
+    };
+    for tag in COUNTED_TAGS {
+        if let Some(v) = m.metadata.get(tag) {
+            let k = key(&[t, tag, v, outcome]);
+            let n = tx.get_u64(OUTCOMES, &k)? + 1;
+            tx.put_u64(OUTCOMES, &k, n)?;
+        }
+    }
+    Ok(())
+}
+
+/// Final messages tagged `tag` = `value` by outcome: delivered, failed
+/// (undeliverable, rejected, expired) and unknown (no report in time).
+pub fn outcomes(
+    src: &impl Reader,
+    tenant: &str,
+    tag: &str,
+    value: &str,
+) -> Result<(u64, u64, u64), StoreError> {
+    let get = |o: &str| src.get_u64(OUTCOMES, &key(&[tenant, tag, value, o]));
+    Ok((get("delivered")?, get("failed")?, get("unknown")?))
+}
+
+/// The message is final: off the outbox, its credit settled, counted.
 fn close(tx: &mut Tx, t: &str, m: &mut Message, now: i64) -> Result<(), MessageError> {
+    count_outcome(tx, t, m)?;
     m.final_at_ms = Some(now);
     m.charged = m
         .attempts
