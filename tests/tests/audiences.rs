@@ -157,6 +157,22 @@ async fn setup_player(s: &Server, t: &str, id: &str, phone: &str, subscribe: boo
     }
 }
 
+/// Quiet hours from `start` to `end`, minutes after local midnight.
+async fn quiet_hours(s: &Server, t: &str, start: i64, end: i64) {
+    let hhmm = |m: i64| {
+        format!(
+            "{:02}:{:02}",
+            m.rem_euclid(1440) / 60,
+            m.rem_euclid(1440) % 60
+        )
+    };
+    let quiet = json!({ "quiet_hours": { "start": hhmm(start), "end": hhmm(end) } });
+    let r = s
+        .call("PUT", "/v1/audiences/settings", Some(t), Some(quiet))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
 async fn source(s: &Server, t: &str) {
     let r = s
         .call(
@@ -276,20 +292,7 @@ async fn send_now_reports_why_people_were_skipped_and_quiet_hours_defer() {
     assert_eq!(stop.status, 201);
     // Quiet hours around now (UTC) for everyone.
     let now_min = (engage::ids::now_ms() / 60_000) % 1440;
-    let hhmm = |m: i64| {
-        format!(
-            "{:02}:{:02}",
-            m.rem_euclid(1440) / 60,
-            m.rem_euclid(1440) % 60
-        )
-    };
-    let quiet = json!({ "quiet_hours": { "start": hhmm(now_min - 5), "end": hhmm(now_min + 30) } });
-    assert_eq!(
-        s.call("PUT", "/v1/audiences/settings", Some(&t), Some(quiet))
-            .await
-            .status,
-        200
-    );
+    quiet_hours(&s, &t, now_min - 5, now_min + 30).await;
     let c = s
         .call(
             "PUT",
@@ -490,20 +493,7 @@ async fn quiet_hours_defer_a_marketing_message_which_is_sent_when_they_end() {
         .await;
     assert!(attrs.status < 300, "{attrs:?}");
     let local = (engage::ids::now_ms() / 60_000 + 330) % 1440;
-    let hhmm = |m: i64| {
-        format!(
-            "{:02}:{:02}",
-            m.rem_euclid(1440) / 60,
-            m.rem_euclid(1440) % 60
-        )
-    };
-    let quiet = json!({ "quiet_hours": { "start": hhmm(local - 60), "end": hhmm(local + 1) } });
-    assert_eq!(
-        s.call("PUT", "/v1/audiences/settings", Some(&t), Some(quiet))
-            .await
-            .status,
-        200
-    );
+    quiet_hours(&s, &t, local - 60, local + 1).await;
     let c = s
         .call(
             "PUT",

@@ -33,6 +33,15 @@ async fn ws_xml(s: &Server, params: &[(&str, &str)]) -> String {
     a.body.as_str().unwrap_or_default().to_owned()
 }
 
+/// `get_token` for anton with his password.
+async fn anton_token(s: &Server) -> Value {
+    ws(
+        s,
+        &[("op", "get_token"), ("u", "anton"), ("p", "anton-pass")],
+    )
+    .await
+}
+
 /// The error code of an answer (`"0"` on success of a single operation).
 fn code(v: &Value) -> &str {
     v["error"].as_str().unwrap_or("?")
@@ -605,11 +614,7 @@ async fn seed_003_user_operations_and_errors() {
         "webservice token not enable for this user",
     );
     assert_err(
-        &ws(
-            &s,
-            &[("op", "get_token"), ("u", "anton"), ("p", "anton-pass")],
-        )
-        .await,
+        &anton_token(&s).await,
         "105",
         "webservice token not enable for this user",
     );
@@ -631,11 +636,7 @@ async fn seed_003_user_operations_and_errors() {
         "webservice token not allowed from this IP address",
     );
     assert_err(
-        &ws(
-            &s,
-            &[("op", "get_token"), ("u", "anton"), ("p", "anton-pass")],
-        )
-        .await,
+        &anton_token(&s).await,
         "106",
         "webservice token not allowed from this IP address",
     );
@@ -655,11 +656,7 @@ async fn seed_003_user_operations_and_errors() {
     let revoked = v1(&s, &t, "DELETE", &format!("{acct}/token"), None).await;
     assert_eq!(revoked.status, 200, "{revoked:?}");
     assert_err(
-        &ws(
-            &s,
-            &[("op", "get_token"), ("u", "anton"), ("p", "anton-pass")],
-        )
-        .await,
+        &anton_token(&s).await,
         "104",
         "webservice token is not available",
     );
@@ -768,15 +765,7 @@ async fn seed_003_admin_operations_and_inbound_sms() {
         "100",
         "authentication failed",
     );
-    assert_err(
-        &ws(
-            &s,
-            &[("op", "get_token"), ("u", "anton"), ("p", "anton-pass")],
-        )
-        .await,
-        "100",
-        "authentication failed",
-    );
+    assert_err(&anton_token(&s).await, "100", "authentication failed");
     assert_err(
         &ws(&s, &with("accountban", "anton")).await,
         "612",

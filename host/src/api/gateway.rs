@@ -183,22 +183,23 @@ async fn remove_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Set (or, with `None`, revoke) an account's webservices token.
 async fn set_token(
     s: &AppState,
     tenant: String,
     username: String,
+    m: &Mutation,
     token: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    let a = s
-        .store
-        .write(move |tx| {
-            accounts::update(tx, &tenant, &username, now_ms(), |a| {
-                a.token = token.clone();
-                Ok(())
-            })
-        })
-        .await?;
-    Ok(Json(a.view()))
+) -> Result<Response, ApiError> {
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(s, &tenant, m, StatusCode::OK, now, move |tx| {
+        let a = accounts::update(tx, &t, &username, now, |a| {
+            a.token = token.clone();
+            Ok(())
+        })?;
+        Ok::<_, GatewayError>(a.view())
+    })
+    .await
 }
 
 async fn rotate_token(
@@ -207,23 +208,16 @@ async fn rotate_token(
     Path(username): Path<String>,
     m: Mutation,
 ) -> Result<Response, ApiError> {
-    let (t, now, token) = (tenant.clone(), now_ms(), accounts::new_token());
-    mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
-        let a = accounts::update(tx, &t, &username, now, |a| {
-            a.token = Some(token.clone());
-            Ok(())
-        })?;
-        Ok::<_, GatewayError>(a.view())
-    })
-    .await
+    set_token(&s, tenant, username, &m, Some(accounts::new_token())).await
 }
 
 async fn revoke_token(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(username): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    set_token(&s, tenant, username, None).await
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    set_token(&s, tenant, username, &m, None).await
 }
 
 /// The account must exist for its phonebook to be touched.

@@ -4,7 +4,6 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::messaging::optouts;
-use crate::players::normalize_phone;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, source id) → [`Source`].
@@ -102,17 +101,14 @@ pub struct Person {
 
 /// A phone in E.164; ten digits are a North American number (`+1`).
 pub fn normalize(phone: &str) -> Result<String, SubscriptionError> {
-    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-    let candidate = if phone.trim().starts_with('+') {
-        phone.to_owned()
-    } else if digits.len() == 10 {
-        format!("+1{digits}")
+    let number = crate::gateway::numbers::sanitize(phone);
+    let north_american = number.len() == 10 && !number.starts_with(['+', '0']);
+    let e164 = if north_american {
+        crate::gateway::numbers::to_e164(&format!("1{number}"))
     } else {
-        // Country code included, e.g. 17707651750.
-        format!("+{digits}")
+        crate::gateway::numbers::to_e164(&number)
     };
-    normalize_phone(&candidate)
-        .map_err(|_| SubscriptionError::Invalid(format!("`{phone}` is not a phone number")))
+    e164.ok_or_else(|| SubscriptionError::Invalid(format!("`{phone}` is not a phone number")))
 }
 
 /// The person's addresses: E.164 phone and lower-case e-mail.

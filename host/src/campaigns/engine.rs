@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::{
-    CAMPAIGNS, CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, SENT, Settings, bump, enqueue,
-    get, minutes_of, settings,
+    CAMPAIGNS, CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, Settings, bump, enqueue, get,
+    minutes_of, settings,
 };
 use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
@@ -213,7 +213,7 @@ impl Campaigns {
             }
             Job::Person { player, trigger } => {
                 let settings = settings(&snap, &tenant)?;
-                let verdict = self.consider(&snap, &tenant, &campaign, &player, &settings)?;
+                let verdict = self.consider(&snap, &tenant, &campaign, &player)?;
                 drop(snap);
                 match verdict {
                     Err(skip) => self.skip(entry, &tenant, &cid, skip).await,
@@ -292,7 +292,6 @@ impl Campaigns {
         tenant: &str,
         c: &Campaign,
         player: &str,
-        _settings: &Settings,
     ) -> Result<Result<(Player, String), Skip>, StoreError> {
         let Some(p) = players::find(src, tenant, player)? else {
             return Ok(Err(Skip::NoPlayer));
@@ -392,7 +391,7 @@ impl Campaigns {
         );
         let sent = self
             .messaging
-            .send_with(tenant, req, None, now, "campaign", move |tx, messages| {
+            .send_with(tenant, req, None, now, "campaign", move |tx, _| {
                 let done = key(&[&t, &cid, &pid, &trig]);
                 if tx.get_raw(QUEUE, &e)?.is_none() || tx.get_raw(DONE, &done)?.is_some() {
                     return Err(MessageError::Declined(DUPLICATE));
@@ -408,9 +407,6 @@ impl Campaigns {
                 bump(tx, &t, &cid, "sent", 1)?;
                 if defer_to.is_some() {
                     bump(tx, &t, &cid, "deferred_quiet_hours", 1)?;
-                }
-                for m in messages {
-                    tx.put_raw(SENT, &key(&[&t, &cid, &m.id]), b"")?;
                 }
                 Ok(())
             })

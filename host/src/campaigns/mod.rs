@@ -36,8 +36,6 @@ const DONE: Table = TableDefinition::new("campaign_done");
 const CAPS: Table = TableDefinition::new("campaign_caps");
 /// (tenant, campaign id, counter) → count.
 const STATS: Table = TableDefinition::new("campaign_stats");
-/// (tenant, campaign id, message id) → nothing.
-const SENT: Table = TableDefinition::new("campaign_messages");
 /// tenant → [`Settings`].
 const SETTINGS: Table = TableDefinition::new("campaign_settings");
 

@@ -58,6 +58,15 @@ fn invalid(m: impl Into<String>) -> GatewayError {
     GatewayError::Invalid(m.into())
 }
 
+/// A trimmed name of 1 to 100 characters without control characters.
+fn checked_name(raw: &str, what: &str) -> Result<String, GatewayError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid(format!("a {what} name is 1 to 100 characters")));
+    }
+    Ok(name.to_owned())
+}
+
 fn normalize_code(code: &str) -> Option<String> {
     let c = code.trim().to_ascii_uppercase();
     let ok = (1..=32).contains(&c.len())
@@ -124,10 +133,7 @@ pub fn add_group(
 ) -> Result<Group, GatewayError> {
     let code = normalize_code(&n.code)
         .ok_or_else(|| invalid("a group code is 1 to 32 letters, digits, - or _"))?;
-    let name = n.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid("a group name is 1 to 100 characters"));
-    }
+    let name = checked_name(&n.name, "group")?;
     if group_by_code(tx, tenant, user, &code)?.is_some() {
         return Err(GatewayError::Exists(format!("group #{code}")));
     }
@@ -161,10 +167,7 @@ pub fn add_contact(
     user: &str,
     n: NewContact,
 ) -> Result<Contact, GatewayError> {
-    let name = n.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid("a contact name is 1 to 100 characters"));
-    }
+    let name = checked_name(&n.name, "contact")?;
     let mobile = super::numbers::sanitize(&n.mobile);
     if mobile.trim_start_matches('+').len() < 3 {
         return Err(invalid(format!("`{}` is not a mobile number", n.mobile)));
