@@ -37,6 +37,61 @@ const BADGES: Table = TableDefinition::new("badges");
 
 /// How many times an action is re-evaluated when its reads keep changing.
 const MAX_ATTEMPTS: u32 = 64;
+/// tenant → [`Limits`].
+const SETTINGS: Table = TableDefinition::new("action_settings");
+
+/// What one action may grant, per tenant. A rules plugin (the tenant's own,
+/// or one with a bug) cannot mint more than this in one action, whatever it
+/// answers: the action is refused and nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The most grant entries one action may carry.
+    pub max_grants: u32,
+    /// The most one action may grant in any one currency, in total.
+    pub max_total_per_currency: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_grants: 64,
+            max_total_per_currency: 1_000_000_000,
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), ActionError> {
+        if self.max_grants == 0 || self.max_grants > 1000 {
+            return Err(ActionError::Invalid("max_grants must be 1..=1000".into()));
+        }
+        if self.max_total_per_currency <= 0 || self.max_total_per_currency > ledger::MAX_AMOUNT {
+            return Err(ActionError::Invalid(format!(
+                "max_total_per_currency must be 1..={}",
+                ledger::MAX_AMOUNT
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The tenant's action limits (the defaults until set).
+pub fn limits(src: &impl Reader, tenant: &str) -> Result<Limits, StoreError> {
+    Ok(src.get(SETTINGS, tenant)?.unwrap_or_default())
+}
+
+/// Replace the tenant's action limits.
+pub async fn set_limits(store: &Store, tenant: &str, l: Limits) -> Result<Limits, ActionError> {
+    l.validate()?;
+    let t = tenant.to_owned();
+    store
+        .write(move |tx| {
+            tx.put(SETTINGS, &t, &l)?;
+            Ok::<_, ActionError>(l)
+        })
+        .await
+}
 
 /// What can go wrong with an action.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +104,8 @@ pub enum ActionError {
     UnknownAction(String),
     #[error("the rules plugin answered something the ledger refuses: {0}")]
     BadOutcome(String),
+    #[error("{0}; nothing was granted (the tenant's limits are at /v1/actions/settings)")]
+    GrantLimit(String),
     #[error("the data kept changing under this action; try again")]
     Contention,
     #[error(transparent)]
@@ -255,7 +312,7 @@ pub async fn perform(
         if outcome_is_empty(&outcome) && outcome.trace.is_empty() {
             return Err(ActionError::UnknownAction(req.action.clone()));
         }
-        check_outcome(&outcome)?;
+        check_outcome(&outcome, &limits(snapshot.as_ref(), tenant)?)?;
         let record = ActionRecord {
             id: None,
             player: req.player.clone(),
@@ -315,7 +372,7 @@ pub async fn perform(
                         return Err(ActionError::PlayerNotFound(record.player.clone()));
                     }
                     let (record, events) = commit(tx, &tenant_s, record.clone(), &outcome)?;
-                    effects.apply(tx)?;
+                    effects.apply(tx)?.map_err(PluginsError::from)?;
                     // Campaigns this action triggers: queued in this transaction.
                     crate::campaigns::on_event(
                         tx,
@@ -349,7 +406,15 @@ fn outcome_is_empty(o: &Outcome) -> bool {
     o.grants.is_empty() && o.badges.is_empty() && o.messages.is_empty() && o.events.is_empty()
 }
 
-fn check_outcome(o: &Outcome) -> Result<(), ActionError> {
+fn check_outcome(o: &Outcome, limits: &Limits) -> Result<(), ActionError> {
+    if o.grants.len() > limits.max_grants as usize {
+        return Err(ActionError::GrantLimit(format!(
+            "the rules answered {} grants; one action may carry at most {}",
+            o.grants.len(),
+            limits.max_grants
+        )));
+    }
+    let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
     for g in &o.grants {
         if !ledger::valid_currency(&g.currency) {
             return Err(ActionError::BadOutcome(format!(
@@ -364,6 +429,14 @@ fn check_outcome(o: &Outcome) -> Result<(), ActionError> {
                 g.amount,
                 g.currency,
                 LedgerError::InvalidAmount
+            )));
+        }
+        let total = totals.entry(&g.currency).or_default();
+        *total = total.saturating_add(g.amount);
+        if *total > limits.max_total_per_currency {
+            return Err(ActionError::GrantLimit(format!(
+                "the rules granted more than {} {} in one action",
+                limits.max_total_per_currency, g.currency
             )));
         }
     }
@@ -403,7 +476,9 @@ fn preview(
         let b = match balances.get(&g.currency) {
             Some(b) => *b,
             None => crate::views::balance(src, tenant, &record.player, &g.currency)?,
-        } + g.amount;
+        };
+        let b = ledger::add_to_balance(b, g.amount)
+            .map_err(|e| ActionError::BadOutcome(e.to_string()))?;
         balances.insert(g.currency.clone(), b);
         record.grants.push(Granted {
             currency: g.currency.clone(),

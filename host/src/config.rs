@@ -27,6 +27,29 @@ pub struct RuntimeConfig {
     pub max_fuel: u64,
     /// The largest component an upload may carry.
     pub max_component_bytes: usize,
+    /// The most calls of one tenant's plugins running at once; more wait
+    /// (within their deadline) for one to finish.
+    pub max_concurrent_calls_per_tenant: u64,
+    /// The share, in percent, of the instance pool and of the plugin memory
+    /// total that one tenant's calls may hold at once.
+    pub tenant_pool_share_percent: u64,
+    /// The memory, in MiB, that all tenants' plugin calls may reserve at
+    /// once (each call reserves its binding's memory cap).
+    pub plugin_memory_total_mib: u64,
+    /// The most keys all of one tenant's plugins may keep in the key-value store.
+    pub kv_max_keys_per_tenant: u64,
+    /// The most bytes (keys and values) they may keep there.
+    pub kv_max_bytes_per_tenant: u64,
+}
+
+impl RuntimeConfig {
+    /// The key-value quota every tenant gets.
+    pub fn kv_quota(&self) -> crate::plugins::kv::Quota {
+        crate::plugins::kv::Quota {
+            max_keys: self.kv_max_keys_per_tenant,
+            max_bytes: self.kv_max_bytes_per_tenant,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +64,11 @@ impl Default for RuntimeConfig {
             default_fuel: 200_000_000,
             max_fuel: 20_000_000_000,
             max_component_bytes: 32 << 20,
+            max_concurrent_calls_per_tenant: 16,
+            tenant_pool_share_percent: 25,
+            plugin_memory_total_mib: 8192,
+            kv_max_keys_per_tenant: 100_000,
+            kv_max_bytes_per_tenant: 64 << 20,
         }
     }
 }
@@ -92,6 +120,35 @@ impl Default for MessagingConfig {
     }
 }
 
+/// Bounds on HTTP connections, so a slow or idle client cannot hold the
+/// server's connections or descriptors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection must deliver a complete request head within this time
+    /// of opening, or of its previous answer (so it also closes idle
+    /// keep-alive connections).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive whole within this time of its head.
+    pub body_timeout_ms: u64,
+    /// A client that stops reading its answer for this long is dropped.
+    pub write_timeout_ms: u64,
+    /// The most connections open at once (lowered to what the process's
+    /// open-files limit allows); further clients wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 15_000,
+            body_timeout_ms: 60_000,
+            write_timeout_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// The whole server's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +164,15 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     pub gifts: GiftsConfig,
     pub messaging: MessagingConfig,
+    pub http: HttpConfig,
+    /// Lockout of failed credential checks.
+    pub auth: crate::throttle::ThrottleConfig,
+    /// How long expiring records are kept before the sweeper deletes them.
+    pub retention: crate::sweeper::RetentionConfig,
+    /// The key (64 hex digits) that seals provider credentials at rest;
+    /// also `ENGAGE_SECRET_KEY`. Without one, a key is generated into the
+    /// data directory.
+    pub secret_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +186,10 @@ impl Default for ServerConfig {
             storage: StorageConfig::default(),
             gifts: GiftsConfig::default(),
             messaging: MessagingConfig::default(),
+            http: HttpConfig::default(),
+            auth: crate::throttle::ThrottleConfig::default(),
+            retention: crate::sweeper::RetentionConfig::default(),
+            secret_key: None,
         }
     }
 }

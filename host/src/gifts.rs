@@ -254,7 +254,7 @@ impl Gifts {
                     }
                     let notes = save_request(tx, &t, &record)?;
                     queue_post_hook(tx, &post)?;
-                    effects.apply(tx)?;
+                    effects.apply(tx)?.map_err(PluginsError::from)?;
                     Ok((record.clone(), notes))
                 })
                 .await;
@@ -353,7 +353,7 @@ impl Gifts {
                         now_ms,
                     )?;
                     queue_post_hook(tx, &post)?;
-                    effects.apply(tx)?;
+                    effects.apply(tx)?.map_err(PluginsError::from)?;
                     Ok(vec![note])
                 })
                 .await;

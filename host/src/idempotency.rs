@@ -18,6 +18,19 @@ const IDEMPOTENCY: Table = TableDefinition::new("idempotency");
 /// How long a key is remembered.
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;
 
+/// Records are deleted after the configured retention (at least the replay
+/// window).
+pub const SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "idempotency records",
+    table: IDEMPOTENCY,
+    dead: |_, look| {
+        Ok(serde_json::from_slice::<Remembered>(look.raw)
+            .map(|r| r.at_ms.saturating_add(look.retention.idempotency_ms()) < look.now_ms)
+            .unwrap_or(true))
+    },
+    forget: None,
+};
+
 /// The first answer to a call, kept under its key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Remembered {

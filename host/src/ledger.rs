@@ -27,6 +27,19 @@ pub const DEFAULT_CURRENCY: &str = "points";
 /// The largest amount one entry may move; keeps every sum far from overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
+/// The largest balance an account may hold. Far below `i64::MAX`, so no
+/// sum of balances or of a day's entries can overflow either.
+pub const MAX_BALANCE: i64 = 1_000_000_000_000_000;
+
+/// `balance + amount`, refused when it would go past [`MAX_BALANCE`] (or
+/// overflow, which that bound makes impossible for valid amounts).
+pub fn add_to_balance(balance: i64, amount: i64) -> Result<i64, LedgerError> {
+    match balance.checked_add(amount) {
+        Some(after) if after <= MAX_BALANCE => Ok(after),
+        _ => Err(LedgerError::BalanceTooLarge),
+    }
+}
+
 /// What can go wrong in the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -40,6 +53,8 @@ pub enum LedgerError {
         balance: i64,
         needed: i64,
     },
+    #[error("the balance would exceed {MAX_BALANCE}, the most an account may hold")]
+    BalanceTooLarge,
     #[error("ledger entry `{0}` does not exist")]
     EntryNotFound(String),
     #[error("ledger entry `{original}` was already reversed by `{by}`")]
@@ -95,7 +110,7 @@ pub fn check(src: &impl Reader, tenant: &str, p: &Posting) -> Result<i64, Ledger
         return Err(LedgerError::InvalidAmount);
     }
     let balance = views::balance(src, tenant, p.player, p.currency)?;
-    let after = balance + p.amount;
+    let after = add_to_balance(balance, p.amount)?;
     if after < 0 {
         return Err(LedgerError::InsufficientBalance {
             currency: p.currency.to_owned(),

@@ -34,6 +34,9 @@ enum Command {
         /// Set the admin token (otherwise one is generated on first start).
         #[arg(long, env = "ENGAGE_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// The key that seals provider credentials at rest (64 hex digits).
+        #[arg(long, env = "ENGAGE_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
     },
     /// Manage tenants.
     Tenant {
@@ -127,7 +130,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             admin_token,
+            secret_key,
         } => {
+            if secret_key.is_some() {
+                config.secret_key = secret_key;
+            }
             if let Some(l) = listen {
                 config.listen = l;
             }

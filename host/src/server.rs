@@ -98,16 +98,20 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         let g = gifts.clone();
         background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
     }
+    let sealer = crate::secrets::Sealer::load(config.secret_key.as_deref(), &data)?;
     let messaging = crate::messaging::Messaging::new(
         store.clone(),
         plugins.clone(),
         Duration::from_millis(config.messaging.provider_timeout_ms.max(1)),
+        sealer,
     );
     let m = messaging.clone();
     background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));
     let campaigns = crate::campaigns::engine::Campaigns::new(store.clone(), messaging.clone());
     let c = campaigns.clone();
     background.spawn("campaigns", |stop| c.run_loop(stop));
+    let sweeper = crate::sweeper::Sweeper::new(store.clone(), config.retention.clone());
+    background.spawn("sweeper", |stop| sweeper.run_loop(stop));
     let state = AppState {
         store: store.clone(),
         plugins: plugins.clone(),
@@ -121,6 +125,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         }),
         messaging,
         campaigns,
+        throttle: Arc::new(crate::throttle::Throttle::new(config.auth.clone())),
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;
@@ -182,7 +187,7 @@ async fn bootstrap(
 }
 
 /// Write a file readable by its owner only.
-fn write_private(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
+pub fn write_private(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
     use cap_std::fs::OpenOptionsExt;
     use std::io::Write;
     let mut opts = cap_std::fs::OpenOptions::new();
@@ -215,12 +220,9 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     let app = api::router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let streams = background.switch();
+    let http = config.http.clone();
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        crate::listener::serve(listener, app, http, async move {
             tokio::select! {
                 _ = rx => {}
                 _ = shutdown_signal() => {}

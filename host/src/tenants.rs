@@ -195,6 +195,18 @@ async fn new_token(store: &Store, tenant: String) -> Result<AccessToken, TenantE
     Ok(token)
 }
 
+/// Access tokens are deleted once expired.
+pub const TOKEN_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "access tokens",
+    table: TOKENS,
+    dead: |_, look| {
+        Ok(serde_json::from_slice::<TokenRecord>(look.raw)
+            .map(|r| r.expires_at_ms <= look.now_ms)
+            .unwrap_or(true))
+    },
+    forget: None,
+};
+
 /// The tenant an access token belongs to.
 pub fn verify_token(snap: &Snapshot, token: &str, now_ms: i64) -> Result<String, TenantError> {
     let record: TokenRecord = snap

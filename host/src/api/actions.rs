@@ -17,7 +17,24 @@ use crate::ids::now_ms;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/actions", post(perform))
+        .route("/v1/actions/settings", get(settings).put(set_settings))
         .route("/v1/actions/{id}", get(show))
+}
+
+async fn settings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<actions::Limits>, ApiError> {
+    Ok(Json(actions::limits(&s.store.read()?, &tenant)?))
+}
+
+async fn set_settings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    m: Mutation,
+) -> Result<Json<actions::Limits>, ApiError> {
+    let l: actions::Limits = m.json()?;
+    Ok(Json(actions::set_limits(&s.store, &tenant, l).await?))
 }
 
 #[derive(Deserialize)]

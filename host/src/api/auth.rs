@@ -1,11 +1,71 @@
 //! Bearer-token extractors: a tenant's access token, or the admin token.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
 use crate::ids::now_ms;
 use crate::tenants;
+use crate::throttle::{Locked, Subject};
+
+/// The client's address (the TCP peer), when known.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Run the credential check `check` under the server's throttle: refused
+/// at once (`Err(Locked)`) while the login or the address is locked out,
+/// else run and counted as a success or a failure.
+pub fn throttled<T, E>(
+    s: &AppState,
+    subject: &Subject,
+    check: impl FnOnce() -> Result<T, E>,
+) -> Result<Result<T, E>, Locked> {
+    s.throttle.check(subject)?;
+    let r = check();
+    s.throttle.record(subject, r.is_ok());
+    Ok(r)
+}
+
+/// [`throttled`] for a check that awaits.
+pub async fn throttled_async<T, E>(
+    s: &AppState,
+    subject: &Subject,
+    check: impl Future<Output = Result<T, E>>,
+) -> Result<Result<T, E>, Locked> {
+    s.throttle.check(subject)?;
+    let r = check.await;
+    s.throttle.record(subject, r.is_ok());
+    Ok(r)
+}
+
+impl From<Locked> for ApiError {
+    fn from(l: Locked) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            l.to_string(),
+        )
+        .retry_after(l.retry_after_secs())
+    }
+}
 
 /// The tenant a request acts for, from `Authorization: Bearer <token>`.
 pub struct TenantAuth(pub String);
@@ -35,7 +95,11 @@ impl FromRequestParts<AppState> for TenantAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let tenant = tenants::verify_token(&state.store.read()?, token, now_ms())?;
+        let snap = state.store.read()?;
+        let subject = Subject::address(client_ip(parts));
+        let tenant = throttled(state, &subject, || {
+            tenants::verify_token(&snap, token, now_ms())
+        })??;
         Ok(TenantAuth(tenant))
     }
 }
@@ -45,11 +109,15 @@ impl FromRequestParts<AppState> for AdminAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if tenants::is_admin_token(&state.store.read()?, token)? {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::unauthorized("that is not the admin token"))
-        }
+        let snap = state.store.read()?;
+        let subject = Subject::new("admin", "", client_ip(parts));
+        throttled(state, &subject, || {
+            match tenants::is_admin_token(&snap, token) {
+                Ok(true) => Ok(AdminAuth),
+                Ok(false) => Err(ApiError::unauthorized("that is not the admin token")),
+                Err(e) => Err(e.into()),
+            }
+        })?
     }
 }
 

@@ -20,7 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<serde_json::Value>,
+    pub details: Option<Box<serde_json::Value>>,
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -30,11 +31,18 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// Add a `Retry-After` (seconds) to the answer.
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
+        self
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -55,10 +63,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(d) = self.details {
-            error["details"] = d;
+            error["details"] = *d;
         }
         // The request id travels in the `x-request-id` response header.
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut r = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 
@@ -98,12 +112,16 @@ impl From<PluginsError> for ApiError {
             PluginsError::BadConfig => (StatusCode::BAD_REQUEST, "invalid_config"),
             PluginsError::BadLimits(_) => (StatusCode::BAD_REQUEST, "invalid_limits"),
             PluginsError::CallFailed { error, logs, .. } => {
-                let mut err =
-                    ApiError::new(StatusCode::BAD_GATEWAY, plugin_code(error), e.to_string());
-                err.details = Some(json!({ "error": error, "logs": logs }));
+                let status = match error {
+                    CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                let mut err = ApiError::new(status, plugin_code(error), e.to_string());
+                err.details = Some(Box::new(json!({ "error": error, "logs": logs })));
                 return err;
             }
             PluginsError::TooManyConflicts(_) => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
+            PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::Store(s) => return ApiError::internal(s),
             PluginsError::Internal(s) => return ApiError::internal(s),
         };
@@ -114,6 +132,7 @@ impl From<PluginsError> for ApiError {
 fn plugin_code(e: &CallError) -> &'static str {
     match e {
         CallError::Guest { .. } => "plugin_rejected",
+        CallError::Busy { .. } => "plugin_busy",
         _ => "plugin_failed",
     }
 }
@@ -146,10 +165,12 @@ impl From<LedgerError> for ApiError {
             } => {
                 let mut err =
                     ApiError::new(StatusCode::CONFLICT, "insufficient_balance", e.to_string());
-                err.details =
-                    Some(json!({ "currency": currency, "balance": balance, "needed": needed }));
+                err.details = Some(Box::new(
+                    json!({ "currency": currency, "balance": balance, "needed": needed }),
+                ));
                 return err;
             }
+            LedgerError::BalanceTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "balance_too_large"),
             LedgerError::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
             LedgerError::AlreadyReversed { .. } => (StatusCode::CONFLICT, "already_reversed"),
             LedgerError::ReverseOfReversal => (StatusCode::BAD_REQUEST, "reverse_of_reversal"),
@@ -166,6 +187,9 @@ impl From<ActionError> for ApiError {
             ActionError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
             ActionError::UnknownAction(_) => (StatusCode::NOT_FOUND, "unknown_action"),
             ActionError::BadOutcome(_) => (StatusCode::BAD_GATEWAY, "plugin_invalid_outcome"),
+            ActionError::GrantLimit(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "grant_limit_exceeded")
+            }
             ActionError::Contention | ActionError::Retry => {
                 (StatusCode::SERVICE_UNAVAILABLE, "contention")
             }

@@ -73,16 +73,39 @@ fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
 }
 
 /// Text escaped for XML content and attribute values.
+/// Text for an XML 1.0 element or attribute value: markup escaped, and
+/// every character XML 1.0 cannot carry at all (C0 controls other than tab,
+/// newline and carriage return; U+FFFE, U+FFFF) replaced by U+FFFD, so a
+/// stored control character can never make a whole answer unparseable.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_text_never_carries_what_xml_forbids() {
+        assert_eq!(escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+        assert_eq!(
+            escape("x\u{0}y\u{1b}[31m\tz\n"),
+            "x\u{FFFD}y\u{FFFD}[31m\tz\n"
+        );
+        assert_eq!(escape("\u{FFFF}\u{202E}ok"), "\u{FFFD}\u{202E}ok");
+    }
 
     #[test]
     fn multipart_fields_as_curl_sends_them() {

@@ -518,7 +518,7 @@ async fn kannel_inbound(
     Query(q): Query<KannelInbound>,
 ) -> Result<StatusCode, ApiError> {
     let Some(ProviderConfig::Kannel { password, .. }) =
-        providers::config(&s.store.read()?, &tenant, &provider)?
+        providers::config(&s.store.read()?, &tenant, &provider, s.messaging.sealer())?
     else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -157,8 +157,9 @@ async fn put_provider(
         )
     })?;
     let (t, now) = (tenant.clone(), now_ms());
+    let sealer = s.messaging.sealer().clone();
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
-        providers::put(tx, &t, &name, &config, &limits)?;
+        providers::put(tx, &t, &name, &config, &limits, &sealer)?;
         Ok::<_, crate::store::StoreError>(provider_view(&name, &config, &limits))
     })
     .await
@@ -174,7 +175,7 @@ async fn show_provider(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let snap = s.store.read()?;
-    match providers::config(&snap, &tenant, &name)? {
+    match providers::config(&snap, &tenant, &name, s.messaging.sealer())? {
         Some(c) => {
             let mut v = provider_view(&name, &c, &providers::limits(&snap, &tenant, &name)?);
             let base = format!(
@@ -207,7 +208,7 @@ async fn list_providers(
 ) -> Result<Json<Value>, ApiError> {
     let snap = s.store.read()?;
     let mut list = Vec::new();
-    for (name, c) in providers::list(&snap, &tenant)? {
+    for (name, c) in providers::list(&snap, &tenant, s.messaging.sealer())? {
         let l = providers::limits(&snap, &tenant, &name)?;
         list.push(provider_view(&name, &c, &l));
     }
@@ -326,7 +327,7 @@ pub(super) fn verify_twilio(
         )
     };
     let Some(ProviderConfig::Twilio { auth_token, .. }) =
-        providers::config(&s.store.read()?, tenant, provider)?
+        providers::config(&s.store.read()?, tenant, provider, s.messaging.sealer())?
     else {
         return Err(forbidden());
     };
@@ -389,7 +390,7 @@ async fn kannel_report(
     Query(q): Query<KannelReport>,
 ) -> Result<StatusCode, ApiError> {
     let Some(ProviderConfig::Kannel { password, .. }) =
-        providers::config(&s.store.read()?, &tenant, &provider)?
+        providers::config(&s.store.read()?, &tenant, &provider, s.messaging.sealer())?
     else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -31,6 +31,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tracing::Instrument;
 
 pub use error::ApiError;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub messaging: Arc<crate::messaging::Messaging>,
     pub gateway: Arc<crate::gateway::Gateway>,
     pub campaigns: Arc<crate::campaigns::engine::Campaigns>,
+    /// Failed credential checks, per login and per client address.
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// The request's id: the client's `x-request-id` if sane, else a new one.
@@ -91,6 +94,7 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; see /v1/openapi.json",
             )
         })
+        .layer(middleware::from_fn(crate::listener::body_deadline))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -113,11 +117,18 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(id.clone()));
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let _enter = span.enter();
-    let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    // The span is entered only while the request's future is polled
+    // (`instrument`), never held across an await: a guard held across
+    // `.await` is entered on one thread and left on another, which made
+    // tracing-subscriber panic under load and log under the wrong id.
+    async move {
+        let mut resp = next.run(req).await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID.clone(), v);
+        }
+        tracing::debug!(status = resp.status().as_u16(), "answered");
+        resp
     }
-    tracing::debug!(status = resp.status().as_u16(), "answered");
-    resp
+    .instrument(span)
+    .await
 }

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
+use super::auth::{ClientIp, throttled_async};
 use super::{AppState, RequestId};
 use crate::actions::{self, ActionError, ActionRequest, Event};
 use crate::goods::{self, GoodsError, GroupView};
@@ -27,6 +28,7 @@ use crate::messaging::{MessageError, SendRequest};
 use crate::players::{self, PlayerError, Profile};
 use crate::store::StoreError;
 use crate::tenants::{self, TenantError};
+use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
     let routes: [(&str, axum::routing::MethodRouter<AppState>); 15] = [
@@ -106,6 +108,14 @@ impl From<StoreError> for PbError {
     fn from(e: StoreError) -> PbError {
         tracing::error!(error = %e, "internal error");
         PbError("0800", "There is an internal server error".into())
+    }
+}
+
+impl From<crate::throttle::Locked> for PbError {
+    fn from(l: crate::throttle::Locked) -> PbError {
+        // Playbasis has no code of its own for this: its credential error,
+        // saying why.
+        PbError("0001", format!("Invalid API-KEY OR API-SECRET: {l}"))
     }
 }
 
@@ -257,22 +267,24 @@ fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbErro
     Err(PbError("0902", "Token key required".into()))
 }
 
-async fn auth(State(s): State<AppState>, p: Params) -> PbResult {
+async fn auth(State(s): State<AppState>, ClientIp(ip): ClientIp, p: Params) -> PbResult {
     let [key, secret] = p.require(["api_key", "api_secret"])?;
-    let t = tenants::issue_token(&s.store, key, secret).await?;
+    let subject = Subject::new("key", key, ip);
+    let t = throttled_async(&s, &subject, tenants::issue_token(&s.store, key, secret)).await??;
     Ok(ok(
         json!({ "token": t.token, "date_expire": sql_datetime(t.expires_at_ms) }),
     ))
 }
 
-async fn renew(State(s): State<AppState>, p: Params) -> PbResult {
+async fn renew(State(s): State<AppState>, ClientIp(ip): ClientIp, p: Params) -> PbResult {
     let t = match p.get("token") {
         Some(token) => tenants::renew_token(&s.store, token)
             .await
             .map_err(|_| PbError("0900", "Invalid token Key".into()))?,
         None => {
             let [key, secret] = p.require(["api_key", "api_secret"])?;
-            tenants::issue_token(&s.store, key, secret).await?
+            let subject = Subject::new("key", key, ip);
+            throttled_async(&s, &subject, tenants::issue_token(&s.store, key, secret)).await??
         }
     };
     Ok(ok(

@@ -167,6 +167,7 @@ fn authenticate(
     mode: &str,
     user: &str,
     p: &Params,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<(Snapshot, String, String), Refused> {
     let internal = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "storage");
@@ -174,12 +175,25 @@ fn authenticate(
     };
     let snap = s.store.read().map_err(internal)?;
     let secret = p.get("secret_key").unwrap_or_default();
-    if tenants::check_tenant_secret(&snap, app, secret).is_err() {
-        return Err(Refused(
-            -10001,
-            "E_AUTH_FAILED",
-            "Invalid app id or secret key",
-        ));
+    let subject = crate::throttle::Subject::new("app", app, ip);
+    match super::auth::throttled(s, &subject, || {
+        tenants::check_tenant_secret(&snap, app, secret)
+    }) {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => {
+            return Err(Refused(
+                -10001,
+                "E_AUTH_FAILED",
+                "Invalid app id or secret key",
+            ));
+        }
+        Err(_) => {
+            return Err(Refused(
+                -10001,
+                "E_AUTH_FAILED",
+                "Too many failed attempts with this app id or from this address; try again later",
+            ));
+        }
     }
     let player = social::resolve(&snap, app, mode, user)
         .map_err(internal)?
@@ -191,10 +205,11 @@ async fn request_new(
     State(s): State<AppState>,
     Extension(RequestId(rid)): Extension<RequestId>,
     Path((app, mode, user)): Path<(String, String, String)>,
+    super::auth::ClientIp(ip): super::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
-    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p, ip) {
         Ok(v) => v,
         Err(r) => return r.render(xml),
     };
@@ -227,10 +242,11 @@ async fn reply(
     State(s): State<AppState>,
     Extension(RequestId(rid)): Extension<RequestId>,
     Path((app, mode, user)): Path<(String, String, String)>,
+    super::auth::ClientIp(ip): super::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
-    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p, ip) {
         Ok(v) => v,
         Err(r) => return r.render(xml),
     };
@@ -293,10 +309,11 @@ fn user_json(snap: &Snapshot, tenant: &str, player: &str) -> Value {
 async fn list(
     State(s): State<AppState>,
     Path((app, mode, user)): Path<(String, String, String)>,
+    super::auth::ClientIp(ip): super::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
-    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p) {
+    let (snap, tenant, player) = match authenticate(&s, &app, &mode, &user, &p, ip) {
         Ok(v) => v,
         Err(r) => return r.render(xml),
     };

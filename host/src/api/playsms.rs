@@ -24,6 +24,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::{Map, Value, json};
 
+use super::auth::throttled_async;
 use super::form::escape;
 use super::{AppState, RequestId};
 use crate::gateway::accounts::{self, Account, Changes, Level, NewAccount};
@@ -35,6 +36,7 @@ use crate::ids::{now_ms, random_hex, sql_datetime};
 use crate::messaging::pricing::{self, PricingError};
 use crate::messaging::{Kind, Message};
 use crate::store::{Snapshot, StoreError};
+use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -234,7 +236,7 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         "sx" => unhandled(&call),
         "ix" => inbox(&call),
         "cr" => credit(&call),
-        "get_token" => get_token(&call),
+        "get_token" => get_token(&call).await,
         "set_token" => set_token(&call).await,
         "get_contact" => get_contact(&call),
         "get_contact_group" => get_contact_group(&call),
@@ -636,19 +638,32 @@ fn credit(c: &Call) -> Answer {
     Ok(ok(json!({ "credit": units(credit) })))
 }
 
-fn get_token(c: &Call) -> Answer {
-    let (u, pw) = (c.p.get("u"), c.p.get("p"));
+async fn get_token(c: &Call<'_>) -> Answer {
+    let (u, pw) = (c.p.get("u").to_owned(), c.p.get("p").to_owned());
     if u.is_empty() || pw.is_empty() {
         return Err(fail("100"));
     }
+    let login = format!(
+        "{}/{}",
+        c.tenant.unwrap_or("*"),
+        u.trim().to_ascii_lowercase()
+    );
+    let subject = Subject::new("user", &login, c.ip);
     let snap = snapshot(c, "100")?;
-    let candidates = accounts::by_login(&snap, c.tenant, u).map_err(internal("100"))?;
-    let mut matched = candidates
-        .into_iter()
-        .filter(|(_, a)| a.password.verify(pw));
-    let (Some((_, a)), None) = (matched.next(), matched.next()) else {
-        return Err(fail("100"));
+    let tenant = c.tenant.map(str::to_owned);
+    // Hashing takes milliseconds of CPU: on the blocking pool, never on the
+    // async workers that serve everyone else's requests.
+    let check = async move {
+        tokio::task::spawn_blocking(move || accounts::login(&snap, tenant.as_deref(), &u, &pw))
+            .await
+            .map_err(|e| StoreError::JobPanicked(format!("login: {e}")))
+            .and_then(|r| r)
+            .map_err(internal("100"))?
+            .ok_or_else(|| fail("100"))
     };
+    let (_, a) = throttled_async(c.s, &subject, check)
+        .await
+        .map_err(|l| fail_info("100", l))??;
     if a.banned {
         return Err(fail("100"));
     }

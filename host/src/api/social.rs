@@ -341,7 +341,7 @@ impl From<GiftError> for ApiError {
             GiftError::Rejected { code, code_str, .. } => {
                 let mut err =
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "gift_rejected", message);
-                err.details = Some(json!({ "code": code, "code_str": code_str }));
+                err.details = Some(Box::new(json!({ "code": code, "code_str": code_str })));
                 return err;
             }
             GiftError::Contention | GiftError::Retry => {

@@ -71,11 +71,14 @@ fn token_json(t: AccessToken) -> Json<Value> {
 
 async fn token(
     State(s): State<AppState>,
+    super::auth::ClientIp(ip): super::auth::ClientIp,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let req: TokenRequest = parse(&body)?;
+    let subject = crate::throttle::Subject::new("key", &req.api_key, ip);
+    let issued = tenants::issue_token(&s.store, &req.api_key, &req.api_secret);
     Ok(token_json(
-        tenants::issue_token(&s.store, &req.api_key, &req.api_secret).await?,
+        super::auth::throttled_async(&s, &subject, issued).await??,
     ))
 }
 

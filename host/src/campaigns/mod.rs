@@ -210,6 +210,38 @@ impl Settings {
     }
 }
 
+/// Done-markers of a campaign that no longer exists are deleted (while it
+/// exists they keep "once per person" true).
+pub const DONE_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "campaign done-markers",
+    table: DONE,
+    dead: |tx, look| {
+        let mut parts = look.key.split('\u{1f}');
+        let (Some(tenant), Some(campaign)) = (parts.next(), parts.next()) else {
+            return Ok(true);
+        };
+        Ok(tx.get_raw(CAMPAIGNS, &key(&[tenant, campaign]))?.is_none())
+    },
+    forget: None,
+};
+
+/// A person's cap window is deleted once it holds no send inside the
+/// tenant's cap (or the tenant has no cap any more).
+pub const CAP_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "campaign cap windows",
+    table: CAPS,
+    dead: |tx, look| {
+        let tenant = look.key.split('\u{1f}').next().unwrap_or_default();
+        let Some(cap) = settings(tx, tenant)?.frequency_cap else {
+            return Ok(true);
+        };
+        let since = look.now_ms - i64::from(cap.hours) * 3_600_000;
+        let times: Vec<i64> = serde_json::from_slice(look.raw).unwrap_or_default();
+        Ok(times.iter().all(|t| *t <= since))
+    },
+    forget: None,
+};
+
 pub fn settings(src: &impl Reader, tenant: &str) -> Result<Settings, StoreError> {
     Ok(src.get(SETTINGS, &key(&[tenant]))?.unwrap_or_default())
 }

@@ -14,6 +14,7 @@ pub mod optouts;
 pub mod pricing;
 pub mod providers;
 pub mod segments;
+pub mod text;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +30,7 @@ use crate::ids::{now_ms, random_hex, valid_id};
 use crate::players::normalize_phone;
 use crate::plugins::bindings::{Attempt, MessageKind, Outgoing};
 use crate::plugins::{Input, Output, Plugins, PluginsError, params};
+use crate::secrets::Sealer;
 use crate::shutdown::Shutdown;
 use crate::store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
@@ -49,10 +51,29 @@ const EARLY_REPORTS: Table = TableDefinition::new("early_delivery_reports");
 /// (tenant, tag, value, outcome) → count of final messages.
 const OUTCOMES: Table = TableDefinition::new("message_outcomes");
 
+/// Reports whose send never showed up are dropped after the retention.
+pub const EARLY_REPORT_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "unmatched delivery reports",
+    table: EARLY_REPORTS,
+    dead: |_, look| {
+        Ok(serde_json::from_slice::<EarlyReport>(look.raw)
+            .map(|r| {
+                r.received_at_ms
+                    .saturating_add(look.retention.early_report_ms())
+                    < look.now_ms
+            })
+            .unwrap_or(true))
+    },
+    forget: None,
+};
+
 /// A delivery report kept until its send is recorded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EarlyReport {
     tenant: String,
+    /// When it arrived (0 for reports stored before this was recorded).
+    #[serde(default)]
+    received_at_ms: i64,
     status: Status,
     error: Option<String>,
 }
@@ -354,10 +375,22 @@ pub struct Messaging {
     /// Concurrency and rate per (tenant, provider), so a slow provider
     /// cannot take every slot and a provider's own limits hold.
     lanes: Mutex<HashMap<(String, String), Arc<Lane>>>,
+    /// Opens the providers' stored credentials.
+    sealer: Sealer,
 }
 
 impl Messaging {
-    pub fn new(store: Store, plugins: Arc<Plugins>, provider_timeout: Duration) -> Arc<Messaging> {
+    /// What seals and opens provider credentials.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    pub fn new(
+        store: Store,
+        plugins: Arc<Plugins>,
+        provider_timeout: Duration,
+        sealer: Sealer,
+    ) -> Arc<Messaging> {
         let http = reqwest::Client::builder()
             .timeout(provider_timeout)
             .connect_timeout(provider_timeout.min(Duration::from_secs(5)))
@@ -370,6 +403,7 @@ impl Messaging {
             wake: Notify::new(),
             public_url: RwLock::new(String::new()),
             lanes: Mutex::new(HashMap::new()),
+            sealer,
         })
     }
 
@@ -494,7 +528,7 @@ impl Messaging {
             now,
             rid,
         };
-        let body = self.body(&call, req)?;
+        let body = text::for_channel(&self.body(&call, req)?);
         if body.trim().is_empty() {
             return Err(MessageError::Invalid("the text is empty".into()));
         }
@@ -534,7 +568,7 @@ impl Messaging {
                 plan.extend(alt.into_iter().map(|a| {
                     let mut p = planned(a);
                     p.sender = p.sender.or_else(|| f.sender.clone());
-                    p.body = p.body.or_else(|| Some(f.body.clone()));
+                    p.body = p.body.or_else(|| Some(text::for_channel(&f.body)));
                     p
                 }));
             }
@@ -812,7 +846,7 @@ impl Messaging {
         if awaiting_report
             && let Some(a) = m.attempts.last()
             && now < a.at_ms + m.report_timeout_s * 1000
-            && let Some(c) = providers::config(&snap, &tenant, &a.provider)?
+            && let Some(c) = providers::config(&snap, &tenant, &a.provider, &self.sealer)?
             && c.polled()
         {
             // A provider without callbacks: ask it, then look again later.
@@ -876,7 +910,7 @@ impl Messaging {
                 })
                 .await;
         };
-        let config = providers::config(&snap, &tenant, &plan.provider)?;
+        let config = providers::config(&snap, &tenant, &plan.provider, &self.sealer)?;
         let limits = providers::limits(&snap, &tenant, &plan.provider)?;
         drop(snap);
         let body = plan.body.clone().unwrap_or_else(|| m.body.clone());
@@ -1033,6 +1067,7 @@ impl Messaging {
                     if !kept.is_some_and(|e| e.status.is_final() || e.status.is_failure()) {
                         let early = EarlyReport {
                             tenant: t.clone(),
+                            received_at_ms: now_ms(),
                             status,
                             error: error.clone(),
                         };
@@ -1362,7 +1397,7 @@ fn planned(a: Attempt) -> PlannedAttempt {
         channel: a.channel,
         provider: a.provider,
         sender: a.sender,
-        body: a.body,
+        body: a.body.as_deref().map(text::for_channel),
         price: 0,
     }
 }

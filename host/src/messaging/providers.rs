@@ -11,6 +11,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::Status;
+use crate::secrets::Sealer;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, provider name) → [`ProviderConfig`].
@@ -175,13 +176,26 @@ pub enum SendError {
     Permanent(String),
 }
 
+/// A stored provider, its secrets opened.
+fn unseal(sealer: &Sealer, raw: &[u8]) -> Result<ProviderConfig, StoreError> {
+    let plain = sealer
+        .open(raw)
+        .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+    serde_json::from_slice(&plain).map_err(|source| StoreError::Corrupt {
+        table: PROVIDERS.to_string(),
+        source,
+    })
+}
+
 /// Provider `name` of `tenant`; `console` exists unless redefined.
 pub fn config(
     src: &impl Reader,
     tenant: &str,
     name: &str,
+    sealer: &Sealer,
 ) -> Result<Option<ProviderConfig>, StoreError> {
-    match src.get(PROVIDERS, &key(&[tenant, name]))? {
+    let raw = src.get_raw(PROVIDERS, &key(&[tenant, name]))?;
+    match raw.map(|r| unseal(sealer, &r)).transpose()? {
         Some(c) => Ok(Some(c)),
         None if name == "console" => Ok(Some(ProviderConfig::Console {
             report: None,
@@ -198,19 +212,28 @@ pub fn put(
     name: &str,
     c: &ProviderConfig,
     limits: &Limits,
+    sealer: &Sealer,
 ) -> Result<(), StoreError> {
     tx.put(LIMITS, &key(&[tenant, name]), limits)?;
-    tx.put(PROVIDERS, &key(&[tenant, name]), c)
+    let plain = serde_json::to_vec(c).map_err(|source| StoreError::Corrupt {
+        table: PROVIDERS.to_string(),
+        source,
+    })?;
+    // Credentials are stored sealed, never in clear.
+    tx.put_raw(PROVIDERS, &key(&[tenant, name]), &sealer.seal(&plain))
 }
 
-/// The tenant's providers, by name.
-pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<(String, ProviderConfig)>, StoreError> {
+/// The tenant's providers, by name (at most 1,000).
+pub fn list(
+    src: &impl Reader,
+    tenant: &str,
+    sealer: &Sealer,
+) -> Result<Vec<(String, ProviderConfig)>, StoreError> {
     let p = prefix(&[tenant]);
-    Ok(src
-        .scan_page::<ProviderConfig>(PROVIDERS, &p, None, usize::MAX, false)?
+    src.scan_raw(PROVIDERS, &p, None, 1000, false)?
         .into_iter()
-        .map(|(k, c)| (k[p.len()..].to_owned(), c))
-        .collect())
+        .map(|(k, raw)| Ok((k[p.len()..].to_owned(), unseal(sealer, &raw)?)))
+        .collect()
 }
 
 /// One attempt on its way out.

@@ -29,6 +29,100 @@ pub const MAX_WRITES: usize = 1000;
 /// The most reads one call may record.
 pub const MAX_READS: usize = 10_000;
 
+/// tenant → [`Usage`]: what a tenant's plugins hold in the store, kept in
+/// step by every write so the quota is checked without a scan.
+pub const USAGE: Table = TableDefinition::new("plugin_kv_usage");
+
+/// What all of a tenant's plugins may keep in the key-value store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Quota {
+    pub max_keys: u64,
+    /// Keys and values, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota {
+            max_keys: 100_000,
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a tenant's plugins hold: keys, and bytes of keys and values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// The writes would take the tenant past its quota; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the plugins' key-value store would hold {keys} keys and {bytes} bytes; this tenant's quota is {max_keys} keys and {max_bytes} bytes (delete keys, or give them a ttl)"
+)]
+pub struct QuotaExceeded {
+    pub keys: u64,
+    pub bytes: u64,
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+/// What `tenant`'s plugins hold. A tenant with data from before usage was
+/// tracked is counted once (a scan of its keys) and then kept in step.
+pub fn usage(src: &impl Reader, tenant: &str) -> Result<Usage, StoreError> {
+    if let Some(u) = src.get::<Usage>(USAGE, tenant)? {
+        return Ok(u);
+    }
+    let mut u = Usage::default();
+    let p = crate::store::prefix(&[tenant]);
+    let mut after: Option<String> = None;
+    loop {
+        let page = src.scan_raw(KV, &p, after.as_deref(), 1000, false)?;
+        let done = page.len() < 1000;
+        for (k, v) in &page {
+            u.keys += 1;
+            u.bytes += entry_bytes(k, v.len());
+        }
+        after = page.last().map(|(k, _)| k.clone());
+        if done {
+            return Ok(u);
+        }
+    }
+}
+
+/// Entries past their ttl are deleted, and no longer count against the
+/// tenant's quota.
+pub const SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+    name: "plugin key-value entries",
+    table: KV,
+    dead: |_, look| Ok(decode(look.raw).is_none_or(|(exp, _)| exp <= look.now_ms)),
+    forget: Some(|tx, look| {
+        let tenant = look.key.split('\u{1f}').next().unwrap_or_default();
+        forget(tx, tenant, look.key, look.raw.len())
+    }),
+};
+
+/// What one stored entry counts against the quota.
+fn entry_bytes(stored_key: &str, raw_len: usize) -> u64 {
+    (stored_key.len() + raw_len) as u64
+}
+
+/// Record that an entry of `stored_key` (raw length `raw_len`) was removed
+/// outside a plugin call (the sweeper).
+pub fn forget(
+    tx: &mut Tx,
+    tenant: &str,
+    stored_key: &str,
+    raw_len: usize,
+) -> Result<(), StoreError> {
+    let mut u = usage(tx, tenant)?;
+    u.keys = u.keys.saturating_sub(1);
+    u.bytes = u.bytes.saturating_sub(entry_bytes(stored_key, raw_len));
+    tx.put(USAGE, tenant, &u)
+}
+
 /// The stored key of a plugin's key.
 pub fn kv_key(tenant: &str, plugin: &str, k: &str) -> String {
     key(&[tenant, plugin, k])
@@ -92,6 +186,8 @@ pub struct Effects {
     pub reads: Vec<Read>,
     /// Keyed by the plugin's own key (not the stored key).
     pub writes: BTreeMap<String, Write>,
+    /// The tenant's quota, checked when the writes apply.
+    pub quota: Quota,
 }
 
 /// The data changed since the plugin read it: run it again.
@@ -131,20 +227,59 @@ impl Effects {
         Ok(Ok(()))
     }
 
-    /// Apply the buffered writes. Call after [`Effects::validate`] passed.
-    pub fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+    /// Apply the buffered writes, keeping the tenant's usage in step. Call
+    /// after [`Effects::validate`] passed. When the writes would take the
+    /// tenant past its quota, nothing is written and the job must fail (so
+    /// the operation the plugin guarded fails with it).
+    pub fn apply(&self, tx: &mut Tx) -> Result<Result<(), QuotaExceeded>, StoreError> {
+        if self.writes.is_empty() {
+            return Ok(Ok(()));
+        }
+        let before = usage(tx, &self.tenant)?;
+        let (mut keys, mut bytes) = (before.keys as i128, before.bytes as i128);
+        let mut planned = Vec::with_capacity(self.writes.len());
         for (k, w) in &self.writes {
             let stored = kv_key(&self.tenant, &self.plugin, k);
-            match w {
+            if let Some(old) = tx.get_raw(KV, &stored)? {
+                keys -= 1;
+                bytes -= entry_bytes(&stored, old.len()) as i128;
+            }
+            let raw = match w {
                 Write::Set {
                     value,
                     expires_at_ms,
-                } => tx.put_raw(KV, &stored, &encode(*expires_at_ms, value))?,
-                Write::Delete => {
+                } => {
+                    let raw = encode(*expires_at_ms, value);
+                    keys += 1;
+                    bytes += entry_bytes(&stored, raw.len()) as i128;
+                    Some(raw)
+                }
+                Write::Delete => None,
+            };
+            planned.push((stored, raw));
+        }
+        let after = Usage {
+            keys: keys.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        };
+        let grows = after.keys > before.keys || after.bytes > before.bytes;
+        if grows && (after.keys > self.quota.max_keys || after.bytes > self.quota.max_bytes) {
+            return Ok(Err(QuotaExceeded {
+                keys: after.keys,
+                bytes: after.bytes,
+                max_keys: self.quota.max_keys,
+                max_bytes: self.quota.max_bytes,
+            }));
+        }
+        for (stored, raw) in planned {
+            match raw {
+                Some(raw) => tx.put_raw(KV, &stored, &raw)?,
+                None => {
                     tx.remove(KV, &stored)?;
                 }
             }
         }
-        Ok(())
+        tx.put(USAGE, &self.tenant, &after)?;
+        Ok(Ok(()))
     }
 }

@@ -12,9 +12,11 @@
 pub mod bindings;
 pub mod builtin;
 mod engine;
+pub mod gate;
 pub mod kv;
 mod runtime;
 pub mod sandbox;
+pub mod shape;
 mod stats;
 pub mod wasi;
 
@@ -120,6 +122,26 @@ pub enum CallError {
     OutputTooLarge { bytes: usize, limit: usize },
     #[error("the plugin reported an error: {code}: {message}")]
     Guest { code: String, message: String },
+    #[error("the plugin was not run: {message}")]
+    Busy { message: String },
+}
+
+/// The longest error code from a plugin an answer carries, in bytes.
+pub const MAX_ERROR_CODE_BYTES: usize = 64;
+/// The longest error message from a plugin (or about it) an answer carries.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked with `…`.
+pub fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 impl CallError {
@@ -134,6 +156,29 @@ impl CallError {
             CallError::InvalidOutput { .. } => "invalid_output",
             CallError::OutputTooLarge { .. } => "output_too_large",
             CallError::Guest { .. } => "guest_error",
+            CallError::Busy { .. } => "busy",
+        }
+    }
+
+    /// The error with every plugin-controlled string cut to a bounded size,
+    /// so a plugin cannot make an answer (or a log line) large.
+    pub fn bounded(self) -> CallError {
+        let m = |s: String| clip(s, MAX_ERROR_MESSAGE_BYTES);
+        match self {
+            CallError::Panic { message } => CallError::Panic {
+                message: m(message),
+            },
+            CallError::Trap { message } => CallError::Trap {
+                message: m(message),
+            },
+            CallError::InvalidOutput { message } => CallError::InvalidOutput {
+                message: m(message),
+            },
+            CallError::Guest { code, message } => CallError::Guest {
+                code: clip(code, MAX_ERROR_CODE_BYTES),
+                message: m(message),
+            },
+            other => other,
         }
     }
 }
@@ -179,6 +224,8 @@ pub enum PluginsError {
     },
     #[error("the plugin's data kept changing under it ({0} attempts); try again")]
     TooManyConflicts(u32),
+    #[error(transparent)]
+    KvQuota(#[from] kv::QuotaExceeded),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -326,6 +373,13 @@ pub struct Plugins {
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     stop_ticker: Arc<AtomicBool>,
     compilations: AtomicU64,
+    /// Admission to each engine's instance pool for tenants' plugins.
+    gates: [gate::Gate; 2],
+    /// What idle warm instances may hold, per engine.
+    idle: [Arc<gate::IdleBudget>; 2],
+    /// One compilation at a time: an upload flood queues instead of taking
+    /// every core from the requests being served.
+    compiling: tokio::sync::Semaphore,
 }
 
 impl Drop for Plugins {
@@ -376,7 +430,16 @@ impl Plugins {
         let [small_cache, large_cache] = caches;
         let linkers = [0, 1].map(|i| base_linker(&engines[i]));
         let [small_linker, large_linker] = linkers;
+        let pools = [
+            (config.max_concurrent_instances, Flavor::Small),
+            (config.max_concurrent_large_instances, Flavor::Large),
+        ];
+        let gates = pools.map(|(slots, flavor)| tenant_gate(&config, slots, flavor));
+        let idle = pools.map(|(slots, flavor)| Arc::new(idle_budget(&config, slots, flavor)));
         let plugins = Plugins {
+            gates,
+            idle,
+            compiling: tokio::sync::Semaphore::new(1),
             linkers: [small_linker?, large_linker?],
             caches: [small_cache?, large_cache?],
             engines,
@@ -452,24 +515,68 @@ impl Plugins {
         }
         let flavor = Flavor::for_size(bytes.len()) as usize;
         let engine = &self.engines[flavor];
+        let measured = shape::measure(bytes).map_err(PluginsError::Invalid)?;
+        measured.check().map_err(|why| {
+            PluginsError::Invalid(format!("the component is too big to run: {why}"))
+        })?;
+        let core_instances = measured.core_instances;
         let (component, compiled) = self.caches[flavor]
             .load_or_compile(sha256, bytes)
             .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
         if compiled {
             self.compilations.fetch_add(1, Ordering::Relaxed);
         }
-        let point = runtime::detect_point(engine, &component)
-            .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
-        let pre = self.link(flavor, &component, point, grants)?;
+        let checked = self.check_compiled(flavor, &component, core_instances, grants);
+        let (point, pre, shape) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                // Refused: leave no compiled file behind (nothing refers to it).
+                if compiled {
+                    self.caches[flavor].remove(sha256);
+                }
+                return Err(e);
+            }
+        };
         let prepared = Arc::new(Prepared {
             point,
             pre,
             engine: engine.clone(),
+            flavor,
+            shape,
         });
         if let Ok(mut m) = self.prepared.lock() {
             m.insert(cache_key, prepared.clone());
         }
         Ok((prepared, compiled))
+    }
+
+    /// Everything checked once a component is compiled: its world, its
+    /// shape against the pool's per-component limits, its imports.
+    fn check_compiled(
+        &self,
+        flavor: usize,
+        component: &Component,
+        core_instances: u32,
+        grants: &[wasi::WasiGrant],
+    ) -> Result<(Point, WorldPre, shape::Shape), PluginsError> {
+        let engine = &self.engines[flavor];
+        let Some(res) = component.resources_required() else {
+            return Err(PluginsError::Invalid(
+                "the component instantiates core modules it imports; a plugin must contain its modules".into(),
+            ));
+        };
+        let shape = shape::Shape {
+            core_instances,
+            memories: res.num_memories,
+            tables: res.num_tables,
+        };
+        shape.check().map_err(|why| {
+            PluginsError::Invalid(format!("the component is too big to run: {why}"))
+        })?;
+        let point = runtime::detect_point(engine, component)
+            .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
+        let pre = self.link(flavor, component, point, grants)?;
+        Ok((point, pre, shape))
     }
 
     fn link(
@@ -554,6 +661,11 @@ impl Plugins {
             ));
         }
         let sha256 = sha256_hex(&bytes);
+        let _compiling = self
+            .compiling
+            .acquire()
+            .await
+            .map_err(|e| PluginsError::Internal(e.to_string()))?;
         // Compiling takes milliseconds to seconds: keep it off the async workers.
         let this = self.clone();
         let (sha, blob) = (sha256.clone(), bytes);
@@ -712,7 +824,11 @@ impl Plugins {
         let stats = self.stats_for(tenant, &binding.plugin, binding.version);
         let warm = match binding.isolation {
             Isolation::Fresh => None,
-            Isolation::Warm { recycle_after } => Some(WarmPool::new(recycle_after, 4)),
+            Isolation::Warm { recycle_after } => Some(WarmPool::new(
+                recycle_after,
+                4,
+                self.idle[prepared.flavor].clone(),
+            )),
         };
         let active = Arc::new(Active {
             config: binding.config.to_string().into(),
@@ -892,18 +1008,21 @@ impl Plugins {
             request_id: request_id.clone(),
             snapshot: snapshot.clone(),
             limits: active.binding.limits,
+            kv_quota: self.config.kv_quota(),
         };
-        let run = || match &active.warm {
-            Some(pool) => pool.call(&active.prepared, &ctx, input),
-            None => runtime::call_fresh(&active.prepared, &ctx, input),
+        let run = |ctx: &Context| match &active.warm {
+            Some(pool) => pool.call(&active.prepared, ctx, input),
+            None => runtime::call_fresh(&active.prepared, ctx, input),
         };
         // First-party plugins are ours and answer in microseconds: run them
-        // on the async worker. A tenant's plugin may run to its deadline, so
-        // the worker first hands its other tasks to another thread.
+        // on the async worker, on the pool's reserved part. A tenant's plugin
+        // is admitted through its pool's gate first and may run to its
+        // deadline, so the worker first hands its other tasks to another
+        // thread.
         let report = if builtin::is_builtin_name(&active.binding.plugin) {
-            run()
+            run(&ctx)
         } else {
-            off_the_reactor(run)
+            off_the_reactor(|| self.admitted(&active, &tenant_arc, ctx, run))
         };
         let error = report.result.as_ref().err().cloned();
         let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
@@ -942,6 +1061,39 @@ impl Plugins {
         }
     }
 
+    /// Run `run` once the call is admitted to its pool's gate; the wait
+    /// counts against the call's deadline, so a call never lasts longer
+    /// than its `timeout_ms`, queued or not.
+    fn admitted(
+        &self,
+        active: &Active,
+        tenant: &Arc<str>,
+        mut ctx: Context,
+        run: impl FnOnce(&Context) -> runtime::Report,
+    ) -> runtime::Report {
+        let started = std::time::Instant::now();
+        let timeout = std::time::Duration::from_millis(ctx.limits.timeout_ms);
+        let prepared = &active.prepared;
+        let units = gate::Units::call(prepared.shape, ctx.limits.memory_bytes);
+        let ticket = self.gates[prepared.flavor].admit(tenant, units, started + timeout);
+        let _ticket = match ticket {
+            Ok(t) => t,
+            Err(refused) => {
+                return runtime::Report::failed(
+                    CallError::Busy {
+                        message: refused.to_string(),
+                    },
+                    started,
+                );
+            }
+        };
+        let waited = started.elapsed().as_millis() as u64;
+        ctx.limits.timeout_ms = ctx.limits.timeout_ms.saturating_sub(waited).max(1);
+        let mut report = run(&ctx);
+        report.elapsed = started.elapsed();
+        report
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn call_default(
         &self,
@@ -963,6 +1115,7 @@ impl Plugins {
             request_id,
             snapshot,
             limits: self.limits(LimitsRequest::default())?,
+            kv_quota: self.config.kv_quota(),
         };
         let report = runtime::call_fresh(&prepared, &ctx, input);
         match report.result {
@@ -1011,7 +1164,7 @@ impl Plugins {
                     if effects.validate(tx)?.is_err() {
                         return Ok::<_, PluginsError>(false);
                     }
-                    effects.apply(tx)?;
+                    effects.apply(tx)??;
                     Ok(true)
                 })
                 .await?;
@@ -1034,6 +1187,42 @@ fn off_the_reactor<T>(call: impl FnOnce() -> T) -> T {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
         _ => call(),
     }
+}
+
+/// The admission gate of a pool of `slots` component instances: tenants'
+/// calls may hold 5/8 of it (a quarter is left to first-party plugins,
+/// which run outside the gate, and an eighth to idle warm instances), one
+/// tenant at most `tenant_pool_share_percent` of that.
+fn tenant_gate(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Gate {
+    let pool = engine::pool_sizes(slots, flavor);
+    let part = |n: u32| u64::from(n) * 5 / 8;
+    let total = gate::Units::budget(
+        part(pool.instances),
+        part(pool.core_instances),
+        part(pool.memories),
+        part(pool.tables),
+        config.plugin_memory_total_mib,
+    );
+    let share = config.tenant_pool_share_percent.clamp(1, 100);
+    gate::Gate::new(
+        total,
+        total.share(share),
+        config.max_concurrent_calls_per_tenant,
+    )
+}
+
+/// What idle warm instances of a pool of `slots` may hold: an eighth of
+/// the pool and of the plugin memory total.
+fn idle_budget(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::IdleBudget {
+    let pool = engine::pool_sizes(slots, flavor);
+    let part = |n: u32| u64::from(n) / 8;
+    gate::IdleBudget::new(gate::Units::budget(
+        part(pool.instances),
+        part(pool.core_instances),
+        part(pool.memories),
+        part(pool.tables),
+        config.plugin_memory_total_mib / 8,
+    ))
 }
 
 /// A linker with the host interface; WASI is added per component, as traps.

@@ -12,6 +12,7 @@ use super::bindings::{
     self, Attempt, GiftReply, GiftRequest, Outcome, Outgoing, Param, PluginError, Verdict,
 };
 use super::engine::EPOCH_TICK;
+use super::gate::{IdleBudget, Units};
 use super::sandbox::{CallState, LogLine};
 use super::{CallError, Point};
 use crate::plugins::kv::Effects;
@@ -33,6 +34,10 @@ pub struct Prepared {
     pub pre: WorldPre,
     /// The engine it was compiled for (see `engine::Flavor`).
     pub engine: Engine,
+    /// Which engine (and so which instance pool and gate): 0 small, 1 large.
+    pub flavor: usize,
+    /// What one instantiation takes from the pool.
+    pub shape: super::shape::Shape,
 }
 
 /// A typed `InstancePre` per world.
@@ -108,6 +113,8 @@ pub struct Context {
     pub request_id: Arc<str>,
     pub snapshot: Option<Arc<crate::store::Snapshot>>,
     pub limits: Limits,
+    /// The tenant's key-value quota, checked when the call's writes apply.
+    pub kv_quota: crate::plugins::kv::Quota,
 }
 
 impl WorldPre {
@@ -176,15 +183,7 @@ fn invoke(instance: &Instance, store: &mut Store<CallState>, input: &Input) -> G
 }
 
 fn new_store(engine: &Engine, ctx: &Context) -> wasmtime::Result<Store<CallState>> {
-    let state = CallState::new(
-        ctx.tenant.clone(),
-        &ctx.plugin,
-        ctx.config.clone(),
-        ctx.now_ms,
-        ctx.request_id.clone(),
-        ctx.snapshot.clone(),
-        ctx.limits.memory_bytes,
-    );
+    let state = CallState::new(ctx);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     arm(&mut store, &ctx.limits)?;
@@ -216,17 +215,25 @@ pub fn call_fresh(prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
     finish(store, result, ctx.limits.fuel, started)
 }
 
-fn failed_before_start(e: wasmtime::Error, started: Instant) -> Report {
-    Report {
-        result: Err(CallError::Trap {
-            message: format!("{e:#}"),
-        }),
-        effects: Effects::default(),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        fuel_used: 0,
-        elapsed: started.elapsed(),
+impl Report {
+    /// A call that failed without running.
+    pub fn failed(error: CallError, started: Instant) -> Report {
+        Report {
+            result: Err(error),
+            effects: Effects::default(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            fuel_used: 0,
+            elapsed: started.elapsed(),
+        }
     }
+}
+
+fn failed_before_start(e: wasmtime::Error, started: Instant) -> Report {
+    let error = CallError::Trap {
+        message: format!("{e:#}"),
+    };
+    Report::failed(error.bounded(), started)
 }
 
 fn finish(store: Store<CallState>, result: GuestResult, fuel: u64, started: Instant) -> Report {
@@ -244,6 +251,10 @@ fn finish(store: Store<CallState>, result: GuestResult, fuel: u64, started: Inst
 }
 
 fn classify(result: GuestResult, state: &CallState) -> Result<Output, CallError> {
+    classify_unbounded(result, state).map_err(CallError::bounded)
+}
+
+fn classify_unbounded(result: GuestResult, state: &CallState) -> Result<Output, CallError> {
     let err = match result {
         Ok(Ok(output)) => return check_output(output),
         Ok(Err(e)) => {
@@ -340,20 +351,33 @@ pub struct WarmPool {
     pub max_calls: u32,
     /// Keep at most this many idle instances.
     pub max_idle: usize,
+    /// What all idle instances of the pool's engine may hold together.
+    budget: Arc<IdleBudget>,
 }
 
 struct Warm {
     store: Store<CallState>,
     instance: Instance,
     calls: u32,
+    /// What it holds of the idle budget while idle.
+    held: Units,
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        if let Ok(idle) = self.idle.get_mut() {
+            idle.iter().for_each(|w| self.budget.give(w.held));
+        }
+    }
 }
 
 impl WarmPool {
-    pub fn new(max_calls: u32, max_idle: usize) -> WarmPool {
+    pub fn new(max_calls: u32, max_idle: usize, budget: Arc<IdleBudget>) -> WarmPool {
         WarmPool {
             idle: Mutex::new(Vec::new()),
             max_calls,
             max_idle,
+            budget,
         }
     }
 
@@ -362,18 +386,16 @@ impl WarmPool {
     pub fn call(&self, prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
         let started = Instant::now();
         let taken = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        if let Some(w) = &taken {
+            self.budget.give(w.held);
+        }
         let mut warm = match taken {
             Some(mut w) => {
                 let state = w.store.data_mut();
-                *state = CallState::new(
-                    ctx.tenant.clone(),
-                    &ctx.plugin,
-                    ctx.config.clone(),
-                    ctx.now_ms,
-                    ctx.request_id.clone(),
-                    ctx.snapshot.clone(),
-                    ctx.limits.memory_bytes,
-                );
+                // The instance's memories are still there: keep counting them.
+                let memory_in_use = state.limiter.total;
+                *state = CallState::new(ctx);
+                state.limiter.total = memory_in_use;
                 if let Err(e) = arm(&mut w.store, &ctx.limits) {
                     return failed_before_start(e, started);
                 }
@@ -389,6 +411,7 @@ impl WarmPool {
                         store,
                         instance,
                         calls: 0,
+                        held: Units::default(),
                     },
                     Err(e) => return finish(store, Err(e), ctx.limits.fuel, started),
                 }
@@ -415,8 +438,10 @@ impl WarmPool {
             report.result.is_ok() || matches!(report.result, Err(CallError::Guest { .. }));
         if reusable && warm.calls < self.max_calls {
             warm.store.data_mut().snapshot = None;
+            warm.held = Units::call(prepared.shape, warm.store.data().limiter.total);
             if let Ok(mut idle) = self.idle.lock()
                 && idle.len() < self.max_idle
+                && self.budget.take(warm.held)
             {
                 idle.push(warm);
             }

@@ -9,6 +9,7 @@ use wasmtime::ResourceLimiter;
 
 use super::bindings::Level;
 use super::bindings::rules::engage::plugin::{host, types};
+use super::clip;
 use super::kv::{self, Effects, Read, Write};
 use crate::store::{Reader, Snapshot};
 use crate::views;
@@ -17,6 +18,13 @@ use crate::views;
 pub const MAX_LOG_LINES: usize = 64;
 /// The longest log line kept, in bytes; longer ones are cut.
 pub const MAX_LOG_LINE_BYTES: usize = 2048;
+/// The most fields a log line keeps, and the longest field name and value.
+pub const MAX_LOG_FIELDS: usize = 16;
+pub const MAX_LOG_FIELD_NAME_BYTES: usize = 64;
+pub const MAX_LOG_FIELD_VALUE_BYTES: usize = 256;
+/// The most log bytes (messages and fields) one call keeps in all; later
+/// lines are counted and dropped. Bounds what a call's logs add to an answer.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
 
 /// A log line a plugin wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -38,31 +46,49 @@ pub struct CallState {
     pub effects: Effects,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
+    /// Bytes kept in `logs` so far.
+    log_bytes: usize,
     /// A host-side failure (storage) that ended the call with a trap.
     pub host_failure: Option<String>,
 }
 
-/// The per-call memory cap. Growth beyond it traps, and the flag tells the
-/// host the trap was the memory limit.
+/// The per-call memory cap, over *all* linear memories of the call's
+/// store together (a component may have several; a cap per memory let one
+/// call take several times its limit). Growth beyond it traps, and the
+/// flag tells the host the trap was the memory limit.
 pub struct Limiter {
     pub max_memory: usize,
+    /// Bytes of all memories of the store so far.
+    pub total: usize,
     pub memory_exceeded: bool,
+}
+
+impl Limiter {
+    pub fn new(max_memory: usize) -> Limiter {
+        Limiter {
+            max_memory,
+            total: 0,
+            memory_exceeded: false,
+        }
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.max_memory {
             self.memory_exceeded = true;
             wasmtime::bail!(
-                "memory limit of {} bytes exceeded (wanted {desired})",
+                "memory limit of {} bytes exceeded (the call's memories would hold {total})",
                 self.max_memory
             );
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -77,32 +103,23 @@ impl ResourceLimiter for Limiter {
 }
 
 impl CallState {
-    pub fn new(
-        tenant: Arc<str>,
-        plugin: &str,
-        config: Arc<str>,
-        now_ms: i64,
-        request_id: Arc<str>,
-        snapshot: Option<Arc<Snapshot>>,
-        max_memory: usize,
-    ) -> Self {
+    pub fn new(ctx: &super::Context) -> Self {
         CallState {
-            limiter: Limiter {
-                max_memory,
-                memory_exceeded: false,
-            },
+            limiter: Limiter::new(ctx.limits.memory_bytes),
             effects: Effects {
-                tenant: tenant.to_string(),
-                plugin: plugin.to_owned(),
+                tenant: ctx.tenant.to_string(),
+                plugin: ctx.plugin.to_string(),
+                quota: ctx.kv_quota,
                 ..Effects::default()
             },
-            tenant,
-            config,
-            now_ms,
-            request_id,
-            snapshot,
+            tenant: ctx.tenant.clone(),
+            config: ctx.config.clone(),
+            now_ms: ctx.now_ms,
+            request_id: ctx.request_id.clone(),
+            snapshot: ctx.snapshot.clone(),
             logs: Vec::new(),
             logs_dropped: 0,
+            log_bytes: 0,
             host_failure: None,
         }
     }
@@ -192,19 +209,23 @@ impl host::Host for CallState {
         mut message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        if self.logs.len() >= MAX_LOG_LINES {
+        if self.logs.len() >= MAX_LOG_LINES || self.log_bytes >= MAX_LOG_BYTES {
             self.logs_dropped = self.logs_dropped.saturating_add(1);
             return Ok(());
         }
-        if message.len() > MAX_LOG_LINE_BYTES {
-            let mut cut = MAX_LOG_LINE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
-        let fields: Vec<_> = fields.into_iter().take(16).collect();
+        message = clip(message, MAX_LOG_LINE_BYTES);
+        let fields: Vec<_> = fields
+            .into_iter()
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| {
+                (
+                    clip(k, MAX_LOG_FIELD_NAME_BYTES),
+                    clip(v, MAX_LOG_FIELD_VALUE_BYTES),
+                )
+            })
+            .collect();
+        self.log_bytes +=
+            message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         let level = level_name(level);
         tracing::debug!(target: "engage::plugin", tenant = %self.tenant, plugin = %self.effects.plugin, request_id = %self.request_id, level, "{message}");
         self.logs.push(LogLine {
@@ -327,5 +348,28 @@ impl host::Host for CallState {
             value,
         })?;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_covers_all_memories_of_a_call_together() {
+        const MIB: usize = 1 << 20;
+        let mut l = Limiter::new(64 * MIB);
+        // Two memories of 30 MiB each fit in 64 MiB…
+        assert!(l.memory_growing(0, 30 * MIB, None).is_ok());
+        assert!(l.memory_growing(0, 30 * MIB, None).is_ok());
+        // …a third does not, although it alone is under the cap.
+        assert!(l.memory_growing(0, 30 * MIB, None).is_err());
+        assert!(l.memory_exceeded);
+        // Growing one of them counts only the growth.
+        let mut l = Limiter::new(64 * MIB);
+        assert!(l.memory_growing(0, 30 * MIB, None).is_ok());
+        assert!(l.memory_growing(30 * MIB, 60 * MIB, None).is_ok());
+        assert_eq!(l.total, 60 * MIB);
+        assert!(l.memory_growing(0, 8 * MIB, None).is_err());
     }
 }

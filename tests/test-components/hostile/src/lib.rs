@@ -62,6 +62,71 @@ impl engage_plugin_sdk::rules::Guest for Hostile {
                 Ok(grant(1))
             }
             "error" => Err(PluginError::new("nope", "this plugin refuses on purpose")),
+            // A 1 MiB code and a 20 MiB message: the answer must stay small.
+            "error-huge" => Err(PluginError::new("c".repeat(1 << 20), "m".repeat(20 << 20))),
+            // 64 lines of 16 fields of 256 KiB each, then past the deadline.
+            "log-fields" => {
+                let big = "f".repeat(256 << 10);
+                let fields: Vec<(String, String)> =
+                    (0..16).map(|_| (big.clone(), big.clone())).collect();
+                for _ in 0..64 {
+                    host::log(host::Level::Info, &big, &fields);
+                }
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            // 1,000 values of 64 KiB under keys named by the action's `batch`.
+            "kv-fill" => {
+                let batch = action
+                    .params
+                    .iter()
+                    .find(|p| p.name == "batch")
+                    .map(|p| p.value.clone())
+                    .unwrap_or_default();
+                let value = vec![7u8; 64 << 10];
+                for i in 0..1000 {
+                    host::kv_set(&format!("{batch}-{i}"), &value, None);
+                }
+                Ok(grant(1))
+            }
+            // 50 values of 1 KiB that expire in an hour, under the action's `batch`.
+            "kv-ttl" => {
+                let batch = action
+                    .params
+                    .iter()
+                    .find(|p| p.name == "batch")
+                    .map(|p| p.value.clone())
+                    .unwrap_or_default();
+                for i in 0..50 {
+                    host::kv_set(&format!("{batch}-{i}"), &[1u8; 1024], Some(3_600_000));
+                }
+                Ok(grant(1))
+            }
+            // 4,000 grants of a trillion points each.
+            "mint" => Ok(Outcome {
+                grants: (0..4000)
+                    .map(|_| Grant {
+                        currency: "points".into(),
+                        amount: 1_000_000_000_000,
+                        reason: "mint".into(),
+                    })
+                    .collect(),
+                ..Outcome::default()
+            }),
+            // Two grants of 600 million: over the default total of a billion.
+            "mint-two" => Ok(Outcome {
+                grants: vec![
+                    Grant {
+                        currency: "points".into(),
+                        amount: 600_000_000,
+                        reason: "mint".into(),
+                    };
+                    2
+                ],
+                ..Outcome::default()
+            }),
             "negative" => Ok(grant(-5)),
             "wasi" => {
                 // Any WASI call is denied: it traps.
