@@ -9,7 +9,7 @@
 //! something went wrong (500), `AC1002` invalid request (400), `AC1003`
 //! not authorised (401), `AC1004` no such segment (404).
 
-use axum::body::Bytes;
+use super::form::{Body, BodyError};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -35,6 +35,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 struct AnnexError(StatusCode, &'static str, String);
+
+impl From<BodyError> for AnnexError {
+    fn from(e: BodyError) -> AnnexError {
+        AnnexError(e.status, "AC1002", e.message)
+    }
+}
 
 impl IntoResponse for AnnexError {
     fn into_response(self) -> Response {
@@ -143,7 +149,7 @@ fn date(d: &Option<String>, time: &str, field: &str) -> Result<Option<i64>, Anne
     }
 }
 
-fn spec(raw: &Bytes) -> Result<SegmentSpec, AnnexError> {
+fn spec(raw: &[u8]) -> Result<SegmentSpec, AnnexError> {
     let a: AnnexSegment = serde_json::from_slice(raw)
         .map_err(|e| bad(format!("the body is not the expected JSON: {e}")))?;
     let status = match a.status.as_deref().map(str::to_ascii_uppercase).as_deref() {
@@ -193,7 +199,7 @@ fn view(s: &Segment) -> Value {
 async fn create(
     Tenant(t): Tenant,
     State(s): State<AppState>,
-    raw: Bytes,
+    Body(raw, _): Body<AnnexError>,
 ) -> Result<Json<Value>, AnnexError> {
     let spec = spec(&raw)?;
     let now = now_ms();
@@ -217,7 +223,7 @@ async fn replace(
     Tenant(t): Tenant,
     State(s): State<AppState>,
     Path(id): Path<u64>,
-    raw: Bytes,
+    Body(raw, _): Body<AnnexError>,
 ) -> Result<Json<Value>, AnnexError> {
     let spec = spec(&raw)?;
     let now = now_ms();

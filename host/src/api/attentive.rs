@@ -15,6 +15,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::form::{Body, BodyError};
 use super::{AppState, RequestId};
 use crate::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
 use crate::ids::now_ms;
@@ -32,6 +33,12 @@ pub fn routes() -> Router<AppState> {
 
 /// An Attentive-style error answer.
 struct AttentiveError(StatusCode, &'static str, String);
+
+impl From<BodyError> for AttentiveError {
+    fn from(e: BodyError) -> AttentiveError {
+        AttentiveError(e.status, "INVALID_REQUEST", e.message)
+    }
+}
 
 impl IntoResponse for AttentiveError {
     fn into_response(self) -> Response {
@@ -84,7 +91,7 @@ impl FromRequestParts<AppState> for Tenant {
                 "Authorization: Bearer <API key or access token> is required".into(),
             )
         };
-        super::auth::bearer_key_tenant(parts, &s.store.read()?)?
+        super::auth::bearer_key_tenant_throttled(parts, &s.store.read()?, s)?
             .map(Tenant)
             .ok_or_else(denied)
     }
@@ -111,7 +118,7 @@ struct SubscribeRequest {
 async fn subscribe(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    raw: axum::body::Bytes,
+    Body(raw, _): Body<AttentiveError>,
 ) -> Result<Json<Value>, AttentiveError> {
     let req: SubscribeRequest = body(&raw)?;
     let Some(source) = req.sign_up_source_id.filter(|s| !s.is_empty()) else {
@@ -157,7 +164,7 @@ struct UnsubscribeRequest {
 async fn unsubscribe(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    raw: axum::body::Bytes,
+    Body(raw, _): Body<AttentiveError>,
 ) -> Result<Json<Value>, AttentiveError> {
     let req: UnsubscribeRequest = body(&raw)?;
     let (t, person, which, now) = (tenant, req.user.clone(), req.subscriptions, now_ms());
@@ -188,7 +195,7 @@ async fn message(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    raw: axum::body::Bytes,
+    Body(raw, _): Body<AttentiveError>,
 ) -> Result<Json<Value>, AttentiveError> {
     let req: MessageRequest = body(&raw)?;
     let to = subscriptions::normalize(&req.to)?;

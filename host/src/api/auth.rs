@@ -137,6 +137,30 @@ pub fn bearer_key_tenant(
     Ok(tenants::verify_token(snap, credential, now_ms()).ok())
 }
 
+/// [`bearer_key_tenant`] under the throttle: a credential that names no
+/// tenant counts as a failure of the client's address; while the address
+/// is locked out every credential from it is refused (`None`) unchecked.
+pub fn bearer_key_tenant_throttled(
+    parts: &Parts,
+    snap: &crate::store::Snapshot,
+    s: &AppState,
+) -> Result<Option<String>, crate::store::StoreError> {
+    if bearer(parts).is_err() {
+        return Ok(None);
+    }
+    let subject = Subject::address(client_ip(parts));
+    let found = throttled(s, &subject, || match bearer_key_tenant(parts, snap) {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) => Err(None),
+        Err(e) => Err(Some(e)),
+    });
+    match found {
+        Ok(Ok(t)) => Ok(Some(t)),
+        Ok(Err(Some(e))) => Err(e),
+        Ok(Err(None)) | Err(_) => Ok(None),
+    }
+}
+
 /// The raw bearer credential, if any.
 pub fn bearer_credential(parts: &Parts) -> Option<&str> {
     bearer(parts).ok()

@@ -7,7 +7,7 @@
 //! `errorDescription` in every result. The seed fixes codes 0, 40 and 43;
 //! the others are Engage's and listed in the README.
 
-use axum::body::Bytes;
+use super::form::{Body, BodyError};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -33,6 +33,12 @@ pub fn routes() -> Router<AppState> {
 
 /// A BSG error: its code, description and HTTP status.
 struct BsgError(StatusCode, u32, String);
+
+impl From<BodyError> for BsgError {
+    fn from(e: BodyError) -> BsgError {
+        BsgError(e.status, 1, e.message)
+    }
+}
 
 impl IntoResponse for BsgError {
     fn into_response(self) -> Response {
@@ -86,8 +92,10 @@ impl FromRequestParts<AppState> for BsgTenant {
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, BsgError> {
         let denied = || BsgError(StatusCode::UNAUTHORIZED, 2, "Authorization error".into());
         let snap = s.store.read()?;
+        let subject = crate::throttle::Subject::address(super::auth::client_ip(parts));
         if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-            return tenants::by_api_key(&snap, key.trim())
+            return super::auth::throttled(s, &subject, || tenants::by_api_key(&snap, key.trim()))
+                .map_err(|_| denied())?
                 .map(BsgTenant)
                 .map_err(|_| denied());
         }
@@ -97,9 +105,12 @@ impl FromRequestParts<AppState> for BsgTenant {
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(denied)?;
-        tenants::verify_token(&snap, token.trim(), now_ms())
-            .map(BsgTenant)
-            .map_err(|_| denied())
+        super::auth::throttled(s, &subject, || {
+            tenants::verify_token(&snap, token.trim(), now_ms())
+        })
+        .map_err(|_| denied())?
+        .map(BsgTenant)
+        .map_err(|_| denied())
     }
 }
 
@@ -163,7 +174,11 @@ fn e164(msisdn: &str) -> String {
     }
 }
 
-async fn create(State(s): State<AppState>, BsgTenant(tenant): BsgTenant, body: Bytes) -> Response {
+async fn create(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Body(body, _): Body<BsgError>,
+) -> Response {
     let req: Create = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -76,6 +76,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<super::form::BodyError> for ApiError {
+    fn from(e: super::form::BodyError) -> ApiError {
+        let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(e.status, code, e.message)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         ApiError::internal(e)

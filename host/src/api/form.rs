@@ -9,8 +9,69 @@ use axum::http::header::CONTENT_TYPE;
 
 use super::AppState;
 
+/// A request body that could not be read: too large, or not arrived whole
+/// in time. Each API turns it into its own error format.
+#[derive(Debug)]
+pub struct BodyError {
+    pub status: axum::http::StatusCode,
+    pub message: String,
+}
+
+/// The most a request body may carry unless an endpoint says otherwise.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// The body if it fits in `limit` bytes. An oversized body is still read
+/// to its end (up to a few times the limit, discarded; the connection's
+/// body deadline bounds the time) so the client gets the 413 instead of a
+/// connection reset from unread data.
+pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let drain_cap = limit.saturating_mul(4).max(16 << 20);
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError {
+            status: axum::http::StatusCode::BAD_REQUEST,
+            message: format!("the request body could not be read: {e}"),
+        })?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > drain_cap {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(BodyError {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the request body is larger than this endpoint's {limit} bytes"),
+        });
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// The whole request body (at most [`MAX_BODY_BYTES`]); a failure is
+/// answered as the API's error `E`.
+pub struct Body<E>(pub Bytes, pub std::marker::PhantomData<fn() -> E>);
+
+impl<S, E> FromRequest<S> for Body<E>
+where
+    S: Send + Sync,
+    E: From<BodyError> + axum::response::IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, E> {
+        read_limited(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map(|b| Body(b, std::marker::PhantomData))
+            .map_err(E::from)
+    }
+}
+
 /// Every parameter of `req`; an error names why the body could not be read.
-pub async fn read(req: Request, state: &AppState) -> Result<BTreeMap<String, String>, String> {
+pub async fn read(req: Request, _state: &AppState) -> Result<BTreeMap<String, String>, String> {
     let mut map: BTreeMap<String, String> = req
         .uri()
         .query()
@@ -24,9 +85,9 @@ pub async fn read(req: Request, state: &AppState) -> Result<BTreeMap<String, Str
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = Bytes::from_request(req, state)
+    let body = read_limited(req.into_body(), MAX_BODY_BYTES)
         .await
-        .map_err(|e| format!("could not read the body: {e}"))?;
+        .map_err(|e| e.message)?;
     if let Some(boundary) = content_type
         .strip_prefix("multipart/form-data")
         .and_then(|rest| rest.split("boundary=").nth(1))

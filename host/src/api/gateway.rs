@@ -2,7 +2,6 @@
 //! settings and inbound SMS, and `/v1/messaging/opt-outs`; plus the
 //! providers' inbound-SMS webhooks under `/hooks`.
 
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -465,7 +464,7 @@ async fn twilio_inbound(
     Extension(rid): Extension<RequestId>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    super::form::Body(body, _): super::form::Body<ApiError>,
 ) -> Result<Response, ApiError> {
     let form = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| form.field(name).map(str::to_owned);

@@ -37,7 +37,7 @@ impl Mutation {
 impl FromRequest<AppState> for Mutation {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, _: &AppState) -> Result<Self, ApiError> {
         let key = match req.headers().get("idempotency-key") {
             None => None,
             Some(v) => Some(
@@ -54,16 +54,9 @@ impl FromRequest<AppState> for Mutation {
             ),
         };
         let head = format!("{} {}\n", req.method(), req.uri());
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
-        if body.len() > MAX_BODY {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("a request body is at most {MAX_BODY} bytes"),
-            ));
-        }
+        let body = super::form::read_limited(req.into_body(), MAX_BODY)
+            .await
+            .map_err(ApiError::from)?;
         let idem = key.map(|key| {
             let mut fp = head.into_bytes();
             fp.extend_from_slice(&body);

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -213,7 +212,7 @@ impl Params {
 impl FromRequest<AppState> for Params {
     type Rejection = PbError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, PbError> {
+    async fn from_request(req: Request, _: &AppState) -> Result<Self, PbError> {
         let mut map: HashMap<String, String> = req
             .uri()
             .query()
@@ -224,9 +223,9 @@ impl FromRequest<AppState> for Params {
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let body = Bytes::from_request(req, state)
+        let body = super::form::read_limited(req.into_body(), super::form::MAX_BODY_BYTES)
             .await
-            .map_err(|e| PbError("0903", format!("could not read the body: {e}")))?;
+            .map_err(|e| PbError("0903", e.message))?;
         if json {
             let v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
                 .map_err(|e| PbError("0903", format!("the JSON body is invalid: {e}")))?;
@@ -253,16 +252,26 @@ fn form_urlencoded_pairs(bytes: &[u8]) -> HashMap<String, String> {
 
 /// The tenant of a Playbasis call: `token` (writes and reads) or `api_key`
 /// (reads), as Playbasis accepts them.
-fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbError> {
+fn tenant_of(
+    s: &AppState,
+    method: &Method,
+    p: &Params,
+    ip: Option<std::net::IpAddr>,
+) -> Result<String, PbError> {
     let snap = s.store.read()?;
+    let subject = Subject::address(ip);
     if let Some(token) = p.get("token") {
-        return tenants::verify_token(&snap, token, now_ms())
-            .map_err(|_| PbError("0900", "Invalid token Key".into()));
+        return super::auth::throttled(s, &subject, || {
+            tenants::verify_token(&snap, token, now_ms())
+        })?
+        .map_err(|_| PbError("0900", "Invalid token Key".into()));
     }
     if method == Method::GET
         && let Some(key) = p.get("api_key")
     {
-        return Ok(tenants::by_api_key(&snap, key)?);
+        return Ok(super::auth::throttled(s, &subject, || {
+            tenants::by_api_key(&snap, key)
+        })??);
     }
     Err(PbError("0902", "Token key required".into()))
 }
@@ -315,11 +324,12 @@ type ProfileWrite =
 async fn write_profile(
     s: AppState,
     method: Method,
+    ip: Option<std::net::IpAddr>,
     id: String,
     p: Params,
     op: ProfileWrite,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let profile = profile_from(&p);
     let now = now_ms();
     s.store
@@ -331,28 +341,31 @@ async fn write_profile(
 async fn register(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    write_profile(s, method, id, p, players::register).await
+    write_profile(s, method, ip, id, p, players::register).await
 }
 
 async fn update(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    write_profile(s, method, id, p, players::update).await
+    write_profile(s, method, ip, id, p, players::update).await
 }
 
 async fn player(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let pl = players::get(&s.store.read()?, &tenant, &id)?;
     Ok(ok(json!({ "player": {
         "cl_player_id": pl.id,
@@ -381,10 +394,11 @@ fn point_rows(list: Vec<(String, i64)>) -> Vec<Value> {
 async fn points(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     let mut list = ledger::balances(&snap, &tenant, &id)?;
@@ -397,10 +411,11 @@ async fn points(
 async fn point(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path((id, name)): Path<(String, String)>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     if !ledger::currencies(&snap, &tenant)?.contains(&name) {
@@ -413,10 +428,11 @@ async fn point(
 async fn rule(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Extension(RequestId(rid)): Extension<RequestId>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player, action] = p.require(["player_id", "action"])?;
     const OWN: [&str; 5] = ["token", "api_key", "player_id", "action", "url"];
     let req = ActionRequest {
@@ -487,8 +503,13 @@ fn goods_json(g: &GroupView) -> Value {
     })
 }
 
-async fn goods_list(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn goods_list(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let list = goods::list(&s.store.read()?, &tenant)?;
     Ok(ok(
         json!({ "goods_list": list.iter().map(goods_json).collect::<Vec<_>>() }),
@@ -498,10 +519,11 @@ async fn goods_list(State(s): State<AppState>, method: Method, p: Params) -> PbR
 async fn goods_one(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let g = goods::get(&s.store.read()?, &tenant, &id)?;
     Ok(ok(json!({ "goods": goods_json(&g) })))
 }
@@ -531,8 +553,13 @@ fn amount(p: &Params) -> Result<u64, PbError> {
     }
 }
 
-async fn group_availability(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn group_availability(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player, group] = p.require(["player_id", "group"])?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, player)?;
@@ -569,16 +596,26 @@ async fn redeem_with(s: AppState, tenant: String, player: String, id: String, n:
     })))
 }
 
-async fn redeem_group(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn redeem_group(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player, group] = p.require(["player_id", "group"])?;
     let id = group_id(&s, &tenant, group)?;
     let n = amount(&p)?;
     redeem_with(s, tenant, player.to_owned(), id, n).await
 }
 
-async fn redeem_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn redeem_goods(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player, goods_id] = p.require(["player_id", "goods_id"])?;
     let n = amount(&p)?;
     redeem_with(s, tenant, player.to_owned(), goods_id.to_owned(), n).await
@@ -587,10 +624,11 @@ async fn redeem_goods(State(s): State<AppState>, method: Method, p: Params) -> P
 async fn redeemed(
     State(s): State<AppState>,
     method: Method,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     let list = goods::redemptions_of(&snap, &tenant, &id, 100)?;
@@ -675,8 +713,13 @@ async fn sms_to_player(
     })))
 }
 
-async fn sms_send(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn sms_send(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player_id, message] = p.require(["player_id", "message"])?;
     let player = players::get(&s.store.read()?, &tenant, player_id)?;
     sms_to_player(&s, &tenant, &player, message, BTreeMap::new()).await
@@ -684,8 +727,13 @@ async fn sms_send(State(s): State<AppState>, method: Method, p: Params) -> PbRes
 
 /// The coupon of redemption `ref_id` by SMS: `{{code}}` (as the seed
 /// writes it) and `{{coupon}}` (as Playbasis documents it) are the code.
-async fn sms_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
+async fn sms_goods(
+    State(s): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p, ip)?;
     let [player_id, ref_id, message] = p.require(["player_id", "ref_id", "message"])?;
     let snap = s.store.read()?;
     let player = players::get(&snap, &tenant, player_id)?;

@@ -335,9 +335,13 @@ fn authenticate(c: &Call, snap: &Snapshot) -> Result<(String, Account), Fail> {
     if u.is_empty() || h.is_empty() {
         return Err(fail("100"));
     }
-    let (tenant, a) = accounts::by_token(snap, h)
-        .map_err(internal("100"))?
-        .ok_or_else(|| fail("100"))?;
+    let subject = Subject::address(c.ip);
+    let found = super::auth::throttled(c.s, &subject, || match accounts::by_token(snap, h) {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(fail("100")),
+        Err(e) => Err(internal("100")(e)),
+    });
+    let (tenant, a) = found.map_err(|l| fail_info("100", l))??;
     let named = accounts::normalize_username(u).as_deref() == Some(a.username.as_str())
         || (!a.email.is_empty() && a.email.eq_ignore_ascii_case(u));
     if c.tenant.is_some_and(|t| t != tenant) || !named || a.banned {

@@ -57,13 +57,17 @@ async fn upload(
         ));
     }
     let limit = s.max_component_bytes;
-    let bytes = read_limited(body, limit).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "component_too_large",
-            format!("the component is larger than the limit of {limit} bytes"),
-        )
-    })?;
+    let bytes = super::form::read_limited(body, limit)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "component_too_large",
+                format!("the component is larger than the limit of {limit} bytes"),
+            ),
+            _ => ApiError::from(e),
+        })?
+        .to_vec();
     let info = s.plugins.upload(&tenant, &name, bytes).await?;
     Ok((
         StatusCode::CREATED,
@@ -72,33 +76,6 @@ async fn upload(
             "world": info.world, "size": info.size,
         })),
     ))
-}
-
-/// The body if it fits in `limit` bytes, else None. An oversized body is
-/// still read to its end (up to a few times the limit, discarded) so the
-/// client gets the 413 instead of a connection reset from unread data.
-async fn read_limited(body: Body, limit: usize) -> Result<Option<Vec<u8>>, ApiError> {
-    use futures_util::StreamExt;
-    let drain_cap = limit.saturating_mul(4).max(16 << 20);
-    let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("reading the upload: {e}"),
-            )
-        })?;
-        seen = seen.saturating_add(chunk.len());
-        if seen <= limit {
-            kept.extend_from_slice(&chunk);
-        } else if seen > drain_cap {
-            break;
-        }
-    }
-    Ok((seen <= limit).then_some(kept))
 }
 
 async fn list(

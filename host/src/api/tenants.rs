@@ -38,7 +38,7 @@ struct CreateTenant {
 async fn create(
     _: AdminAuth,
     State(s): State<AppState>,
-    body: axum::body::Bytes,
+    super::form::Body(body, _): super::form::Body<ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateTenant = parse(&body)?;
     let creds = tenants::create(&s.store, &req.name).await?;
@@ -72,7 +72,7 @@ fn token_json(t: AccessToken) -> Json<Value> {
 async fn token(
     State(s): State<AppState>,
     super::auth::ClientIp(ip): super::auth::ClientIp,
-    body: axum::body::Bytes,
+    super::form::Body(body, _): super::form::Body<ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let req: TokenRequest = parse(&body)?;
     let subject = crate::throttle::Subject::new("key", &req.api_key, ip);
