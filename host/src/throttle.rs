@@ -1,9 +1,16 @@
 //! Slowing down credential guessing: failed credential checks are counted
-//! per login (tenant and user name, or API key) and per client address in
-//! a fixed window; past the allowance, checks for that login or address
-//! are refused at once, without looking at the credential, until the
-//! window ends. A success clears the login's count (not the address's:
-//! one valid account must not reset a guesser's budget).
+//! in a fixed window per login from one address, per address, and — for
+//! user-chosen passwords, which can be guessed from many addresses — per
+//! login over all addresses (with a higher allowance). Past an allowance,
+//! checks are refused at once, without looking at the credential, until
+//! the window ends. A success clears its login's counts (not the
+//! address's: one valid account must not reset a guesser's budget).
+//!
+//! Why not one count per login: an API key is public (browser apps embed
+//! it), so anyone could then lock a tenant out of its own tokens by sending
+//! ten wrong secrets a minute. A secret of 192 random bits cannot be
+//! guessed anyway; its failures count per address. A password can, so it
+//! also has the all-addresses count, whose allowance is ten times higher.
 //!
 //! The state is in memory, per process: it bounds what one host answers,
 //! which is what protects its CPU, and it forgets on restart.
@@ -19,15 +26,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Failed checks of one login (user name, API key) allowed per window.
+    /// Failed checks of one login (user name, API key) from one address
+    /// allowed per window.
     pub max_failures_per_login: u32,
+    /// Failed password checks of one user name from all addresses together
+    /// allowed per window.
+    pub max_failures_per_user: u32,
     /// Failed checks from one client address allowed per window.
     pub max_failures_per_address: u32,
     /// The window, in ms: a login or address that used up its allowance is
     /// refused until its window ends.
     pub window_ms: u64,
     /// The most logins and addresses tracked at once (memory bound); when
-    /// full, expired entries are dropped, then the oldest.
+    /// full, expired entries are dropped, then those not locked out.
     pub max_tracked: usize,
 }
 
@@ -35,6 +46,7 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
             max_failures_per_login: 10,
+            max_failures_per_user: 100,
             max_failures_per_address: 300,
             window_ms: 60_000,
             max_tracked: 100_000,
@@ -79,20 +91,41 @@ pub struct Throttle {
 
 /// What one credential check is counted under.
 pub struct Subject {
+    /// The login as tried from this address.
+    pair: Option<String>,
+    /// The login from anywhere (passwords only).
     login: Option<String>,
     address: Option<String>,
 }
 
+/// A login name bounded in length: a megabyte-long name must not become a
+/// megabyte-long key.
+fn bounded(kind: &str, login: &str) -> String {
+    let login: String = login.chars().take(128).collect();
+    format!("{kind}:{login}")
+}
+
 impl Subject {
-    /// A check of `login` (any stable name for the credential's owner,
-    /// e.g. `tenant/user` or an API key) from `ip`.
+    /// A check of a high-entropy secret belonging to `login` (an API key
+    /// and secret, an app id and secret) from `ip`.
     pub fn new(kind: &str, login: &str, ip: Option<IpAddr>) -> Subject {
-        // A login is counted by a bounded prefix: a megabyte-long name must
-        // not become a megabyte-long key.
-        let login: String = login.chars().take(128).collect();
+        let address = ip.map(|ip| format!("ip:{ip}"));
         Subject {
-            login: Some(format!("{kind}:{login}")),
-            address: ip.map(|ip| format!("ip:{ip}")),
+            pair: Some(format!(
+                "{}@{}",
+                bounded(kind, login),
+                address.as_deref().unwrap_or("-")
+            )),
+            login: None,
+            address,
+        }
+    }
+
+    /// A check of a user-chosen password of `login` from `ip`.
+    pub fn password(kind: &str, login: &str, ip: Option<IpAddr>) -> Subject {
+        Subject {
+            login: Some(bounded(kind, login)),
+            ..Subject::new(kind, login, ip)
         }
     }
 
@@ -100,9 +133,21 @@ impl Subject {
     /// the address is counted.
     pub fn address(ip: Option<IpAddr>) -> Subject {
         Subject {
+            pair: None,
             login: None,
             address: ip.map(|ip| format!("ip:{ip}")),
         }
+    }
+
+    /// Each key with its allowance.
+    fn keys<'a>(&'a self, c: &ThrottleConfig) -> impl Iterator<Item = (&'a str, u32)> {
+        [
+            (self.pair.as_deref(), c.max_failures_per_login),
+            (self.login.as_deref(), c.max_failures_per_user),
+            (self.address.as_deref(), c.max_failures_per_address),
+        ]
+        .into_iter()
+        .filter_map(|(k, max)| k.map(|k| (k, max)))
     }
 }
 
@@ -128,17 +173,10 @@ impl Throttle {
             let end = e.started + window;
             (e.failures >= max && end > now).then(|| end - now)
         };
-        let wait = [
-            s.login
-                .as_deref()
-                .and_then(|l| locked(l, self.config.max_failures_per_login)),
-            s.address
-                .as_deref()
-                .and_then(|a| locked(a, self.config.max_failures_per_address)),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let wait = s
+            .keys(&self.config)
+            .filter_map(|(k, max)| locked(k, max))
+            .max();
         match wait {
             Some(retry_after) => Err(Locked { retry_after }),
             None => Ok(()),
@@ -151,26 +189,31 @@ impl Throttle {
         let window = self.window();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if ok {
-            if let Some(l) = &s.login {
-                entries.remove(l);
+            for key in s.pair.iter().chain(s.login.iter()) {
+                entries.remove(key);
             }
             return;
         }
-        if entries.len() + 2 > self.config.max_tracked.max(2) {
+        let cap = self.config.max_tracked.max(3);
+        if entries.len() + 3 > cap {
+            // Full: forget the expired, then those not locked out, then
+            // everything. Each step frees many entries at once, so a flood
+            // of new names costs O(1) per failure, amortized.
             entries.retain(|_, e| e.started + window > now);
-            while entries.len() + 2 > self.config.max_tracked.max(2) {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.started)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => entries.remove(&k),
-                    None => break,
-                };
+            let least = self
+                .config
+                .max_failures_per_login
+                .min(self.config.max_failures_per_user)
+                .min(self.config.max_failures_per_address);
+            if entries.len() + 3 > cap * 9 / 10 {
+                entries.retain(|_, e| e.failures >= least);
+            }
+            if entries.len() + 3 > cap * 9 / 10 {
+                entries.clear();
             }
         }
-        for key in s.login.iter().chain(s.address.as_ref()) {
-            let e = entries.entry(key.clone()).or_insert(Entry {
+        for (key, _) in s.keys(&self.config) {
+            let e = entries.entry(key.to_owned()).or_insert(Entry {
                 started: now,
                 failures: 0,
             });
@@ -194,20 +237,21 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn throttle(window_ms: u64) -> Throttle {
+    fn throttle(window_ms: u64, max_tracked: usize) -> Throttle {
         Throttle::new(ThrottleConfig {
             max_failures_per_login: 3,
+            max_failures_per_user: 4,
             max_failures_per_address: 5,
             window_ms,
-            max_tracked: 8,
+            max_tracked,
         })
     }
 
     #[test]
     fn a_login_is_locked_after_its_allowance_and_free_after_the_window() {
-        let t = throttle(100);
+        let t = throttle(100, 64);
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        let s = Subject::new("user", "acme/admin", Some(ip));
+        let s = Subject::password("user", "acme/admin", Some(ip));
         for _ in 0..3 {
             assert!(t.check(&s).is_ok());
             t.record(&s, false);
@@ -220,8 +264,22 @@ mod tests {
 
     #[test]
     fn an_address_is_locked_across_logins_and_a_success_does_not_reset_it() {
-        let t = throttle(60_000);
+        let t = throttle(60_000, 64);
         let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        // A public API key guessed at from one address is not locked for
+        // the others.
+        let key = |ip: &str| Subject::new("key", "ek_public", Some(ip.parse().expect("ip")));
+        for _ in 0..3 {
+            t.record(&key("10.0.0.9"), false);
+        }
+        assert!(t.check(&key("10.0.0.9")).is_err());
+        assert!(t.check(&key("10.0.0.8")).is_ok());
+        // A password guessed at from many addresses is.
+        let user = |ip: &str| Subject::password("user", "acme/bob", Some(ip.parse().expect("ip")));
+        for i in 0..4 {
+            t.record(&user(&format!("10.1.0.{i}")), false);
+        }
+        assert!(t.check(&user("10.1.0.200")).is_err());
         for i in 0..5 {
             let s = Subject::new("user", &format!("acme/u{i}"), Some(ip));
             t.record(&s, false);
@@ -236,7 +294,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let t = throttle(60_000);
+        let t = throttle(60_000, 8);
         for i in 0..100 {
             t.record(&Subject::new("user", &format!("u{i}"), None), false);
         }

@@ -110,7 +110,7 @@ impl FromRequestParts<AppState> for AdminAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         let snap = state.store.read()?;
-        let subject = Subject::new("admin", "", client_ip(parts));
+        let subject = Subject::address(client_ip(parts));
         throttled(state, &subject, || {
             match tenants::is_admin_token(&snap, token) {
                 Ok(true) => Ok(AdminAuth),

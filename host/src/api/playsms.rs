@@ -652,7 +652,7 @@ async fn get_token(c: &Call<'_>) -> Answer {
         c.tenant.unwrap_or("*"),
         u.trim().to_ascii_lowercase()
     );
-    let subject = Subject::new("user", &login, c.ip);
+    let subject = Subject::password("user", &login, c.ip);
     let snap = snapshot(c, "100")?;
     let tenant = c.tenant.map(str::to_owned);
     // Hashing takes milliseconds of CPU: on the blocking pool, never on the

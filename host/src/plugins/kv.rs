@@ -187,6 +187,7 @@ pub struct Effects {
     /// Keyed by the plugin's own key (not the stored key).
     pub writes: BTreeMap<String, Write>,
     /// The tenant's quota, checked when the writes apply.
+    #[serde(skip)]
     pub quota: Quota,
 }
 

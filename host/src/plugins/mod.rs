@@ -1201,7 +1201,8 @@ fn tenant_gate(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Gate
         part(pool.core_instances),
         part(pool.memories),
         part(pool.tables),
-        config.plugin_memory_total_mib,
+        // Two pools (small and large components) share the memory total.
+        config.plugin_memory_total_mib / 2,
     );
     let share = config.tenant_pool_share_percent.clamp(1, 100);
     gate::Gate::new(
@@ -1212,7 +1213,7 @@ fn tenant_gate(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Gate
 }
 
 /// What idle warm instances of a pool of `slots` may hold: an eighth of
-/// the pool and of the plugin memory total.
+/// the pool and of its half of the plugin memory total.
 fn idle_budget(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::IdleBudget {
     let pool = engine::pool_sizes(slots, flavor);
     let part = |n: u32| u64::from(n) / 8;
@@ -1221,7 +1222,7 @@ fn idle_budget(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Idle
         part(pool.core_instances),
         part(pool.memories),
         part(pool.tables),
-        config.plugin_memory_total_mib / 8,
+        config.plugin_memory_total_mib / 16,
     ))
 }
 
