@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
-use super::auth::{ClientIp, throttled_async};
+use super::auth::throttled_async;
 use super::{AppState, RequestId};
 use crate::actions::{self, ActionError, ActionRequest, Event};
 use crate::goods::{self, GoodsError, GroupView};
@@ -186,7 +186,7 @@ impl From<ActionError> for PbError {
 }
 
 /// The request's parameters: the query string and a form (or JSON) body.
-pub struct Params(HashMap<String, String>);
+pub struct Params(HashMap<String, String>, Option<std::net::IpAddr>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
@@ -213,6 +213,10 @@ impl FromRequest<AppState> for Params {
     type Rejection = PbError;
 
     async fn from_request(req: Request, _: &AppState) -> Result<Self, PbError> {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
         let mut map: HashMap<String, String> = req
             .uri()
             .query()
@@ -239,7 +243,7 @@ impl FromRequest<AppState> for Params {
         } else {
             map.extend(form_urlencoded_pairs(&body));
         }
-        Ok(Params(map))
+        Ok(Params(map, ip))
     }
 }
 
@@ -252,14 +256,9 @@ fn form_urlencoded_pairs(bytes: &[u8]) -> HashMap<String, String> {
 
 /// The tenant of a Playbasis call: `token` (writes and reads) or `api_key`
 /// (reads), as Playbasis accepts them.
-fn tenant_of(
-    s: &AppState,
-    method: &Method,
-    p: &Params,
-    ip: Option<std::net::IpAddr>,
-) -> Result<String, PbError> {
+fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbError> {
     let snap = s.store.read()?;
-    let subject = Subject::address(ip);
+    let subject = Subject::address(p.1);
     if let Some(token) = p.get("token") {
         return super::auth::throttled(s, &subject, || {
             tenants::verify_token(&snap, token, now_ms())
@@ -276,23 +275,23 @@ fn tenant_of(
     Err(PbError("0902", "Token key required".into()))
 }
 
-async fn auth(State(s): State<AppState>, ClientIp(ip): ClientIp, p: Params) -> PbResult {
+async fn auth(State(s): State<AppState>, p: Params) -> PbResult {
     let [key, secret] = p.require(["api_key", "api_secret"])?;
-    let subject = Subject::new("key", key, ip);
+    let subject = Subject::new("key", key, p.1);
     let t = throttled_async(&s, &subject, tenants::issue_token(&s.store, key, secret)).await??;
     Ok(ok(
         json!({ "token": t.token, "date_expire": sql_datetime(t.expires_at_ms) }),
     ))
 }
 
-async fn renew(State(s): State<AppState>, ClientIp(ip): ClientIp, p: Params) -> PbResult {
+async fn renew(State(s): State<AppState>, p: Params) -> PbResult {
     let t = match p.get("token") {
         Some(token) => tenants::renew_token(&s.store, token)
             .await
             .map_err(|_| PbError("0900", "Invalid token Key".into()))?,
         None => {
             let [key, secret] = p.require(["api_key", "api_secret"])?;
-            let subject = Subject::new("key", key, ip);
+            let subject = Subject::new("key", key, p.1);
             throttled_async(&s, &subject, tenants::issue_token(&s.store, key, secret)).await??
         }
     };
@@ -324,12 +323,11 @@ type ProfileWrite =
 async fn write_profile(
     s: AppState,
     method: Method,
-    ip: Option<std::net::IpAddr>,
     id: String,
     p: Params,
     op: ProfileWrite,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let profile = profile_from(&p);
     let now = now_ms();
     s.store
@@ -341,31 +339,28 @@ async fn write_profile(
 async fn register(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    write_profile(s, method, ip, id, p, players::register).await
+    write_profile(s, method, id, p, players::register).await
 }
 
 async fn update(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    write_profile(s, method, ip, id, p, players::update).await
+    write_profile(s, method, id, p, players::update).await
 }
 
 async fn player(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let pl = players::get(&s.store.read()?, &tenant, &id)?;
     Ok(ok(json!({ "player": {
         "cl_player_id": pl.id,
@@ -394,11 +389,10 @@ fn point_rows(list: Vec<(String, i64)>) -> Vec<Value> {
 async fn points(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     let mut list = ledger::balances(&snap, &tenant, &id)?;
@@ -411,11 +405,10 @@ async fn points(
 async fn point(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path((id, name)): Path<(String, String)>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     if !ledger::currencies(&snap, &tenant)?.contains(&name) {
@@ -428,11 +421,10 @@ async fn point(
 async fn rule(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Extension(RequestId(rid)): Extension<RequestId>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player, action] = p.require(["player_id", "action"])?;
     const OWN: [&str; 5] = ["token", "api_key", "player_id", "action", "url"];
     let req = ActionRequest {
@@ -503,13 +495,8 @@ fn goods_json(g: &GroupView) -> Value {
     })
 }
 
-async fn goods_list(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn goods_list(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let list = goods::list(&s.store.read()?, &tenant)?;
     Ok(ok(
         json!({ "goods_list": list.iter().map(goods_json).collect::<Vec<_>>() }),
@@ -519,11 +506,10 @@ async fn goods_list(
 async fn goods_one(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let g = goods::get(&s.store.read()?, &tenant, &id)?;
     Ok(ok(json!({ "goods": goods_json(&g) })))
 }
@@ -553,13 +539,8 @@ fn amount(p: &Params) -> Result<u64, PbError> {
     }
 }
 
-async fn group_availability(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn group_availability(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player, group] = p.require(["player_id", "group"])?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, player)?;
@@ -596,26 +577,16 @@ async fn redeem_with(s: AppState, tenant: String, player: String, id: String, n:
     })))
 }
 
-async fn redeem_group(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn redeem_group(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player, group] = p.require(["player_id", "group"])?;
     let id = group_id(&s, &tenant, group)?;
     let n = amount(&p)?;
     redeem_with(s, tenant, player.to_owned(), id, n).await
 }
 
-async fn redeem_goods(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn redeem_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player, goods_id] = p.require(["player_id", "goods_id"])?;
     let n = amount(&p)?;
     redeem_with(s, tenant, player.to_owned(), goods_id.to_owned(), n).await
@@ -624,11 +595,10 @@ async fn redeem_goods(
 async fn redeemed(
     State(s): State<AppState>,
     method: Method,
-    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+    let tenant = tenant_of(&s, &method, &p)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
     let list = goods::redemptions_of(&snap, &tenant, &id, 100)?;
@@ -713,13 +683,8 @@ async fn sms_to_player(
     })))
 }
 
-async fn sms_send(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn sms_send(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player_id, message] = p.require(["player_id", "message"])?;
     let player = players::get(&s.store.read()?, &tenant, player_id)?;
     sms_to_player(&s, &tenant, &player, message, BTreeMap::new()).await
@@ -727,13 +692,8 @@ async fn sms_send(
 
 /// The coupon of redemption `ref_id` by SMS: `{{code}}` (as the seed
 /// writes it) and `{{coupon}}` (as Playbasis documents it) are the code.
-async fn sms_goods(
-    State(s): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    p: Params,
-) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p, ip)?;
+async fn sms_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
     let [player_id, ref_id, message] = p.require(["player_id", "ref_id", "message"])?;
     let snap = s.store.read()?;
     let player = players::get(&snap, &tenant, player_id)?;

@@ -79,12 +79,7 @@ impl engage_plugin_sdk::rules::Guest for Hostile {
             }
             // 1,000 values of 64 KiB under keys named by the action's `batch`.
             "kv-fill" => {
-                let batch = action
-                    .params
-                    .iter()
-                    .find(|p| p.name == "batch")
-                    .map(|p| p.value.clone())
-                    .unwrap_or_default();
+                let batch = action.param("batch").unwrap_or_default();
                 let value = vec![7u8; 64 << 10];
                 for i in 0..1000 {
                     host::kv_set(&format!("{batch}-{i}"), &value, None);
@@ -93,12 +88,7 @@ impl engage_plugin_sdk::rules::Guest for Hostile {
             }
             // 50 values of 1 KiB that expire in an hour, under the action's `batch`.
             "kv-ttl" => {
-                let batch = action
-                    .params
-                    .iter()
-                    .find(|p| p.name == "batch")
-                    .map(|p| p.value.clone())
-                    .unwrap_or_default();
+                let batch = action.param("batch").unwrap_or_default();
                 for i in 0..50 {
                     host::kv_set(&format!("{batch}-{i}"), &[1u8; 1024], Some(3_600_000));
                 }
