@@ -99,6 +99,13 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
     }
     let sealer = crate::secrets::Sealer::load(config.secret_key.as_deref(), &data)?;
+    let sealed = crate::messaging::providers::seal_stored(&store, &sealer).await?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "provider credentials stored in clear are now sealed"
+        );
+    }
     let messaging = crate::messaging::Messaging::new(
         store.clone(),
         plugins.clone(),

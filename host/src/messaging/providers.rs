@@ -178,9 +178,7 @@ pub enum SendError {
 
 /// A stored provider, its secrets opened.
 fn unseal(sealer: &Sealer, raw: &[u8]) -> Result<ProviderConfig, StoreError> {
-    let plain = sealer
-        .open(raw)
-        .map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+    let plain = sealer.open(raw)?;
     serde_json::from_slice(&plain).map_err(|source| StoreError::Corrupt {
         table: PROVIDERS.to_string(),
         source,
@@ -221,6 +219,38 @@ pub fn put(
     })?;
     // Credentials are stored sealed, never in clear.
     tx.put_raw(PROVIDERS, &key(&[tenant, name]), &sealer.seal(&plain))
+}
+
+/// Seal every provider record still stored in clear (written before
+/// credentials were sealed). Runs at start-up; returns how many it sealed.
+pub async fn seal_stored(
+    store: &crate::store::Store,
+    sealer: &Sealer,
+) -> Result<usize, StoreError> {
+    let mut sealed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let (s, a) = (sealer.clone(), after.clone());
+        let (n, last) = store
+            .write(move |tx| {
+                let page = tx.scan_raw(PROVIDERS, "", a.as_deref(), 200, false)?;
+                let mut n = 0;
+                for (k, raw) in &page {
+                    if !Sealer::is_sealed(raw) {
+                        tx.put_raw(PROVIDERS, k, &s.seal(raw))?;
+                        n += 1;
+                    }
+                }
+                let last = (page.len() == 200).then(|| page.last().map(|(k, _)| k.clone()));
+                Ok::<_, StoreError>((n, last.flatten()))
+            })
+            .await?;
+        sealed += n;
+        match last {
+            Some(k) => after = Some(k),
+            None => return Ok(sealed),
+        }
+    }
 }
 
 /// The tenant's providers, by name (at most 1,000).
@@ -591,6 +621,36 @@ pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn credentials_stored_in_clear_are_sealed_at_start() {
+        let path = std::env::temp_dir().join(format!("engage-seal-{}", crate::ids::random_hex(6)));
+        let dir = crate::server::open_data_dir(&path).expect("dir");
+        let store = crate::store::Store::open(&dir).expect("store");
+        let plain = br#"{"kind":"bsg","api_key":"k-CLEAR-1","base_url":null}"#.to_vec();
+        let p = plain.clone();
+        store
+            .write(move |tx| tx.put_raw(PROVIDERS, &key(&["t", "bsg"]), &p))
+            .await
+            .expect("write");
+        let sealer = Sealer::new([3; 32]);
+        assert_eq!(seal_stored(&store, &sealer).await.expect("seal"), 1);
+        assert_eq!(seal_stored(&store, &sealer).await.expect("again"), 0);
+        let snap = store.read().expect("read");
+        let raw = snap
+            .get_raw(PROVIDERS, &key(&["t", "bsg"]))
+            .expect("get")
+            .expect("kept");
+        assert!(Sealer::is_sealed(&raw));
+        let opened = config(&snap, "t", "bsg", &sealer).expect("opens");
+        assert!(
+            matches!(opened, Some(ProviderConfig::Bsg { api_key, .. }) if api_key == "k-CLEAR-1")
+        );
+        assert!(
+            config(&snap, "t", "bsg", &Sealer::new([4; 32])).is_err(),
+            "another key fails"
+        );
+    }
 
     #[test]
     fn twilio_signature_matches_twilios_documented_example() {

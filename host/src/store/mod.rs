@@ -69,6 +69,8 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::OpenError),
 }
 
 macro_rules! redb_errors {
