@@ -61,6 +61,28 @@ pub struct Player {
     pub updated_at_ms: i64,
 }
 
+/// Who reads a player: a caller with only the tenant's API key (which
+/// browser and mobile apps embed, so anyone may hold it) sees the public
+/// profile; a caller with an access token (a server) sees everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Public,
+    Private,
+}
+
+impl Player {
+    /// The player as `audience` may see it: contact details (e-mail, phone
+    /// number) and attributes are private.
+    pub fn for_audience(mut self, audience: Audience) -> Player {
+        if audience == Audience::Public {
+            self.email = None;
+            self.phone = None;
+            self.attributes.clear();
+        }
+        self
+    }
+}
+
 /// Fields to set on register or update; `None` keeps what is stored (an
 /// update without a phone number keeps the phone number).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -169,12 +169,28 @@ async fn seed_000_walkthrough_playbasis() {
     assert_eq!(rule.body["response"]["events"][0]["reward_type"], "points");
     assert_eq!(rule.body["response"]["events"][0]["value"], "100");
 
-    // Get user information (reads take the api_key).
+    // Get user information (reads take the api_key): the public profile
+    // only — an API key is embedded in browser apps, so no contact details.
     let me = query(&s, "/Player/player1", &[("api_key", &key)]).await;
     assert_ok(&me);
     assert_eq!(me.body["response"]["player"]["cl_player_id"], "player1");
     assert_eq!(me.body["response"]["player"]["first_name"], "Somchai");
-    assert_eq!(me.body["response"]["player"]["phone_number"], "+6681234567");
+    let public = me.body["response"]["player"].as_object().expect("player");
+    assert!(
+        !public.contains_key("phone_number") && !public.contains_key("email"),
+        "{public:?}"
+    );
+    // The token-authenticated POST adds the private fields.
+    let private = form(&s, "/Player/player1", &[("token", &token)]).await;
+    assert_ok(&private);
+    assert_eq!(
+        private.body["response"]["player"]["phone_number"],
+        "+6681234567"
+    );
+    assert_eq!(
+        private.body["response"]["player"]["email"],
+        "player1@example.com"
+    );
     assert_err(&query(&s, "/Player/player1", &[]).await, "0902");
     assert_err(
         &query(&s, "/Player/nobody", &[("api_key", &key)]).await,

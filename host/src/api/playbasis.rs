@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
     let routes: [(&str, axum::routing::MethodRouter<AppState>); 15] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
-        ("/Player/{id}", get(player)),
+        ("/Player/{id}", get(player).post(player)),
         ("/Player/{id}/register", post(register)),
         ("/Player/{id}/update", post(update)),
         ("/Player/{id}/points", get(points)),
@@ -361,23 +361,33 @@ async fn player(
     p: Params,
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
-    let pl = players::get(&s.store.read()?, &tenant, &id)?;
-    Ok(ok(json!({ "player": {
+    // Playbasis: `GET` (API key) is the public profile; `POST` with a
+    // token adds the private fields.
+    let audience = if method == Method::POST && p.get("token").is_some() {
+        players::Audience::Private
+    } else {
+        players::Audience::Public
+    };
+    let pl = players::get(&s.store.read()?, &tenant, &id)?.for_audience(audience);
+    let mut player = json!({
         "cl_player_id": pl.id,
         "username": pl.username,
         "first_name": pl.first_name,
         "last_name": pl.last_name,
         "gender": pl.gender,
         "image": pl.image,
-        "email": pl.email,
-        "phone_number": pl.phone,
         "exp": 0,
         "level": 1,
         "date_added": sql_datetime(pl.created_at_ms),
         "birth_date": pl.birth_date,
         "last_login": Value::Null,
         "last_logout": Value::Null,
-    }})))
+    });
+    if audience == players::Audience::Private {
+        player["email"] = json!(pl.email);
+        player["phone_number"] = json!(pl.phone);
+    }
+    Ok(ok(json!({ "player": player })))
 }
 
 fn point_rows(list: Vec<(String, i64)>) -> Vec<Value> {
