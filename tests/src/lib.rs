@@ -269,6 +269,20 @@ impl Server {
     }
 }
 
+/// A `multipart/form-data` body as `curl -F` (and PHP's curl) sends it:
+/// the content type and the body.
+pub fn multipart(fields: &[(&str, &str)]) -> (String, String) {
+    let boundary = "------------------------d74496d66958873e";
+    let mut body = String::new();
+    for (k, v) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// An `evaluate` call body for an action called `name` by player `p1`.
 pub fn action(name: &str) -> Value {
     json!({ "call": "evaluate", "action": { "player": "p1", "name": name, "params": [], "url": null, "time_ms": 1_700_000_000_000i64 } })

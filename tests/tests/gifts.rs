@@ -4,21 +4,9 @@
 
 use std::sync::Arc;
 
+use engage_tests::multipart;
 use engage_tests::{Answer, Server, components};
 use serde_json::{Value, json};
-
-/// A multipart body as `curl -F` sends it.
-fn multipart(fields: &[(&str, &str)]) -> (String, String) {
-    let boundary = "------------------------d74496d66958873e";
-    let mut body = String::new();
-    for (k, v) in fields {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 async fn curl_f(s: &Server, path: &str, fields: &[(&str, &str)]) -> Answer {
     let (ct, body) = multipart(fields);

@@ -2,7 +2,7 @@
 //! the Playbasis envelope, HTTP 200 with Playbasis error codes.
 
 use engage_tests::twilio::FakeTwilio;
-use engage_tests::{Answer, Server};
+use engage_tests::{Answer, Server, multipart};
 use serde_json::json;
 
 async fn form(s: &Server, path: &str, params: &[(&str, &str)]) -> Answer {
@@ -443,4 +443,61 @@ async fn seed_000_walkthrough_playbasis() {
         .await,
         "0903",
     );
+}
+
+/// The PHP client library posts with curl's `multipart/form-data`: the
+/// same calls work, and a POST for player info with the token answers the
+/// private fields too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_forms_as_the_php_library_sends_them() {
+    let s = Server::start("pb-multipart", |_| {}).await;
+    let (key, secret) = s.demo_credentials();
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (ct, body) = multipart(&f);
+            s.send(
+                s.request("POST", &format!("/playbasis{path}"), None)
+                    .header("content-type", ct)
+                    .body(body),
+            )
+            .await
+        }
+    };
+    let auth = post(
+        "/Auth",
+        vec![("api_key", key.clone()), ("api_secret", secret)],
+    )
+    .await;
+    assert_ok(&auth);
+    let token = auth.body["response"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let reg = post(
+        "/Player/mp1/register",
+        vec![
+            ("token", token.clone()),
+            ("username", "mp1".into()),
+            ("email", "mp1@example.com".into()),
+            ("phone_number", "+6681234567".into()),
+        ],
+    )
+    .await;
+    assert_ok(&reg);
+    let info = post("/Player/mp1", vec![("token", token.clone())]).await;
+    assert_ok(&info);
+    assert_eq!(info.body["response"]["player"]["email"], "mp1@example.com");
+    let rule = post(
+        "/Engine/rule",
+        vec![
+            ("token", token),
+            ("player_id", "mp1".into()),
+            ("action", "buy".into()),
+        ],
+    )
+    .await;
+    assert_ok(&rule);
+    assert_eq!(rule.body["response"]["events"][0]["value"], "100");
 }

@@ -88,6 +88,13 @@ pub async fn read(req: Request, _state: &AppState) -> Result<BTreeMap<String, St
     let body = read_limited(req.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|e| e.message)?;
+    map.extend(body_fields(&content_type, &body));
+    Ok(map)
+}
+
+/// The fields of a form body, `multipart/form-data` (as curl and PHP send
+/// it) or URL-encoded (anything else).
+pub fn body_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
     if let Some(boundary) = content_type
         .strip_prefix("multipart/form-data")
         .and_then(|rest| rest.split("boundary=").nth(1))
@@ -97,13 +104,12 @@ pub async fn read(req: Request, _state: &AppState) -> Result<BTreeMap<String, St
             .next()
             .unwrap_or_default()
             .trim_matches('"');
-        map.extend(multipart_fields(&body, boundary));
-    } else if !body.is_empty() {
-        map.extend(
-            serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default(),
-        );
+        return multipart_fields(body, boundary);
     }
-    Ok(map)
+    if body.is_empty() {
+        return Vec::new();
+    }
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default()
 }
 
 /// The text fields of a `multipart/form-data` body (file parts are read as

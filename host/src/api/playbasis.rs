@@ -220,13 +220,19 @@ impl FromRequest<AppState> for Params {
         let mut map: HashMap<String, String> = req
             .uri()
             .query()
-            .map(|q| form_urlencoded_pairs(q.as_bytes()))
+            .map(|q| {
+                super::form::body_fields("", q.as_bytes())
+                    .into_iter()
+                    .collect()
+            })
             .unwrap_or_default();
-        let json = req
+        let content_type = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            .unwrap_or_default()
+            .to_owned();
+        let json = content_type.starts_with("application/json");
         let body = super::form::read_limited(req.into_body(), super::form::MAX_BODY_BYTES)
             .await
             .map_err(|e| PbError("0903", e.message))?;
@@ -241,17 +247,11 @@ impl FromRequest<AppState> for Params {
                 map.insert(k, v);
             }
         } else {
-            map.extend(form_urlencoded_pairs(&body));
+            // URL-encoded, or multipart as the PHP library's curl sends it.
+            map.extend(super::form::body_fields(&content_type, &body));
         }
         Ok(Params(map, ip))
     }
-}
-
-fn form_urlencoded_pairs(bytes: &[u8]) -> HashMap<String, String> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
 }
 
 /// The tenant of a Playbasis call: `token` (writes and reads) or `api_key`
