@@ -14,6 +14,7 @@ pub mod api;
 pub mod audiences;
 pub mod campaigns;
 pub mod config;
+pub mod cors;
 pub mod gateway;
 pub mod gifts;
 pub mod goods;

@@ -501,3 +501,121 @@ async fn multipart_forms_as_the_php_library_sends_them() {
     assert_ok(&rule);
     assert_eq!(rule.body["response"]["events"][0]["value"], "100");
 }
+
+/// The browser library calls from the app's own origin: a preflight and
+/// the call itself are allowed for the tenant's origins only, and no
+/// origin is allowed until the tenant lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_for_the_browser_library() {
+    let s = Server::start("pb-cors", |_| {}).await;
+    let (key, _) = s.demo_credentials();
+    let token = s.demo_token().await;
+    let app = "https://app.example.com";
+    let preflight = |origin: &'static str, path: String| {
+        let s = &s;
+        async move {
+            s.http
+                .request(reqwest::Method::OPTIONS, format!("{}{path}", s.base))
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "content-type")
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let player = format!("/playbasis/Player/nobody?api_key={key}");
+    let before = preflight(app, player.clone()).await;
+    assert_eq!(before.status(), 403, "no origin is allowed by default");
+    assert!(
+        before
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let set = s
+        .call(
+            "PUT",
+            "/v1/settings/cors",
+            Some(&token),
+            Some(json!({ "allowed_origins": [app] })),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let bad = s
+        .call(
+            "PUT",
+            "/v1/settings/cors",
+            Some(&token),
+            Some(json!({ "allowed_origins": ["https://app.example.com/path"] })),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["code"].as_str()),
+        (400, Some("invalid_origin"))
+    );
+    let ok = preflight(app, player.clone()).await;
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], app);
+    assert!(
+        ok.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    assert_eq!(
+        preflight("https://evil.example", player.clone())
+            .await
+            .status(),
+        403
+    );
+    // The call itself: readable from the allowed origin only.
+    let get = |origin: &'static str| {
+        let s = &s;
+        let path = player.clone();
+        async move {
+            s.http
+                .get(format!("{}{path}", s.base))
+                .header("origin", origin)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let allowed = get(app).await;
+    assert_eq!(allowed.headers()["access-control-allow-origin"], app);
+    let refused = get("https://evil.example").await;
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // /v1 too: the preflight carries no token, the call does.
+    let v1 = preflight(app, "/v1/players/p1".into()).await;
+    assert_eq!(v1.status(), 204);
+    let call = s
+        .http
+        .get(format!("{}/v1/players/p1", s.base))
+        .bearer_auth(&token)
+        .header("origin", app)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(call.headers()["access-control-allow-origin"], app);
+    // Another tenant's token from that origin: not this tenant's origin.
+    let other = s.tenant("other").await;
+    let theirs = s
+        .http
+        .get(format!("{}/v1/players/p1", s.base))
+        .bearer_auth(&other)
+        .header("origin", app)
+        .send()
+        .await
+        .expect("sent");
+    assert!(
+        theirs
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}

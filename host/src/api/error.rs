@@ -87,6 +87,15 @@ impl From<super::form::BodyError> for ApiError {
     }
 }
 
+impl From<crate::cors::CorsError> for ApiError {
+    fn from(e: crate::cors::CorsError) -> ApiError {
+        match e {
+            crate::cors::CorsError::Invalid(m) => ApiError::bad_request("invalid_origin", m),
+            crate::cors::CorsError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         ApiError::internal(e)

@@ -8,6 +8,7 @@ mod audiences;
 mod auth;
 mod bsg;
 mod campaigns;
+mod cors;
 mod error;
 mod form;
 mod gateway;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(middleware::from_fn(crate::listener::body_deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,6 +17,23 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/tenants", post(create).get(list))
         .route("/v1/auth/token", post(token))
         .route("/v1/auth/renew", post(renew))
+        .route("/v1/settings/cors", get(cors_settings).put(set_cors))
+}
+
+async fn cors_settings(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+) -> Result<Json<crate::cors::Settings>, ApiError> {
+    Ok(Json(crate::cors::settings(&s.store.read()?, &tenant)?))
+}
+
+async fn set_cors(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    m: super::mutation::Mutation,
+) -> Result<Json<crate::cors::Settings>, ApiError> {
+    let settings: crate::cors::Settings = m.json()?;
+    Ok(Json(crate::cors::set(&s.store, &tenant, settings).await?))
 }
 
 /// Parse a JSON body into `T`, answering malformed input in the API's format.
