@@ -57,6 +57,12 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// `ms` since the epoch as ISO 8601 with a numeric offset, in UTC:
+/// `2026-11-23T09:20:02+0000` (Playbasis's `registered`).
+pub fn iso8601_offset(ms: i64) -> String {
+    format!("{}+0000", rfc3339(ms).trim_end_matches('Z'))
+}
+
 /// `ms` since the epoch as `YYYY-MM-DD HH:MM:SS` in UTC (Playbasis dates).
 pub fn sql_datetime(ms: i64) -> String {
     rfc3339(ms).trim_end_matches('Z').replacen('T', " ", 1)

@@ -619,3 +619,96 @@ async fn cors_for_the_browser_library() {
             .is_none()
     );
 }
+
+/// The player calls the client libraries make besides the seed's:
+/// `POST /Player/list`, `/Player/{id}/data/all` (public by API key,
+/// private with a token) and `/Player/{id}/goods`, with `registered` as
+/// Playbasis writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_details_lists_and_goods() {
+    let s = Server::start("pb-details", |_| {}).await;
+    let (key, secret) = s.demo_credentials();
+    let v1 = s.demo_token().await;
+    for id in ["d1", "d2"] {
+        let r = s
+            .call(
+                "POST",
+                "/v1/players",
+                Some(&v1),
+                Some(json!({ "id": id, "email": format!("{id}@example.com"), "phone": "+6681234567" })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    s.credit(&v1, "d1", 500).await;
+    s.goods(&v1, "coupon", 100, &["C-1".to_owned(), "C-2".to_owned()])
+        .await;
+    let red = s
+        .call(
+            "POST",
+            "/v1/goods/coupon/redeem",
+            Some(&v1),
+            Some(json!({ "player": "d1" })),
+        )
+        .await;
+    assert_eq!(red.status, 201, "{red:?}");
+    let auth = form(&s, "/Auth", &[("api_key", &key), ("api_secret", &secret)]).await;
+    let token = auth.body["response"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let list = form(
+        &s,
+        "/Player/list",
+        &[("token", &token), ("list_player_id", "d1,nobody,d2")],
+    )
+    .await;
+    assert_ok(&list);
+    let ids: Vec<&str> = list.body["response"]["player"]
+        .as_array()
+        .expect("players")
+        .iter()
+        .filter_map(|p| p["cl_player_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["d1", "d2"], "unknown ids are left out");
+    assert_eq!(
+        list.body["response"]["player"][1]["email"],
+        "d2@example.com"
+    );
+    let registered = list.body["response"]["player"][0]["registered"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        registered.len() == 24 && registered.ends_with("+0000") && &registered[10..11] == "T",
+        "{registered}"
+    );
+
+    let public = query(&s, "/Player/d1/data/all", &[("api_key", &key)]).await;
+    assert_ok(&public);
+    let p = &public.body["response"]["player"];
+    assert!(
+        p.get("email").is_none() && p.get("phone_number").is_none(),
+        "{p}"
+    );
+    assert_eq!(p["points"][0]["reward_name"], "points");
+    assert_eq!(p["points"][0]["value"], 400);
+    assert_eq!(p["goods"][0]["goods_id"], "coupon");
+    assert_eq!(p["goods"][0]["amount"], 1);
+    let private = form(&s, "/Player/d1/data/all", &[("token", &token)]).await;
+    assert_eq!(
+        private.body["response"]["player"]["email"],
+        "d1@example.com"
+    );
+
+    let owned = query(&s, "/Player/d1/goods", &[("api_key", &key)]).await;
+    assert_ok(&owned);
+    let code = owned.body["response"]["goods"][0]["code"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(code == "C-1" || code == "C-2", "{owned:?}");
+    assert_err(
+        &query(&s, "/Player/nobody/goods", &[("api_key", &key)]).await,
+        "0200",
+    );
+}

@@ -20,20 +20,23 @@ use super::{AppState, RequestId};
 use crate::actions::{self, ActionError, ActionRequest, Event};
 use crate::goods::{self, GoodsError, GroupView};
 use crate::idempotency::Guarded;
-use crate::ids::{now_ms, php_date_r, sql_datetime};
+use crate::ids::{iso8601_offset, now_ms, php_date_r, sql_datetime};
 use crate::ledger;
 use crate::messaging::pricing::PricingError;
 use crate::messaging::{MessageError, SendRequest};
 use crate::players::{self, PlayerError, Profile};
-use crate::store::StoreError;
+use crate::store::{Snapshot, StoreError};
 use crate::tenants::{self, TenantError};
 use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 15] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 18] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
+        ("/Player/list", post(player_list)),
         ("/Player/{id}", get(player).post(player)),
+        ("/Player/{id}/data/all", get(player_all).post(player_all)),
+        ("/Player/{id}/goods", get(player_goods)),
         ("/Player/{id}/register", post(register)),
         ("/Player/{id}/update", post(update)),
         ("/Player/{id}/points", get(points)),
@@ -361,14 +364,26 @@ async fn player(
     p: Params,
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
-    // Playbasis: `GET` (API key) is the public profile; `POST` with a
-    // token adds the private fields.
-    let audience = if method == Method::POST && p.get("token").is_some() {
+    let pl = players::get(&s.store.read()?, &tenant, &id)?;
+    Ok(ok(
+        json!({ "player": player_json(pl, audience(&method, &p)) }),
+    ))
+}
+
+/// Playbasis: `GET` (API key) is the public profile; `POST` with a token
+/// adds the private fields.
+fn audience(method: &Method, p: &Params) -> players::Audience {
+    if method == Method::POST && p.get("token").is_some() {
         players::Audience::Private
     } else {
         players::Audience::Public
-    };
-    let pl = players::get(&s.store.read()?, &tenant, &id)?.for_audience(audience);
+    }
+}
+
+/// A player object as Playbasis documents it; the domain decides what the
+/// audience may see.
+fn player_json(pl: players::Player, audience: players::Audience) -> Value {
+    let pl = pl.for_audience(audience);
     let mut player = json!({
         "cl_player_id": pl.id,
         "username": pl.username,
@@ -378,6 +393,7 @@ async fn player(
         "image": pl.image,
         "exp": 0,
         "level": 1,
+        "registered": iso8601_offset(pl.created_at_ms),
         "date_added": sql_datetime(pl.created_at_ms),
         "birth_date": pl.birth_date,
         "last_login": Value::Null,
@@ -387,7 +403,87 @@ async fn player(
         player["email"] = json!(pl.email);
         player["phone_number"] = json!(pl.phone);
     }
+    player
+}
+
+/// `POST /Player/list`: the players named in `list_player_id` (comma
+/// separated, at most 100), public and private data; unknown ids are left
+/// out, as Playbasis does.
+async fn player_list(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [ids] = p.require(["list_player_id"])?;
+    let snap = s.store.read()?;
+    let mut list = Vec::new();
+    for id in ids
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .take(100)
+    {
+        match players::get(&snap, &tenant, id) {
+            Ok(pl) => list.push(player_json(pl, players::Audience::Private)),
+            Err(PlayerError::Store(e)) => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    Ok(ok(json!({ "player": list })))
+}
+
+/// `/Player/{id}/data/all`: the player with points, badges and the goods
+/// redeemed (the latest 100).
+async fn player_all(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    let pl = players::get(&snap, &tenant, &id)?;
+    let mut player = player_json(pl, audience(&method, &p));
+    let badges: Vec<Value> = actions::badges(&snap, &tenant, &id)?
+        .into_iter()
+        .map(|(b, n)| json!({ "badge_id": b, "name": b, "image": "", "description": "", "amount": n, "hint": "", "tags": null }))
+        .collect();
+    player["badges"] = json!(badges);
+    player["goods"] = json!(owned_goods(&snap, &tenant, &id)?);
+    let mut points = ledger::balances(&snap, &tenant, &id)?;
+    if !points.iter().any(|(c, _)| c == ledger::DEFAULT_CURRENCY) {
+        points.insert(0, (ledger::DEFAULT_CURRENCY.to_owned(), 0));
+    }
+    player["points"] = json!(point_rows(points));
     Ok(ok(json!({ "player": player })))
+}
+
+/// `GET /Player/{id}/goods`: the goods the player owns (redeemed).
+async fn player_goods(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    Ok(ok(json!({ "goods": owned_goods(&snap, &tenant, &id)? })))
+}
+
+/// Redeemed goods as Playbasis lists a player's goods: one row per
+/// redemption (the latest 100), with its codes.
+fn owned_goods(snap: &Snapshot, tenant: &str, player: &str) -> Result<Vec<Value>, PbError> {
+    Ok(goods::redemptions_of(snap, tenant, player, 100)?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "goods_id": r.group,
+                "name": r.group_name,
+                "image": "",
+                "description": "",
+                "code": r.codes.join(","),
+                "amount": r.amount,
+            })
+        })
+        .collect())
 }
 
 fn point_rows(list: Vec<(String, i64)>) -> Vec<Value> {
