@@ -574,7 +574,7 @@ async fn credential_guessing_is_locked_out_then_allowed_again() {
         .await;
     assert_eq!(
         (pb.body["success"].as_bool(), pb.body["error_code"].as_str()),
-        (Some(false), Some("0001")),
+        (Some(false), Some("0901")),
         "{pb:?}"
     );
     tokio::time::sleep(Duration::from_millis(1600)).await;

@@ -55,6 +55,8 @@ pub fn routes() -> Router<AppState> {
     ];
     let mut r = Router::new();
     for (path, handler) in routes {
+        // A method Engage does not serve on a known path: the envelope too.
+        let handler = handler.fallback(not_implemented);
         // Playbasis documents both `/Player/...` and `/player/...`.
         let lower = path.to_lowercase();
         if lower != path {
@@ -62,7 +64,19 @@ pub fn routes() -> Router<AppState> {
         }
         r = r.route(&format!("/playbasis{path}"), handler);
     }
-    r
+    r.route("/playbasis", axum::routing::any(not_implemented))
+        .route("/playbasis/{*rest}", axum::routing::any(not_implemented))
+}
+
+/// Any call Engage does not implement under `/playbasis`: Playbasis's own
+/// `NOT_IMPLEMENTED` (0005) in its envelope, so a client library reads it
+/// as an API error instead of failing on a foreign body.
+async fn not_implemented() -> Response {
+    PbError(
+        "0005",
+        "There is no implementation for the requested service".into(),
+    )
+    .into_response()
 }
 
 /// A Playbasis failure: its code and message.
@@ -115,9 +129,8 @@ impl From<StoreError> for PbError {
 
 impl From<crate::throttle::Locked> for PbError {
     fn from(l: crate::throttle::Locked) -> PbError {
-        // Playbasis has no code of its own for this: its credential error,
-        // saying why.
-        PbError("0001", format!("Invalid API-KEY OR API-SECRET: {l}"))
+        // Playbasis's own code for too many requests, saying why.
+        PbError("0901", format!("Request exceeded , Too much request: {l}"))
     }
 }
 
