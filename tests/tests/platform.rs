@@ -837,3 +837,72 @@ async fn wasi_is_denied_unless_the_binding_grants_it() {
     let a = server.act(&token, "wasi-clock").await;
     assert_eq!(first_grant(&a), Some(days), "{a:?}");
 }
+
+/// A client of a vendor's API that calls something Engage does not serve
+/// gets that vendor's error format, never the native one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_answer_in_each_vendors_format() {
+    let server = Server::start("unknown-paths", |_| {}).await;
+    let pb = server
+        .call("GET", "/playbasis/Quest/list", None, None)
+        .await;
+    assert_eq!(
+        (
+            pb.status,
+            pb.body["success"].as_bool(),
+            pb.body["error_code"].as_str()
+        ),
+        (200, Some(false), Some("0005")),
+        "{pb:?}"
+    );
+    let pb_method = server.call("DELETE", "/playbasis/Auth", None, None).await;
+    assert_eq!(pb_method.body["error_code"], "0005", "{pb_method:?}");
+    let sms = server.call("GET", "/playsms/nothing.php", None, None).await;
+    assert_eq!(
+        (
+            sms.status,
+            sms.body["status"].as_str(),
+            sms.body["error"].as_str()
+        ),
+        (404, Some("ERR"), Some("101")),
+        "{sms:?}"
+    );
+    let bsg = server.call("GET", "/bsg/rest/sms/create", None, None).await;
+    assert_eq!(
+        (bsg.status, bsg.body["error"].as_i64()),
+        (404, Some(1)),
+        "{bsg:?}"
+    );
+    let att = server.call("GET", "/attentive/v1/users", None, None).await;
+    assert_eq!(
+        (att.status, att.body["errors"][0]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{att:?}"
+    );
+    let annex = server
+        .call("DELETE", "/annex/api/3.0/segment", None, None)
+        .await;
+    assert_eq!(
+        (annex.status, annex.body["errorCode"].as_str()),
+        (404, Some("AC1002")),
+        "{annex:?}"
+    );
+    let gifts = server
+        .call("GET", "/playblazer/v1/app/demo/nothing", None, None)
+        .await;
+    assert_eq!(
+        (
+            gifts.status,
+            gifts.body["status"].as_str(),
+            gifts.body["error"]["code_str"].as_str()
+        ),
+        (404, Some("error"), Some("E_GIFT_REQUEST_FAILED")),
+        "{gifts:?}"
+    );
+    let native = server.call("DELETE", "/v1/auth/token", None, None).await;
+    assert_eq!(
+        (native.status, native.body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{native:?}"
+    );
+}

@@ -36,6 +36,16 @@ pub fn routes() -> Router<AppState> {
 
 struct AnnexError(StatusCode, &'static str, String);
 
+/// A path or method under `/annex` that Engage does not serve.
+pub fn not_served() -> Response {
+    AnnexError(
+        StatusCode::NOT_FOUND,
+        "AC1002",
+        "no such endpoint (Engage serves api/3.0/segment)".into(),
+    )
+    .into_response()
+}
+
 impl From<BodyError> for AnnexError {
     fn from(e: BodyError) -> AnnexError {
         AnnexError(e.status, "AC1002", e.message)

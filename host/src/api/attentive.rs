@@ -34,6 +34,16 @@ pub fn routes() -> Router<AppState> {
 /// An Attentive-style error answer.
 struct AttentiveError(StatusCode, &'static str, String);
 
+/// A path or method under `/attentive` that Engage does not serve.
+pub fn not_served() -> Response {
+    AttentiveError(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint (Engage serves v1/subscriptions, v1/subscriptions/unsubscribe and v1/subscriptions/messages)".into(),
+    )
+    .into_response()
+}
+
 impl From<BodyError> for AttentiveError {
     fn from(e: BodyError) -> AttentiveError {
         AttentiveError(e.status, "INVALID_REQUEST", e.message)

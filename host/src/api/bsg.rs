@@ -34,6 +34,17 @@ pub fn routes() -> Router<AppState> {
 /// A BSG error: its code, description and HTTP status.
 struct BsgError(StatusCode, u32, String);
 
+/// A path or method under `/bsg` that Engage does not serve, in BSG's
+/// error format.
+pub fn not_served() -> Response {
+    BsgError(
+        StatusCode::NOT_FOUND,
+        1,
+        "Invalid request: no such endpoint (Engage serves rest/viber/create, rest/viber/{id} and rest/viber/reference/{reference})".into(),
+    )
+    .into_response()
+}
+
 impl From<BodyError> for BsgError {
     fn from(e: BodyError) -> BsgError {
         BsgError(e.status, 1, e.message)

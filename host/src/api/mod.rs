@@ -88,17 +88,67 @@ pub fn router(state: AppState) -> Router {
         .merge(attentive::routes())
         .merge(annex::routes())
         .merge(campaigns::routes())
-        .fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint; see /v1/openapi.json",
-            )
-        })
+        .fallback(not_served)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(crate::listener::body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// A path, or a method on a path, that Engage does not serve: answered in
+/// the format of the API its prefix names, so a vendor's client reads a
+/// vendor error, never a foreign body.
+async fn not_served(req: Request) -> Response {
+    vendor_not_served(&req).unwrap_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see /v1/openapi.json",
+        )
+        .into_response()
+    })
+}
+
+/// A method a path does not take (see [`not_served`]).
+async fn wrong_method(req: Request) -> Response {
+    vendor_not_served(&req).unwrap_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} is not served with {}; see /v1/openapi.json",
+                req.uri().path(),
+                req.method()
+            ),
+        )
+        .into_response()
+    })
+}
+
+/// The not-served answer of the vendor API whose prefix `req` is under.
+fn vendor_not_served(req: &Request) -> Option<Response> {
+    let path = req.uri().path();
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let query = req.uri().query().unwrap_or_default().to_ascii_lowercase();
+    Some(if under("/playbasis") {
+        playbasis::not_served()
+    } else if under("/playsms") {
+        playsms::not_served(query.contains("format=xml"))
+    } else if under("/bsg") {
+        bsg::not_served()
+    } else if under("/attentive") {
+        attentive::not_served()
+    } else if under("/annex") {
+        annex::not_served()
+    } else if under("/playblazer") {
+        playblazer::not_served(query.contains("fmt=xml"))
+    } else {
+        return None;
+    })
 }
 
 async fn openapi() -> impl IntoResponse {

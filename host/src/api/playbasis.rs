@@ -55,8 +55,6 @@ pub fn routes() -> Router<AppState> {
     ];
     let mut r = Router::new();
     for (path, handler) in routes {
-        // A method Engage does not serve on a known path: the envelope too.
-        let handler = handler.fallback(not_implemented);
         // Playbasis documents both `/Player/...` and `/player/...`.
         let lower = path.to_lowercase();
         if lower != path {
@@ -64,14 +62,13 @@ pub fn routes() -> Router<AppState> {
         }
         r = r.route(&format!("/playbasis{path}"), handler);
     }
-    r.route("/playbasis", axum::routing::any(not_implemented))
-        .route("/playbasis/{*rest}", axum::routing::any(not_implemented))
+    r
 }
 
 /// Any call Engage does not implement under `/playbasis`: Playbasis's own
 /// `NOT_IMPLEMENTED` (0005) in its envelope, so a client library reads it
 /// as an API error instead of failing on a foreign body.
-async fn not_implemented() -> Response {
+pub fn not_served() -> Response {
     PbError(
         "0005",
         "There is no implementation for the requested service".into(),

@@ -124,6 +124,18 @@ fn write_xml(out: &mut String, name: &str, v: &Value) {
     out.push_str(&close);
 }
 
+/// A path or method under `/playblazer` that Engage does not serve.
+pub fn not_served(xml: bool) -> Response {
+    let mut r = failure(
+        xml,
+        -30001,
+        "E_GIFT_REQUEST_FAILED",
+        "no such endpoint: Engage serves the gift request, list and reply calls",
+    );
+    *r.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    r
+}
+
 fn failure(xml: bool, code: i32, code_str: &str, message: &str) -> Response {
     render(
         xml,

@@ -259,6 +259,14 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
     render(xml, answer)
 }
 
+/// A path under `/playsms` that is not the webservices endpoint: ERR 101,
+/// as an unknown `app` is answered.
+pub fn not_served(xml: bool) -> Response {
+    let mut r = render(xml, Err(fail("101")));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
 /// The answer as playSMS renders it; `error_string` always last.
 fn render(xml: bool, answer: Answer) -> Response {
     let (http, mut body) = match answer {
