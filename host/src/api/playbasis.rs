@@ -457,11 +457,7 @@ async fn player_all(
         .collect();
     player["badges"] = json!(badges);
     player["goods"] = json!(owned_goods(&snap, &tenant, &id)?);
-    let mut points = ledger::balances(&snap, &tenant, &id)?;
-    if !points.iter().any(|(c, _)| c == ledger::DEFAULT_CURRENCY) {
-        points.insert(0, (ledger::DEFAULT_CURRENCY.to_owned(), 0));
-    }
-    player["points"] = json!(point_rows(points));
+    player["points"] = json!(point_rows(balances_with_points(&snap, &tenant, &id)?));
     Ok(ok(json!({ "player": player })))
 }
 
@@ -511,11 +507,22 @@ async fn points(
     let tenant = tenant_of(&s, &method, &p)?;
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
-    let mut list = ledger::balances(&snap, &tenant, &id)?;
+    let list = balances_with_points(&snap, &tenant, &id)?;
+    Ok(ok(json!({ "points": point_rows(list) })))
+}
+
+/// The player's balances, the default currency always among them (as
+/// Playbasis lists `point` even at 0).
+fn balances_with_points(
+    snap: &Snapshot,
+    tenant: &str,
+    player: &str,
+) -> Result<Vec<(String, i64)>, PbError> {
+    let mut list = ledger::balances(snap, tenant, player)?;
     if !list.iter().any(|(c, _)| c == ledger::DEFAULT_CURRENCY) {
         list.insert(0, (ledger::DEFAULT_CURRENCY.to_owned(), 0));
     }
-    Ok(ok(json!({ "points": point_rows(list) })))
+    Ok(list)
 }
 
 async fn point(
