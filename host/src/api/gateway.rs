@@ -119,6 +119,7 @@ async fn create_account(
     m: Mutation,
 ) -> Result<Response, ApiError> {
     let n: NewAccount = m.json()?;
+    let n = n.hashed().await?;
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::CREATED, now, move |tx| {
         Ok::<_, GatewayError>(accounts::create(tx, &t, n.clone(), now)?.view())
@@ -161,6 +162,7 @@ async fn edit_account(
     m: Mutation,
 ) -> Result<Response, ApiError> {
     let changes: Changes = m.json()?;
+    let changes = changes.hashed().await?;
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
         let changes = changes.clone();

@@ -886,6 +886,7 @@ async fn account_add(c: &Call<'_>) -> Answer {
         footer: p.get("data_footer").to_owned(),
         ..NewAccount::default()
     };
+    let n = n.hashed().await.map_err(|e| gateway_fail("604", e))?;
     let now = now_ms();
     let a =
         c.s.store
@@ -1090,6 +1091,10 @@ async fn edit(
     changes: Changes,
     failed: &'static str,
 ) -> Answer {
+    let changes = changes
+        .hashed()
+        .await
+        .map_err(|e| gateway_fail(failed, e))?;
     c.s.store
         .write(move |tx| {
             let changes = changes.clone();

@@ -114,6 +114,18 @@ fn pbkdf2(password: &str, salt: &str, rounds: u32) -> String {
     hex(&out)
 }
 
+/// `password` checked and hashed on the blocking pool. Call before the
+/// write job that stores it: hashing takes milliseconds of CPU, and inside
+/// a job it would hold the one writer every tenant's writes wait for (and
+/// run again when the job is retried).
+pub async fn hash_password(password: &str) -> Result<PasswordHash, GatewayError> {
+    check_password(password)?;
+    let p = password.to_owned();
+    tokio::task::spawn_blocking(move || PasswordHash::new(&p))
+        .await
+        .map_err(|e| GatewayError::Store(StoreError::JobPanicked(format!("hashing: {e}"))))
+}
+
 /// A hash nobody's password matches, checked when a login names no
 /// account, so that an unknown name costs what a known one does and
 /// names cannot be found by timing.
@@ -294,6 +306,9 @@ pub fn normalize_username(raw: &str) -> Option<String> {
 pub struct NewAccount {
     pub username: String,
     pub password: String,
+    /// `password`, hashed by [`NewAccount::hashed`] before the write.
+    #[serde(skip)]
+    pub password_hash: Option<PasswordHash>,
     pub level: Option<Level>,
     pub parent: Option<String>,
     pub name: String,
@@ -314,6 +329,9 @@ pub struct NewAccount {
 #[serde(deny_unknown_fields)]
 pub struct Changes {
     pub password: Option<String>,
+    /// `password`, hashed by [`Changes::hashed`] before the write.
+    #[serde(skip)]
+    pub password_hash: Option<PasswordHash>,
     pub name: Option<String>,
     pub email: Option<String>,
     pub mobile: Option<String>,
@@ -405,13 +423,33 @@ fn set_text(
     Ok(())
 }
 
+impl NewAccount {
+    /// The account with its password hashed (off the writer).
+    pub async fn hashed(mut self) -> Result<NewAccount, GatewayError> {
+        self.password_hash = Some(hash_password(&self.password).await?);
+        Ok(self)
+    }
+}
+
 impl Changes {
+    /// The changes with a new password hashed (off the writer).
+    pub async fn hashed(mut self) -> Result<Changes, GatewayError> {
+        if let Some(p) = &self.password {
+            self.password_hash = Some(hash_password(p).await?);
+        }
+        Ok(self)
+    }
+
     /// Apply to `a`, checking every field; `a` is unchanged on error.
     pub fn apply(self, a: &mut Account) -> Result<(), GatewayError> {
         let mut n = a.clone();
-        if let Some(p) = self.password {
-            check_password(&p)?;
-            n.password = PasswordHash::new(&p);
+        match (self.password_hash, self.password) {
+            (Some(h), _) => n.password = h,
+            (None, Some(p)) => {
+                check_password(&p)?;
+                n.password = PasswordHash::new(&p);
+            }
+            (None, None) => {}
         }
         set_text(&mut n.name, "name", self.name, 100)?;
         if n.name.is_empty() {
@@ -587,7 +625,13 @@ pub fn create(tx: &mut Tx, tenant: &str, n: NewAccount, now: i64) -> Result<Acco
     if get(tx, tenant, &username)?.is_some() {
         return Err(GatewayError::AccountExists(username));
     }
-    check_password(&n.password)?;
+    let password = match n.password_hash {
+        Some(h) => h,
+        None => {
+            check_password(&n.password)?;
+            PasswordHash::new(&n.password)
+        }
+    };
     let level = n.level.unwrap_or(Level::User);
     let parent = match (&n.parent, level) {
         (Some(p), Level::Subuser) => {
@@ -606,7 +650,7 @@ pub fn create(tx: &mut Tx, tenant: &str, n: NewAccount, now: i64) -> Result<Acco
         username,
         level,
         parent,
-        password: PasswordHash::new(&n.password),
+        password,
         token: Some(random_hex(16)),
         webservices: true,
         webservices_ip: Vec::new(),
