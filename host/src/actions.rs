@@ -26,7 +26,7 @@ use crate::players;
 use crate::plugins::bindings::{Action, Outcome, Param, TraceEntry};
 use crate::plugins::{Input, Output, Plugins, PluginsError};
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
-use crate::views::{ACTION_LOG, time_part};
+use crate::views::{self, ACTION_LOG, time_part};
 
 /// (tenant, action sequence) → [`ActionRecord`].
 const ACTIONS: Table = TableDefinition::new("actions");
@@ -34,6 +34,8 @@ const ACTIONS: Table = TableDefinition::new("actions");
 const ACTION_COUNTS: Table = TableDefinition::new("action_counts");
 /// (tenant, player, badge) → how many times earned (u64).
 const BADGES: Table = TableDefinition::new("badges");
+/// (tenant, player) → the player's latest [`LastAction`].
+const LAST_ACTION: Table = TableDefinition::new("action_last");
 
 /// How many times an action is re-evaluated when its reads keep changing.
 const MAX_ATTEMPTS: u32 = 64;
@@ -531,7 +533,7 @@ fn commit(
                 currency: &g.currency,
                 amount: g.amount,
                 reason: &g.reason,
-                reference: Some(&format!("action:{id}")),
+                reference: Some(&reference_of(&id)),
             },
             record.time_ms,
         )
@@ -580,6 +582,11 @@ fn commit(
         &[],
     )?;
     tx.put(ACTIONS, &key(&[tenant, &s]), &record)?;
+    let last = LastAction {
+        action: record.action.clone(),
+        time_ms: record.time_ms,
+    };
+    tx.put(LAST_ACTION, &key(&[tenant, &record.player]), &last)?;
     Ok((record, events))
 }
 
@@ -589,6 +596,58 @@ pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<ActionRec
         Ok(seq) => src.get(ACTIONS, &key(&[tenant, &seq_part(seq)])),
         Err(_) => Ok(None),
     }
+}
+
+/// The ledger reference of the credits action `id` granted.
+fn reference_of(id: &str) -> String {
+    format!("action:{id}")
+}
+
+/// The action that granted a ledger entry with `reference`, if one did.
+pub fn by_reference(
+    src: &impl Reader,
+    tenant: &str,
+    reference: &str,
+) -> Result<Option<ActionRecord>, StoreError> {
+    match reference.strip_prefix("action:") {
+        Some(id) => get(src, tenant, id),
+        None => Ok(None),
+    }
+}
+
+/// An action a player did and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastAction {
+    pub action: String,
+    pub time_ms: i64,
+}
+
+/// When `player` last did `action`, or (`None`) any action; `None` if never.
+pub fn last(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    action: Option<&str>,
+) -> Result<Option<LastAction>, StoreError> {
+    let Some(action) = action else {
+        return src.get(LAST_ACTION, &key(&[tenant, player]));
+    };
+    let p = crate::store::prefix(&[tenant, player, action]);
+    let newest = src.scan_raw(ACTION_LOG, &p, None, 1, true)?;
+    Ok(newest.into_iter().next().map(|(k, _)| LastAction {
+        action: action.to_owned(),
+        time_ms: views::log_time(&k[p.len()..]),
+    }))
+}
+
+/// How many times `player` did `action`.
+pub fn count(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    action: &str,
+) -> Result<u64, StoreError> {
+    src.get_u64(ACTION_COUNTS, &key(&[tenant, player, action]))
 }
 
 /// How many times each action was done by `player`.

@@ -228,6 +228,96 @@ pub fn history(
     )
 }
 
+/// Which entries a [`page`] lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub currency: Option<&'a str>,
+    /// Credits only (what Playbasis calls a player's point history).
+    pub credits_only: bool,
+}
+
+/// The furthest into a player's history a [`page`] reaches: a page past it
+/// is empty rather than a scan of everything before it.
+pub const MAX_SKIP: usize = 10_000;
+
+/// A player's entries that `filter` accepts, newest first (or oldest
+/// first), after skipping `skip` of them (at most [`MAX_SKIP`]).
+pub fn page(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    filter: Filter,
+    skip: usize,
+    limit: usize,
+    oldest_first: bool,
+) -> Result<Vec<Entry>, StoreError> {
+    if skip > MAX_SKIP || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let keep = |e: &Entry| {
+        filter.currency.is_none_or(|c| c == e.currency) && (!filter.credits_only || e.amount > 0)
+    };
+    let mut found = src.matching(
+        ENTRIES,
+        &prefix(&[tenant, player]),
+        None,
+        skip + limit,
+        !oldest_first,
+        keep,
+    )?;
+    Ok(found.split_off(skip.min(found.len())))
+}
+
+/// What [`deduct`] took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deducted {
+    pub before: i64,
+    pub after: i64,
+    /// `None` when nothing was taken (a forced deduction from 0).
+    pub entry: Option<Entry>,
+}
+
+/// Take `amount` of `currency` from `player`; with `force`, take what there
+/// is when that is less (never below zero) instead of refusing.
+#[allow(clippy::too_many_arguments)]
+pub fn deduct(
+    tx: &mut Tx,
+    tenant: &str,
+    player: &str,
+    currency: &str,
+    amount: i64,
+    force: bool,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Deducted, LedgerError> {
+    if amount <= 0 || amount > MAX_AMOUNT {
+        return Err(LedgerError::InvalidAmount);
+    }
+    let before = views::balance(tx, tenant, player, currency)?;
+    let take = if force { amount.min(before) } else { amount };
+    if take == 0 {
+        return Ok(Deducted {
+            before,
+            after: before,
+            entry: None,
+        });
+    }
+    let posting = Posting {
+        player,
+        currency,
+        amount: -take,
+        reason,
+        reference: None,
+    };
+    let e = post(tx, tenant, &posting, now_ms)?;
+    debug_assert!(e.balance_after >= 0 && e.balance_after == before - take);
+    Ok(Deducted {
+        before,
+        after: e.balance_after,
+        entry: Some(e),
+    })
+}
+
 /// A player's balances, by currency.
 pub fn balances(
     src: &impl Reader,

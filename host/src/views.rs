@@ -33,6 +33,12 @@ pub fn time_part(time_ms: i64) -> String {
     format!("{:020}", time_ms.max(0))
 }
 
+/// The time in the rest of an action-log key after its (tenant, player,
+/// action) prefix: the inverse of [`time_part`].
+pub fn log_time(rest: &str) -> i64 {
+    rest.get(..20).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
 /// A player's balance in a currency; 0 when there is none.
 pub fn balance(
     src: &impl Reader,

@@ -712,3 +712,255 @@ async fn player_details_lists_and_goods() {
         "0200",
     );
 }
+
+/// The Player API calls the libraries make for history, action times and
+/// counts, and deduction — in Playbasis's own shapes and error codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_history_action_times_and_deduct() {
+    let s = std::sync::Arc::new(Server::start("pb-history", |_| {}).await);
+    let (key, _) = s.demo_credentials();
+    let v1 = s.demo_token().await;
+    let r = s
+        .call(
+            "POST",
+            "/v1/players",
+            Some(&v1),
+            Some(json!({ "id": "h1" })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let auth = form(
+        &s,
+        "/Auth",
+        &[("api_key", &key), ("api_secret", &s.demo_credentials().1)],
+    )
+    .await;
+    let token = auth.body["response"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    for url in ["/shop/1", "/shop/2"] {
+        let rule = form(
+            &s,
+            "/Engine/rule",
+            &[
+                ("token", &token),
+                ("player_id", "h1"),
+                ("action", "buy"),
+                ("url", url),
+            ],
+        )
+        .await;
+        assert_ok(&rule);
+    }
+    s.credit(&v1, "h1", 50).await;
+
+    // History: credits only, newest first, each action-earned one naming
+    // its action; offset/limit page it; order=asc turns it round.
+    let h = query(&s, "/Player/h1/point_history", &[("api_key", &key)]).await;
+    assert_ok(&h);
+    let rows = h.body["response"]["points"]
+        .as_array()
+        .expect("points")
+        .clone();
+    let values: Vec<i64> = rows.iter().filter_map(|r| r["value"].as_i64()).collect();
+    assert_eq!(values, [50, 100, 100], "{h:?}");
+    assert!(rows[0].get("action_name").is_none(), "{}", rows[0]);
+    assert_eq!(rows[1]["action_name"], "buy");
+    assert_eq!(rows[1]["string_filter"], "/shop/2");
+    assert_eq!(rows[1]["reward_name"], "points");
+    assert!(
+        rows[1]["date_added"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("+0000"))
+    );
+    let page = query(
+        &s,
+        "/Player/h1/point_history",
+        &[
+            ("api_key", &key),
+            ("offset", "1"),
+            ("limit", "1"),
+            ("order", "asc"),
+        ],
+    )
+    .await;
+    let page = page.body["response"]["points"]
+        .as_array()
+        .expect("page")
+        .clone();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["string_filter"], "/shop/2", "the second oldest");
+    assert_err(
+        &query(
+            &s,
+            "/Player/h1/point_history",
+            &[("api_key", &key), ("point_name", "gems")],
+        )
+        .await,
+        "0401",
+    );
+    assert_err(
+        &query(
+            &s,
+            "/Player/h1/point_history",
+            &[("api_key", &key), ("limit", "lots")],
+        )
+        .await,
+        "0903",
+    );
+
+    // Action counts and times.
+    let c = query(&s, "/Player/h1/action/buy/count", &[("api_key", &key)]).await;
+    assert_ok(&c);
+    assert_eq!(c.body["response"]["action"]["count"], 2);
+    assert_eq!(c.body["response"]["action"]["action_name"], "buy");
+    let none = query(&s, "/Player/h1/action/dance/count", &[("api_key", &key)]).await;
+    assert_eq!(none.body["response"]["action"]["count"], 0);
+    assert_err(
+        &query(
+            &s,
+            "/Player/h1/action/buy/count",
+            &[("api_key", &key), ("key", "url"), ("value", "/shop/1")],
+        )
+        .await,
+        "0005",
+    );
+    let t = query(&s, "/Player/h1/action/buy/time", &[("api_key", &key)]).await;
+    assert_ok(&t);
+    let time = t.body["response"]["action"]["time"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(time.len() == 24 && time.ends_with("+0000"), "{t:?}");
+    let last = query(&s, "/Player/h1/action/time", &[("api_key", &key)]).await;
+    assert_eq!(last.body["response"]["action"]["action_name"], "buy");
+    assert_eq!(last.body["response"]["action"]["time"], time);
+    let never = query(&s, "/Player/h1/action/dance/time", &[("api_key", &key)]).await;
+    assert_eq!(never.body["response"]["action"], json!([]));
+    assert_err(
+        &query(&s, "/Player/nobody/action/time", &[("api_key", &key)]).await,
+        "0200",
+    );
+
+    // Deduct: refused when short (nothing taken), forced takes what is
+    // there; bad amounts change nothing.
+    assert_eq!(points_of(&s, &key, "h1").await, 250);
+    let short = form(
+        &s,
+        "/Player/h1/deduct",
+        &[("token", &token), ("reward", "points"), ("amount", "1000")],
+    )
+    .await;
+    assert_err(&short, "0207");
+    for bad in ["0", "-5", "ten", "99999999999999999999"] {
+        assert_err(
+            &form(
+                &s,
+                "/Player/h1/deduct",
+                &[("token", &token), ("reward", "points"), ("amount", bad)],
+            )
+            .await,
+            "0903",
+        );
+    }
+    assert_err(
+        &form(
+            &s,
+            "/Player/h1/deduct",
+            &[("token", &token), ("reward", "gems"), ("amount", "1")],
+        )
+        .await,
+        "0401",
+    );
+    assert_err(
+        &form(
+            &s,
+            "/Player/h1/deduct",
+            &[("api_key", &key), ("reward", "points"), ("amount", "1")],
+        )
+        .await,
+        "0902",
+    );
+    assert_eq!(
+        points_of(&s, &key, "h1").await,
+        250,
+        "refused deductions took nothing"
+    );
+
+    // Concurrent deductions never take more than there is.
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let (s, token) = (s.clone(), token.clone());
+        calls.push(tokio::spawn(async move {
+            form(
+                &s,
+                "/Player/h1/deduct",
+                &[("token", &token), ("reward", "points"), ("amount", "100")],
+            )
+            .await
+        }));
+    }
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.expect("task"));
+    }
+    let taken = answers.iter().filter(|a| a.body["success"] == true).count();
+    assert_eq!(taken, 2, "250 points pay two deductions of 100");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.body["success"] == true || a.body["error_code"] == "0207")
+    );
+    assert_eq!(points_of(&s, &key, "h1").await, 50);
+
+    let forced = form(
+        &s,
+        "/Player/h1/deduct",
+        &[
+            ("token", &token),
+            ("reward", "points"),
+            ("amount", "1000"),
+            ("force", "1"),
+        ],
+    )
+    .await;
+    assert_ok(&forced);
+    assert_eq!(
+        forced.body["response"],
+        json!({ "old_value": 50, "new_value": 0, "value_deducted": 50 })
+    );
+    assert_eq!(points_of(&s, &key, "h1").await, 0);
+    let again = form(
+        &s,
+        "/Player/h1/deduct",
+        &[
+            ("token", &token),
+            ("reward", "points"),
+            ("amount", "10"),
+            ("force", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        again.body["response"],
+        json!({ "old_value": 0, "new_value": 0, "value_deducted": 0 })
+    );
+    // Deductions are debits: the history of credits is unchanged.
+    let h = query(&s, "/Player/h1/point_history", &[("api_key", &key)]).await;
+    assert_eq!(
+        h.body["response"]["points"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
+
+async fn points_of(s: &Server, key: &str, player: &str) -> i64 {
+    let b = query(
+        s,
+        &format!("/Player/{player}/point/points"),
+        &[("api_key", key)],
+    )
+    .await;
+    b.body["response"]["point"][0]["value"]
+        .as_i64()
+        .unwrap_or(-1)
+}

@@ -30,7 +30,7 @@ use crate::tenants::{self, TenantError};
 use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 18] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 23] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
         ("/Player/list", post(player_list)),
@@ -41,6 +41,11 @@ pub fn routes() -> Router<AppState> {
         ("/Player/{id}/update", post(update)),
         ("/Player/{id}/points", get(points)),
         ("/Player/{id}/point/{name}", get(point)),
+        ("/Player/{id}/point_history", get(point_history)),
+        ("/Player/{id}/action/time", get(last_action)),
+        ("/Player/{id}/action/{name}/time", get(action_time)),
+        ("/Player/{id}/action/{name}/count", get(action_count)),
+        ("/Player/{id}/deduct", post(deduct)),
         ("/Engine/rule", post(rule)),
         ("/Goods", get(goods_list)),
         ("/Goods/{id}", get(goods_one)),
@@ -178,6 +183,20 @@ impl From<GoodsError> for PbError {
                 PbError("0605", "Point is not enough to redeem".into())
             }
             GoodsError::Store(s) => s.into(),
+            e => PbError("0903", e.to_string()),
+        }
+    }
+}
+
+impl From<ledger::LedgerError> for PbError {
+    fn from(e: ledger::LedgerError) -> PbError {
+        use ledger::LedgerError as L;
+        match e {
+            L::InsufficientBalance { .. } => {
+                PbError("0207", "The user has not enough reward".into())
+            }
+            L::InvalidCurrency => PbError("0401", "Reward not available".into()),
+            L::Store(s) => s.into(),
             e => PbError("0903", e.to_string()),
         }
     }
@@ -539,6 +558,170 @@ async fn point(
     }
     let v = crate::views::balance(&snap, &tenant, &id, &name)?;
     Ok(ok(json!({ "point": point_rows(vec![(name, v)]) })))
+}
+
+/// `GET /Player/{id}/point_history`: the credits of one currency
+/// (`point_name`) or all, newest first (`order=asc` for oldest first),
+/// `offset` and `limit` (at most 500, 20 by default) as Playbasis pages them.
+async fn point_history(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let number = |name: &str, default: usize| match p.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            PbError(
+                "0903",
+                format!("Invalid parameter , [ {name} ] must be a number"),
+            )
+        }),
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", 20)?.min(500);
+    let oldest_first = p
+        .get("order")
+        .is_some_and(|o| o.eq_ignore_ascii_case("asc"));
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    let currency = p.get("point_name");
+    if let Some(c) = currency
+        && !ledger::currencies(&snap, &tenant)?.iter().any(|k| k == c)
+    {
+        return Err(PbError("0401", "Reward not available".into()));
+    }
+    let filter = ledger::Filter {
+        currency,
+        credits_only: true,
+    };
+    let entries = ledger::page(&snap, &tenant, &id, filter, offset, limit, oldest_first)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut row = json!({
+            "reward_id": e.currency,
+            "reward_name": e.currency,
+            "value": e.amount,
+            "message": e.reason,
+            "date_added": iso8601_offset(e.time_ms),
+        });
+        // Credits an action earned name it, as Playbasis's history does.
+        let by = e
+            .reference
+            .as_deref()
+            .map(|r| actions::by_reference(&snap, &tenant, r));
+        if let Some(a) = by.transpose()?.flatten() {
+            row["action_name"] = json!(a.action);
+            row["action_time"] = json!(iso8601_offset(a.time_ms));
+            row["string_filter"] = json!(a.url.unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    Ok(ok(json!({ "points": rows })))
+}
+
+/// `GET /Player/{id}/action/time`: the player's latest action and when.
+async fn last_action(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    action_time_of(s, method, id, None, p).await
+}
+
+/// `GET /Player/{id}/action/{name}/time`: when the player last did it.
+async fn action_time(
+    State(s): State<AppState>,
+    method: Method,
+    Path((id, name)): Path<(String, String)>,
+    p: Params,
+) -> PbResult {
+    action_time_of(s, method, id, Some(name), p).await
+}
+
+async fn action_time_of(
+    s: AppState,
+    method: Method,
+    id: String,
+    name: Option<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    let action = match actions::last(&snap, &tenant, &id, name.as_deref())? {
+        Some(l) => json!({
+            "action_id": l.action,
+            "action_name": l.action,
+            "time": iso8601_offset(l.time_ms),
+        }),
+        // Playbasis answers an empty list when the player never did it.
+        None => json!([]),
+    };
+    Ok(ok(json!({ "action": action })))
+}
+
+/// `GET /Player/{id}/action/{name}/count`: how many times the player did it.
+async fn action_count(
+    State(s): State<AppState>,
+    method: Method,
+    Path((id, name)): Path<(String, String)>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    if p.get("key").is_some() || p.get("value").is_some() {
+        // Engage counts actions per name, not per parameter value.
+        return Err(PbError(
+            "0005",
+            "There is no implementation for the requested service: counting by key and value"
+                .into(),
+        ));
+    }
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    let n = actions::count(&snap, &tenant, &id, &name)?;
+    Ok(ok(json!({
+        "action": { "action_id": name, "action_name": name, "count": n }
+    })))
+}
+
+/// `POST /Player/{id}/deduct`: take `amount` of the currency `reward`; with
+/// `force`, what there is when that is less.
+async fn deduct(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let [reward, amount] = p.require(["reward", "amount"])?;
+    let amount: i64 = amount.parse().map_err(|_| {
+        PbError(
+            "0903",
+            "Invalid parameter , [ amount ] must be a number".into(),
+        )
+    })?;
+    let force = p.get("force").is_some_and(|f| !matches!(f, "0" | "false"));
+    let currency = reward.to_owned();
+    let now = now_ms();
+    let done = s
+        .store
+        .write(move |tx| {
+            players::get(tx, &tenant, &id)?;
+            if !ledger::currencies(tx, &tenant)?.contains(&currency) {
+                return Err(PbError("0401", "Reward not available".into()));
+            }
+            ledger::deduct(tx, &tenant, &id, &currency, amount, force, "deduct", now)
+                .map_err(PbError::from)
+        })
+        .await?;
+    Ok(ok(json!({
+        "old_value": done.before,
+        "new_value": done.after,
+        "value_deducted": done.before - done.after,
+    })))
 }
 
 async fn rule(

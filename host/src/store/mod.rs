@@ -283,11 +283,29 @@ pub trait Reader {
     where
         Self: Sized,
     {
+        self.matching(table, prefix, before, limit, true, keep)
+    }
+
+    /// Up to `limit` JSON records with `prefix` that `keep` accepts, in key
+    /// order (or `reverse`), strictly past the key `after`. Scans on past
+    /// rejected records, a page at a time.
+    fn matching<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<String>,
+        limit: usize,
+        reverse: bool,
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        Self: Sized,
+    {
         const PAGE: usize = 200;
-        let mut cursor = before;
+        let mut cursor = after;
         let mut out = Vec::new();
         loop {
-            let page = self.scan_page::<T>(table, prefix, cursor.as_deref(), PAGE, true)?;
+            let page = self.scan_page::<T>(table, prefix, cursor.as_deref(), PAGE, reverse)?;
             let exhausted = page.len() < PAGE;
             for (k, v) in page {
                 cursor = Some(k);
