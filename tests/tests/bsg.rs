@@ -108,6 +108,18 @@ async fn seed_001_viber_with_sms_fallback() {
     assert_eq!(created.body["currency"], "EUR");
     assert_eq!(created.body["total_price"], 0.23);
     let id = r["id"].as_str().expect("id").to_owned();
+    assert!(
+        id.bytes().all(|b| b.is_ascii_digit()),
+        "BSG's Python library takes ids for integers: {id}"
+    );
+    let listed = s
+        .call("GET", "/v1/messages?reference=ext_id_19", Some(&t), None)
+        .await;
+    let native_id = listed.body["messages"][0]["id"]
+        .as_str()
+        .expect("native id")
+        .to_owned();
+    assert_eq!(listed.body["messages"][0]["number"].to_string(), id);
 
     // The reference is the client's external id: reusing it is error 43.
     let again = bsg(&s, "PUT", "/create", &key, Some(seed_request())).await;
@@ -146,7 +158,7 @@ async fn seed_001_viber_with_sms_fallback() {
 
     // The SMS carried the alt_route text and originator; only it was paid.
     let native = s
-        .call("GET", &format!("/v1/messages/{id}"), Some(&t), None)
+        .call("GET", &format!("/v1/messages/{native_id}"), Some(&t), None)
         .await;
     let sms = &native.body["attempts"][1];
     assert_eq!(sms["sender"], "BSG");
@@ -260,11 +272,299 @@ async fn engage_sends_viber_through_a_bsg_provider_and_polls_its_status() {
     let there = upstream
         .call(
             "GET",
-            &format!("/v1/messages/{upstream_id}"),
+            &format!("/v1/messages?reference={id}"),
             Some(&t_up),
             None,
         )
         .await;
-    assert_eq!(there.body["body"], "Hi ✓");
-    assert_eq!(there.body["sender"], "BSG");
+    let there = &there.body["messages"][0];
+    assert_eq!(there["number"].to_string(), upstream_id);
+    assert_eq!(there["body"], "Hi ✓");
+    assert_eq!(there["sender"], "BSG");
+}
+
+/// A raw BSG request as a client library sends it: its method, path,
+/// content type and body bytes.
+async fn raw(s: &Server, method: &str, path: &str, key: &str, ctype: &str, body: &str) -> Answer {
+    s.send(
+        s.request(method, path, None)
+            .header("X-API-KEY", key)
+            .header("X-API-SOURCE", "BSG PHP Library")
+            .header("Content-Type", ctype)
+            .body(body.to_owned()),
+    )
+    .await
+}
+
+/// What BSG's own PHP, Node and Python libraries send, exactly: PUT with
+/// `text/json` under `/v1.0/` (PHP), POST with a JSON body labelled
+/// `multipart/form-data` (Node), Viber validity in seconds, numeric ids,
+/// the SMS API's three destinations, price quotes, price lists, balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_libraries_calls() {
+    let s = Server::start("bsg-libs", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    let prices = json!({ "currency": "EUR", "prices": [
+        { "channel": "viber", "prefix": "+380", "price": 0.5 },
+        { "channel": "sms", "prefix": "+380", "price": 0.25 } ] });
+    let p = s
+        .call("PUT", "/v1/messaging/prices", Some(&t), Some(prices))
+        .await;
+    assert_eq!(p.status, 200, "{p:?}");
+    let c = s
+        .call(
+            "POST",
+            "/v1/messaging/accounts/default/credit",
+            Some(&t),
+            Some(json!({ "amount": 10 })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    let viber = json!({ "kind": "console", "channels": ["viber"] });
+    let v = s
+        .call("PUT", "/v1/providers/viber", Some(&t), Some(viber))
+        .await;
+    assert_eq!(v.status, 200, "{v:?}");
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "channel": "viber", "attempts": [ { "channel": "viber", "provider": "viber" } ] } ] } });
+    let b = s
+        .call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+        .await;
+    assert_eq!(b.status, 200, "{b:?}");
+
+    // Balance and price lists, read by every library.
+    let bal = raw(&s, "GET", "/bsg/rest/common/balance", &key, "text/json", "").await;
+    assert_eq!(bal.status, 200, "{bal:?}");
+    assert_eq!(bal.body["error"], 0);
+    assert_eq!(bal.body["amount"], 10.0);
+    assert_eq!(bal.body["currency"], "EUR");
+    let vp = raw(&s, "GET", "/bsg/v1.0/viber/prices", &key, "text/json", "").await;
+    assert_eq!(vp.body["prices"][0]["type"], "viber", "{vp:?}");
+    assert_eq!(vp.body["prices"][0]["price"], 0.5);
+    assert_eq!(vp.body["prices"].as_array().map(Vec::len), Some(1));
+    let sp = raw(&s, "GET", "/bsg/rest/sms/prices/0", &key, "text/json", "").await;
+    assert_eq!(sp.body["prices"][0]["type"], "sms", "{sp:?}");
+    for field in ["country", "country_name", "mcc", "price", "currency"] {
+        assert!(!sp.body["prices"][0][field].is_null(), "{field}: {sp:?}");
+    }
+
+    // PHP: PUT, text/json, validity 86400 (seconds), a number without a
+    // reference; a price quote first, which sends nothing.
+    let php = r#"{"validity":86400,"messages":[{"to":[{"msisdn":380501111111}],"text":"test","alpha_name":"Shop"}]}"#;
+    let quote = raw(
+        &s,
+        "PUT",
+        "/bsg/v1.0/viber/price",
+        &key,
+        "text/json; charset=utf-8",
+        php,
+    )
+    .await;
+    assert_eq!(quote.body["result"][0]["error"], 0, "{quote:?}");
+    assert_eq!(quote.body["result"][0]["price"], 0.5);
+    assert!(quote.body["result"][0].get("id").is_none());
+    let none = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(none.body["messages"], json!([]), "a quote sends nothing");
+    let sent = raw(
+        &s,
+        "PUT",
+        "/bsg/v1.0/viber/create",
+        &key,
+        "text/json; charset=utf-8",
+        php,
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let r = &sent.body["result"][0];
+    assert_eq!(r["error"], 0, "{sent:?}");
+    let id = r["id"].as_str().expect("id").to_owned();
+    assert!(id.parse::<u64>().is_ok(), "{id}");
+    let listed = s.call("GET", "/v1/messages", Some(&t), None).await;
+    let m = &listed.body["messages"][0];
+    assert_eq!(
+        m["expires_at_ms"].as_i64().unwrap_or(0) - m["created_at_ms"].as_i64().unwrap_or(0),
+        86_400_000,
+        "validity 86400 is seconds: {m}"
+    );
+
+    // Node: POST with a JSON body labelled multipart/form-data.
+    let node = r#"{"tariff":0,"validity":1,"messages":[{"to":[{"msisdn":380972920001,"reference":"node-1"}],"text":"hi","alpha_name":"BSG","is_promotional":false,"options":{"viber":{"caption":"See"}}}]}"#;
+    let n = raw(
+        &s,
+        "POST",
+        "/bsg/rest/viber/create",
+        &key,
+        "multipart/form-data",
+        node,
+    )
+    .await;
+    assert_eq!(n.body["result"][0]["error"], 0, "{n:?}");
+    assert_eq!(n.body["result"][0]["reference"], "node-1");
+
+    // Python: status by integer id and by reference.
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = raw(
+            &s,
+            "GET",
+            &format!("/bsg/rest/viber/{id}"),
+            &key,
+            "application/json; charset=utf-8",
+            "",
+        )
+        .await
+        .body;
+        if status["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "delivered", "{status}");
+    assert_eq!(status["id"], id.as_str());
+    let by_ref = raw(
+        &s,
+        "GET",
+        "/bsg/rest/viber/reference/node-1",
+        &key,
+        "text/json",
+        "",
+    )
+    .await;
+    assert_eq!(by_ref.body["reference"], "node-1", "{by_ref:?}");
+
+    // SMS: one number (one result object), one text to many, a text each.
+    let one = r#"{"destination":"phone","msisdn":"380501111112","originator":"Shop","body":"one","reference":"sms-1","validity":72}"#;
+    let q = raw(&s, "PUT", "/bsg/v1.0/sms/price", &key, "text/json", one).await;
+    assert_eq!(q.body["result"]["price"], 0.25, "{q:?}");
+    let a = raw(&s, "PUT", "/bsg/v1.0/sms/create", &key, "text/json", one).await;
+    assert_eq!(a.body["result"]["error"], 0, "{a:?}");
+    assert_eq!(a.body["result"]["reference"], "sms-1");
+    let sms_id = a.body["result"]["id"].as_str().expect("sms id").to_owned();
+    let shown = raw(
+        &s,
+        "GET",
+        &format!("/bsg/rest/sms/{sms_id}"),
+        &key,
+        "text/json",
+        "",
+    )
+    .await;
+    assert_eq!(shown.body["msisdn"], "380501111112", "{shown:?}");
+    let by_ref = raw(
+        &s,
+        "GET",
+        "/bsg/rest/sms/reference/sms-1",
+        &key,
+        "text/json",
+        "",
+    )
+    .await;
+    assert_eq!(by_ref.body["id"], sms_id.as_str());
+    let wrong = raw(
+        &s,
+        "GET",
+        &format!("/bsg/rest/viber/{sms_id}"),
+        &key,
+        "text/json",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (wrong.status, wrong.body["error"].clone()),
+        (404, json!(40)),
+        "an SMS is no Viber message"
+    );
+    let many = r#"{"destination":"phones","phones":["380501111113",{"msisdn":380501111114,"reference":"sms-3"}],"originator":"Shop","body":"many"}"#;
+    let m = raw(
+        &s,
+        "POST",
+        "/bsg/rest/sms/create",
+        &key,
+        "application/json",
+        many,
+    )
+    .await;
+    let rows = m.body["result"].as_array().expect("rows").clone();
+    assert_eq!(rows.len(), 2, "{m:?}");
+    assert!(rows.iter().all(|r| r["error"] == 0), "{m:?}");
+    assert_eq!(m.body["total_price"], 0.5);
+    let each = r#"{"destination":"individual","phones":[{"msisdn":"380501111115","body":"for you"},{"msisdn":"380501111116","body":""}]}"#;
+    let e = raw(
+        &s,
+        "POST",
+        "/bsg/rest/sms/create",
+        &key,
+        "application/json",
+        each,
+    )
+    .await;
+    assert_eq!(
+        (e.status, e.body["error"].clone()),
+        (400, json!(26)),
+        "an empty text: {e:?}"
+    );
+
+    // Bad payloads change nothing; unserved calls answer in BSG's format.
+    let before = s
+        .call("GET", "/v1/messages?limit=500", Some(&t), None)
+        .await;
+    for bad in [
+        "not json",
+        r#"{"messages":[]}"#,
+        r#"{"validity":"forever","messages":[{"to":[{"msisdn":1}],"text":"x"}]}"#,
+        r#"{"validity":9999999,"messages":[{"to":[{"msisdn":1}],"text":"x"}]}"#,
+    ] {
+        let a = raw(
+            &s,
+            "POST",
+            "/bsg/rest/viber/create",
+            &key,
+            "application/json",
+            bad,
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["error"].clone()),
+            (400, json!(44)),
+            "{bad}: {a:?}"
+        );
+    }
+    let d = raw(
+        &s,
+        "POST",
+        "/bsg/rest/sms/create",
+        &key,
+        "application/json",
+        r#"{"destination":"fax","body":"x"}"#,
+    )
+    .await;
+    assert_eq!(d.body["error"], 44, "{d:?}");
+    let after = s
+        .call("GET", "/v1/messages?limit=500", Some(&t), None)
+        .await;
+    let ids = |a: &Answer| -> Vec<String> {
+        a.body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&after), "refused requests send nothing");
+    let hlr = raw(
+        &s,
+        "POST",
+        "/bsg/rest/hlr/create",
+        &key,
+        "application/json",
+        "[]",
+    )
+    .await;
+    assert_eq!(hlr.status, 404, "{hlr:?}");
+    assert!(hlr.body["error"].is_number() && hlr.body["errorDescription"].is_string());
+    let anon = s
+        .send(s.request("GET", "/bsg/rest/common/balance", None))
+        .await;
+    assert_eq!((anon.status, anon.body["error"].clone()), (401, json!(2)));
 }

@@ -25,10 +25,27 @@ use crate::messaging::{self, Fallback, Kind, Message, MessageError, SendRequest,
 use crate::tenants;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/bsg/rest/viber/create", post(create).put(create))
-        .route("/bsg/rest/viber/reference/{reference}", get(by_reference))
-        .route("/bsg/rest/viber/{id}", get(show))
+    let mut r = Router::new();
+    // BSG's documents and its Node and Python libraries call `/rest/…`;
+    // its PHP library the same paths under `/v1.0/`.
+    for base in ["/bsg/rest", "/bsg/v1.0"] {
+        let at = |path: &str| format!("{base}{path}");
+        r = r
+            .route(&at("/viber/create"), post(viber_create).put(viber_create))
+            .route(&at("/viber/price"), post(viber_price).put(viber_price))
+            .route(&at("/viber/prices"), get(viber_prices))
+            .route(&at("/viber/prices/{tariff}"), get(viber_prices))
+            .route(&at("/viber/reference/{reference}"), get(viber_by_reference))
+            .route(&at("/viber/{id}"), get(viber_show))
+            .route(&at("/sms/create"), post(sms_create).put(sms_create))
+            .route(&at("/sms/price"), post(sms_price).put(sms_price))
+            .route(&at("/sms/prices"), get(sms_prices))
+            .route(&at("/sms/prices/{tariff}"), get(sms_prices))
+            .route(&at("/sms/reference/{reference}"), get(sms_by_reference))
+            .route(&at("/sms/{id}"), get(sms_show))
+            .route(&at("/common/balance"), get(balance));
+    }
+    r
 }
 
 /// A BSG error: its code, description and HTTP status.
@@ -40,7 +57,7 @@ pub fn not_served() -> Response {
     BsgError(
         StatusCode::NOT_FOUND,
         1,
-        "Invalid request: no such endpoint (Engage serves rest/viber/create, rest/viber/{id} and rest/viber/reference/{reference})".into(),
+        "Invalid request: no such endpoint (Engage serves viber/… and sms/… create, price, prices, {id} and reference/{reference}, and common/balance, under rest/ or v1.0/)".into(),
     )
     .into_response()
 }
@@ -126,7 +143,7 @@ impl FromRequestParts<AppState> for BsgTenant {
 }
 
 #[derive(Deserialize)]
-struct Create {
+struct ViberCreate {
     tariff: Option<Value>,
     validity: Option<Value>,
     messages: Vec<BsgMessage>,
@@ -167,6 +184,36 @@ struct AltRoute {
     text: String,
 }
 
+/// BSG's SMS request: one number (`destination: "phone"`), one text to
+/// many (`"phones"`), or a text per number (`"individual"`).
+#[derive(Deserialize)]
+struct SmsCreate {
+    destination: Option<String>,
+    msisdn: Option<Value>,
+    reference: Option<String>,
+    originator: Option<String>,
+    body: Option<String>,
+    validity: Option<Value>,
+    tariff: Option<Value>,
+    #[serde(default)]
+    phones: Vec<Phone>,
+}
+
+/// A number of an SMS request: just the number, or with its own reference
+/// (and, for `individual`, its own text and sender).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Phone {
+    // First: an object with `msisdn` is this; anything else is a number.
+    Detailed {
+        msisdn: Value,
+        reference: Option<String>,
+        body: Option<String>,
+        originator: Option<String>,
+    },
+    Number(Value),
+}
+
 /// A number or a string of digits, as BSG clients send them.
 fn text_of(v: &Value) -> Option<String> {
     match v {
@@ -185,46 +232,59 @@ fn e164(msisdn: &str) -> String {
     }
 }
 
-async fn create(
-    State(s): State<AppState>,
-    BsgTenant(tenant): BsgTenant,
-    Body(body, _): Body<BsgError>,
-) -> Response {
-    let req: Create = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return BsgError(StatusCode::BAD_REQUEST, 1, format!("Invalid request: {e}"))
-                .into_response();
-        }
+fn payload_error(e: impl std::fmt::Display) -> BsgError {
+    BsgError(
+        StatusCode::BAD_REQUEST,
+        44,
+        format!("Invalid request payload: {e}"),
+    )
+}
+
+/// A validity in seconds. BSG's documents give it in hours (the seed's
+/// `"1"`, the libraries' SMS default 72) while its PHP and Python
+/// libraries send Viber validity in seconds (default 86400): up to 168 is
+/// read as hours, more as seconds; at most a week either way.
+fn validity_s(v: Option<&Value>, default_h: i64) -> Result<i64, BsgError> {
+    let Some(v) = v else {
+        return Ok(default_h * 3600);
     };
-    // BSG's validity is in hours.
-    let validity_h = req
-        .validity
-        .as_ref()
-        .and_then(text_of)
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(24);
-    if !(1..=168).contains(&validity_h) {
-        return BsgError(
-            StatusCode::BAD_REQUEST,
-            1,
-            "validity is 1 to 168 hours".into(),
-        )
-        .into_response();
+    let n = text_of(v)
+        .and_then(|t| t.parse::<i64>().ok())
+        .ok_or_else(|| payload_error("validity must be a whole number"))?;
+    const WEEK_S: i64 = 168 * 3600;
+    match n {
+        1..=168 => Ok(n * 3600),
+        169..=WEEK_S => Ok(n),
+        _ => Err(payload_error(
+            "validity is 1 to 168 hours (or 169 to 604800 seconds)",
+        )),
     }
-    let total: usize = req.messages.iter().map(|m| m.to.len()).sum();
+}
+
+/// One message of a request, with what its result row names it by.
+struct Item {
+    send: SendRequest,
+}
+
+fn viber_items(body: &[u8]) -> Result<Vec<Item>, BsgError> {
+    let req: ViberCreate = serde_json::from_slice(body).map_err(payload_error)?;
+    if req.messages.is_empty() {
+        return Err(payload_error("no messages"));
+    }
+    let validity = validity_s(req.validity.as_ref(), 24)?;
     if req
         .messages
         .iter()
         .any(|m| m.to.len() > messaging::MAX_RECIPIENTS)
     {
-        return BsgError(StatusCode::BAD_REQUEST, 24, "Too many recipients".into()).into_response();
+        return Err(BsgError(
+            StatusCode::BAD_REQUEST,
+            24,
+            "Too many recipients".into(),
+        ));
     }
     let tariff = req.tariff.as_ref().and_then(text_of);
-    let rid = random_hex(8);
-    let mut results = Vec::with_capacity(total);
-    let mut total_price = 0i64;
-    let mut currency = None;
+    let mut items = Vec::new();
     for m in &req.messages {
         let viber = m.options.as_ref().and_then(|o| o.viber.as_ref());
         let mut metadata = std::collections::BTreeMap::new();
@@ -240,63 +300,303 @@ async fn create(
         }
         for to in &m.to {
             let msisdn = text_of(&to.msisdn).unwrap_or_default();
-            let send = SendRequest {
-                to: vec![e164(&msisdn)],
-                channel: "viber".into(),
-                sender: m.alpha_name.clone(),
-                body: Some(m.text.clone()),
-                reference: to.reference.clone(),
-                kind: if m.is_promotional {
-                    Kind::Marketing
-                } else {
-                    Kind::Transactional
+            items.push(Item {
+                send: SendRequest {
+                    to: vec![e164(&msisdn)],
+                    channel: "viber".into(),
+                    sender: m.alpha_name.clone(),
+                    body: Some(m.text.clone()),
+                    reference: to.reference.clone(),
+                    kind: if m.is_promotional {
+                        Kind::Marketing
+                    } else {
+                        Kind::Transactional
+                    },
+                    validity_s: Some(validity),
+                    fallback: viber.and_then(|v| v.alt_route.as_ref()).map(|a| Fallback {
+                        channel: "sms".into(),
+                        sender: a.originator.clone(),
+                        body: a.text.clone(),
+                    }),
+                    metadata: metadata.clone(),
+                    ..SendRequest::default()
                 },
-                validity_s: Some(validity_h * 3600),
-                fallback: viber.and_then(|v| v.alt_route.as_ref()).map(|a| Fallback {
-                    channel: "sms".into(),
-                    sender: a.originator.clone(),
-                    body: a.text.clone(),
-                }),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// The SMS items of a request, and whether it named one number (BSG then
+/// answers one result object instead of a list).
+fn sms_items(body: &[u8]) -> Result<(Vec<Item>, bool), BsgError> {
+    let req: SmsCreate = serde_json::from_slice(body).map_err(payload_error)?;
+    let validity = validity_s(req.validity.as_ref(), 72)?;
+    let mut metadata = std::collections::BTreeMap::new();
+    if let Some(t) = req.tariff.as_ref().and_then(text_of) {
+        metadata.insert("tariff".to_owned(), t);
+    }
+    let item = |msisdn: &Value, reference: Option<String>, body: Option<String>, sender| {
+        let body = body
+            .filter(|b| !b.trim().is_empty())
+            .ok_or_else(|| BsgError(StatusCode::BAD_REQUEST, 26, "Invalid sms text".into()))?;
+        Ok::<_, BsgError>(Item {
+            send: SendRequest {
+                to: vec![e164(&text_of(msisdn).unwrap_or_default())],
+                channel: "sms".into(),
+                sender,
+                body: Some(body),
+                reference,
+                validity_s: Some(validity),
                 metadata: metadata.clone(),
                 ..SendRequest::default()
-            };
-            match s.messaging.send(&tenant, send, None, now_ms(), &rid).await {
-                Ok(Guarded::Fresh(accepted)) => {
-                    for msg in accepted.messages {
-                        let price = msg.plan.first().map(|a| a.price).unwrap_or(0);
-                        total_price += price;
-                        currency = currency.or(msg.currency.clone());
-                        results.push(json!({
-                            "error": 0,
-                            "errorDescription": "No errors",
-                            "reference": msg.reference,
-                            "id": msg.id,
-                            "price": pricing::to_units(price),
-                            "currency": msg.currency,
-                        }));
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let (code, description) = code_of(&e);
+            },
+        })
+    };
+    let single = req.destination.as_deref().unwrap_or("phone") == "phone";
+    let items = match req.destination.as_deref().unwrap_or("phone") {
+        "phone" => {
+            let msisdn = req
+                .msisdn
+                .as_ref()
+                .ok_or_else(|| payload_error("msisdn is required"))?;
+            vec![item(
+                msisdn,
+                req.reference.clone(),
+                req.body.clone(),
+                req.originator.clone(),
+            )?]
+        }
+        destination @ ("phones" | "individual") => {
+            if req.phones.is_empty() {
+                return Err(payload_error("phones is empty"));
+            }
+            if req.phones.len() > messaging::MAX_RECIPIENTS {
+                return Err(BsgError(
+                    StatusCode::BAD_REQUEST,
+                    24,
+                    "Too many recipients".into(),
+                ));
+            }
+            let individual = destination == "individual";
+            let mut items = Vec::with_capacity(req.phones.len());
+            for p in &req.phones {
+                let (msisdn, reference, body, sender) = match p {
+                    Phone::Number(n) => (n, None, None, None),
+                    Phone::Detailed {
+                        msisdn,
+                        reference,
+                        body,
+                        originator,
+                    } => (msisdn, reference.clone(), body.clone(), originator.clone()),
+                };
+                let (body, sender) = if individual {
+                    (body, sender.or_else(|| req.originator.clone()))
+                } else {
+                    (req.body.clone(), req.originator.clone())
+                };
+                items.push(item(msisdn, reference, body, sender)?);
+            }
+            items
+        }
+        other => {
+            return Err(payload_error(format!(
+                "destination `{}` is not phone, phones or individual",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    };
+    Ok((items, single))
+}
+
+/// Send (or, with `quote_only`, price) each item; BSG's result rows, with
+/// the total price of those accepted.
+async fn submit(s: &AppState, tenant: &str, items: Vec<Item>, quote_only: bool) -> Value {
+    let rid = random_hex(8);
+    let mut results = Vec::with_capacity(items.len());
+    let mut total_price = 0.0f64;
+    let mut total_micros = 0i64;
+    let mut currency = None;
+    for item in items {
+        let reference = item.send.reference.clone();
+        if quote_only {
+            match s.messaging.quote(tenant, &item.send, now_ms(), &rid) {
+                Ok(q) => {
+                    let price: f64 = q.recipients.iter().map(|r| r.price).sum();
+                    total_price += price;
+                    currency = currency.or(q.currency.clone());
                     results.push(json!({
-                        "error": code,
-                        "errorDescription": description,
-                        "reference": to.reference,
+                        "error": 0,
+                        "errorDescription": "No errors",
+                        "reference": reference,
+                        "price": price,
+                        "currency": q.currency,
+                    }));
+                }
+                Err(e) => results.push(error_row(&e, reference)),
+            }
+            continue;
+        }
+        match s
+            .messaging
+            .send(tenant, item.send, None, now_ms(), &rid)
+            .await
+        {
+            Ok(Guarded::Fresh(accepted)) => {
+                for msg in accepted.messages {
+                    let price = msg.plan.first().map(|a| a.price).unwrap_or(0);
+                    total_micros += price;
+                    currency = currency.or(msg.currency.clone());
+                    results.push(json!({
+                        "error": 0,
+                        "errorDescription": "No errors",
+                        "reference": msg.reference,
+                        "id": bsg_id(&msg),
+                        "price": pricing::to_units(price),
+                        "currency": msg.currency,
                     }));
                 }
             }
+            Ok(_) => {}
+            Err(e) => results.push(error_row(&e, reference)),
         }
     }
-    let any_sent = results.iter().any(|r| r["error"] == 0);
+    if !quote_only {
+        total_price = pricing::to_units(total_micros);
+    }
+    let any_ok = results.iter().any(|r| r["error"] == 0);
     let mut answer = json!({ "result": results });
     if let Some(c) = currency {
         answer["currency"] = json!(c);
     }
-    if any_sent {
-        answer["total_price"] = json!(pricing::to_units(total_price));
+    if any_ok {
+        answer["total_price"] = json!(total_price);
     }
-    Json(answer).into_response()
+    answer
+}
+
+fn error_row(e: &MessageError, reference: Option<String>) -> Value {
+    let (code, description) = code_of(e);
+    json!({ "error": code, "errorDescription": description, "reference": reference })
+}
+
+/// A message's id as BSG's clients take it: its number (digits; the Python
+/// library turns it into an integer), or the message id for messages older
+/// than numbers.
+fn bsg_id(m: &Message) -> String {
+    if m.number > 0 {
+        m.number.to_string()
+    } else {
+        m.id.clone()
+    }
+}
+
+async fn viber_create(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Body(body, _): Body<BsgError>,
+) -> Result<Json<Value>, BsgError> {
+    let items = viber_items(&body)?;
+    Ok(Json(submit(&s, &tenant, items, false).await))
+}
+
+async fn viber_price(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Body(body, _): Body<BsgError>,
+) -> Result<Json<Value>, BsgError> {
+    let items = viber_items(&body)?;
+    Ok(Json(submit(&s, &tenant, items, true).await))
+}
+
+async fn sms_create(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Body(body, _): Body<BsgError>,
+) -> Result<Json<Value>, BsgError> {
+    let (items, single) = sms_items(&body)?;
+    Ok(Json(one_or_list(
+        submit(&s, &tenant, items, false).await,
+        single,
+    )))
+}
+
+async fn sms_price(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Body(body, _): Body<BsgError>,
+) -> Result<Json<Value>, BsgError> {
+    let (items, single) = sms_items(&body)?;
+    Ok(Json(one_or_list(
+        submit(&s, &tenant, items, true).await,
+        single,
+    )))
+}
+
+/// BSG answers a one-number SMS request with one result object.
+fn one_or_list(mut answer: Value, single: bool) -> Value {
+    if single && let Some(first) = answer["result"].get(0).cloned() {
+        answer["result"] = first;
+    }
+    answer
+}
+
+/// `common/balance`: the credit of the tenant's default sending account.
+async fn balance(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+) -> Result<Json<Value>, BsgError> {
+    let snap = s.store.read()?;
+    let (available, _) = pricing::credit(&snap, &tenant, pricing::DEFAULT_ACCOUNT)?;
+    let currency = pricing::price_list(&snap, &tenant)?.map(|p| p.currency);
+    Ok(Json(json!({
+        "error": 0,
+        "errorDescription": "No errors",
+        "amount": pricing::to_units(available),
+        "currency": currency,
+        "limit": 0,
+    })))
+}
+
+async fn viber_prices(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+) -> Result<Json<Value>, BsgError> {
+    prices_of(&s, &tenant, "viber")
+}
+
+async fn sms_prices(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+) -> Result<Json<Value>, BsgError> {
+    prices_of(&s, &tenant, "sms")
+}
+
+/// The tenant's prices of one channel, a row per number prefix. Engage
+/// prices by prefix, not by country and network: `prefix` is the key,
+/// `country`, `country_name` and `mcc` are empty. There is one price list
+/// per tenant: a tariff in the path is not a second one.
+fn prices_of(s: &AppState, tenant: &str, channel: &str) -> Result<Json<Value>, BsgError> {
+    let list = pricing::price_list(&s.store.read()?, tenant)?;
+    let rows: Vec<Value> = list
+        .iter()
+        .flat_map(|l| {
+            l.prices.iter().filter(|p| p.channel == channel).map(|p| {
+                json!({
+                    "type": channel,
+                    "prefix": p.prefix,
+                    "country": "",
+                    "country_name": "",
+                    "mcc": "",
+                    "price": p.price,
+                    "currency": l.currency,
+                })
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "error": 0, "errorDescription": "No errors", "prices": rows }),
+    ))
 }
 
 /// A status as BSG names it (BSG has no `queued`: not yet sent is `scheduled`).
@@ -333,7 +633,7 @@ fn view(m: &Message) -> Value {
         .map(|(i, a)| {
             json!({
                 "channel": a.channel,
-                "id": format!("{}-{i}", m.id),
+                "id": format!("{}-{i}", bsg_id(m)),
                 "status": bsg_status(a.status),
                 "price": pricing::to_units(if a.status.went_out() { a.price } else { 0 }),
             })
@@ -342,7 +642,7 @@ fn view(m: &Message) -> Value {
     let mut v = json!({
         "error": 0,
         "errorDescription": "No errors",
-        "id": m.id,
+        "id": bsg_id(m),
         "msisdn": m.to.trim_start_matches('+'),
         "reference": m.reference,
         "time_in": sql_datetime(m.created_at_ms),
@@ -365,21 +665,61 @@ fn not_found() -> BsgError {
     BsgError(StatusCode::NOT_FOUND, 40, "Message not found".into())
 }
 
-async fn show(
+/// The message BSG's id names (its number, or the message id), on
+/// `channel`.
+fn find(s: &AppState, tenant: &str, id: &str, channel: &str) -> Result<Message, BsgError> {
+    let snap = s.store.read()?;
+    let m = match id.parse::<u64>() {
+        Ok(n) => messaging::by_number(&snap, tenant, n)?,
+        Err(_) => messaging::get(&snap, tenant, id)?,
+    };
+    m.filter(|m| m.channel == channel).ok_or_else(not_found)
+}
+
+fn find_by_reference(
+    s: &AppState,
+    tenant: &str,
+    reference: &str,
+    channel: &str,
+) -> Result<Message, BsgError> {
+    let list = messaging::by_reference(&s.store.read()?, tenant, reference)?;
+    list.into_iter()
+        .find(|m| m.channel == channel)
+        .ok_or_else(not_found)
+}
+
+async fn viber_show(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BsgError> {
-    let m = messaging::get(&s.store.read()?, &tenant, &id)?.ok_or_else(not_found)?;
-    Ok(Json(view(&m)))
+    Ok(Json(view(&find(&s, &tenant, &id, "viber")?)))
 }
 
-async fn by_reference(
+async fn viber_by_reference(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
     Path(reference): Path<String>,
 ) -> Result<Json<Value>, BsgError> {
-    let list = messaging::by_reference(&s.store.read()?, &tenant, &reference)?;
-    let m = list.first().ok_or_else(not_found)?;
-    Ok(Json(view(m)))
+    Ok(Json(view(&find_by_reference(
+        &s, &tenant, &reference, "viber",
+    )?)))
+}
+
+async fn sms_show(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, BsgError> {
+    Ok(Json(view(&find(&s, &tenant, &id, "sms")?)))
+}
+
+async fn sms_by_reference(
+    State(s): State<AppState>,
+    BsgTenant(tenant): BsgTenant,
+    Path(reference): Path<String>,
+) -> Result<Json<Value>, BsgError> {
+    Ok(Json(view(&find_by_reference(
+        &s, &tenant, &reference, "sms",
+    )?)))
 }

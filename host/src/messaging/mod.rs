@@ -32,7 +32,7 @@ use crate::plugins::bindings::{Attempt, MessageKind, Outgoing};
 use crate::plugins::{Input, Output, Plugins, PluginsError, params};
 use crate::secrets::Sealer;
 use crate::shutdown::Shutdown;
-use crate::store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix};
+use crate::store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix, seq_part};
 use crate::views::time_part;
 use pricing::{PriceList, PricingError};
 use providers::{Limits, SendError, Sent};
@@ -41,6 +41,8 @@ use providers::{Limits, SendError, Sent};
 const MESSAGES: Table = TableDefinition::new("messages");
 /// (tenant, client reference) → message ids (JSON list).
 const REFERENCES: Table = TableDefinition::new("message_references");
+/// (tenant, message number) → message id.
+const NUMBERS: Table = TableDefinition::new("message_numbers");
 /// (due time, tenant, message id) → nothing: what the dispatcher does next.
 const OUTBOX: Table = TableDefinition::new("message_outbox");
 /// (provider kind, provider's message id) → (tenant, message id) as JSON.
@@ -187,6 +189,11 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     pub id: String,
+    /// A per-tenant sequence number, for the compatible APIs whose clients
+    /// take message ids for integers (BSG's libraries do); 0 on messages
+    /// stored before numbers were given.
+    #[serde(default)]
+    pub number: u64,
     pub to: String,
     pub channel: String,
     pub sender: Option<String>,
@@ -583,6 +590,7 @@ impl Messaging {
             }
             let reserved = plan.iter().map(|a| a.price).max().unwrap_or(0);
             messages.push(Message {
+                number: 0,
                 id,
                 to,
                 channel: req.channel.clone(),
@@ -689,7 +697,7 @@ impl Messaging {
         T: Default + Send + 'static,
         F: FnMut(&mut Tx, &[Message]) -> Result<T, MessageError> + Send + 'static,
     {
-        let (messages, _, _) = self.prepare(tenant, &req, now, rid)?;
+        let (mut messages, _, _) = self.prepare(tenant, &req, now, rid)?;
         let (t, reference) = (tenant.to_owned(), req.reference.clone());
         let saved = self
             .store
@@ -703,6 +711,10 @@ impl Messaging {
                         }
                         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
                         tx.put(REFERENCES, &rk, &ids)?;
+                    }
+                    for m in messages.iter_mut() {
+                        m.number = tx.next_seq(&t, "message")?;
+                        tx.put_raw(NUMBERS, &key(&[&t, &seq_part(m.number)]), m.id.as_bytes())?;
                     }
                     for m in &messages {
                         pricing::reserve(tx, &t, &m.account, m.reserved, &m.id, now)?;
@@ -1362,6 +1374,7 @@ fn blocked(
     now: i64,
 ) -> Message {
     Message {
+        number: 0,
         id,
         to,
         channel: req.channel.clone(),
@@ -1405,6 +1418,18 @@ fn planned(a: Attempt) -> PlannedAttempt {
 /// Message `id`.
 pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Message>, StoreError> {
     src.get(MESSAGES, &key(&[tenant, id]))
+}
+
+/// The message with number `number` (see [`Message::number`]).
+pub fn by_number(
+    src: &impl Reader,
+    tenant: &str,
+    number: u64,
+) -> Result<Option<Message>, StoreError> {
+    match src.get_raw(NUMBERS, &key(&[tenant, &seq_part(number)]))? {
+        Some(id) => get(src, tenant, &String::from_utf8_lossy(&id)),
+        None => Ok(None),
+    }
 }
 
 /// The messages sent under a client reference.
