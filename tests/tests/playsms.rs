@@ -30,7 +30,23 @@ async fn ws_xml(s: &Server, params: &[(&str, &str)]) -> String {
         )
         .await;
     assert_eq!(a.status, 200, "{a:?}");
-    a.body.as_str().unwrap_or_default().to_owned()
+    without_timestamp(a.body.as_str().unwrap_or_default())
+}
+
+/// An XML answer without its `<timestamp>` (asserted to be there, last,
+/// and a plausible unix time).
+fn without_timestamp(xml: &str) -> String {
+    let (Some(a), Some(b)) = (xml.rfind("<timestamp>"), xml.rfind("</timestamp>")) else {
+        panic!("no timestamp: {xml}");
+    };
+    let t: i64 = xml[a + 11..b].parse().expect("a number");
+    assert!(t > 1_700_000_000, "{xml}");
+    assert_eq!(
+        &xml[b..],
+        "</timestamp></response>\n",
+        "the timestamp is last"
+    );
+    format!("{}{}", &xml[..a], &xml[b + 12..])
 }
 
 /// `get_token` for anton with his password.
@@ -1519,5 +1535,181 @@ async fn help_and_keyword_replies_and_xml_sends() {
     assert!(
         ds_xml.contains("<msg>caf\u{e9} &amp; more</msg>") && ds_xml.contains("<status>3</status>"),
         "{ds_xml}"
+    );
+}
+
+/// What playSMS's own PHP webservices library, the Laravel notification
+/// channel and the Ruby client send, exactly: `format=json` on every call,
+/// `get_token` with `u` and `p`, a send at the root `/index.php` (the
+/// Laravel channel's absolute path), a POST with everything in the query
+/// (Ruby); every answer stamped with `timestamp`; the `stoplist` operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_libraries_calls() {
+    let s = Server::start("playsms-libs", |_| {}).await;
+    let t = s.demo_token().await;
+    let adm = admin(&s, &t).await;
+    let user = v1(
+        &s,
+        &t,
+        "POST",
+        "/v1/gateway/accounts",
+        Some(
+            json!({ "username": "lib", "password": "lib-pass-1", "level": "user",
+            "name": "Lib", "email": "lib@example.com" }),
+        ),
+    )
+    .await;
+    assert_eq!(user.status, 201, "{user:?}");
+    drop(adm);
+
+    // The PHP library: format=json first, then u and p.
+    let token = ws(
+        &s,
+        &[
+            ("format", "json"),
+            ("u", "lib"),
+            ("p", "lib-pass-1"),
+            ("op", "get_token"),
+        ],
+    )
+    .await;
+    assert_eq!(token["status"], "OK", "{token}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let stamp = token["timestamp"].as_i64().unwrap_or(0);
+    assert!(
+        (stamp - now).abs() < 60,
+        "every answer has a timestamp: {token}"
+    );
+    let h = token["token"].as_str().expect("token").to_owned();
+    let cr = ws(
+        &s,
+        &[("format", "json"), ("h", &h), ("u", "lib"), ("op", "cr")],
+    )
+    .await;
+    assert_eq!(cr["status"], "OK", "{cr}");
+    let pv = ws(
+        &s,
+        &[
+            ("format", "json"),
+            ("h", &h),
+            ("u", "lib"),
+            ("op", "pv"),
+            ("to", "+6281234500001"),
+            ("nofooter", "1"),
+            ("msg", "from the PHP library"),
+        ],
+    )
+    .await;
+    assert_eq!(pv["data"][0]["status"], "OK", "{pv}");
+    assert!(pv["timestamp"].is_i64());
+
+    // The Laravel channel: GET /index.php at the host's root.
+    let laravel = s
+        .send(s.request("GET", "/index.php", None).query(&[
+            ("app", "ws"),
+            ("u", "lib"),
+            ("h", h.as_str()),
+            ("op", "pv"),
+            ("to", "+6281234500002"),
+            ("msg", "from Laravel"),
+        ]))
+        .await;
+    assert_eq!(laravel.status, 200, "{laravel:?}");
+    assert_eq!(laravel.body["data"][0]["status"], "OK", "{laravel:?}");
+    let elsewhere = s.send(s.request("GET", "/index.php", None)).await;
+    assert_eq!(elsewhere.status, 404, "no app=ws: {elsewhere:?}");
+    assert_eq!(elsewhere.body["error"], "101");
+
+    // Ruby: POST, everything in the query, no body; JSON back.
+    let ruby = s
+        .send(
+            s.request(
+                "POST",
+                &format!(
+                    "/playsms/index.php?app=ws&op=pv&to=%2B6281234500003&msg=from+Ruby&u=lib&h={h}"
+                ),
+                None,
+            )
+            .header("User-Agent", "playsms-ruby/0.1 ruby/3.2"),
+        )
+        .await;
+    assert_eq!(ruby.status, 200, "{ruby:?}");
+    assert_eq!(ruby.body["data"][0]["status"], "OK", "{ruby:?}");
+
+    // stoplist: the number leaves the marketing audience of every API.
+    // A local number, read as the account's sends read it.
+    let from = "081234500004";
+    let settings = v1(
+        &s,
+        &t,
+        "PUT",
+        "/v1/gateway/settings",
+        Some(json!({ "default_replace_zero": "62" })),
+    )
+    .await;
+    assert!(settings.status == 200, "{settings:?}");
+    let first = ws(
+        &s,
+        &[("u", "lib"), ("h", &h), ("op", "stoplist"), ("from", from)],
+    )
+    .await;
+    assert_eq!(first["status"], "OK", "{first}");
+    let listed = v1(
+        &s,
+        &t,
+        "GET",
+        "/v1/messaging/opt-outs/%2B6281234500004",
+        None,
+    )
+    .await;
+    assert_eq!(listed.body["opted_out"], true, "{listed:?}");
+    let again = ws(
+        &s,
+        &[
+            ("u", "lib"),
+            ("h", &h),
+            ("op", "stoplist"),
+            ("from", "+6281234500004"),
+        ],
+    )
+    .await;
+    assert_err(&again, "627", "number is already in the stop list");
+    assert_err(
+        &ws(&s, &[("u", "lib"), ("h", &h), ("op", "stoplist")]).await,
+        "102",
+        "one or more field empty",
+    );
+    assert_err(
+        &ws(
+            &s,
+            &[
+                ("u", "lib"),
+                ("h", "0123456789abcdef0123456789abcdef"),
+                ("op", "stoplist"),
+                ("from", "+6281234500005"),
+            ],
+        )
+        .await,
+        "100",
+        "authentication failed",
+    );
+    let marketing = ws(
+        &s,
+        &[
+            ("u", "lib"),
+            ("h", &h),
+            ("op", "pv"),
+            ("to", "+6281234500004"),
+            ("msg", "sale"),
+            ("kind", "marketing"),
+        ],
+    )
+    .await;
+    assert_ne!(
+        marketing["data"][0]["status"], "OK",
+        "a stopped number gets no marketing: {marketing}"
     );
 }

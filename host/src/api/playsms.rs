@@ -41,6 +41,10 @@ use crate::throttle::Subject;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/playsms/index.php", get(ws).post(ws))
+        // Clients that resolve `/index.php` against the host, not the base
+        // URL they were given (the Laravel notification channel's Guzzle
+        // call does), reach it at the root.
+        .route("/index.php", get(ws).post(ws))
         .route(
             "/playsms/{tenant}/index.php",
             get(ws_in_tenant).post(ws_in_tenant),
@@ -90,6 +94,7 @@ fn error_string(code: &str) -> &'static str {
         "624" => "fail to deduct credit",
         "625" => "setting login key failed due to missing data",
         "626" => "fail to set login key",
+        "627" => "number is already in the stop list",
         _ => "",
     }
 }
@@ -254,6 +259,7 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         "creditadd" => credit_change(&call, true).await,
         "creditdeduct" => credit_change(&call, false).await,
         "loginkeyset" => login_key_set(&call).await,
+        "stoplist" => stoplist(&call).await,
         _ => Err(fail("101")),
     };
     render(xml, answer)
@@ -267,7 +273,7 @@ pub fn not_served(xml: bool) -> Response {
     r
 }
 
-/// The answer as playSMS renders it; `error_string` always last.
+/// The answer as playSMS renders it; `error_string` then `timestamp` last.
 fn render(xml: bool, answer: Answer) -> Response {
     let (http, mut body) = match answer {
         Ok(m) => (StatusCode::OK, m),
@@ -291,6 +297,8 @@ fn render(xml: bool, answer: Answer) -> Response {
             text.into()
         },
     );
+    // playSMS stamps every answer with its time (unix seconds), last.
+    body.insert("timestamp".into(), json!(now_ms() / 1000));
     if xml {
         let mut out = String::from("<?xml version=\"1.0\"?>\n<response>");
         for (k, v) in &body {
@@ -832,6 +840,24 @@ fn target(c: &Call, snap: &Snapshot, tenant: &str, unknown: &'static str) -> Res
     accounts::get(snap, tenant, name)
         .map_err(internal(unknown))?
         .ok_or_else(|| fail(unknown))
+}
+
+/// `stoplist`: no more marketing messages to `from` (playSMS's stop list is
+/// the tenant's opt-out list); ERR 627 when it is on it already.
+async fn stoplist(c: &Call<'_>) -> Answer {
+    let (tenant, a) = authenticate(c, &snapshot(c, "100")?)?;
+    let from = c.p.get("from");
+    if from.trim().is_empty() {
+        return Err(fail("102"));
+    }
+    let added = inbound::stop_number(&c.s.gateway, &tenant, &a, from, now_ms())
+        .await
+        .map_err(|e| gateway_fail("102", e))?;
+    if added {
+        Ok(ok(json!({})))
+    } else {
+        Err(fail("627"))
+    }
 }
 
 async fn inject(c: &Call<'_>) -> Answer {

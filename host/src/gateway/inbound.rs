@@ -174,6 +174,34 @@ struct Reply {
     account: Option<String>,
 }
 
+/// Put `raw` on the tenant's opt-out list for `account` (what playSMS
+/// calls its stop list): read as the account's own sends read numbers (its
+/// `replace_zero` and local length). True if it was not on the list.
+pub async fn stop_number(
+    g: &Gateway,
+    tenant: &str,
+    account: &accounts::Account,
+    raw: &str,
+    now: i64,
+) -> Result<bool, GatewayError> {
+    let prefix = if account.replace_zero.is_empty() {
+        settings(&g.store.read()?, tenant)?.default_replace_zero
+    } else {
+        account.replace_zero.clone()
+    };
+    let local = numbers::localize(&numbers::sanitize(raw), &prefix, account.local_length);
+    let number = numbers::to_e164(&local).ok_or_else(|| {
+        GatewayError::Invalid(format!(
+            "`{}` is not a phone number",
+            raw.chars().take(32).collect::<String>()
+        ))
+    })?;
+    let (t, source) = (tenant.to_owned(), format!("stoplist:{}", account.username));
+    Ok(g.store
+        .write(move |tx| optouts::add(tx, &t, &number, &source, now))
+        .await?)
+}
+
 /// Record an inbound SMS and act on it. The record, the opt-out change and
 /// the inbox entry are one write (guarded by `idem`: a provider's retry of
 /// the same message is answered, not processed again); answers (HELP, a keyword's reply) and a
