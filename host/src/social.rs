@@ -90,6 +90,20 @@ pub fn resolve(
     Ok(players::exists(src, tenant, &p)?.then_some(p))
 }
 
+/// The first registered player any of `candidates` names, in order.
+pub fn resolve_first(
+    src: &impl Reader,
+    tenant: &str,
+    candidates: &[Identity],
+) -> Result<Option<String>, StoreError> {
+    for c in candidates {
+        if let Some(p) = resolve(src, tenant, &c.mode, &c.id)? {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
 /// Link `identity` to `player`, replacing the player's previous id in that
 /// mode (inside a write job).
 pub fn link(

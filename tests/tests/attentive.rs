@@ -173,18 +173,13 @@ async fn seed_002_subscriptions_as_written() {
                     "text": "sale", "alpha_name": "BSG", "is_promotional": true } ] })),
         )
         .await;
-    let bsg_id = bsg.body["result"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    assert_eq!(bsg.body["result"][0]["error"], 0, "{bsg:?}");
     let m = s
-        .call("GET", &format!("/v1/messages/{bsg_id}"), Some(&t), None)
+        .call("GET", "/v1/messages?reference=promo-1", Some(&t), None)
         .await;
-    assert_eq!(
-        m.body["status"], "rejected",
-        "BSG is_promotional: {bsg:?} {m:?}"
-    );
-    assert_eq!(m.body["attempts"], json!([]));
+    let m = &m.body["messages"][0];
+    assert_eq!(m["status"], "rejected", "BSG is_promotional: {bsg:?} {m:?}");
+    assert_eq!(m["attempts"], json!([]));
     let adm = s.call("POST", "/v1/gateway/accounts", Some(&t),
         Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
     let h = adm.body["token"].as_str().unwrap_or_default().to_owned();
@@ -260,4 +255,136 @@ async fn seed_002_subscriptions_as_written() {
             "after {text}"
         );
     }
+}
+
+/// The calls Attentive's REST API documents (its OpenAPI description, as
+/// its generated SDKs send them) that Engage serves beyond the seed: who
+/// am I, custom events (the player's actions, once per externalEventId),
+/// identifiers linked to a player, custom attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_identities_and_attributes() {
+    let s = Server::start("attentive-events", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    s.player(&t, "p1").await;
+    s.player(&t, "p2").await;
+
+    let me = attentive(&s, "GET", "/me", &key, None).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.body["applicationName"], "Engage");
+    assert!(me.body["companyId"].is_string());
+
+    // A custom event is the player's action: the demo rules pay 100 for
+    // `buy`; the same externalEventId again is the same event.
+    let buy = json!({ "type": "buy", "properties": { "sku": "A-1", "price": 12.5 },
+        "externalEventId": "37fb97a9-6cfd-4983-bd65-68d104d53b70",
+        "user": { "externalIdentifiers": { "clientUserId": "p1" } } });
+    for _ in 0..2 {
+        let e = attentive(&s, "POST", "/events/custom", &key, Some(buy.clone())).await;
+        assert_eq!(e.status, 200, "{e:?}");
+    }
+    assert_eq!(
+        s.balance(&t, "p1").await,
+        100,
+        "a retried event counts once"
+    );
+    let mut other = buy.clone();
+    other["type"] = json!("buy again");
+    let reused = attentive(&s, "POST", "/events/custom", &key, Some(other)).await;
+    assert_eq!(reused.status, 409, "{reused:?}");
+    let shipped = json!({ "type": "Order Shipped", "user": { "externalIdentifiers": { "clientUserId": "p1" } } });
+    let e = attentive(&s, "POST", "/events/custom", &key, Some(shipped)).await;
+    assert_eq!(e.status, 200, "an event no rule knows is accepted: {e:?}");
+    assert_eq!(s.balance(&t, "p1").await, 100);
+
+    // Unknown users: a clear 404 that says how to name a player.
+    let nobody = json!({ "type": "buy", "user": { "phone": "+13115552368" } });
+    let e = attentive(&s, "POST", "/events/custom", &key, Some(nobody.clone())).await;
+    assert_eq!(e.status, 404, "{e:?}");
+    assert_eq!(e.body["errors"][0]["code"], "NOT_FOUND");
+    assert!(
+        e.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("clientUserId")),
+        "{e:?}"
+    );
+
+    // Link the phone and e-mail to p1: then they alone name the player.
+    let link = json!({ "clientUserId": "p1", "phone": "(311) 555-2368", "email": "Ron@Example.com",
+        "customIdentifiers": [ { "name": "loyalty", "value": "L-77" } ] });
+    let l = attentive(
+        &s,
+        "POST",
+        "/identity-resolution/user-identifiers",
+        &key,
+        Some(link),
+    )
+    .await;
+    assert_eq!(l.status, 202, "{l:?}");
+    let e = attentive(&s, "POST", "/events/custom", &key, Some(nobody)).await;
+    assert_eq!(e.status, 200, "{e:?}");
+    assert_eq!(s.balance(&t, "p1").await, 200);
+    let by_custom = json!({ "type": "buy", "user": { "externalIdentifiers": { "customIdentifiers": [ { "name": "loyalty", "value": "L-77" } ] } } });
+    let e = attentive(&s, "POST", "/events/custom", &key, Some(by_custom)).await;
+    assert_eq!(e.status, 200, "{e:?}");
+    assert_eq!(s.balance(&t, "p1").await, 300);
+    let taken = json!({ "clientUserId": "p2", "phone": "+13115552368" });
+    let l = attentive(
+        &s,
+        "POST",
+        "/identity-resolution/user-identifiers",
+        &key,
+        Some(taken),
+    )
+    .await;
+    assert_eq!(l.status, 409, "a phone names one player: {l:?}");
+    let ghost = json!({ "clientUserId": "ghost", "email": "g@example.com" });
+    let l = attentive(
+        &s,
+        "POST",
+        "/identity-resolution/user-identifiers",
+        &key,
+        Some(ghost),
+    )
+    .await;
+    assert_eq!(l.status, 404, "{l:?}");
+    let alone = json!({ "clientUserId": "p2" });
+    let l = attentive(
+        &s,
+        "POST",
+        "/identity-resolution/user-identifiers",
+        &key,
+        Some(alone),
+    )
+    .await;
+    assert_eq!(l.status, 400, "{l:?}");
+
+    // Custom attributes land on the player (by e-mail here).
+    let attrs = json!({ "properties": { "favorite color": "blue", "visits": 3 },
+        "user": { "email": "ron@example.com" } });
+    let a = attentive(&s, "POST", "/attributes/custom", &key, Some(attrs)).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let p = s.call("GET", "/v1/players/p1", Some(&t), None).await;
+    assert_eq!(p.body["attributes"]["favorite color"], "blue", "{p:?}");
+    assert_eq!(p.body["attributes"]["visits"], 3);
+
+    // Bad requests: Attentive's error shape, nothing changed.
+    for bad in [
+        json!({ "type": "buy" }),
+        json!({ "type": "", "user": { "externalIdentifiers": { "clientUserId": "p1" } } }),
+        json!({ "type": "buy", "user": {} }),
+        json!({ "type": "buy", "user": { "phone": "+1", "nickname": "x" } }),
+    ] {
+        let e = attentive(&s, "POST", "/events/custom", &key, Some(bad.clone())).await;
+        assert_eq!(e.status, 400, "{bad}: {e:?}");
+        assert_eq!(e.body["errors"][0]["code"], "INVALID_REQUEST", "{e:?}");
+    }
+    assert_eq!(s.balance(&t, "p1").await, 300);
+    let anon = s
+        .send(
+            s.request("POST", "/attentive/v1/events/custom", None)
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(anon.status, 401, "{anon:?}");
 }

@@ -867,7 +867,7 @@ async fn unknown_paths_answer_in_each_vendors_format() {
         (404, Some("ERR"), Some("101")),
         "{sms:?}"
     );
-    let bsg = server.call("GET", "/bsg/rest/sms/create", None, None).await;
+    let bsg = server.call("GET", "/bsg/rest/hlr/create", None, None).await;
     assert_eq!(
         (bsg.status, bsg.body["error"].as_i64()),
         (404, Some(1)),

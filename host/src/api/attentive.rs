@@ -1,6 +1,14 @@
-//! The Attentive-compatible subscriptions API under `/attentive` (seed
-//! 002): subscribe, eligibility, unsubscribe, and the legacy message send.
-//! Translation only, over [`crate::audiences`] and [`crate::messaging`].
+//! The Attentive-compatible API under `/attentive` (seed 002): subscribe,
+//! eligibility, unsubscribe, the legacy message send, and the calls that
+//! tell Engage what a user did (custom events, which are actions), who
+//! they are (identifiers) and what they are like (custom attributes).
+//! Translation only, over [`crate::audiences`], [`crate::messaging`],
+//! [`crate::actions`], [`crate::players`] and [`crate::social`].
+//!
+//! Attentive names a user by phone, e-mail or `externalIdentifiers`; an
+//! Engage player is found by `clientUserId` (the player's id), then by a
+//! phone or e-mail identity linked to a player (through
+//! `identity-resolution/user-identifiers` or `/v1`).
 //!
 //! `Authorization: Bearer` carries the tenant's API key (what an Attentive
 //! app's key is to its clients) or a tenant access token. Errors are
@@ -10,16 +18,19 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::form::{Body, BodyError};
 use super::{AppState, RequestId};
+use crate::actions::{self, ActionError, ActionRequest};
 use crate::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
-use crate::ids::now_ms;
+use crate::ids::{now_ms, sha256_hex};
 use crate::messaging::{Kind, MessageError, SendRequest, Status};
+use crate::players::{self, PlayerError, Profile};
+use crate::social::{self, Identity, SocialError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,6 +40,13 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/attentive/v1/subscriptions/unsubscribe", post(unsubscribe))
         .route("/attentive/v1/subscriptions/messages", post(message))
+        .route("/attentive/v1/me", get(me))
+        .route("/attentive/v1/events/custom", post(custom_event))
+        .route("/attentive/v1/attributes/custom", post(custom_attributes))
+        .route(
+            "/attentive/v1/identity-resolution/user-identifiers",
+            post(identify),
+        )
 }
 
 /// An Attentive-style error answer.
@@ -39,7 +57,7 @@ pub fn not_served() -> Response {
     AttentiveError(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
-        "no such endpoint (Engage serves v1/subscriptions, v1/subscriptions/unsubscribe and v1/subscriptions/messages)".into(),
+        "no such endpoint (Engage serves v1/me, v1/subscriptions, v1/subscriptions/unsubscribe, v1/subscriptions/messages, v1/events/custom, v1/attributes/custom and v1/identity-resolution/user-identifiers)".into(),
     )
     .into_response()
 }
@@ -245,4 +263,262 @@ async fn message(
         "createShortLink": false,
         "addSubscriber": "true",
     })))
+}
+
+/// `GET /me`: who the credential belongs to.
+async fn me(Tenant(tenant): Tenant) -> Json<Value> {
+    Json(json!({
+        "applicationName": "Engage",
+        "companyName": tenant,
+        "companyId": tenant,
+        "attentiveDomainName": Value::Null,
+        "contactEmail": Value::Null,
+    }))
+}
+
+/// Attentive's namespaced identifiers of a user.
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct ExternalIdentifiers {
+    client_user_id: Option<String>,
+    #[serde(default)]
+    custom_identifiers: Vec<CustomIdentifier>,
+}
+
+#[derive(Deserialize, Clone)]
+struct CustomIdentifier {
+    name: String,
+    value: String,
+}
+
+/// The user of an event or attribute call.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventUser {
+    phone: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    external_identifiers: ExternalIdentifiers,
+}
+
+fn not_found(what: &str) -> AttentiveError {
+    AttentiveError(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!(
+            "no player is {what}: send externalIdentifiers.clientUserId (the player's id), or link the phone or email to a player first (identity-resolution/user-identifiers)"
+        ),
+    )
+}
+
+/// The identities that may name the user, most specific first.
+fn candidates(u: &EventUser) -> Result<Vec<Identity>, AttentiveError> {
+    let mut out = Vec::new();
+    if let Some(id) = u.external_identifiers.client_user_id.as_deref() {
+        out.push(Identity {
+            mode: social::PLAYER_MODE.into(),
+            id: id.to_owned(),
+        });
+    }
+    for c in &u.external_identifiers.custom_identifiers {
+        out.push(Identity {
+            mode: c.name.clone(),
+            id: c.value.clone(),
+        });
+    }
+    if let Some(phone) = u.phone.as_deref() {
+        out.push(Identity {
+            mode: "phone".into(),
+            id: subscriptions::normalize(phone)?,
+        });
+    }
+    if let Some(email) = u.email.as_deref() {
+        out.push(Identity {
+            mode: "email".into(),
+            id: email.trim().to_ascii_lowercase(),
+        });
+    }
+    if out.is_empty() {
+        return Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "user needs a phone, an email or externalIdentifiers".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The player an event's user is.
+fn player_of(s: &AppState, tenant: &str, u: &EventUser) -> Result<String, AttentiveError> {
+    let ids = candidates(u)?;
+    social::resolve_first(&s.store.read()?, tenant, &ids)?
+        .ok_or_else(|| not_found("named by this user"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    properties: serde_json::Map<String, Value>,
+    external_event_id: Option<String>,
+    user: EventUser,
+}
+
+/// `POST /events/custom`: the user did something; it is the player's
+/// action named by the event's `type`, with its `properties` as the
+/// action's parameters. `externalEventId` makes a retried event count
+/// once. An event no rule knows has no effect (as Attentive accepts any).
+async fn custom_event(
+    Tenant(tenant): Tenant,
+    State(s): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    Body(raw, _): Body<AttentiveError>,
+) -> Result<StatusCode, AttentiveError> {
+    let ev: CustomEvent = body(&raw)?;
+    if ev.kind.trim().is_empty() {
+        return Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "type is required".into(),
+        ));
+    }
+    let player = player_of(&s, &tenant, &ev.user)?;
+    let req = ActionRequest {
+        player,
+        action: ev.kind.clone(),
+        params: ev.properties.into_iter().collect(),
+        url: None,
+    };
+    let idem = ev.external_event_id.map(|id| crate::idempotency::Call {
+        key: format!("attentive-event:{id}"),
+        fingerprint: sha256_hex(&raw),
+    });
+    let mode = actions::Mode {
+        dry_run: false,
+        idem,
+    };
+    match actions::perform(&s.plugins, &s.store, &tenant, &req, now_ms(), &rid.0, mode).await {
+        Ok(crate::idempotency::Guarded::Conflict) => Err(AttentiveError(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "externalEventId was used for another event".into(),
+        )),
+        Ok(_) | Err(ActionError::UnknownAction(_)) => Ok(StatusCode::OK),
+        Err(ActionError::PlayerNotFound(_)) => Err(not_found("named by this user")),
+        Err(ActionError::Store(e)) => Err(e.into()),
+        Err(e) => Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct CustomAttributes {
+    properties: std::collections::BTreeMap<String, Value>,
+    user: EventUser,
+}
+
+/// `POST /attributes/custom`: merged into the player's attributes.
+async fn custom_attributes(
+    Tenant(tenant): Tenant,
+    State(s): State<AppState>,
+    Body(raw, _): Body<AttentiveError>,
+) -> Result<StatusCode, AttentiveError> {
+    let req: CustomAttributes = body(&raw)?;
+    let player = player_of(&s, &tenant, &req.user)?;
+    let profile = Profile {
+        attributes: Some(req.properties),
+        ..Profile::default()
+    };
+    let now = now_ms();
+    s.store
+        .write(move |tx| players::update(tx, &tenant, &player, profile.clone(), now))
+        .await
+        .map_err(|e| match e {
+            PlayerError::Store(e) => e.into(),
+            PlayerError::NotFound(_) => not_found("named by this user"),
+            e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
+        })?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentifyRequest {
+    client_user_id: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    custom_identifiers: Vec<CustomIdentifier>,
+}
+
+/// `POST /identity-resolution/user-identifiers`: the phone, e-mail and
+/// custom identifiers become identities of the player `clientUserId`
+/// names, so later events that carry only those find the player.
+async fn identify(
+    Tenant(tenant): Tenant,
+    State(s): State<AppState>,
+    Body(raw, _): Body<AttentiveError>,
+) -> Result<StatusCode, AttentiveError> {
+    let req: IdentifyRequest = body(&raw)?;
+    let Some(player) = req.client_user_id.filter(|p| !p.is_empty()) else {
+        return Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "clientUserId (the player's id) is required: Engage links identifiers to a player"
+                .into(),
+        ));
+    };
+    let mut links = Vec::new();
+    if let Some(p) = req.phone.as_deref() {
+        links.push(Identity {
+            mode: "phone".into(),
+            id: subscriptions::normalize(p)?,
+        });
+    }
+    if let Some(e) = req.email.as_deref() {
+        links.push(Identity {
+            mode: "email".into(),
+            id: e.trim().to_ascii_lowercase(),
+        });
+    }
+    links.extend(req.custom_identifiers.into_iter().map(|c| Identity {
+        mode: c.name,
+        id: c.value,
+    }));
+    if links.is_empty() {
+        return Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "clientUserId needs at least one other identifier".into(),
+        ));
+    }
+    if links.len() > 16 {
+        return Err(AttentiveError(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "at most 16 identifiers at once".into(),
+        ));
+    }
+    s.store
+        .write(move |tx| {
+            for l in &links {
+                social::link(tx, &tenant, &player, l)?;
+            }
+            Ok::<_, SocialError>(())
+        })
+        .await
+        .map_err(|e| match e {
+            SocialError::Store(e) => e.into(),
+            SocialError::PlayerNotFound(_) => not_found("clientUserId"),
+            SocialError::Taken { .. } => {
+                AttentiveError(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+            }
+            e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
+        })?;
+    Ok(StatusCode::ACCEPTED)
 }
