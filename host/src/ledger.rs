@@ -20,6 +20,9 @@ const ENTRY_OWNER: Table = TableDefinition::new("ledger_entry_owner");
 const REVERSED: Table = TableDefinition::new("ledger_reversed");
 /// (tenant, currency) → first use time.
 const CURRENCIES: Table = TableDefinition::new("ledger_currencies");
+/// (tenant, player, currency) → [`Totals`]: credited then debited, each an
+/// `i64` little-endian.
+const TOTALS: Table = TableDefinition::new("ledger_totals");
 
 /// The currency every tenant has.
 pub const DEFAULT_CURRENCY: &str = "points";
@@ -134,6 +137,7 @@ fn post_entry(
     now_ms: i64,
 ) -> Result<Entry, LedgerError> {
     let after = check(tx, tenant, p)?;
+    let is_reversal = reverses.is_some();
     let seq = tx.next_seq(tenant, "ledger")?;
     let entry = Entry {
         id: seq.to_string(),
@@ -154,11 +158,58 @@ fn post_entry(
         &balance_key(tenant, p.player, p.currency),
         &after.to_le_bytes(),
     )?;
+    add_to_totals(tx, tenant, p, is_reversal)?;
     let ck = key(&[tenant, p.currency]);
     if tx.get_raw(CURRENCIES, &ck)?.is_none() {
         tx.put_raw(CURRENCIES, &ck, &now_ms.to_le_bytes())?;
     }
     Ok(entry)
+}
+
+/// What an account was ever credited and debited: a reversal takes back
+/// from the side of the entry it undoes, so a reversed credit was never
+/// earned. Both stay within `[0, MAX_BALANCE * entries]`, far from overflow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub credited: i64,
+    pub debited: i64,
+}
+
+/// The account's [`Totals`].
+pub fn totals(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    currency: &str,
+) -> Result<Totals, StoreError> {
+    let raw = src.get_raw(TOTALS, &balance_key(tenant, player, currency))?;
+    let half = |b: &[u8], i: usize| {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(i64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    Ok(raw
+        .map(|b| Totals {
+            credited: half(&b, 0),
+            debited: half(&b, 1),
+        })
+        .unwrap_or_default())
+}
+
+fn add_to_totals(tx: &mut Tx, tenant: &str, p: &Posting, reversal: bool) -> Result<(), StoreError> {
+    let mut t = totals(tx, tenant, p.player, p.currency)?;
+    match (p.amount > 0, reversal) {
+        (true, false) => t.credited = t.credited.saturating_add(p.amount),
+        (false, false) => t.debited = t.debited.saturating_add(-p.amount),
+        // Undoing a debit: it was never spent; undoing a credit: never earned.
+        (true, true) => t.debited = t.debited.saturating_sub(p.amount).max(0),
+        (false, true) => t.credited = t.credited.saturating_add(p.amount).max(0),
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&t.credited.to_le_bytes());
+    bytes[8..].copy_from_slice(&t.debited.to_le_bytes());
+    tx.put_raw(TOTALS, &balance_key(tenant, p.player, p.currency), &bytes)
 }
 
 /// The entry with id `id`.
@@ -350,4 +401,131 @@ pub fn currencies(src: &impl Reader, tenant: &str) -> Result<Vec<String>, StoreE
         out.insert(0, DEFAULT_CURRENCY.to_owned());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift): the same seed, the same
+    /// sequence, so a failure replays exactly.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Random credits, debits, forced deductions and reversals, some of
+    /// them refused: after every step each account's balance equals what
+    /// was credited minus what was debited, never negative, and equals the
+    /// sum of its entries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn balances_match_totals_and_entries_under_random_postings() {
+        let path =
+            std::env::temp_dir().join(format!("engage-ledger-{}", crate::ids::random_hex(6)));
+        let dir = crate::server::open_data_dir(&path).expect("dir");
+        let store = crate::store::Store::open(&dir).expect("store");
+        for seed in [1u64, 7, 42, 2026] {
+            let tenant = format!("t{seed}");
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut ids: Vec<String> = Vec::new();
+            for step in 0..300 {
+                let player = format!("p{}", rng.below(3));
+                let currency = ["points", "gems"][rng.below(2) as usize].to_owned();
+                let amount = 1 + rng.below(500) as i64;
+                let op = rng.below(10);
+                let reverse_id =
+                    (!ids.is_empty()).then(|| ids[rng.below(ids.len() as u64) as usize].clone());
+                let t = tenant.clone();
+                let posted = store
+                    .write(move |tx| {
+                        let r = match (op, reverse_id.as_deref()) {
+                            (0..=4, _) => post(
+                                tx,
+                                &t,
+                                &Posting {
+                                    player: &player,
+                                    currency: &currency,
+                                    amount,
+                                    reason: "c",
+                                    reference: None,
+                                },
+                                step,
+                            )
+                            .map(Some),
+                            (5..=6, _) => post(
+                                tx,
+                                &t,
+                                &Posting {
+                                    player: &player,
+                                    currency: &currency,
+                                    amount: -amount,
+                                    reason: "d",
+                                    reference: None,
+                                },
+                                step,
+                            )
+                            .map(Some),
+                            (7, _) => deduct(tx, &t, &player, &currency, amount, true, "f", step)
+                                .map(|d| d.entry),
+                            (_, Some(id)) => reverse(tx, &t, id, "r", step).map(Some),
+                            (_, None) => Ok(None),
+                        };
+                        // Refusals (short balance, double reversal) are part of the run.
+                        Ok::<_, StoreError>(r.ok().flatten())
+                    })
+                    .await
+                    .expect("write");
+                if let Some(e) = posted {
+                    ids.push(e.id);
+                }
+                let snap = store.read().expect("read");
+                for p in ["p0", "p1", "p2"] {
+                    for c in ["points", "gems"] {
+                        let b = views::balance(&snap, &tenant, p, c).expect("balance");
+                        let t = totals(&snap, &tenant, p, c).expect("totals");
+                        assert!(b >= 0, "seed {seed} step {step}: negative {b}");
+                        assert_eq!(
+                            b,
+                            t.credited - t.debited,
+                            "seed {seed} step {step}: {p}/{c} {t:?}"
+                        );
+                        let entries =
+                            history(&snap, &tenant, p, Some(c), None, usize::MAX).expect("history");
+                        let sum: i64 = entries.iter().map(|e| e.amount).sum();
+                        assert_eq!(b, sum, "seed {seed} step {step}: entries of {p}/{c}");
+                        // Totals are what was earned and spent and not undone.
+                        let undone: std::collections::HashSet<&str> = entries
+                            .iter()
+                            .filter_map(|e| e.reverses.as_deref())
+                            .collect();
+                        let standing = entries
+                            .iter()
+                            .filter(|e| e.reverses.is_none() && !undone.contains(e.id.as_str()));
+                        let (cr, db) = standing.fold((0, 0), |(cr, db), e| {
+                            if e.amount > 0 {
+                                (cr + e.amount, db)
+                            } else {
+                                (cr, db - e.amount)
+                            }
+                        });
+                        assert_eq!(
+                            (t.credited, t.debited),
+                            (cr, db),
+                            "seed {seed} step {step}: {p}/{c}"
+                        );
+                    }
+                }
+            }
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&path);
+    }
 }
