@@ -527,3 +527,174 @@ async fn quiet_hours_defer_a_marketing_message_which_is_sent_when_they_end() {
     }
     assert_eq!(status, "delivered");
 }
+
+/// A JWT as Annex's commerce connector makes it: HS256 with the site's API
+/// token, `siteId` and `hmac` claims, an expiry.
+fn connector_jwt(site: &str, token: &str, exp: i64) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(json!({ "typ": "JWT", "alg": "HS256" }).to_string());
+    let claims = b64.encode(
+        json!({ "sub": "site", "exp": exp, "siteId": site, "hmac": "bm90IHRoZSBib2R5" })
+            .to_string(),
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).expect("key");
+    mac.update(format!("{header}.{claims}").as_bytes());
+    let sig = b64.encode(mac.finalize().into_bytes());
+    format!("{header}.{claims}.{sig}")
+}
+
+/// The loyalty calls of Annex's own commerce connector: users and points,
+/// with its JWT and `X-AnnexCloud-Site` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annex_connector_users_and_points() {
+    let s = Server::start("annex-loyalty", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    let far = 4_102_444_800; // 2100-01-01
+    let jwt = connector_jwt("demo", &key, far);
+    let call = |method: &str, path: &str, auth: &str, body: Option<Value>| {
+        let mut r = s
+            .request(method, &format!("/annex/api/3.0{path}"), None)
+            .header("Authorization", format!("Bearer {auth}"))
+            .header("X-AnnexCloud-Site", "demo");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        s.send(r)
+    };
+
+    // Tokens that must not pass: a wrong key, expired, alg none, another site.
+    for bad in [
+        connector_jwt("demo", "not-the-key", far),
+        connector_jwt("demo", &key, 1_000_000_000),
+        connector_jwt("elsewhere", &key, far),
+        // `alg: none` with the real claims and no signature.
+        format!(
+            "eyJhbGciOiJub25lIn0.{}.",
+            jwt.split('.').nth(1).unwrap_or_default()
+        ),
+    ] {
+        let a = call("GET", "/points/u1", &bad, None).await;
+        assert_eq!(
+            (a.status, a.body["errorCode"].clone()),
+            (401, json!("AC1003")),
+            "{bad}: {a:?}"
+        );
+    }
+
+    let user = json!({ "id": "u1", "email": "ron@example.com", "firstName": "Ron", "lastName": "Idaho",
+        "optInStatus": "YES", "status": "ACTIVE", "phone": "+15055555555", "birthDate": "1990-01-02",
+        "extendedAttribute": { "tier": "gold" } });
+    let created = call("POST", "/users", &jwt, Some(user.clone())).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    assert_eq!(created.body["id"], "u1");
+    assert_eq!(created.body["optInStatus"], "YES");
+    assert_eq!(created.body["extendedAttribute"]["tier"], "gold");
+    let again = call("POST", "/users", &jwt, Some(user)).await;
+    assert_eq!(
+        (again.status, again.body["errorCode"].clone()),
+        (400, json!("AC1002")),
+        "{again:?}"
+    );
+    let upd = call(
+        "PUT",
+        "/users/u1",
+        &jwt,
+        Some(json!({ "zipCode": "10001", "lastName": "Ohio" })),
+    )
+    .await;
+    assert_eq!(upd.body["lastName"], "Ohio", "{upd:?}");
+    assert_eq!(upd.body["zipCode"], "10001");
+    assert_eq!(
+        upd.body["firstName"], "Ron",
+        "an update keeps what it does not name"
+    );
+    let shown = call("GET", "/users/u1", &jwt, None).await;
+    assert_eq!(shown.body["email"], "ron@example.com");
+    let missing = call("GET", "/users/nobody", &jwt, None).await;
+    assert_eq!(
+        (missing.status, missing.body["errorCode"].clone()),
+        (404, json!("AC1004"))
+    );
+    let native = s.call("GET", "/v1/players/u1", Some(&t), None).await;
+    assert_eq!(
+        native.body["phone"], "+15055555555",
+        "the user is the player: {native:?}"
+    );
+
+    // Points: a credit (once per orderId), a debit, an action the rules pay.
+    let credit = json!({ "id": "u1", "activity": "CREDIT", "credit": "250", "reason": "order", "orderId": "O-1" });
+    for _ in 0..2 {
+        let c = call("POST", "/points", &jwt, Some(credit.clone())).await;
+        assert_eq!(c.status, 200, "{c:?}");
+        assert_eq!(
+            c.body["availablePoints"], 250,
+            "a retried order counts once: {c:?}"
+        );
+    }
+    let reused = call(
+        "POST",
+        "/points",
+        &jwt,
+        Some(json!({ "id": "u1", "activity": "CREDIT", "credit": 1, "orderId": "O-1" })),
+    )
+    .await;
+    assert_eq!(reused.status, 400, "{reused:?}");
+    let debit = call(
+        "POST",
+        "/points",
+        &jwt,
+        Some(json!({ "id": "u1", "activity": "DEBIT", "debit": 50 })),
+    )
+    .await;
+    assert_eq!(debit.body["availablePoints"], 200, "{debit:?}");
+    let over = call(
+        "POST",
+        "/points",
+        &jwt,
+        Some(json!({ "id": "u1", "activity": "DEBIT", "debit": 201 })),
+    )
+    .await;
+    assert_eq!(
+        (over.status, over.body["errorCode"].clone()),
+        (400, json!("AC1002")),
+        "{over:?}"
+    );
+    let action = call(
+        "POST",
+        "/points",
+        &jwt,
+        Some(json!({ "id": "u1", "activity": "CUSTOM", "actionId": "buy" })),
+    )
+    .await;
+    assert_eq!(
+        action.body["availablePoints"], 300,
+        "the rules pay 100 for buy: {action:?}"
+    );
+    let unknown = call(
+        "POST",
+        "/points",
+        &jwt,
+        Some(json!({ "id": "u1", "actionId": "dance" })),
+    )
+    .await;
+    assert_eq!(unknown.status, 400, "{unknown:?}");
+    for bad in [
+        json!({ "id": "u1", "credit": -5 }),
+        json!({ "id": "u1", "credit": "ten" }),
+        json!({ "id": "u1", "credit": 5, "debit": 5 }),
+        json!({ "id": "u1" }),
+        json!({ "id": "nobody", "credit": 5 }),
+    ] {
+        let a = call("POST", "/points", &jwt, Some(bad.clone())).await;
+        assert!(a.status == 400 || a.status == 404, "{bad}: {a:?}");
+    }
+    let p = call("GET", "/points/u1", &jwt, None).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    assert_eq!(p.body["availablePoints"], 300);
+    assert_eq!(p.body["lifetimePoints"], 350);
+    assert_eq!(p.body["usedPoints"], 50);
+    assert_eq!(s.balance(&t, "u1").await, 300);
+}

@@ -1,13 +1,20 @@
-//! The Annex Cloud-compatible segment API under `/annex` (seed 002):
-//! `POST /annex/api/3.0/segment` and reading, replacing and deleting one.
-//! Translation only, over [`crate::audiences::segments`].
+//! The Annex Cloud-compatible API under `/annex/api/3.0` (seed 002):
+//! segments (`POST /segment`, reading, replacing and deleting one), and
+//! the loyalty calls Annex's own commerce connector makes: users
+//! (`POST /users`, `GET`/`PUT /users/{id}`) and points (`POST /points` to
+//! credit, debit or do an action, `GET /points/{id}`). Translation only,
+//! over [`crate::audiences::segments`], [`crate::players`],
+//! [`crate::ledger`] and [`crate::actions`].
 //!
 //! Authentication: `Authorization: Bearer` with the tenant's API key, an
-//! access token, or Annex's own form of access token — base64 of a JSON
+//! access token, Annex's own form of access token — base64 of a JSON
 //! array or object holding the site id (the tenant) and the token (its
-//! API key). Errors are `{"errorCode","errorMessage"}`: `AC1001`
-//! something went wrong (500), `AC1002` invalid request (400), `AC1003`
-//! not authorised (401), `AC1004` no such segment (404).
+//! API key) — or the connector's JWT: HS256 signed with the site's API
+//! token (the tenant's API key), its `siteId` claim (or the
+//! `X-AnnexCloud-Site` header) naming the tenant. Errors are
+//! `{"errorCode","errorMessage"}`: `AC1001` something went wrong (500),
+//! `AC1002` invalid request (400), `AC1003` not authorised (401), `AC1004`
+//! no such segment or user (404).
 
 use super::form::{Body, BodyError};
 use axum::extract::{FromRequestParts, Path, State};
@@ -21,8 +28,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::actions::{self, ActionError, ActionRequest};
 use crate::audiences::segments::{self, Segment, SegmentError, SegmentSpec, SegmentStatus};
-use crate::ids::{now_ms, parse_sql_datetime, sql_datetime};
+use crate::idempotency::{self, Guarded};
+use crate::ids::{now_ms, parse_sql_datetime, sha256_hex, sql_datetime};
+use crate::ledger::{self, LedgerError, Posting};
+use crate::players::{self, Player, PlayerError, Profile};
 use crate::tenants;
 
 pub fn routes() -> Router<AppState> {
@@ -31,6 +42,16 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/annex/api/3.0/segment/{id}",
             axum::routing::get(show).put(replace).delete(remove),
+        )
+        .route("/annex/api/3.0/users", post(create_user))
+        .route(
+            "/annex/api/3.0/users/{id}",
+            axum::routing::get(show_user).put(update_user),
+        )
+        .route("/annex/api/3.0/points", post(points))
+        .route(
+            "/annex/api/3.0/points/{id}",
+            axum::routing::get(show_points),
         )
 }
 
@@ -41,7 +62,7 @@ pub fn not_served() -> Response {
     AnnexError(
         StatusCode::NOT_FOUND,
         "AC1002",
-        "no such endpoint (Engage serves api/3.0/segment)".into(),
+        "no such endpoint (Engage serves api/3.0/segment, api/3.0/users and api/3.0/points)".into(),
     )
     .into_response()
 }
@@ -102,6 +123,15 @@ impl FromRequestParts<AppState> for Tenant {
             return Ok(Tenant(t));
         }
         let bearer = super::auth::bearer_credential(parts).ok_or_else(denied)?;
+        if bearer.split('.').count() == 3 {
+            let site = parts
+                .headers
+                .get("x-annexcloud-site")
+                .and_then(|v| v.to_str().ok());
+            return jwt_tenant(&snap, bearer, site, now_ms() / 1000)
+                .map(Tenant)
+                .ok_or_else(denied);
+        }
         // Annex's access token: base64 of [token, site id] or {…}.
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(bearer)
@@ -128,6 +158,43 @@ impl FromRequestParts<AppState> for Tenant {
         }
         Ok(Tenant(tenant))
     }
+}
+
+/// The tenant of the connector's JWT: HS256 over `header.payload` with the
+/// tenant's API key, not expired, its `siteId` (or `site`, the
+/// `X-AnnexCloud-Site` header) the tenant's id. The `hmac` claim binds the
+/// token to what the connector signed (not the body): not checked.
+fn jwt_tenant(
+    snap: &crate::store::Snapshot,
+    jwt: &str,
+    site: Option<&str>,
+    now_s: i64,
+) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use hmac::{Hmac, Mac};
+    let mut parts = jwt.splitn(3, '.');
+    let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let header: Value = serde_json::from_slice(&B64.decode(h).ok()?).ok()?;
+    if header["alg"] != "HS256" {
+        return None; // never `none`, never a public-key algorithm
+    }
+    let claims: Value = serde_json::from_slice(&B64.decode(p).ok()?).ok()?;
+    let tenant = claims["siteId"].as_str().or(site)?;
+    if site.is_some_and(|s| s != tenant) {
+        return None;
+    }
+    if let Some(exp) = claims.get("exp")
+        && exp.as_i64().is_none_or(|e| e < now_s)
+    {
+        return None;
+    }
+    let t = tenants::get(snap, tenant).ok()?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(t.api_key.as_bytes()).ok()?;
+    mac.update(h.as_bytes());
+    mac.update(b".");
+    mac.update(p.as_bytes());
+    mac.verify_slice(&B64.decode(sig).ok()?).ok()?;
+    Some(t.id)
 }
 
 #[derive(Deserialize)]
@@ -253,4 +320,294 @@ async fn remove(
         .write(move |tx| segments::remove(tx, &t, id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn user_not_found(id: &str) -> AnnexError {
+    AnnexError(
+        StatusCode::NOT_FOUND,
+        "AC1004",
+        format!("no user `{}`", id.chars().take(64).collect::<String>()),
+    )
+}
+
+impl From<PlayerError> for AnnexError {
+    fn from(e: PlayerError) -> Self {
+        match e {
+            PlayerError::Store(s) => s.into(),
+            PlayerError::NotFound(id) => user_not_found(&id),
+            e => bad(e.to_string()),
+        }
+    }
+}
+
+/// A user as the connector sends it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AnnexUser {
+    id: Option<String>,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+    birth_date: Option<String>,
+    user_profile_image_url: Option<String>,
+    opt_in_status: Option<String>,
+    status: Option<String>,
+    anniversary_date: Option<String>,
+    zip_code: Option<String>,
+    #[serde(default)]
+    extended_attribute: std::collections::BTreeMap<String, String>,
+}
+
+/// Annex's fields that Engage keeps as player attributes.
+const KEPT: [&str; 4] = ["optInStatus", "status", "anniversaryDate", "zipCode"];
+
+fn profile_of(u: AnnexUser) -> Profile {
+    let mut attributes: std::collections::BTreeMap<String, Value> = u
+        .extended_attribute
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    for (k, v) in KEPT
+        .into_iter()
+        .zip([u.opt_in_status, u.status, u.anniversary_date, u.zip_code])
+    {
+        if let Some(v) = v {
+            attributes.insert(k.to_owned(), Value::String(v));
+        }
+    }
+    Profile {
+        email: u.email,
+        phone: u.phone.filter(|p| !p.trim().is_empty()),
+        first_name: u.first_name,
+        last_name: u.last_name,
+        birth_date: u.birth_date,
+        image: u.user_profile_image_url,
+        attributes: (!attributes.is_empty()).then_some(attributes),
+        ..Profile::default()
+    }
+}
+
+fn user_view(p: &Player) -> Value {
+    let attr = |k: &str| p.attributes.get(k).cloned().unwrap_or(Value::Null);
+    let extended: serde_json::Map<String, Value> = p
+        .attributes
+        .iter()
+        .filter(|(k, _)| !KEPT.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!({
+        "id": p.id,
+        "email": p.email,
+        "firstName": p.first_name,
+        "lastName": p.last_name,
+        "phone": p.phone,
+        "birthDate": p.birth_date,
+        "userProfileImageUrl": p.image,
+        "optInStatus": attr("optInStatus"),
+        "status": match attr("status") { Value::Null => json!("ACTIVE"), s => s },
+        "anniversaryDate": attr("anniversaryDate"),
+        "zipCode": attr("zipCode"),
+        "extendedAttribute": extended,
+        "createdAt": annex_date(Some(p.created_at_ms)),
+    })
+}
+
+fn annex_user(raw: &[u8]) -> Result<AnnexUser, AnnexError> {
+    serde_json::from_slice(raw).map_err(|e| bad(format!("the body is not the expected JSON: {e}")))
+}
+
+async fn create_user(
+    Tenant(t): Tenant,
+    State(s): State<AppState>,
+    Body(raw, _): Body<AnnexError>,
+) -> Result<Json<Value>, AnnexError> {
+    let mut u = annex_user(&raw)?;
+    let id =
+        u.id.take()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| bad("id is required"))?;
+    let profile = profile_of(u);
+    let now = now_ms();
+    let p = s
+        .store
+        .write(move |tx| players::register(tx, &t, &id, profile.clone(), now))
+        .await?;
+    Ok(Json(user_view(&p)))
+}
+
+async fn show_user(
+    Tenant(t): Tenant,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AnnexError> {
+    Ok(Json(user_view(&players::get(&s.store.read()?, &t, &id)?)))
+}
+
+async fn update_user(
+    Tenant(t): Tenant,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(raw, _): Body<AnnexError>,
+) -> Result<Json<Value>, AnnexError> {
+    let profile = profile_of(annex_user(&raw)?);
+    let now = now_ms();
+    let p = s
+        .store
+        .write(move |tx| players::update(tx, &t, &id, profile.clone(), now))
+        .await?;
+    Ok(Json(user_view(&p)))
+}
+
+/// A points request: a credit, a debit, or an action whose rules decide.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PointsRequest {
+    id: String,
+    activity: Option<String>,
+    reason: Option<String>,
+    credit: Option<Value>,
+    debit: Option<Value>,
+    order_id: Option<String>,
+    action_id: Option<String>,
+}
+
+/// A whole number of points, as a number or digits.
+fn amount(v: &Option<Value>, field: &str) -> Result<Option<i64>, AnnexError> {
+    let n = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 && n <= ledger::MAX_AMOUNT => Ok(Some(n)),
+        _ => Err(bad(format!(
+            "{field} is a whole number of points, 1 to {}",
+            ledger::MAX_AMOUNT
+        ))),
+    }
+}
+
+fn points_view(s: &crate::store::Snapshot, t: &str, id: &str) -> Result<Value, AnnexError> {
+    let available = crate::views::balance(s, t, id, ledger::DEFAULT_CURRENCY)?;
+    let totals = ledger::totals(s, t, id, ledger::DEFAULT_CURRENCY)?;
+    Ok(json!({
+        "id": id,
+        "availablePoints": available,
+        "usedPoints": totals.debited,
+        "lifetimePoints": totals.credited,
+        "expiredPoints": 0,
+        "holdPoints": 0,
+        "pointsToExpire": 0,
+    }))
+}
+
+/// `POST /points`: `credit` or `debit` points (the default currency), or
+/// do the user's action `actionId`. An `orderId` makes a retried request
+/// count once (the same order and action again replays the answer).
+async fn points(
+    Tenant(t): Tenant,
+    State(s): State<AppState>,
+    Body(raw, _): Body<AnnexError>,
+) -> Result<Json<Value>, AnnexError> {
+    let req: PointsRequest = serde_json::from_slice(&raw)
+        .map_err(|e| bad(format!("the body is not the expected JSON: {e}")))?;
+    let (credit, debit) = (amount(&req.credit, "credit")?, amount(&req.debit, "debit")?);
+    let idem = req.order_id.as_ref().map(|o| idempotency::Call {
+        key: format!(
+            "annex-points:{o}:{}:{}",
+            req.activity.as_deref().unwrap_or_default(),
+            req.action_id.as_deref().unwrap_or_default()
+        ),
+        fingerprint: sha256_hex(&raw),
+    });
+    let now = now_ms();
+    let move_by = match (credit, debit) {
+        (Some(_), Some(_)) => return Err(bad("credit or debit, not both")),
+        (Some(c), None) => Some(c),
+        (None, Some(d)) => Some(-d),
+        (None, None) => None,
+    };
+    if let Some(delta) = move_by {
+        let (t2, id) = (t.clone(), req.id.clone());
+        let reason = req
+            .reason
+            .clone()
+            .unwrap_or_else(|| if delta > 0 { "credit" } else { "debit" }.into());
+        let reference = req.order_id.clone();
+        let done = s
+            .store
+            .write(move |tx| {
+                idempotency::guarded(tx, &t2, idem.as_ref(), now, 200, |tx| {
+                    players::get(tx, &t2, &id)?;
+                    let posting = Posting {
+                        player: &id,
+                        currency: ledger::DEFAULT_CURRENCY,
+                        amount: delta,
+                        reason: &reason,
+                        reference: reference.as_deref(),
+                    };
+                    ledger::post(tx, &t2, &posting, now).map_err(|e| match e {
+                        LedgerError::Store(s) => AnnexError::from(s),
+                        LedgerError::InsufficientBalance { balance, .. } => {
+                            bad(format!("not enough points: {balance} available"))
+                        }
+                        e => bad(e.to_string()),
+                    })?;
+                    Ok::<_, AnnexError>(())
+                })
+            })
+            .await?;
+        if matches!(done, Guarded::Conflict) {
+            return Err(bad("orderId was used for another points request"));
+        }
+    } else {
+        let Some(action) = req.action_id.clone().filter(|a| !a.is_empty()) else {
+            return Err(bad("credit, debit or actionId is required"));
+        };
+        let a = ActionRequest {
+            player: req.id.clone(),
+            action,
+            params: Default::default(),
+            url: None,
+        };
+        let mode = actions::Mode {
+            dry_run: false,
+            idem,
+        };
+        match actions::perform(&s.plugins, &s.store, &t, &a, now, "annex", mode).await {
+            Ok(Guarded::Conflict) => {
+                return Err(bad("orderId was used for another points request"));
+            }
+            Ok(_) => {}
+            Err(ActionError::PlayerNotFound(id)) => return Err(user_not_found(&id)),
+            Err(ActionError::UnknownAction(a)) => {
+                return Err(bad(format!(
+                    "no rule gives points for action `{}`",
+                    a.chars().take(64).collect::<String>()
+                )));
+            }
+            Err(ActionError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+    let mut v = points_view(&s.store.read()?, &t, &req.id)?;
+    v["activity"] = json!(req.activity);
+    v["actionId"] = json!(req.action_id);
+    v["orderId"] = json!(req.order_id);
+    v["credit"] = json!(credit);
+    v["debit"] = json!(debit);
+    Ok(Json(v))
+}
+
+async fn show_points(
+    Tenant(t): Tenant,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AnnexError> {
+    let snap = s.store.read()?;
+    players::get(&snap, &t, &id)?;
+    Ok(Json(points_view(&snap, &t, &id)?))
 }
