@@ -729,6 +729,12 @@ async fn point_history_action_times_and_deduct() {
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
+    let rules = json!({ "plugin": "rules-table", "config": { "rules": [
+        { "name": "buy-100", "action": "buy", "award": { "currency": "points", "amount": 100 }, "badges": ["shopper"] } ] } });
+    let b = s
+        .call("PUT", "/v1/bindings/rules", Some(&v1), Some(rules))
+        .await;
+    assert_eq!(b.status, 200, "{b:?}");
     let auth = form(
         &s,
         "/Auth",
@@ -839,6 +845,17 @@ async fn point_history_action_times_and_deduct() {
     assert_eq!(never.body["response"]["action"], json!([]));
     assert_err(
         &query(&s, "/Player/nobody/action/time", &[("api_key", &key)]).await,
+        "0200",
+    );
+    let badges = query(&s, "/Player/h1/badge", &[("api_key", &key)]).await;
+    assert_ok(&badges);
+    assert_eq!(badges.body["response"][0]["name"], "shopper", "{badges:?}");
+    assert_eq!(
+        badges.body["response"][0]["amount"], 2,
+        "two buys, the badge twice"
+    );
+    assert_err(
+        &query(&s, "/Player/nobody/badge", &[("api_key", &key)]).await,
         "0200",
     );
 

@@ -30,7 +30,7 @@ use crate::tenants::{self, TenantError};
 use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 23] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 24] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
         ("/Player/list", post(player_list)),
@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         ("/Player/{id}/action/{name}/time", get(action_time)),
         ("/Player/{id}/action/{name}/count", get(action_count)),
         ("/Player/{id}/deduct", post(deduct)),
+        ("/Player/{id}/badge", get(player_badges)),
         ("/Engine/rule", post(rule)),
         ("/Goods", get(goods_list)),
         ("/Goods/{id}", get(goods_one)),
@@ -470,14 +471,32 @@ async fn player_all(
     let snap = s.store.read()?;
     let pl = players::get(&snap, &tenant, &id)?;
     let mut player = player_json(pl, audience(&method, &p));
-    let badges: Vec<Value> = actions::badges(&snap, &tenant, &id)?
-        .into_iter()
-        .map(|(b, n)| json!({ "badge_id": b, "name": b, "image": "", "description": "", "amount": n, "hint": "", "tags": null }))
-        .collect();
-    player["badges"] = json!(badges);
+    player["badges"] = json!(badge_rows(&snap, &tenant, &id)?);
     player["goods"] = json!(owned_goods(&snap, &tenant, &id)?);
     player["points"] = json!(point_rows(balances_with_points(&snap, &tenant, &id)?));
     Ok(ok(json!({ "player": player })))
+}
+
+/// A player's badges as Playbasis lists them: Engage keeps a count per
+/// badge name, no catalogue (images, hints, tags).
+fn badge_rows(snap: &Snapshot, tenant: &str, player: &str) -> Result<Vec<Value>, PbError> {
+    Ok(actions::badges(snap, tenant, player)?
+        .into_iter()
+        .map(|(b, n)| json!({ "badge_id": b, "name": b, "image": "", "description": "", "amount": n, "hint": "", "tags": null }))
+        .collect())
+}
+
+/// `GET /Player/{id}/badge`: the badges the player earned.
+async fn player_badges(
+    State(s): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    p: Params,
+) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
+    Ok(ok(json!(badge_rows(&snap, &tenant, &id)?)))
 }
 
 /// `GET /Player/{id}/goods`: the goods the player owns (redeemed).
