@@ -319,6 +319,58 @@ pub fn page(
     Ok(found.split_off(skip.min(found.len())))
 }
 
+/// The most entries [`recent`] looks at for one page: past it the page is
+/// shorter rather than the scan longer.
+const MAX_EXAMINED: usize = 50_000;
+
+/// The tenant's entries (all players) that `filter` accepts, newest first,
+/// after skipping `skip` (at most [`MAX_SKIP`]).
+pub fn recent(
+    src: &impl Reader,
+    tenant: &str,
+    filter: Filter,
+    skip: usize,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    if skip > MAX_SKIP || limit == 0 {
+        return Ok(Vec::new());
+    }
+    const PAGE: usize = 200;
+    let p = prefix(&[tenant]);
+    let (mut cursor, mut examined, mut skipped) = (None::<String>, 0usize, 0usize);
+    let mut out = Vec::new();
+    loop {
+        let page = src.scan_raw(ENTRY_OWNER, &p, cursor.as_deref(), PAGE, true)?;
+        let exhausted = page.len() < PAGE;
+        for (k, owner) in page {
+            examined += 1;
+            let seq = &k[p.len()..];
+            let player = String::from_utf8_lossy(&owner);
+            let entry: Option<Entry> = src.get(ENTRIES, &key(&[tenant, &player, seq]))?;
+            cursor = Some(k);
+            let Some(e) = entry else { continue };
+            let keep = filter.currency.is_none_or(|c| c == e.currency)
+                && (!filter.credits_only || e.amount > 0);
+            if keep {
+                if skipped < skip {
+                    skipped += 1;
+                } else {
+                    out.push(e);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if examined >= MAX_EXAMINED {
+                return Ok(out);
+            }
+        }
+        if exhausted {
+            return Ok(out);
+        }
+    }
+}
+
 /// What [`deduct`] took.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deducted {

@@ -816,6 +816,47 @@ async fn point_history_action_times_and_deduct() {
         "0903",
     );
 
+    // The tenant's recent credits, every player's, with public profiles.
+    let r = query(
+        &s,
+        "/Service/recent_point",
+        &[("api_key", &key), ("limit", "2")],
+    )
+    .await;
+    assert_ok(&r);
+    let rows = r.body["response"]["points"]
+        .as_array()
+        .expect("points")
+        .clone();
+    assert_eq!(rows.len(), 2, "{r:?}");
+    assert_eq!(rows[0]["value"], 50);
+    assert_eq!(rows[1]["action_name"], "buy");
+    assert_eq!(rows[0]["player"]["cl_player_id"], "h1");
+    assert!(
+        rows[0]["player"].get("email").is_none(),
+        "public profiles only"
+    );
+    let mine = query(
+        &s,
+        "/Service/recent_point",
+        &[("api_key", &key), ("player_id", "h1"), ("offset", "2")],
+    )
+    .await;
+    assert_eq!(
+        mine.body["response"]["points"].as_array().map(Vec::len),
+        Some(1),
+        "{mine:?}"
+    );
+    assert_err(
+        &query(
+            &s,
+            "/Service/recent_point",
+            &[("api_key", &key), ("point_name", "gems")],
+        )
+        .await,
+        "0401",
+    );
+
     // Action counts and times.
     let c = query(&s, "/Player/h1/action/buy/count", &[("api_key", &key)]).await;
     assert_ok(&c);

@@ -30,7 +30,7 @@ use crate::tenants::{self, TenantError};
 use crate::throttle::Subject;
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 24] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 25] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
         ("/Player/list", post(player_list)),
@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         ("/Player/{id}/action/{name}/count", get(action_count)),
         ("/Player/{id}/deduct", post(deduct)),
         ("/Player/{id}/badge", get(player_badges)),
+        ("/Service/recent_point", get(recent_points)),
         ("/Engine/rule", post(rule)),
         ("/Goods", get(goods_list)),
         ("/Goods/{id}", get(goods_one)),
@@ -589,17 +590,8 @@ async fn point_history(
     p: Params,
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
-    let number = |name: &str, default: usize| match p.get(name) {
-        None => Ok(default),
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            PbError(
-                "0903",
-                format!("Invalid parameter , [ {name} ] must be a number"),
-            )
-        }),
-    };
-    let offset = number("offset", 0)?;
-    let limit = number("limit", 20)?.min(500);
+    let offset = number(&p, "offset", 0)?;
+    let limit = number(&p, "limit", 20)?.min(500);
     let oldest_first = p
         .get("order")
         .is_some_and(|o| o.eq_ignore_ascii_case("asc"));
@@ -618,26 +610,81 @@ async fn point_history(
     let entries = ledger::page(&snap, &tenant, &id, filter, offset, limit, oldest_first)?;
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
-        let mut row = json!({
-            "reward_id": e.currency,
-            "reward_name": e.currency,
-            "value": e.amount,
-            "message": e.reason,
-            "date_added": iso8601_offset(e.time_ms),
-        });
-        // Credits an action earned name it, as Playbasis's history does.
-        let by = e
-            .reference
-            .as_deref()
-            .map(|r| actions::by_reference(&snap, &tenant, r));
-        if let Some(a) = by.transpose()?.flatten() {
-            row["action_name"] = json!(a.action);
-            row["action_time"] = json!(iso8601_offset(a.time_ms));
-            row["string_filter"] = json!(a.url.unwrap_or_default());
+        rows.push(history_row(&snap, &tenant, e)?);
+    }
+    Ok(ok(json!({ "points": rows })))
+}
+
+/// A credit as Playbasis's histories show it; one an action earned names it.
+fn history_row(snap: &Snapshot, tenant: &str, e: ledger::Entry) -> Result<Value, PbError> {
+    let mut row = json!({
+        "reward_id": e.currency,
+        "reward_name": e.currency,
+        "value": e.amount,
+        "message": e.reason,
+        "date_added": iso8601_offset(e.time_ms),
+    });
+    let by = e
+        .reference
+        .as_deref()
+        .map(|r| actions::by_reference(snap, tenant, r));
+    if let Some(a) = by.transpose()?.flatten() {
+        row["action_name"] = json!(a.action);
+        row["action_time"] = json!(iso8601_offset(a.time_ms));
+        row["string_filter"] = json!(a.url.unwrap_or_default());
+    }
+    Ok(row)
+}
+
+/// `GET /Service/recent_point`: the latest credits of every player (or of
+/// `player_id`), with each player's public profile; `point_name`,
+/// `offset` and `limit` (at most 500, 50 by default) as Playbasis takes them.
+async fn recent_points(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let offset = number(&p, "offset", 0)?;
+    let limit = number(&p, "limit", 50)?.min(500);
+    let snap = s.store.read()?;
+    let currency = p.get("point_name");
+    if let Some(c) = currency
+        && !ledger::currencies(&snap, &tenant)?.iter().any(|k| k == c)
+    {
+        return Err(PbError("0401", "Reward not available".into()));
+    }
+    let filter = ledger::Filter {
+        currency,
+        credits_only: true,
+    };
+    let entries = match p.get("player_id") {
+        Some(player) => {
+            players::get(&snap, &tenant, player)?;
+            ledger::page(&snap, &tenant, player, filter, offset, limit, false)?
         }
+        None => ledger::recent(&snap, &tenant, filter, offset, limit)?,
+    };
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        // Messaging accounts (`~messaging:…`) are ledger owners, not players.
+        let Some(pl) = players::find(&snap, &tenant, &e.player)? else {
+            continue;
+        };
+        let mut row = history_row(&snap, &tenant, e)?;
+        row["player"] = player_json(pl, players::Audience::Public);
         rows.push(row);
     }
     Ok(ok(json!({ "points": rows })))
+}
+
+/// A whole-number parameter, `default` when absent.
+fn number(p: &Params, name: &str, default: usize) -> Result<usize, PbError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            PbError(
+                "0903",
+                format!("Invalid parameter , [ {name} ] must be a number"),
+            )
+        }),
+    }
 }
 
 /// `GET /Player/{id}/action/time`: the player's latest action and when.
