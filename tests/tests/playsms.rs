@@ -597,6 +597,23 @@ async fn seed_003_user_operations_and_errors() {
             .as_array()
             .is_some_and(|d| d.iter().all(|i| i["error"] == "0"))
     );
+    // `bc`, as playSMS's PHP client still sends it: group codes in `to`.
+    let bc = ws(
+        &s,
+        &[
+            ("op", "bc"),
+            ("u", "anton"),
+            ("h", &anton),
+            ("to", "TESTGROUP"),
+            ("msg", "hello group"),
+        ],
+    )
+    .await;
+    let tos: Vec<&str> = bc["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|i| i["to"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(tos, ["+6281200000001", "+6281200000002"], "{bc}");
 
     // query.
     let q = ws(&s, &u("query")).await;

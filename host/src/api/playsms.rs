@@ -260,6 +260,7 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         "creditdeduct" => credit_change(&call, false).await,
         "loginkeyset" => login_key_set(&call).await,
         "stoplist" => stoplist(&call).await,
+        "bc" => broadcast(&call).await,
         _ => Err(fail("101")),
     };
     render(xml, answer)
@@ -840,6 +841,23 @@ fn target(c: &Call, snap: &Snapshot, tenant: &str, unknown: &'static str) -> Res
     accounts::get(snap, tenant, name)
         .map_err(internal(unknown))?
         .ok_or_else(|| fail(unknown))
+}
+
+/// `bc`, older playSMS's send to phonebook groups (its PHP client still
+/// calls it): `to` names group codes; the same as `pv` to `#code`.
+async fn broadcast(c: &Call<'_>) -> Answer {
+    let mut map = c.p.0.clone();
+    let groups: Vec<String> = c
+        .p
+        .get("to")
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(|g| format!("#{}", g.trim_start_matches('#')))
+        .collect();
+    map.insert("to".into(), groups.join(","));
+    let p = Params(map);
+    pv(&Call { p: &p, ..*c }).await
 }
 
 /// `stoplist`: no more marketing messages to `from` (playSMS's stop list is
