@@ -847,14 +847,13 @@ fn target(c: &Call, snap: &Snapshot, tenant: &str, unknown: &'static str) -> Res
 /// calls it): `to` names group codes; the same as `pv` to `#code`.
 async fn broadcast(c: &Call<'_>) -> Answer {
     let mut map = c.p.0.clone();
-    let groups: Vec<String> = c
-        .p
-        .get("to")
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| format!("#{}", g.trim_start_matches('#')))
-        .collect();
+    let groups: Vec<String> =
+        c.p.get("to")
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(|g| format!("#{}", g.trim_start_matches('#')))
+            .collect();
     map.insert("to".into(), groups.join(","));
     let p = Params(map);
     pv(&Call { p: &p, ..*c }).await
