@@ -41,6 +41,9 @@ pub struct Server {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The answer was given again for a repeated `Idempotency-Key`
+    /// (`Idempotent-Replayed: true`).
+    pub replayed: bool,
 }
 
 impl Server {
@@ -290,9 +293,17 @@ pub fn action(name: &str) -> Value {
 
 async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
+    let replayed = resp
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
     let text = resp.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer { status, body }
+    Answer {
+        status,
+        body,
+        replayed,
+    }
 }
 
 /// The amount of the first grant in an invoke answer.

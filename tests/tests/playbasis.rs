@@ -1022,3 +1022,123 @@ async fn points_of(s: &Server, key: &str, player: &str) -> i64 {
         .as_i64()
         .unwrap_or(-1)
 }
+
+async fn keyed(s: &Server, path: &str, key: &str, params: &[(&str, &str)]) -> Answer {
+    s.send(
+        s.request("POST", &format!("/playbasis{path}"), None)
+            .header("Idempotency-Key", key)
+            .form(params),
+    )
+    .await
+}
+
+/// Every Playbasis write honours `Idempotency-Key`: a client that retries
+/// after a timeout gets the first answer again, and nothing happens twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_an_idempotency_key_happen_once() {
+    let s = Server::start("pb-idem", |_| {}).await;
+    let (key, secret) = s.demo_credentials();
+    let v1 = s.demo_token().await;
+    s.player(&v1, "r1").await;
+    s.credit(&v1, "r1", 300).await;
+    let codes: Vec<String> = (1..=5).map(|i| format!("K-{i}")).collect();
+    s.goods(&v1, "coupon", 100, &codes).await;
+    let auth = form(&s, "/Auth", &[("api_key", &key), ("api_secret", &secret)]).await;
+    let token = auth.body["response"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let tk = token.as_str();
+
+    // A redemption retried: the same coupon, the points taken once.
+    let redeem = [("token", tk), ("player_id", "r1"), ("group", "coupon")];
+    let first = keyed(&s, "/Redeem/goodsGroup", "redeem-1", &redeem).await;
+    assert_ok(&first);
+    assert!(!first.replayed);
+    let again = keyed(&s, "/Redeem/goodsGroup", "redeem-1", &redeem).await;
+    assert_ok(&again);
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.body["response"], first.body["response"]);
+    assert_eq!(s.balance(&v1, "r1").await, 200, "paid once");
+    let stock = s.call("GET", "/v1/goods/coupon", Some(&v1), None).await;
+    assert_eq!(stock.body["stock"], 4, "one code out");
+    // The same key with another request is refused and changes nothing.
+    let other = keyed(
+        &s,
+        "/Redeem/goodsGroup",
+        "redeem-1",
+        &[
+            ("token", tk),
+            ("player_id", "r1"),
+            ("group", "coupon"),
+            ("amount", "2"),
+        ],
+    )
+    .await;
+    assert_err(&other, "0903");
+    assert_eq!(s.balance(&v1, "r1").await, 200);
+    // Without a key, a second request is a second redemption.
+    assert_ok(&form(&s, "/Redeem/goodsGroup", &redeem).await);
+    assert_eq!(s.balance(&v1, "r1").await, 100);
+
+    // Deduct, rule and SMS: once each.
+    let deduct = [("token", tk), ("reward", "points"), ("amount", "30")];
+    for _ in 0..2 {
+        assert_ok(&keyed(&s, "/Player/r1/deduct", "deduct-1", &deduct).await);
+    }
+    assert_eq!(s.balance(&v1, "r1").await, 70);
+    let rule = [("token", tk), ("player_id", "r1"), ("action", "buy")];
+    let a = keyed(&s, "/Engine/rule", "rule-1", &rule).await;
+    let b = keyed(&s, "/Engine/rule", "rule-1", &rule).await;
+    assert_ok(&b);
+    assert!(b.replayed);
+    assert_eq!(
+        a.body["response"]["action_id"],
+        b.body["response"]["action_id"]
+    );
+    assert_eq!(s.balance(&v1, "r1").await, 170, "the rule paid once");
+    let sms = [("token", tk), ("player_id", "r1"), ("message", "hello")];
+    let m1 = keyed(&s, "/Sms/send", "sms-1", &sms).await;
+    let m2 = keyed(&s, "/Sms/send", "sms-1", &sms).await;
+    assert_ok(&m2);
+    assert_eq!(
+        m1.body["response"]["message_id"],
+        m2.body["response"]["message_id"]
+    );
+    let sent = s.call("GET", "/v1/messages", Some(&v1), None).await;
+    assert_eq!(
+        sent.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "one SMS"
+    );
+
+    // A registration retried is the first answer, not "user already exists".
+    let reg = [
+        ("token", tk),
+        ("username", "newbie"),
+        ("email", "n@example.com"),
+        ("image", "x"),
+    ];
+    assert_ok(&keyed(&s, "/Player/n1/register", "reg-1", &reg).await);
+    assert_ok(&keyed(&s, "/Player/n1/register", "reg-1", &reg).await);
+    assert_err(&form(&s, "/Player/n1/register", &reg).await, "0201");
+
+    // A malformed key is refused before anything happens.
+    let long = "k".repeat(300);
+    assert_err(
+        &keyed(&s, "/Player/r1/deduct", &long, &deduct).await,
+        "0903",
+    );
+    assert_eq!(s.balance(&v1, "r1").await, 170);
+
+    // Playbasis checks the player before the goods.
+    assert_err(
+        &form(
+            &s,
+            "/Redeem/goodsGroup",
+            &[("token", tk), ("player_id", "ghost"), ("group", "nothing")],
+        )
+        .await,
+        "0200",
+    );
+}

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -34,37 +34,50 @@ impl Mutation {
     }
 }
 
+/// What every API says of a malformed `Idempotency-Key`, in its own format.
+pub const INVALID_KEY: &str = "Idempotency-Key is 1 to 255 printable ASCII characters";
+
+/// What every API says when a key comes back with another request.
+pub const KEY_REUSED: &str = "this Idempotency-Key was used for a different request; use a new key";
+
+/// A request's `Idempotency-Key` (header), if any.
+pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| idempotency::valid_key(k))
+            .map(|k| Some(k.to_owned()))
+            .ok_or(INVALID_KEY),
+    }
+}
+
+/// The guarded call of a request with `key`: the key and a fingerprint of
+/// what it asks (method, path and query, body). Every API, native and
+/// vendor, guards its mutations with this.
+pub fn call_of(key: Option<String>, method: &Method, uri: &Uri, body: &[u8]) -> Option<Call> {
+    key.map(|key| {
+        let mut fp = format!("{method} {uri}\n").into_bytes();
+        fp.extend_from_slice(body);
+        Call {
+            key,
+            fingerprint: sha256_hex(&fp),
+        }
+    })
+}
+
 impl FromRequest<AppState> for Mutation {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &AppState) -> Result<Self, ApiError> {
-        let key = match req.headers().get("idempotency-key") {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .filter(|k| idempotency::valid_key(k))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_idempotency_key",
-                            "Idempotency-Key is 1 to 255 printable ASCII characters",
-                        )
-                    })?
-                    .to_owned(),
-            ),
-        };
-        let head = format!("{} {}\n", req.method(), req.uri());
+        let key = key_of(req.headers())
+            .map_err(|m| ApiError::bad_request("invalid_idempotency_key", m))?;
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let body = super::form::read_limited(req.into_body(), MAX_BODY)
             .await
             .map_err(ApiError::from)?;
-        let idem = key.map(|key| {
-            let mut fp = head.into_bytes();
-            fp.extend_from_slice(&body);
-            Call {
-                key,
-                fingerprint: sha256_hex(&fp),
-            }
-        });
+        let idem = call_of(key, &method, &uri, &body);
         Ok(Mutation { body, idem })
     }
 }
@@ -84,7 +97,7 @@ pub fn respond<T: Serialize>(g: Guarded<T>, status: StatusCode) -> Response {
         Guarded::Conflict => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request; use a new key",
+            KEY_REUSED,
         )
         .into_response(),
     }

@@ -107,7 +107,6 @@ fn envelope(success: bool, code: &str, message: &str, response: Value) -> Respon
         "response": response,
         "timestamp": now / 1000,
         "time": php_date_r(now),
-        "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()
 }
@@ -123,6 +122,57 @@ impl IntoResponse for PbError {
 }
 
 type PbResult = Result<Response, PbError>;
+
+/// The answer to a call its `Idempotency-Key` guards: the fresh `response`,
+/// the first answer's again (marked `Idempotent-Replayed`), or Playbasis's
+/// invalid-parameter error when the key came with another request.
+fn answer(g: Guarded<Value>) -> PbResult {
+    match g {
+        Guarded::Fresh(v) => Ok(ok(v)),
+        Guarded::Replay(r) => Ok(replayed(ok(r.body))),
+        Guarded::Conflict => Err(reused()),
+    }
+}
+
+/// An answer given again for a repeated `Idempotency-Key`.
+fn replayed(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "idempotent-replayed",
+        axum::http::HeaderValue::from_static("true"),
+    );
+    resp
+}
+
+fn reused() -> PbError {
+    PbError("0903", super::mutation::KEY_REUSED.into())
+}
+
+/// The result of a domain call guarded by the request's key: the fresh
+/// one, or the first one's again (true), decoded from what was kept.
+fn fresh_or_kept<T: serde::de::DeserializeOwned>(g: Guarded<T>) -> Result<(T, bool), PbError> {
+    match g {
+        Guarded::Fresh(v) => Ok((v, false)),
+        Guarded::Replay(r) => serde_json::from_value(r.body)
+            .map(|v| (v, true))
+            .map_err(|e| PbError("0800", format!("There is an internal server error: {e}"))),
+        Guarded::Conflict => Err(reused()),
+    }
+}
+
+/// Run `job` (which renders its `response`) in a write guarded by the
+/// request's `Idempotency-Key`.
+async fn guarded_write<F>(s: &AppState, tenant: &str, p: &Params, job: F) -> PbResult
+where
+    F: FnMut(&mut crate::store::Tx) -> Result<Value, PbError> + Send + 'static,
+{
+    let (t, idem, now) = (tenant.to_owned(), p.2.clone(), now_ms());
+    let mut job = job;
+    let g = s
+        .store
+        .write(move |tx| crate::idempotency::guarded(tx, &t, idem.as_ref(), now, 200, &mut job))
+        .await?;
+    answer(g)
+}
 
 impl From<StoreError> for PbError {
     fn from(e: StoreError) -> PbError {
@@ -219,8 +269,13 @@ impl From<ActionError> for PbError {
     }
 }
 
-/// The request's parameters: the query string and a form (or JSON) body.
-pub struct Params(HashMap<String, String>, Option<std::net::IpAddr>);
+/// The request's parameters (the query string and a form or JSON body), the
+/// client's address, and the call its `Idempotency-Key` guards, if any.
+pub struct Params(
+    HashMap<String, String>,
+    Option<std::net::IpAddr>,
+    Option<crate::idempotency::Call>,
+);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
@@ -267,6 +322,9 @@ impl FromRequest<AppState> for Params {
             .unwrap_or_default()
             .to_owned();
         let json = content_type.starts_with("application/json");
+        let key =
+            super::mutation::key_of(req.headers()).map_err(|m| PbError("0903", m.to_owned()))?;
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let body = super::form::read_limited(req.into_body(), super::form::MAX_BODY_BYTES)
             .await
             .map_err(|e| PbError("0903", e.message))?;
@@ -284,7 +342,8 @@ impl FromRequest<AppState> for Params {
             // URL-encoded, or multipart as the PHP library's curl sends it.
             map.extend(super::form::body_fields(&content_type, &body));
         }
-        Ok(Params(map, ip))
+        let idem = super::mutation::call_of(key, &method, &uri, &body);
+        Ok(Params(map, ip, idem))
     }
 }
 
@@ -363,11 +422,12 @@ async fn write_profile(
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let profile = profile_from(&p);
-    let now = now_ms();
-    s.store
-        .write(move |tx| op(tx, &tenant, &id, profile.clone(), now))
-        .await?;
-    Ok(ok(json!([])))
+    let (t, now) = (tenant.clone(), now_ms());
+    guarded_write(&s, &tenant, &p, move |tx| {
+        op(tx, &t, &id, profile.clone(), now)?;
+        Ok(json!([]))
+    })
+    .await
 }
 
 async fn register(
@@ -770,24 +830,20 @@ async fn deduct(
         )
     })?;
     let force = p.get("force").is_some_and(|f| !matches!(f, "0" | "false"));
-    let currency = reward.to_owned();
-    let now = now_ms();
-    let done = s
-        .store
-        .write(move |tx| {
-            players::get(tx, &tenant, &id)?;
-            if !ledger::currencies(tx, &tenant)?.contains(&currency) {
-                return Err(PbError("0401", "Reward not available".into()));
-            }
-            ledger::deduct(tx, &tenant, &id, &currency, amount, force, "deduct", now)
-                .map_err(PbError::from)
-        })
-        .await?;
-    Ok(ok(json!({
-        "old_value": done.before,
-        "new_value": done.after,
-        "value_deducted": done.before - done.after,
-    })))
+    let (currency, t, now) = (reward.to_owned(), tenant.clone(), now_ms());
+    guarded_write(&s, &tenant, &p, move |tx| {
+        players::get(tx, &t, &id)?;
+        if !ledger::currencies(tx, &t)?.contains(&currency) {
+            return Err(PbError("0401", "Reward not available".into()));
+        }
+        let done = ledger::deduct(tx, &t, &id, &currency, amount, force, "deduct", now)?;
+        Ok(json!({
+            "old_value": done.before,
+            "new_value": done.after,
+            "value_deducted": done.before - done.after,
+        }))
+    })
+    .await
 }
 
 async fn rule(
@@ -817,12 +873,13 @@ async fn rule(
         &req,
         now_ms(),
         &rid,
-        actions::Mode::default(),
+        actions::Mode {
+            dry_run: false,
+            idem: p.2.clone(),
+        },
     )
     .await?;
-    let Guarded::Fresh(done) = done else {
-        return Err(PbError("0800", "There is an internal server error".into()));
-    };
+    let (done, again) = fresh_or_kept(done)?;
     let events: Vec<Value> = done
         .events
         .iter()
@@ -847,7 +904,8 @@ async fn rule(
             Event::MessageRequested { .. } => None,
         })
         .collect();
-    Ok(ok(json!({ "events": events, "action_id": done.action.id })))
+    let resp = ok(json!({ "events": events, "action_id": done.action.id }));
+    Ok(if again { replayed(resp) } else { resp })
 }
 
 fn goods_json(g: &GroupView) -> Value {
@@ -922,46 +980,55 @@ async fn group_availability(State(s): State<AppState>, method: Method, p: Params
     Ok(ok(json!(if n >= wanted { n } else { 0 })))
 }
 
-async fn redeem_with(s: AppState, tenant: String, player: String, id: String, n: u64) -> PbResult {
-    let now = now_ms();
-    let r = s
-        .store
-        .write(move |tx| goods::redeem(tx, &tenant, &player, &id, n, now))
-        .await?;
-    let code = match r.codes.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
-    Ok(ok(json!({
-        "events": [{
-            "event_type": "GOODS_RECEIVED",
-            "goods_data": {
-                "goods_id": r.group,
-                "name": r.group_name,
-                "group": r.group,
-                "code": code,
-                "redeem": { "point": { "point_value": r.price_each } },
-            },
-            "value": r.amount,
-        }],
-        "log_id": r.ref_id,
-        "ref_id": r.ref_id,
-    })))
+async fn redeem_with(
+    s: AppState,
+    p: &Params,
+    tenant: String,
+    player: String,
+    id: String,
+    n: u64,
+) -> PbResult {
+    let (t, now) = (tenant.clone(), now_ms());
+    guarded_write(&s, &tenant, p, move |tx| {
+        let r = goods::redeem(tx, &t, &player, &id, n, now)?;
+        let code = match r.codes.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
+        };
+        Ok(json!({
+            "events": [{
+                "event_type": "GOODS_RECEIVED",
+                "goods_data": {
+                    "goods_id": r.group,
+                    "name": r.group_name,
+                    "group": r.group,
+                    "code": code,
+                    "redeem": { "point": { "point_value": r.price_each } },
+                },
+                "value": r.amount,
+            }],
+            "log_id": r.ref_id,
+            "ref_id": r.ref_id,
+        }))
+    })
+    .await
 }
 
 async fn redeem_group(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let [player, group] = p.require(["player_id", "group"])?;
+    // Playbasis checks the player before the goods.
+    players::get(&s.store.read()?, &tenant, player)?;
     let id = group_id(&s, &tenant, group)?;
     let n = amount(&p)?;
-    redeem_with(s, tenant, player.to_owned(), id, n).await
+    redeem_with(s, &p, tenant, player.to_owned(), id, n).await
 }
 
 async fn redeem_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let [player, goods_id] = p.require(["player_id", "goods_id"])?;
     let n = amount(&p)?;
-    redeem_with(s, tenant, player.to_owned(), goods_id.to_owned(), n).await
+    redeem_with(s, &p, tenant, player.to_owned(), goods_id.to_owned(), n).await
 }
 
 async fn redeemed(
@@ -1011,6 +1078,7 @@ impl From<MessageError> for PbError {
 /// tenant's template binding.
 async fn sms_to_player(
     s: &AppState,
+    (p, rid): (&Params, &str),
     tenant: &str,
     player: &players::Player,
     message: &str,
@@ -1040,31 +1108,42 @@ async fn sms_to_player(
         vars,
         ..SendRequest::default()
     };
-    let rid = crate::ids::random_hex(8);
-    let Guarded::Fresh(accepted) = s.messaging.send(tenant, req, None, now_ms(), &rid).await?
-    else {
-        return Err(PbError("0800", "There is an internal server error".into()));
-    };
+    let sent = s
+        .messaging
+        .send(tenant, req, p.2.clone(), now_ms(), rid)
+        .await?;
+    let (accepted, again) = fresh_or_kept(sent)?;
     let m = accepted.messages.first();
-    Ok(ok(json!({
+    let resp = ok(json!({
         "to": phone,
         "from": m.and_then(|m| m.plan.first()).and_then(|a| a.sender.clone()),
         "message": m.map(|m| m.body.clone()),
         "message_id": m.map(|m| m.id.clone()),
         "status": m.map(|m| m.status.as_str()),
-    })))
+    }));
+    Ok(if again { replayed(resp) } else { resp })
 }
 
-async fn sms_send(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+async fn sms_send(
+    State(s): State<AppState>,
+    method: Method,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    p: Params,
+) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let [player_id, message] = p.require(["player_id", "message"])?;
     let player = players::get(&s.store.read()?, &tenant, player_id)?;
-    sms_to_player(&s, &tenant, &player, message, BTreeMap::new()).await
+    sms_to_player(&s, (&p, &rid), &tenant, &player, message, BTreeMap::new()).await
 }
 
 /// The coupon of redemption `ref_id` by SMS: `{{code}}` (as the seed
 /// writes it) and `{{coupon}}` (as Playbasis documents it) are the code.
-async fn sms_goods(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+async fn sms_goods(
+    State(s): State<AppState>,
+    method: Method,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    p: Params,
+) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let [player_id, ref_id, message] = p.require(["player_id", "ref_id", "message"])?;
     let snap = s.store.read()?;
@@ -1079,5 +1158,5 @@ async fn sms_goods(State(s): State<AppState>, method: Method, p: Params) -> PbRe
         ("code".to_owned(), code.clone()),
         ("coupon".to_owned(), code),
     ]);
-    sms_to_player(&s, &tenant, &player, message, vars).await
+    sms_to_player(&s, (&p, &rid), &tenant, &player, message, vars).await
 }

@@ -343,7 +343,7 @@ impl From<crate::ledger::LedgerError> for MessageError {
 }
 
 /// What a send accepted: one message per recipient.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accepted {
     pub messages: Vec<Message>,
 }
