@@ -388,3 +388,49 @@ async fn events_identities_and_attributes() {
         .await;
     assert_eq!(anon.status, 401, "{anon:?}");
 }
+
+/// Attentive's writes honour `Idempotency-Key`: a retried message is sent
+/// once, a retried subscribe answers as the first time did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_writes_happen_once() {
+    let s = Server::start("attentive-idem", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    let send = |k: &'static str, body: Value| {
+        s.send(
+            s.request("POST", "/attentive/v1/subscriptions/messages", None)
+                .header("Authorization", format!("Bearer {key}"))
+                .header("Idempotency-Key", k)
+                .json(&body),
+        )
+    };
+    let msg = json!({ "to": "+17707651751", "body": "sale" });
+    let a = send("m-1", msg.clone()).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let b = send("m-1", msg).await;
+    assert_eq!(b.status, 200, "{b:?}");
+    assert!(b.replayed);
+    assert_eq!(a.body, b.body);
+    let listed = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(
+        listed.body["messages"].as_array().map(Vec::len),
+        Some(1),
+        "one SMS"
+    );
+    let c = send("m-1", json!({ "to": "+17707651751", "body": "other" })).await;
+    assert_eq!(
+        (c.status, c.body["errors"][0]["code"].clone()),
+        (409, json!("CONFLICT")),
+        "{c:?}"
+    );
+    let bad = s
+        .send(
+            s.request("POST", "/attentive/v1/subscriptions/messages", None)
+                .header("Authorization", format!("Bearer {key}"))
+                .header("Idempotency-Key", "k".repeat(300))
+                .json(&json!({ "to": "+17707651751", "body": "x" })),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(bad.body["errors"][0]["code"], "INVALID_REQUEST");
+}

@@ -691,6 +691,20 @@ async fn annex_connector_users_and_points() {
         let a = call("POST", "/points", &jwt, Some(bad.clone())).await;
         assert!(a.status == 400 || a.status == 404, "{bad}: {a:?}");
     }
+    // A segment created twice with one Idempotency-Key is one segment.
+    let seg = json!({ "name": "Gold", "member": "u1" });
+    let make = || {
+        s.send(
+            s.request("POST", "/annex/api/3.0/segment", None)
+                .header("Authorization", format!("Bearer {jwt}"))
+                .header("Idempotency-Key", "seg-1")
+                .json(&seg),
+        )
+    };
+    let (one, two) = (make().await, make().await);
+    assert_eq!(one.status, 200, "{one:?}");
+    assert!(two.replayed, "{two:?}");
+    assert_eq!(one.body["segmentId"], two.body["segmentId"]);
     let p = call("GET", "/points/u1", &jwt, None).await;
     assert_eq!(p.status, 200, "{p:?}");
     assert_eq!(p.body["availablePoints"], 300);

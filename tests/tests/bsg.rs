@@ -568,3 +568,69 @@ async fn the_vendor_libraries_calls() {
         .await;
     assert_eq!((anon.status, anon.body["error"].clone()), (401, json!(2)));
 }
+
+/// A create retried with the same `Idempotency-Key` (after a timeout, say)
+/// answers the first result again and sends nothing more; the key with
+/// another body is refused; references repeated inside one request are
+/// refused (43) for the second, the rest go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_sends_once() {
+    let s = Server::start("bsg-idem", |_| {}).await;
+    let t = s.demo_token().await;
+    let (key, _) = s.demo_credentials();
+    let viber = json!({ "kind": "console", "channels": ["viber"] });
+    assert_eq!(
+        s.call("PUT", "/v1/providers/viber", Some(&t), Some(viber))
+            .await
+            .status,
+        200
+    );
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "channel": "viber", "attempts": [ { "channel": "viber", "provider": "viber" } ] } ] } });
+    assert_eq!(
+        s.call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+            .await
+            .status,
+        200
+    );
+    let body = json!({ "messages": [ { "to": [
+        { "msisdn": "380972920001", "reference": "r-1" },
+        { "msisdn": "380972920002", "reference": "r-2" },
+        { "msisdn": "380972920003", "reference": "r-1" } ], "text": "hi", "alpha_name": "BSG" } ] });
+    let create = |b: Value, k: &'static str| {
+        s.send(
+            s.request("POST", "/bsg/rest/viber/create", None)
+                .header("X-API-KEY", &key)
+                .header("Idempotency-Key", k)
+                .json(&b),
+        )
+    };
+    let first = create(body.clone(), "create-1").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let codes: Vec<i64> = first.body["result"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["error"].as_i64())
+        .collect();
+    assert_eq!(codes, [0, 0, 43], "{first:?}");
+    let again = create(body.clone(), "create-1").await;
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.body, first.body);
+    let listed = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(
+        listed.body["messages"].as_array().map(Vec::len),
+        Some(2),
+        "sent once"
+    );
+    let mut other = body.clone();
+    other["messages"][0]["text"] = json!("changed");
+    let reused = create(other, "create-1").await;
+    assert_eq!(
+        (reused.status, reused.body["error"].clone()),
+        (409, json!(44)),
+        "{reused:?}"
+    );
+    let listed = s.call("GET", "/v1/messages", Some(&t), None).await;
+    assert_eq!(listed.body["messages"].as_array().map(Vec::len), Some(2));
+}

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::mutation::{guarded_json, vendor_answer};
 use crate::actions::{self, ActionError, ActionRequest};
 use crate::audiences::segments::{self, Segment, SegmentError, SegmentSpec, SegmentStatus};
 use crate::idempotency::{self, Guarded};
@@ -276,15 +277,15 @@ fn view(s: &Segment) -> Value {
 async fn create(
     Tenant(t): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AnnexError>,
-) -> Result<Json<Value>, AnnexError> {
+    Body(raw, idem, _): Body<AnnexError>,
+) -> Result<Response, AnnexError> {
     let spec = spec(&raw)?;
-    let now = now_ms();
-    let seg = s
-        .store
-        .write(move |tx| segments::create(tx, &t, spec.clone(), now))
-        .await?;
-    Ok(Json(view(&seg)))
+    let (tenant, now) = (t.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        Ok::<_, AnnexError>(view(&segments::create(tx, &t, spec.clone(), now)?))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 async fn show(
@@ -300,15 +301,15 @@ async fn replace(
     Tenant(t): Tenant,
     State(s): State<AppState>,
     Path(id): Path<u64>,
-    Body(raw, _): Body<AnnexError>,
-) -> Result<Json<Value>, AnnexError> {
+    Body(raw, idem, _): Body<AnnexError>,
+) -> Result<Response, AnnexError> {
     let spec = spec(&raw)?;
-    let now = now_ms();
-    let seg = s
-        .store
-        .write(move |tx| segments::replace(tx, &t, id, spec.clone(), now))
-        .await?;
-    Ok(Json(view(&seg)))
+    let (tenant, now) = (t.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        Ok::<_, AnnexError>(view(&segments::replace(tx, &t, id, spec.clone(), now)?))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 async fn remove(
@@ -320,6 +321,10 @@ async fn remove(
         .write(move |tx| segments::remove(tx, &t, id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn reused() -> AnnexError {
+    bad(super::mutation::KEY_REUSED)
 }
 
 fn user_not_found(id: &str) -> AnnexError {
@@ -420,20 +425,26 @@ fn annex_user(raw: &[u8]) -> Result<AnnexUser, AnnexError> {
 async fn create_user(
     Tenant(t): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AnnexError>,
-) -> Result<Json<Value>, AnnexError> {
+    Body(raw, idem, _): Body<AnnexError>,
+) -> Result<Response, AnnexError> {
     let mut u = annex_user(&raw)?;
     let id =
         u.id.take()
             .filter(|i| !i.is_empty())
             .ok_or_else(|| bad("id is required"))?;
     let profile = profile_of(u);
-    let now = now_ms();
-    let p = s
-        .store
-        .write(move |tx| players::register(tx, &t, &id, profile.clone(), now))
-        .await?;
-    Ok(Json(user_view(&p)))
+    let (tenant, now) = (t.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        Ok::<_, AnnexError>(user_view(&players::register(
+            tx,
+            &t,
+            &id,
+            profile.clone(),
+            now,
+        )?))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 async fn show_user(
@@ -448,15 +459,21 @@ async fn update_user(
     Tenant(t): Tenant,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Body(raw, _): Body<AnnexError>,
-) -> Result<Json<Value>, AnnexError> {
+    Body(raw, idem, _): Body<AnnexError>,
+) -> Result<Response, AnnexError> {
     let profile = profile_of(annex_user(&raw)?);
-    let now = now_ms();
-    let p = s
-        .store
-        .write(move |tx| players::update(tx, &t, &id, profile.clone(), now))
-        .await?;
-    Ok(Json(user_view(&p)))
+    let (tenant, now) = (t.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        Ok::<_, AnnexError>(user_view(&players::update(
+            tx,
+            &t,
+            &id,
+            profile.clone(),
+            now,
+        )?))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 /// A points request: a credit, a debit, or an action whose rules decide.
@@ -510,19 +527,20 @@ fn points_view(s: &crate::store::Snapshot, t: &str, id: &str) -> Result<Value, A
 async fn points(
     Tenant(t): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AnnexError>,
+    Body(raw, header_idem, _): Body<AnnexError>,
 ) -> Result<Json<Value>, AnnexError> {
     let req: PointsRequest = serde_json::from_slice(&raw)
         .map_err(|e| bad(format!("the body is not the expected JSON: {e}")))?;
     let (credit, debit) = (amount(&req.credit, "credit")?, amount(&req.debit, "debit")?);
-    let idem = req.order_id.as_ref().map(|o| idempotency::Call {
+    // The client's Idempotency-Key; else the order the points are for.
+    let idem = header_idem.or(req.order_id.as_ref().map(|o| idempotency::Call {
         key: format!(
             "annex-points:{o}:{}:{}",
             req.activity.as_deref().unwrap_or_default(),
             req.action_id.as_deref().unwrap_or_default()
         ),
         fingerprint: sha256_hex(&raw),
-    });
+    }));
     let now = now_ms();
     let move_by = match (credit, debit) {
         (Some(_), Some(_)) => return Err(bad("credit or debit, not both")),

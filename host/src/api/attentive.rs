@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::form::{Body, BodyError};
+use super::mutation::{NotKept, fresh_or_kept, guarded_json, mark_replayed, vendor_answer};
 use super::{AppState, RequestId};
 use crate::actions::{self, ActionError, ActionRequest};
 use crate::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
@@ -146,8 +147,8 @@ struct SubscribeRequest {
 async fn subscribe(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AttentiveError>,
-) -> Result<Json<Value>, AttentiveError> {
+    Body(raw, idem, _): Body<AttentiveError>,
+) -> Result<Response, AttentiveError> {
     let req: SubscribeRequest = body(&raw)?;
     let Some(source) = req.sign_up_source_id.filter(|s| !s.is_empty()) else {
         return Err(AttentiveError(
@@ -156,18 +157,17 @@ async fn subscribe(
             "signUpSourceId is required".into(),
         ));
     };
-    let (t, person, now) = (tenant, req.user.clone(), now_ms());
-    let done = s
-        .store
-        .write(move |tx| subscriptions::subscribe(tx, &t, &person, &source, now))
-        .await?;
-    let responses: Vec<Value> = done
-        .into_iter()
-        .map(|(sub, status)| json!({ "subscription": sub, "subscriptionCreationStatus": status }))
-        .collect();
-    Ok(Json(
-        json!({ "user": req.user, "subscriptionResponses": responses }),
-    ))
+    let (t, person, now) = (tenant.clone(), req.user.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        let done = subscriptions::subscribe(tx, &t, &person, &source, now)?;
+        let responses: Vec<Value> = done
+            .into_iter()
+            .map(|(sub, status)| json!({ "subscription": sub, "subscriptionCreationStatus": status }))
+            .collect();
+        Ok::<_, AttentiveError>(json!({ "user": person, "subscriptionResponses": responses }))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 async fn eligibility(
@@ -192,23 +192,27 @@ struct UnsubscribeRequest {
 async fn unsubscribe(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AttentiveError>,
-) -> Result<Json<Value>, AttentiveError> {
+    Body(raw, idem, _): Body<AttentiveError>,
+) -> Result<Response, AttentiveError> {
     let req: UnsubscribeRequest = body(&raw)?;
-    let (t, person, which, now) = (tenant, req.user.clone(), req.subscriptions, now_ms());
-    let done = s
-        .store
-        .write(move |tx| subscriptions::unsubscribe(tx, &t, &person, which.as_deref(), now))
-        .await?;
-    let responses: Vec<Value> = done
-        .into_iter()
-        .map(
-            |(sub, status)| json!({ "subscription": sub, "subscriptionUnsubscribeStatus": status }),
-        )
-        .collect();
-    Ok(Json(
-        json!({ "user": req.user, "subscriptionResponses": responses }),
-    ))
+    let (t, person, which, now) = (
+        tenant.clone(),
+        req.user.clone(),
+        req.subscriptions,
+        now_ms(),
+    );
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        let done = subscriptions::unsubscribe(tx, &t, &person, which.as_deref(), now)?;
+        let responses: Vec<Value> = done
+            .into_iter()
+            .map(
+                |(sub, status)| json!({ "subscription": sub, "subscriptionUnsubscribeStatus": status }),
+            )
+            .collect();
+        Ok::<_, AttentiveError>(json!({ "user": person, "subscriptionResponses": responses }))
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused)
 }
 
 #[derive(Deserialize)]
@@ -223,8 +227,8 @@ async fn message(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    Body(raw, _): Body<AttentiveError>,
-) -> Result<Json<Value>, AttentiveError> {
+    Body(raw, idem, _): Body<AttentiveError>,
+) -> Result<Response, AttentiveError> {
     let req: MessageRequest = body(&raw)?;
     let to = subscriptions::normalize(&req.to)?;
     let send = SendRequest {
@@ -235,19 +239,17 @@ async fn message(
     };
     let accepted = s
         .messaging
-        .send(&tenant, send, None, now_ms(), &rid.0)
+        .send(&tenant, send, idem, now_ms(), &rid.0)
         .await
         .map_err(|e| match e {
             MessageError::Store(s) => s.into(),
             e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
         })?;
-    let refused = match &accepted {
-        crate::idempotency::Guarded::Fresh(a) => a
-            .messages
-            .iter()
-            .any(|m| m.status == Status::Rejected && m.error.is_some()),
-        _ => false,
-    };
+    let (accepted, again) = fresh_or_kept(accepted).map_err(not_kept)?;
+    let refused = accepted
+        .messages
+        .iter()
+        .any(|m| m.status == Status::Rejected && m.error.is_some());
     if refused {
         return Err(AttentiveError(
             StatusCode::BAD_REQUEST,
@@ -255,14 +257,38 @@ async fn message(
             format!("{to} unsubscribed from marketing text messages"),
         ));
     }
-    Ok(Json(json!({
+    let resp = Json(json!({
         "type": "v1",
         "to": to,
         "body": req.body,
         "skipFatigue": true,
         "createShortLink": false,
         "addSubscriber": "true",
-    })))
+    }))
+    .into_response();
+    Ok(if again { mark_replayed(resp) } else { resp })
+}
+
+fn reused() -> AttentiveError {
+    AttentiveError(
+        StatusCode::CONFLICT,
+        "CONFLICT",
+        super::mutation::KEY_REUSED.into(),
+    )
+}
+
+fn not_kept(e: NotKept) -> AttentiveError {
+    match e {
+        NotKept::Reused => reused(),
+        NotKept::Unreadable(m) => {
+            tracing::error!(error = %m, "a kept answer cannot be read");
+            AttentiveError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "an internal error occurred; it has been logged".into(),
+            )
+        }
+    }
 }
 
 /// `GET /me`: who the credential belongs to.
@@ -374,7 +400,7 @@ async fn custom_event(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
     Extension(rid): Extension<RequestId>,
-    Body(raw, _): Body<AttentiveError>,
+    Body(raw, header_idem, _): Body<AttentiveError>,
 ) -> Result<StatusCode, AttentiveError> {
     let ev: CustomEvent = body(&raw)?;
     if ev.kind.trim().is_empty() {
@@ -391,10 +417,11 @@ async fn custom_event(
         params: ev.properties.into_iter().collect(),
         url: None,
     };
-    let idem = ev.external_event_id.map(|id| crate::idempotency::Call {
+    // The client's Idempotency-Key; else the event's own id.
+    let idem = header_idem.or(ev.external_event_id.map(|id| crate::idempotency::Call {
         key: format!("attentive-event:{id}"),
         fingerprint: sha256_hex(&raw),
-    });
+    }));
     let mode = actions::Mode {
         dry_run: false,
         idem,
@@ -426,24 +453,31 @@ struct CustomAttributes {
 async fn custom_attributes(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AttentiveError>,
-) -> Result<StatusCode, AttentiveError> {
+    Body(raw, idem, _): Body<AttentiveError>,
+) -> Result<Response, AttentiveError> {
     let req: CustomAttributes = body(&raw)?;
     let player = player_of(&s, &tenant, &req.user)?;
     let profile = Profile {
         attributes: Some(req.properties),
         ..Profile::default()
     };
-    let now = now_ms();
-    s.store
-        .write(move |tx| players::update(tx, &tenant, &player, profile.clone(), now))
-        .await
-        .map_err(|e| match e {
+    let (t, now) = (tenant.clone(), now_ms());
+    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
+        players::update(tx, &t, &player, profile.clone(), now).map_err(|e| match e {
             PlayerError::Store(e) => e.into(),
             PlayerError::NotFound(_) => not_found("named by this user"),
             e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
         })?;
-    Ok(StatusCode::OK)
+        Ok::<_, AttentiveError>(Value::Null)
+    })
+    .await?;
+    vendor_answer(g, StatusCode::OK, reused).map(empty_body)
+}
+
+/// Attentive answers these calls with a status and no body.
+fn empty_body(resp: Response) -> Response {
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 #[derive(Deserialize)]
@@ -462,8 +496,8 @@ struct IdentifyRequest {
 async fn identify(
     Tenant(tenant): Tenant,
     State(s): State<AppState>,
-    Body(raw, _): Body<AttentiveError>,
-) -> Result<StatusCode, AttentiveError> {
+    Body(raw, idem, _): Body<AttentiveError>,
+) -> Result<Response, AttentiveError> {
     let req: IdentifyRequest = body(&raw)?;
     let Some(player) = req.client_user_id.filter(|p| !p.is_empty()) else {
         return Err(AttentiveError(
@@ -504,21 +538,20 @@ async fn identify(
             "at most 16 identifiers at once".into(),
         ));
     }
-    s.store
-        .write(move |tx| {
-            for l in &links {
-                social::link(tx, &tenant, &player, l)?;
-            }
-            Ok::<_, SocialError>(())
-        })
-        .await
-        .map_err(|e| match e {
-            SocialError::Store(e) => e.into(),
-            SocialError::PlayerNotFound(_) => not_found("clientUserId"),
-            SocialError::Taken { .. } => {
-                AttentiveError(StatusCode::CONFLICT, "CONFLICT", e.to_string())
-            }
-            e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
-        })?;
-    Ok(StatusCode::ACCEPTED)
+    let t = tenant.clone();
+    let g = guarded_json(&s, &tenant, idem, StatusCode::ACCEPTED, move |tx| {
+        for l in &links {
+            social::link(tx, &t, &player, l).map_err(|e| match e {
+                SocialError::Store(e) => e.into(),
+                SocialError::PlayerNotFound(_) => not_found("clientUserId"),
+                SocialError::Taken { .. } => {
+                    AttentiveError(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+                }
+                e => AttentiveError(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e.to_string()),
+            })?;
+        }
+        Ok::<_, AttentiveError>(Value::Null)
+    })
+    .await?;
+    vendor_answer(g, StatusCode::ACCEPTED, reused).map(empty_body)
 }

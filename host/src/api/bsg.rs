@@ -13,15 +13,17 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use crate::idempotency::Guarded;
-use crate::ids::{now_ms, random_hex, sql_datetime};
+use super::{AppState, RequestId};
+use crate::ids::{now_ms, sql_datetime};
 use crate::messaging::pricing::{self, PricingError};
-use crate::messaging::{self, Fallback, Kind, Message, MessageError, SendRequest, Status};
+use crate::messaging::{
+    self, Fallback, Kind, Message, MessageError, Refusal, RefusalKind, SendRequest, Status,
+    Submitted,
+};
 use crate::tenants;
 
 pub fn routes() -> Router<AppState> {
@@ -409,18 +411,23 @@ fn sms_items(body: &[u8]) -> Result<(Vec<Item>, bool), BsgError> {
     Ok((items, single))
 }
 
-/// Send (or, with `quote_only`, price) each item; BSG's result rows, with
-/// the total price of those accepted.
-async fn submit(s: &AppState, tenant: &str, items: Vec<Item>, quote_only: bool) -> Value {
-    let rid = random_hex(8);
+/// Send (or, with `quote_only`, price) the items, all in one write and
+/// guarded by `idem`; BSG's result rows, with the total price of those
+/// accepted.
+async fn submit(
+    s: &AppState,
+    tenant: &str,
+    items: Vec<Item>,
+    quote_only: bool,
+    (idem, rid): (Option<crate::idempotency::Call>, &str),
+) -> Result<(Value, bool), BsgError> {
     let mut results = Vec::with_capacity(items.len());
     let mut total_price = 0.0f64;
-    let mut total_micros = 0i64;
     let mut currency = None;
-    for item in items {
-        let reference = item.send.reference.clone();
-        if quote_only {
-            match s.messaging.quote(tenant, &item.send, now_ms(), &rid) {
+    if quote_only {
+        for item in items {
+            let reference = item.send.reference.clone();
+            match s.messaging.quote(tenant, &item.send, now_ms(), rid) {
                 Ok(q) => {
                     let price: f64 = q.recipients.iter().map(|r| r.price).sum();
                     total_price += price;
@@ -433,17 +440,42 @@ async fn submit(s: &AppState, tenant: &str, items: Vec<Item>, quote_only: bool) 
                         "currency": q.currency,
                     }));
                 }
+                Err(MessageError::Store(e)) => return Err(e.into()),
                 Err(e) => results.push(error_row(&e, reference)),
             }
-            continue;
         }
-        match s
-            .messaging
-            .send(tenant, item.send, None, now_ms(), &rid)
-            .await
-        {
-            Ok(Guarded::Fresh(accepted)) => {
-                for msg in accepted.messages {
+        return Ok((totals(results, total_price, currency), false));
+    }
+    let references: Vec<Option<String>> = items.iter().map(|i| i.send.reference.clone()).collect();
+    let reqs = items.into_iter().map(|i| i.send).collect();
+    let sent = s
+        .messaging
+        .send_batch(tenant, reqs, idem, now_ms(), rid)
+        .await
+        .map_err(|e| match e {
+            MessageError::Store(e) => BsgError::from(e),
+            e => BsgError(StatusCode::BAD_REQUEST, code_of(&e).0, e.to_string()),
+        })?;
+    let (outcomes, again) = super::mutation::fresh_or_kept(sent).map_err(|e| match e {
+        super::mutation::NotKept::Reused => BsgError(
+            StatusCode::CONFLICT,
+            44,
+            format!("Invalid request payload: {}", super::mutation::KEY_REUSED),
+        ),
+        super::mutation::NotKept::Unreadable(m) => {
+            tracing::error!(error = %m, "a kept answer cannot be read");
+            BsgError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                99,
+                "Internal error".into(),
+            )
+        }
+    })?;
+    let mut total_micros = 0i64;
+    for (outcome, reference) in outcomes.into_iter().zip(references) {
+        match outcome {
+            Submitted::Accepted(messages) => {
+                for msg in messages {
                     let price = msg.plan.first().map(|a| a.price).unwrap_or(0);
                     total_micros += price;
                     currency = currency.or(msg.currency.clone());
@@ -457,13 +489,21 @@ async fn submit(s: &AppState, tenant: &str, items: Vec<Item>, quote_only: bool) 
                     }));
                 }
             }
-            Ok(_) => {}
-            Err(e) => results.push(error_row(&e, reference)),
+            Submitted::Refused(r) => {
+                let (code, description) = refusal_code(&r);
+                results.push(json!({ "error": code, "errorDescription": description, "reference": reference }));
+            }
         }
     }
-    if !quote_only {
-        total_price = pricing::to_units(total_micros);
-    }
+    Ok((
+        totals(results, pricing::to_units(total_micros), currency),
+        again,
+    ))
+}
+
+/// The answer's totals: the currency, and the total price when any row
+/// was accepted.
+fn totals(results: Vec<Value>, total_price: f64, currency: Option<String>) -> Value {
     let any_ok = results.iter().any(|r| r["error"] == 0);
     let mut answer = json!({ "result": results });
     if let Some(c) = currency {
@@ -473,6 +513,20 @@ async fn submit(s: &AppState, tenant: &str, items: Vec<Item>, quote_only: bool) 
         answer["total_price"] = json!(total_price);
     }
     answer
+}
+
+/// A refused message as BSG's (code, description).
+fn refusal_code(r: &Refusal) -> (u32, String) {
+    match r.kind {
+        RefusalKind::DuplicateReference => (43, "External ID already exists".into()),
+        RefusalKind::InvalidNumber => (21, "Invalid msisdn".into()),
+        RefusalKind::TooManyRecipients => (24, "Too many recipients".into()),
+        RefusalKind::TooLong => (22, r.message.clone()),
+        RefusalKind::Invalid => (1, r.message.clone()),
+        RefusalKind::NoRoute | RefusalKind::NoPrice => (42, r.message.clone()),
+        RefusalKind::InsufficientCredit => (41, "Insufficient funds".into()),
+        RefusalKind::Other => (99, r.message.clone()),
+    }
 }
 
 fn error_row(e: &MessageError, reference: Option<String>) -> Value {
@@ -494,43 +548,45 @@ fn bsg_id(m: &Message) -> String {
 async fn viber_create(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
-    Body(body, _): Body<BsgError>,
-) -> Result<Json<Value>, BsgError> {
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Body(body, idem, _): Body<BsgError>,
+) -> Result<Response, BsgError> {
     let items = viber_items(&body)?;
-    Ok(Json(submit(&s, &tenant, items, false).await))
+    let (answer, again) = submit(&s, &tenant, items, false, (idem, &rid)).await?;
+    Ok(render(answer, again))
 }
 
 async fn viber_price(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
-    Body(body, _): Body<BsgError>,
-) -> Result<Json<Value>, BsgError> {
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Body(body, ..): Body<BsgError>,
+) -> Result<Response, BsgError> {
     let items = viber_items(&body)?;
-    Ok(Json(submit(&s, &tenant, items, true).await))
+    let (answer, again) = submit(&s, &tenant, items, true, (None, &rid)).await?;
+    Ok(render(answer, again))
 }
 
 async fn sms_create(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
-    Body(body, _): Body<BsgError>,
-) -> Result<Json<Value>, BsgError> {
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Body(body, idem, _): Body<BsgError>,
+) -> Result<Response, BsgError> {
     let (items, single) = sms_items(&body)?;
-    Ok(Json(one_or_list(
-        submit(&s, &tenant, items, false).await,
-        single,
-    )))
+    let (answer, again) = submit(&s, &tenant, items, false, (idem, &rid)).await?;
+    Ok(render(one_or_list(answer, single), again))
 }
 
 async fn sms_price(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
-    Body(body, _): Body<BsgError>,
-) -> Result<Json<Value>, BsgError> {
+    Extension(RequestId(rid)): Extension<RequestId>,
+    Body(body, ..): Body<BsgError>,
+) -> Result<Response, BsgError> {
     let (items, single) = sms_items(&body)?;
-    Ok(Json(one_or_list(
-        submit(&s, &tenant, items, true).await,
-        single,
-    )))
+    let (answer, again) = submit(&s, &tenant, items, true, (None, &rid)).await?;
+    Ok(render(one_or_list(answer, single), again))
 }
 
 /// BSG answers a one-number SMS request with one result object.
@@ -539,6 +595,16 @@ fn one_or_list(mut answer: Value, single: bool) -> Value {
         answer["result"] = first;
     }
     answer
+}
+
+/// The JSON answer, marked when it is a kept one given again.
+fn render(answer: Value, again: bool) -> Response {
+    let resp = Json(answer).into_response();
+    if again {
+        super::mutation::mark_replayed(resp)
+    } else {
+        resp
+    }
 }
 
 /// `common/balance`: the credit of the tenant's default sending account.

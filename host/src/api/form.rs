@@ -51,9 +51,14 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes,
     Ok(Bytes::from(kept))
 }
 
-/// The whole request body (at most [`MAX_BODY_BYTES`]); a failure is
-/// answered as the API's error `E`.
-pub struct Body<E>(pub Bytes, pub std::marker::PhantomData<fn() -> E>);
+/// The whole request body (at most [`MAX_BODY_BYTES`]) and the call its
+/// `Idempotency-Key` guards, if the client sent one; a failure (or a
+/// malformed key) is answered as the API's error `E`.
+pub struct Body<E>(
+    pub Bytes,
+    pub Option<crate::idempotency::Call>,
+    pub std::marker::PhantomData<fn() -> E>,
+);
 
 impl<S, E> FromRequest<S> for Body<E>
 where
@@ -63,10 +68,18 @@ where
     type Rejection = E;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, E> {
-        read_limited(req.into_body(), MAX_BODY_BYTES)
+        let key = super::mutation::key_of(req.headers()).map_err(|m| {
+            E::from(BodyError {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                message: m.to_owned(),
+            })
+        })?;
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let body = read_limited(req.into_body(), MAX_BODY_BYTES)
             .await
-            .map(|b| Body(b, std::marker::PhantomData))
-            .map_err(E::from)
+            .map_err(E::from)?;
+        let idem = super::mutation::call_of(key, &method, &uri, &body);
+        Ok(Body(body, idem, std::marker::PhantomData))
     }
 }
 

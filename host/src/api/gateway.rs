@@ -466,7 +466,7 @@ async fn twilio_inbound(
     Extension(rid): Extension<RequestId>,
     uri: Uri,
     headers: HeaderMap,
-    super::form::Body(body, _): super::form::Body<ApiError>,
+    super::form::Body(body, ..): super::form::Body<ApiError>,
 ) -> Result<Response, ApiError> {
     let form = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| form.field(name).map(str::to_owned);

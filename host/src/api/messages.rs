@@ -350,7 +350,7 @@ async fn twilio_report(
     Path((tenant, provider)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    super::form::Body(body, _): super::form::Body<ApiError>,
+    super::form::Body(body, ..): super::form::Body<ApiError>,
 ) -> Result<StatusCode, ApiError> {
     let form = verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| form.field(name);

@@ -136,3 +136,66 @@ where
         .await?;
     Ok(respond(g, status))
 }
+
+/// Run `job` (which renders the vendor's answer) in a write guarded by
+/// `idem`: for the JSON vendor APIs, whose answers are their JSON bodies.
+pub async fn guarded_json<E, F>(
+    state: &AppState,
+    tenant: &str,
+    idem: Option<Call>,
+    status: StatusCode,
+    job: F,
+) -> Result<Guarded<serde_json::Value>, E>
+where
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut Tx) -> Result<serde_json::Value, E> + Send + 'static,
+{
+    let (t, now) = (tenant.to_owned(), crate::ids::now_ms());
+    let mut job = job;
+    state
+        .store
+        .write(move |tx| {
+            idempotency::guarded(tx, &t, idem.as_ref(), now, status.as_u16(), &mut job)
+        })
+        .await
+}
+
+/// A JSON vendor API's answer to a guarded call: the fresh body with
+/// `status`, the first answer's again (`Idempotent-Replayed: true`), or the
+/// API's own error `reused` for a key that came with another request.
+pub fn vendor_answer<E>(
+    g: Guarded<serde_json::Value>,
+    status: StatusCode,
+    reused: impl FnOnce() -> E,
+) -> Result<Response, E> {
+    match g {
+        Guarded::Conflict => Err(reused()),
+        g => Ok(respond(g, status)),
+    }
+}
+
+/// Why a guarded call has no result to render: its key came with another
+/// request, or what was kept for it cannot be read back (a bug).
+pub enum NotKept {
+    Reused,
+    Unreadable(String),
+}
+
+/// The result of a domain call guarded by a key: the fresh one, or the
+/// first one's again (true), decoded from what was kept.
+pub fn fresh_or_kept<T: DeserializeOwned>(g: Guarded<T>) -> Result<(T, bool), NotKept> {
+    match g {
+        Guarded::Fresh(v) => Ok((v, false)),
+        Guarded::Replay(r) => serde_json::from_value(r.body)
+            .map(|v| (v, true))
+            .map_err(|e| NotKept::Unreadable(e.to_string())),
+        Guarded::Conflict => Err(NotKept::Reused),
+    }
+}
+
+/// Mark an answer as given again for a repeated `Idempotency-Key`.
+pub fn mark_replayed(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}

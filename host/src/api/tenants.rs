@@ -55,7 +55,7 @@ struct CreateTenant {
 async fn create(
     _: AdminAuth,
     State(s): State<AppState>,
-    super::form::Body(body, _): super::form::Body<ApiError>,
+    super::form::Body(body, ..): super::form::Body<ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateTenant = parse(&body)?;
     let creds = tenants::create(&s.store, &req.name).await?;
@@ -89,7 +89,7 @@ fn token_json(t: AccessToken) -> Json<Value> {
 async fn token(
     State(s): State<AppState>,
     super::auth::ClientIp(ip): super::auth::ClientIp,
-    super::form::Body(body, _): super::form::Body<ApiError>,
+    super::form::Body(body, ..): super::form::Body<ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let req: TokenRequest = parse(&body)?;
     let subject = crate::throttle::Subject::new("key", &req.api_key, ip);

@@ -342,6 +342,64 @@ impl From<crate::ledger::LedgerError> for MessageError {
     }
 }
 
+/// One request of a batch, ready to store: its messages and reference.
+type Prepared = (Vec<Message>, Option<String>);
+
+/// What became of one request of [`Messaging::send_batch`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Submitted {
+    Accepted(Vec<Message>),
+    Refused(Refusal),
+}
+
+/// Why one request of a batch was refused (nothing of it was stored), in
+/// terms every API maps to its own codes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    Invalid,
+    InvalidNumber,
+    TooManyRecipients,
+    DuplicateReference,
+    TooLong,
+    NoRoute,
+    NoPrice,
+    InsufficientCredit,
+    Other,
+}
+
+impl Refusal {
+    /// The refusal a request's error means; `None` for a storage failure,
+    /// which fails the whole batch instead.
+    fn of(e: MessageError) -> Result<Refusal, MessageError> {
+        let kind = match &e {
+            MessageError::Store(_) => return Err(e),
+            MessageError::Invalid(_) => RefusalKind::Invalid,
+            MessageError::InvalidNumber(_) => RefusalKind::InvalidNumber,
+            MessageError::TooManyRecipients => RefusalKind::TooManyRecipients,
+            MessageError::DuplicateReference(_) => RefusalKind::DuplicateReference,
+            MessageError::TooLong(_) => RefusalKind::TooLong,
+            MessageError::NoRoute(_) => RefusalKind::NoRoute,
+            MessageError::Pricing(PricingError::NoPrice { .. }) => RefusalKind::NoPrice,
+            MessageError::Pricing(PricingError::InsufficientCredit { .. }) => {
+                RefusalKind::InsufficientCredit
+            }
+            _ => RefusalKind::Other,
+        };
+        Ok(Refusal {
+            kind,
+            message: e.to_string(),
+        })
+    }
+}
+
 /// What a send accepted: one message per recipient.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accepted {
@@ -704,32 +762,74 @@ impl Messaging {
             .write(move |tx| {
                 let mut extra = T::default();
                 let g = idempotency::guarded(tx, &t, idem.as_ref(), now, 202, |tx| {
-                    if let Some(r) = &reference {
-                        let rk = key(&[&t, r]);
-                        if tx.get_raw(REFERENCES, &rk)?.is_some() {
-                            return Err(MessageError::DuplicateReference(r.clone()));
-                        }
-                        let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
-                        tx.put(REFERENCES, &rk, &ids)?;
-                    }
-                    for m in messages.iter_mut() {
-                        m.number = tx.next_seq(&t, "message")?;
-                        tx.put_raw(NUMBERS, &key(&[&t, &seq_part(m.number)]), m.id.as_bytes())?;
-                    }
-                    for m in &messages {
-                        pricing::reserve(tx, &t, &m.account, m.reserved, &m.id, now)?;
-                        tx.put(MESSAGES, &key(&[&t, &m.id]), m)?;
-                        match m.due_ms {
-                            Some(due) => tx.put_raw(OUTBOX, &outbox_key(due, &t, &m.id), b"")?,
-                            None => count_outcome(tx, &t, m)?, // refused: final already
-                        }
-                    }
+                    commit(tx, &t, &mut messages, reference.as_deref(), now)?;
                     extra = also(tx, &messages)?;
-                    Ok(Accepted {
+                    Ok::<_, MessageError>(Accepted {
                         messages: messages.clone(),
                     })
                 })?;
                 Ok::<_, MessageError>((g, extra))
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(saved)
+    }
+
+    /// Send many requests in one write (a vendor request for 50 numbers is
+    /// one transaction, not 50): each request is accepted or refused on
+    /// its own (a reused reference, not enough credit, a bad number), in
+    /// order; `idem` guards the whole batch.
+    pub async fn send_batch(
+        &self,
+        tenant: &str,
+        reqs: Vec<SendRequest>,
+        idem: Option<Call>,
+        now: i64,
+        rid: &str,
+    ) -> Result<Guarded<Vec<Submitted>>, MessageError> {
+        if let Some(call) = &idem
+            && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now)?
+        {
+            return Ok(early);
+        }
+        // Templates and routes run first, outside the write.
+        let mut prepared: Vec<Result<Prepared, Refusal>> = Vec::new();
+        for req in &reqs {
+            prepared.push(match self.prepare(tenant, req, now, rid) {
+                Ok((messages, _, _)) => Ok((messages, req.reference.clone())),
+                Err(e) => Err(Refusal::of(e)?),
+            });
+        }
+        let t = tenant.to_owned();
+        let saved = self
+            .store
+            .write(move |tx| {
+                idempotency::guarded(tx, &t, idem.as_ref(), now, 200, |tx| {
+                    let mut out = Vec::with_capacity(prepared.len());
+                    let mut seen = HashSet::new();
+                    for item in &prepared {
+                        let (messages, reference) = match item {
+                            Ok(p) => p,
+                            Err(r) => {
+                                out.push(Submitted::Refused(r.clone()));
+                                continue;
+                            }
+                        };
+                        let mut messages = messages.clone();
+                        // Every check of a request before any write of it.
+                        let refused = match commit_checks(tx, &t, &messages, reference, &mut seen) {
+                            Ok(()) => None,
+                            Err(e) => Some(Refusal::of(e)?),
+                        };
+                        if let Some(r) = refused {
+                            out.push(Submitted::Refused(r));
+                            continue;
+                        }
+                        commit(tx, &t, &mut messages, reference.as_deref(), now)?;
+                        out.push(Submitted::Accepted(messages));
+                    }
+                    Ok::<_, MessageError>(out)
+                })
             })
             .await?;
         self.wake.notify_one();
@@ -1418,6 +1518,63 @@ fn planned(a: Attempt) -> PlannedAttempt {
 /// Message `id`.
 pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Message>, StoreError> {
     src.get(MESSAGES, &key(&[tenant, id]))
+}
+
+/// What must hold before `messages` (one request's) are stored: their
+/// reference is new (in the store and in `seen`, the batch so far) and
+/// their account can hold their reservation. Writes nothing.
+fn commit_checks(
+    tx: &Tx,
+    t: &str,
+    messages: &[Message],
+    reference: &Option<String>,
+    seen: &mut HashSet<String>,
+) -> Result<(), MessageError> {
+    if let Some(r) = reference
+        && (tx.get_raw(REFERENCES, &key(&[t, r]))?.is_some() || !seen.insert(r.clone()))
+    {
+        return Err(MessageError::DuplicateReference(r.clone()));
+    }
+    let mut per_account: BTreeMap<&str, i64> = BTreeMap::new();
+    for m in messages {
+        *per_account.entry(m.account.as_str()).or_default() += m.reserved;
+    }
+    for (account, micros) in per_account {
+        pricing::can_reserve(tx, t, account, micros)?;
+    }
+    Ok(())
+}
+
+/// Store one request's messages: reference, numbers, credit reservations,
+/// the messages and their outbox entries (or outcome, when refused).
+fn commit(
+    tx: &mut Tx,
+    t: &str,
+    messages: &mut [Message],
+    reference: Option<&str>,
+    now: i64,
+) -> Result<(), MessageError> {
+    if let Some(r) = reference {
+        let rk = key(&[t, r]);
+        if tx.get_raw(REFERENCES, &rk)?.is_some() {
+            return Err(MessageError::DuplicateReference(r.to_owned()));
+        }
+        let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+        tx.put(REFERENCES, &rk, &ids)?;
+    }
+    for m in messages.iter_mut() {
+        m.number = tx.next_seq(t, "message")?;
+        tx.put_raw(NUMBERS, &key(&[t, &seq_part(m.number)]), m.id.as_bytes())?;
+    }
+    for m in messages.iter() {
+        pricing::reserve(tx, t, &m.account, m.reserved, &m.id, now)?;
+        tx.put(MESSAGES, &key(&[t, &m.id]), m)?;
+        match m.due_ms {
+            Some(due) => tx.put_raw(OUTBOX, &outbox_key(due, t, &m.id), b"")?,
+            None => count_outcome(tx, t, m)?, // refused: final already
+        }
+    }
+    Ok(())
 }
 
 /// The message with number `number` (see [`Message::number`]).

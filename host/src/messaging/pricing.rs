@@ -264,6 +264,39 @@ pub fn reserve(
     Ok(())
 }
 
+/// Whether `micros` can be reserved from `account` (both of
+/// [`reserve`]'s movements would be accepted), without writing.
+pub fn can_reserve(
+    src: &impl Reader,
+    tenant: &str,
+    account: &str,
+    micros: i64,
+) -> Result<(), PricingError> {
+    if micros == 0 {
+        return Ok(());
+    }
+    let o = owner(account);
+    let posting = |currency, amount| Posting {
+        player: &o,
+        currency,
+        amount,
+        reason: "check",
+        reference: None,
+    };
+    match ledger::check(src, tenant, &posting(CREDIT, -micros)) {
+        Err(LedgerError::InsufficientBalance { balance, .. }) => {
+            return Err(PricingError::InsufficientCredit {
+                account: account.to_owned(),
+                available: format!("{:.6}", to_units(balance)),
+                needed: format!("{:.6}", to_units(micros)),
+            });
+        }
+        other => other?,
+    };
+    ledger::check(src, tenant, &posting(RESERVED, micros))?;
+    Ok(())
+}
+
 /// Settle message `id`'s reservation: `charged` is spent, the rest returns
 /// to the available credit. `charged` never exceeds what was reserved.
 pub fn settle(
