@@ -27,6 +27,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::idempotency::{self, Call, Guarded};
 use crate::ids::{random_hex, valid_id};
 use crate::notifications::{self, Live, Notification};
 use crate::plugins::bindings::{GiftReply, GiftRequest, Verdict};
@@ -182,15 +183,23 @@ impl Gifts {
     }
 
     /// Request a gift from every playing friend of `sender`.
+    /// `idem` makes a retried request the first one again.
+    #[allow(clippy::too_many_arguments)]
     pub async fn request(
         &self,
         tenant: &str,
         sender: &str,
         expiry_s: Option<i64>,
         attributes: BTreeMap<String, String>,
+        idem: Option<Call>,
         now_ms: i64,
         request_id: &str,
-    ) -> Result<GiftRecord, GiftError> {
+    ) -> Result<Guarded<GiftRecord>, GiftError> {
+        if let Some(call) = &idem
+            && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now_ms)?
+        {
+            return Ok(early);
+        }
         let expiry_s = expiry_s.unwrap_or(DEFAULT_EXPIRY_S);
         if !(1..=MAX_EXPIRY_S).contains(&expiry_s) {
             return Err(GiftError::Invalid(format!(
@@ -242,29 +251,33 @@ impl Gifts {
                     request: request.clone(),
                 },
             };
-            let (t, effects) = (tenant.to_owned(), judged.effects);
+            let (t, effects, idem) = (tenant.to_owned(), judged.effects, idem.clone());
             let committed = self
                 .store
                 .write(move |tx| {
-                    if effects.validate(tx)?.is_err() {
-                        return Err(GiftError::Retry);
-                    }
-                    if !players::exists(tx, &t, &record.sender)? {
-                        return Err(GiftError::NoProfile);
-                    }
-                    let notes = save_request(tx, &t, &record)?;
-                    queue_post_hook(tx, &post)?;
-                    effects.apply(tx)?.map_err(PluginsError::from)?;
-                    Ok((record.clone(), notes))
+                    let mut notes = Vec::new();
+                    let g = idempotency::guarded(tx, &t, idem.as_ref(), now_ms, 201, |tx| {
+                        if effects.validate(tx)?.is_err() {
+                            return Err(GiftError::Retry);
+                        }
+                        if !players::exists(tx, &t, &record.sender)? {
+                            return Err(GiftError::NoProfile);
+                        }
+                        notes = save_request(tx, &t, &record)?;
+                        queue_post_hook(tx, &post)?;
+                        effects.apply(tx)?.map_err(PluginsError::from)?;
+                        Ok(record.clone())
+                    })?;
+                    Ok((g, notes))
                 })
                 .await;
             match committed {
                 Err(GiftError::Retry) => continue,
                 Err(e) => return Err(e),
-                Ok((record, notes)) => {
+                Ok((g, notes)) => {
                     self.live.publish(tenant, notes);
                     self.wake.notify_one();
-                    return Ok(record);
+                    return Ok(g);
                 }
             }
         }
@@ -280,12 +293,18 @@ impl Gifts {
         request: Option<&str>,
         accept: bool,
         attributes: BTreeMap<String, String>,
+        idem: Option<Call>,
         now_ms: i64,
         request_id: &str,
-    ) -> Result<(), GiftError> {
+    ) -> Result<Guarded<()>, GiftError> {
         let Some(gift_id) = request.filter(|r| !r.is_empty()) else {
             return Err(GiftError::RequestIdMissing);
         };
+        if let Some(call) = &idem
+            && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now_ms)?
+        {
+            return Ok(early);
+        }
         check_attributes(&attributes)?;
         let snap = self.store.read()?;
         if !players::exists(&snap, tenant, player)? {
@@ -327,9 +346,12 @@ impl Gifts {
                 judged.effects,
                 judged.attributes,
             );
+            let idem = idem.clone();
             let committed = self
                 .store
                 .write(move |tx| {
+                    let mut notes = Vec::new();
+                    let g = idempotency::guarded(tx, &t, idem.as_ref(), now_ms, 200, |tx| {
                     if effects.validate(tx)?.is_err() {
                         return Err(GiftError::Retry);
                     }
@@ -354,16 +376,19 @@ impl Gifts {
                     )?;
                     queue_post_hook(tx, &post)?;
                     effects.apply(tx)?.map_err(PluginsError::from)?;
-                    Ok(vec![note])
+                    notes = vec![note];
+                    Ok(())
+                    })?;
+                    Ok((g, notes))
                 })
                 .await;
             match committed {
                 Err(GiftError::Retry) => continue,
                 Err(e) => return Err(e),
-                Ok(notes) => {
+                Ok((g, notes)) => {
                     self.live.publish(tenant, notes);
                     self.wake.notify_one();
-                    return Ok(());
+                    return Ok(g);
                 }
             }
         }

@@ -580,3 +580,67 @@ async fn a_connected_app_gets_its_notifications_live() {
         200
     );
 }
+
+/// A gift request retried with its `Idempotency-Key` — natively or through
+/// Playblazer — is the first request again: one request, one quota use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_gift_requests_count_once() {
+    let s = Server::start("gifts-idem", |_| {}).await;
+    let t = s.demo_token().await;
+    let (_, secret) = s.demo_credentials();
+    friends(&s, &t).await;
+    let quota = s
+        .call(
+            "PUT",
+            "/v1/bindings/gift",
+            Some(&t),
+            Some(json!({ "plugin": "gift-quota", "config": { "requests_per_day": 2 } })),
+        )
+        .await;
+    assert_eq!(quota.status, 200, "{quota:?}");
+    let playblazer = |key: &'static str, item: &'static str| {
+        let (ct, body) = multipart(&[("secret_key", &secret), ("custom:item_name", item)]);
+        s.send(
+            s.request(
+                "POST",
+                "/playblazer/v1/app/demo/gifts/fb/kunalg/request/new",
+                None,
+            )
+            .header("content-type", ct)
+            .header("Idempotency-Key", key)
+            .body(body),
+        )
+    };
+    let a = playblazer("pb-1", "item1").await;
+    let b = playblazer("pb-1", "item1").await;
+    assert_eq!(a.body["status"], "ok", "{a:?}");
+    assert!(b.replayed, "{b:?}");
+    assert_eq!(a.body["request_id"], b.body["request_id"]);
+    let c = playblazer("pb-1", "item2").await;
+    assert_eq!(
+        c.body["status"], "error",
+        "the key with another request: {c:?}"
+    );
+    let native = |key: &'static str| {
+        s.send(
+            s.request("POST", "/v1/players/kunal/gifts", Some(&t))
+                .header("Idempotency-Key", key)
+                .json(&json!({ "attributes": { "item_name": "item3" } })),
+        )
+    };
+    let d = native("v1-1").await;
+    let e = native("v1-1").await;
+    assert_eq!(d.status, 201, "{d:?}");
+    assert_eq!((e.status, e.replayed), (201, true), "{e:?}");
+    assert_eq!(d.body["id"], e.body["id"]);
+    // Two requests used the daily quota of two; a third is refused.
+    let over = native("v1-2").await;
+    assert_ne!(
+        over.status, 201,
+        "quota of two used by two requests: {over:?}"
+    );
+    let received = s
+        .call("GET", "/v1/players/abcd/gifts/received", Some(&t), None)
+        .await;
+    assert_eq!(received.body["count"], 2, "{received:?}");
+}

@@ -238,6 +238,32 @@ async fn seed_003_user_operations_and_errors() {
     assert_err(&ws(&s, &nobody).await, "622", "fail to add credit");
     let mut deduct = a("creditdeduct").to_vec();
     deduct.extend([("data_username", "anton"), ("data_amount", "1")]);
+    // A credit operation retried with its Idempotency-Key happens once.
+    let keyed = |params: Vec<(&'static str, String)>, key: &'static str| {
+        s.send(
+            s.request("GET", "/playsms/index.php", None)
+                .header("Idempotency-Key", key)
+                .query(&[("app", "ws")])
+                .query(&params),
+        )
+    };
+    let owned: Vec<(&'static str, String)> =
+        deduct.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let first = keyed(owned.clone(), "deduct-1").await;
+    let again = keyed(owned.clone(), "deduct-1").await;
+    assert_eq!(first.body["balance"].as_f64(), Some(9.0), "{first:?}");
+    assert_eq!(
+        again.body["balance"].as_f64(),
+        Some(9.0),
+        "replayed, not deducted twice: {again:?}"
+    );
+    let mut other = owned.clone();
+    other[4].1 = "2".into();
+    let reused = keyed(other, "deduct-1").await;
+    assert_eq!(reused.body["error"], "624", "{reused:?}");
+    let mut credit_back = a("creditadd").to_vec();
+    credit_back.extend([("data_username", "anton"), ("data_amount", "1")]);
+    assert_eq!(ws(&s, &credit_back).await["balance"].as_f64(), Some(10.0));
     assert_eq!(ws(&s, &deduct).await["balance"].as_f64(), Some(9.0));
     deduct[4] = ("data_amount", "100");
     assert_err(&ws(&s, &deduct).await, "624", "fail to deduct credit");

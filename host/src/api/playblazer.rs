@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::form::escape;
 use super::{AppState, RequestId};
 use crate::gifts::{self, GiftError};
+use crate::idempotency::Guarded;
 use crate::ids::{now_ms, sql_datetime};
 use crate::players;
 use crate::social;
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Parameters from the query string and the body, whatever its encoding.
-pub struct Params(BTreeMap<String, String>);
+pub struct Params(BTreeMap<String, String>, Option<crate::idempotency::Call>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
@@ -63,10 +64,15 @@ impl FromRequest<AppState> for Params {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let xml = req.uri().query().is_some_and(|q| q.contains("fmt=xml"));
-        super::form::read(req, state)
+        let key = super::mutation::key_of(req.headers())
+            .map_err(|m| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", m))?;
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let map = super::form::read(req, state)
             .await
-            .map(Params)
-            .map_err(|e| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &e))
+            .map_err(|e| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &e))?;
+        let fingerprinted = serde_json::to_vec(&map).unwrap_or_default();
+        let idem = super::mutation::call_of(key, &method, &uri, &fingerprinted);
+        Ok(Params(map, idem))
     }
 }
 
@@ -242,10 +248,23 @@ async fn request_new(
     };
     match s
         .gifts
-        .request(&tenant, &player, expiry, p.custom(), now_ms(), &rid)
+        .request(
+            &tenant,
+            &player,
+            expiry,
+            p.custom(),
+            p.1.clone(),
+            now_ms(),
+            &rid,
+        )
         .await
     {
-        Ok(r) => render(xml, json!({ "status": "ok", "request_id": r.id })),
+        Ok(Guarded::Fresh(r)) => render(xml, json!({ "status": "ok", "request_id": r.id })),
+        Ok(Guarded::Replay(kept)) => {
+            let id = kept.body["id"].clone();
+            super::mutation::mark_replayed(render(xml, json!({ "status": "ok", "request_id": id })))
+        }
+        Ok(Guarded::Conflict) => key_reused(xml),
         Err(e) => gift_failure(xml, e),
     }
 }
@@ -283,14 +302,29 @@ async fn reply(
             p.get("request_id"),
             accept,
             p.custom(),
+            p.1.clone(),
             now_ms(),
             &rid,
         )
         .await
     {
-        Ok(()) => render(xml, json!({ "status": "ok" })),
+        Ok(Guarded::Fresh(())) => render(xml, json!({ "status": "ok" })),
+        Ok(Guarded::Replay(_)) => {
+            super::mutation::mark_replayed(render(xml, json!({ "status": "ok" })))
+        }
+        Ok(Guarded::Conflict) => key_reused(xml),
         Err(e) => gift_failure(xml, e),
     }
+}
+
+/// An `Idempotency-Key` that came back with another request.
+fn key_reused(xml: bool) -> Response {
+    failure(
+        xml,
+        -30001,
+        "E_GIFT_REQUEST_FAILED",
+        super::mutation::KEY_REUSED,
+    )
 }
 
 /// The sender's profile as Playblazer shows it.

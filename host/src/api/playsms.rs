@@ -201,6 +201,9 @@ struct Call<'a> {
     ip: Option<IpAddr>,
     p: &'a Params,
     rid: &'a str,
+    /// The call its `Idempotency-Key` guards: the key and a fingerprint of
+    /// the operation and its parameters.
+    idem: Option<crate::idempotency::Call>,
 }
 
 async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Request) -> Response {
@@ -212,10 +215,17 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         .uri()
         .query()
         .is_some_and(|q| q.to_ascii_lowercase().contains("format=xml"));
+    let key = match super::mutation::key_of(req.headers()) {
+        Ok(k) => k,
+        Err(m) => return render(xml_in_query, Err(fail_info("102", m))),
+    };
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let p = match super::form::read(req, &s).await {
         Ok(map) => Params(map),
         Err(e) => return render(xml_in_query, Err(fail_info("102", e))),
     };
+    let fingerprinted = serde_json::to_vec(&p.0).unwrap_or_default();
+    let idem = super::mutation::call_of(key, &method, &uri, &fingerprinted);
     let xml = p.get("format").eq_ignore_ascii_case("xml");
     if p.get("app") != "ws" {
         let mut r = render(xml, Err(fail("101")));
@@ -228,6 +238,7 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         ip,
         p: &p,
         rid: &rid.0,
+        idem,
     };
     let op = p.get("op").to_ascii_lowercase();
     if op == "ws_login" {
@@ -856,7 +867,15 @@ async fn broadcast(c: &Call<'_>) -> Answer {
             .collect();
     map.insert("to".into(), groups.join(","));
     let p = Params(map);
-    pv(&Call { p: &p, ..*c }).await
+    let call = Call {
+        s: c.s,
+        tenant: c.tenant,
+        ip: c.ip,
+        p: &p,
+        rid: c.rid,
+        idem: c.idem.clone(),
+    };
+    pv(&call).await
 }
 
 /// `stoplist`: no more marketing messages to `from` (playSMS's stop list is
@@ -1175,17 +1194,30 @@ async fn credit_change(c: &Call<'_>, add: bool) -> Answer {
     let signed = if add { micros } else { -micros };
     let (account, now) = (a.credit_account(), now_ms());
     let reference = format!("playsms:{}", random_hex(8));
-    let (available, _) =
+    let idem = c.idem.clone();
+    let kept =
         c.s.store
-            .write(move |tx| pricing::top_up(tx, &tenant, &account, signed, Some(&reference), now))
+            .write(move |tx| {
+                crate::idempotency::guarded(tx, &tenant, idem.as_ref(), now, 200, |tx| {
+                    let (available, _) =
+                        pricing::top_up(tx, &tenant, &account, signed, Some(&reference), now)?;
+                    Ok::<_, PricingError>(
+                        json!({ "amount": amount, "balance": pricing::to_units(available) }),
+                    )
+                })
+            })
             .await
             .map_err(|e| match e {
                 PricingError::Store(s) => internal(failed)(s),
                 e => fail_info(failed, e),
             })?;
-    Ok(ok(
-        json!({ "amount": amount, "balance": pricing::to_units(available) }),
-    ))
+    match kept {
+        crate::idempotency::Guarded::Fresh(v) => Ok(ok(v)),
+        crate::idempotency::Guarded::Replay(r) => Ok(ok(r.body)),
+        crate::idempotency::Guarded::Conflict => {
+            Err(fail_info(failed, super::mutation::KEY_REUSED))
+        }
+    }
 }
 
 async fn login_key_set(c: &Call<'_>) -> Answer {

@@ -17,6 +17,7 @@ use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState, RequestId};
 use crate::gifts::{self, GiftError};
+use crate::idempotency::Guarded;
 use crate::ids::now_ms;
 use crate::notifications;
 use crate::players;
@@ -147,9 +148,17 @@ async fn request_gift(
     let body: GiftBody = m.json()?;
     let r = s
         .gifts
-        .request(&tenant, &id, body.expiry, body.attributes, now_ms(), &rid)
+        .request(
+            &tenant,
+            &id,
+            body.expiry,
+            body.attributes,
+            m.idem.clone(),
+            now_ms(),
+            &rid,
+        )
         .await?;
-    Ok((StatusCode::CREATED, Json(r)).into_response())
+    Ok(super::mutation::respond(r, StatusCode::CREATED))
 }
 
 #[derive(Deserialize)]
@@ -171,20 +180,28 @@ async fn reply(
     Extension(RequestId(rid)): Extension<RequestId>,
     Path((id, gift)): Path<(String, String)>,
     m: Mutation,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let body: ReplyBody = m.json()?;
-    s.gifts
+    let g = s
+        .gifts
         .reply(
             &tenant,
             &id,
             Some(&gift),
             body.accept,
             body.attributes,
+            m.idem.clone(),
             now_ms(),
             &rid,
         )
         .await?;
-    Ok(Json(json!({ "replied": gift, "accept": body.accept })))
+    // The answer is the request's own: the same again on a replay.
+    let answer = json!({ "replied": gift, "accept": body.accept });
+    Ok(match g {
+        Guarded::Fresh(()) => Json(answer).into_response(),
+        Guarded::Replay(_) => super::mutation::mark_replayed(Json(answer).into_response()),
+        Guarded::Conflict => super::mutation::respond(Guarded::<()>::Conflict, StatusCode::OK),
+    })
 }
 
 #[derive(Deserialize)]
