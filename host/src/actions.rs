@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::idempotency::{self, Guarded};
@@ -29,18 +28,18 @@ use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
 use crate::views::{self, ACTION_LOG, time_part};
 
 /// (tenant, action sequence) → [`ActionRecord`].
-const ACTIONS: Table = TableDefinition::new("actions");
+const ACTIONS: Table = Table::new("actions");
 /// (tenant, player, action) → how many times (u64).
-const ACTION_COUNTS: Table = TableDefinition::new("action_counts");
+const ACTION_COUNTS: Table = Table::new("action_counts");
 /// (tenant, player, badge) → how many times earned (u64).
-const BADGES: Table = TableDefinition::new("badges");
+const BADGES: Table = Table::new("badges");
 /// (tenant, player) → the player's latest [`LastAction`].
-const LAST_ACTION: Table = TableDefinition::new("action_last");
+const LAST_ACTION: Table = Table::new("action_last");
 
 /// How many times an action is re-evaluated when its reads keep changing.
 const MAX_ATTEMPTS: u32 = 64;
 /// tenant → [`Limits`].
-const SETTINGS: Table = TableDefinition::new("action_settings");
+const SETTINGS: Table = Table::new("action_settings");
 
 /// What one action may grant, per tenant. A rules plugin (the tenant's own,
 /// or one with a bug) cannot mint more than this in one action, whatever it

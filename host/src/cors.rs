@@ -7,16 +7,15 @@
 //! cookies): every call carries its key or token, so credentials are never
 //! allowed (`Access-Control-Allow-Credentials` is never sent).
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Reader, Store, StoreError, Table, key, prefix};
 
 /// tenant → [`Settings`].
-const SETTINGS: Table = TableDefinition::new("cors_settings");
+const SETTINGS: Table = Table::new("cors_settings");
 /// (origin, tenant) → nothing: which tenants allow an origin, for requests
 /// whose tenant cannot be told before the handler runs.
-const ORIGINS: Table = TableDefinition::new("cors_origins");
+const ORIGINS: Table = Table::new("cors_origins");
 
 /// The most origins a tenant may list.
 pub const MAX_ORIGINS: usize = 100;

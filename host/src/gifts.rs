@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -38,12 +37,12 @@ use crate::views::time_part;
 use crate::{players, social};
 
 /// (tenant, request id) → [`GiftRecord`].
-const REQUESTS: Table = TableDefinition::new("gift_requests");
+const REQUESTS: Table = Table::new("gift_requests");
 /// (tenant, recipient, expiry time, request id) → nothing: received requests
 /// in expiry order.
-const RECEIVED: Table = TableDefinition::new("gift_received");
+const RECEIVED: Table = Table::new("gift_received");
 /// (sequence) → [`PostHook`]: post hooks still to run.
-const POST_HOOKS: Table = TableDefinition::new("gift_post_hooks");
+const POST_HOOKS: Table = Table::new("gift_post_hooks");
 
 /// The default expiry of a request: 24 hours.
 pub const DEFAULT_EXPIRY_S: i64 = 24 * 3600;

@@ -7,7 +7,6 @@
 //! check has passed: not enough points changes nothing, and no code left
 //! takes no points (the seed's two rules).
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{random_hex, valid_id};
@@ -16,19 +15,19 @@ use crate::players;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, group) → [`Group`].
-const GROUPS: Table = TableDefinition::new("goods_groups");
+const GROUPS: Table = Table::new("goods_groups");
 /// (tenant, group) → free codes (u64).
-const STOCK: Table = TableDefinition::new("goods_stock");
+const STOCK: Table = Table::new("goods_stock");
 /// (tenant, group, code) → the redemption ref_id, or empty while free.
-const CODES: Table = TableDefinition::new("goods_codes");
+const CODES: Table = Table::new("goods_codes");
 /// (tenant, group, upload sequence) → code: the free codes, oldest first.
-const FREE: Table = TableDefinition::new("goods_free_codes");
+const FREE: Table = Table::new("goods_free_codes");
 /// (tenant, ref_id) → [`Redemption`].
-const REDEMPTIONS: Table = TableDefinition::new("redemptions");
+const REDEMPTIONS: Table = Table::new("redemptions");
 /// (tenant, player, time, ref_id) → group: a player's redemptions.
-const PLAYER_REDEMPTIONS: Table = TableDefinition::new("player_redemptions");
+const PLAYER_REDEMPTIONS: Table = Table::new("player_redemptions");
 /// (tenant, group, player) → units redeemed (u64).
-const REDEEMED: Table = TableDefinition::new("goods_redeemed");
+const REDEEMED: Table = Table::new("goods_redeemed");
 
 /// The longest code accepted.
 pub const MAX_CODE_LEN: usize = 128;

@@ -7,13 +7,12 @@
 //! be retried with the same key. A key is tied to a fingerprint of the call
 //! (method, path, body); the same key with a different call is a conflict.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Reader, StoreError, Table, Tx, key};
 
 /// (tenant, key) → [`Remembered`].
-const IDEMPOTENCY: Table = TableDefinition::new("idempotency");
+const IDEMPOTENCY: Table = Table::new("idempotency");
 
 /// How long a key is remembered.
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;

@@ -6,23 +6,22 @@
 //! compensating entry that names the original ([`reverse`]); nothing is ever
 //! rewritten. Balances live in [`views::BALANCES`], which plugins read.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 use crate::views::{self, BALANCES, balance_key};
 
 /// (tenant, player, entry sequence) → [`Entry`].
-const ENTRIES: Table = TableDefinition::new("ledger_entries");
+const ENTRIES: Table = Table::new("ledger_entries");
 /// (tenant, entry sequence) → player: finds an entry by id.
-const ENTRY_OWNER: Table = TableDefinition::new("ledger_entry_owner");
+const ENTRY_OWNER: Table = Table::new("ledger_entry_owner");
 /// (tenant, original entry sequence) → id of the entry that reversed it.
-const REVERSED: Table = TableDefinition::new("ledger_reversed");
+const REVERSED: Table = Table::new("ledger_reversed");
 /// (tenant, currency) → first use time.
-const CURRENCIES: Table = TableDefinition::new("ledger_currencies");
+const CURRENCIES: Table = Table::new("ledger_currencies");
 /// (tenant, player, currency) → [`Totals`]: credited then debited, each an
 /// `i64` little-endian.
-const TOTALS: Table = TableDefinition::new("ledger_totals");
+const TOTALS: Table = Table::new("ledger_totals");
 
 /// The currency every tenant has.
 pub const DEFAULT_CURRENCY: &str = "points";

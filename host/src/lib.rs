@@ -3,7 +3,8 @@
 //! WebAssembly component the tenant uploads.
 //!
 //! The crate is organised by concern, each module owning its tables and
-//! invariants: [`store`] (redb and the group-commit writer), [`tenants`],
+//! invariants: [`store`] (the embedded backend and the group-commit writer;
+//! the only module that names its database), [`tenants`],
 //! [`plugins`] (the wasmtime runtime and per-tenant registry), and [`api`]
 //! (thin axum routers). [`server`] wires them together.
 

@@ -5,14 +5,13 @@
 //! published to the live feed only after that transaction committed, so a
 //! connected app never sees something that did not happen.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, player, sequence) → [`Notification`].
-const NOTIFICATIONS: Table = TableDefinition::new("notifications");
+const NOTIFICATIONS: Table = Table::new("notifications");
 
 /// One notification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

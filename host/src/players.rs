@@ -8,15 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::valid_id;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
-const PLAYERS: Table = TableDefinition::new("players");
+const PLAYERS: Table = Table::new("players");
 /// (tenant, username) → player id: usernames are unique in a tenant.
-const USERNAMES: Table = TableDefinition::new("player_usernames");
+const USERNAMES: Table = Table::new("player_usernames");
 
 /// What can go wrong with players.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,6 @@
 //! when the identity is linked to a registered player. The mode `player`
 //! names a player by its Engage id directly.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::valid_id;
@@ -15,11 +14,11 @@ use crate::players;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, mode, external id) → player.
-const IDENTITIES: Table = TableDefinition::new("identities");
+const IDENTITIES: Table = Table::new("identities");
 /// (tenant, player, mode) → external id.
-const PLAYER_IDENTITIES: Table = TableDefinition::new("player_identities");
+const PLAYER_IDENTITIES: Table = Table::new("player_identities");
 /// (tenant, player, mode, external id) → nothing: the player's friends.
-const FRIENDS: Table = TableDefinition::new("friends");
+const FRIENDS: Table = Table::new("friends");
 
 /// The mode whose ids are Engage player ids.
 pub const PLAYER_MODE: &str = "player";

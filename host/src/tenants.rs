@@ -5,16 +5,15 @@
 //! are stored only as SHA-256 hashes: they are high-entropy random strings,
 //! so a fast hash is enough and a stolen data file reveals no credential.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{now_ms, random_hex, sha256_hex};
 use crate::store::{Reader, Snapshot, Store, StoreError, Table};
 
-const TENANTS: Table = TableDefinition::new("tenants");
-const API_KEYS: Table = TableDefinition::new("tenant_api_keys");
-const TOKENS: Table = TableDefinition::new("tenant_tokens");
-const SETTINGS: Table = TableDefinition::new("settings");
+const TENANTS: Table = Table::new("tenants");
+const API_KEYS: Table = Table::new("tenant_api_keys");
+const TOKENS: Table = Table::new("tenant_tokens");
+const SETTINGS: Table = Table::new("settings");
 
 /// How long an access token lives: three days, as Playbasis's do.
 pub const TOKEN_TTL_MS: i64 = 3 * 24 * 3600 * 1000;

@@ -6,15 +6,13 @@
 //! [`Reader`]: the snapshot a plugin call runs on, or the transaction that
 //! validates the call.
 
-use redb::TableDefinition;
-
 use crate::store::{Reader, StoreError, Table, key, prefix};
 
 /// Balance per (tenant, player, currency): an `i64`, little-endian.
-pub const BALANCES: Table = TableDefinition::new("ledger_balances");
+pub const BALANCES: Table = Table::new("ledger_balances");
 
 /// One key per action done: (tenant, player, action, time, sequence).
-pub const ACTION_LOG: Table = TableDefinition::new("action_log");
+pub const ACTION_LOG: Table = Table::new("action_log");
 
 /// The key of a balance.
 pub fn balance_key(tenant: &str, player: &str, currency: &str) -> String {

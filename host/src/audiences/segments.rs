@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::players::{self, Player};
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, segment id) → [`Segment`].
-const SEGMENTS: Table = TableDefinition::new("audience_segments");
+const SEGMENTS: Table = Table::new("audience_segments");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -1,15 +1,14 @@
 //! Sign-up sources and subscriptions.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::messaging::optouts;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, source id) → [`Source`].
-const SOURCES: Table = TableDefinition::new("audience_sources");
+const SOURCES: Table = Table::new("audience_sources");
 /// (tenant, channel, address, type) → [`Record`].
-const SUBSCRIPTIONS: Table = TableDefinition::new("audience_subscriptions");
+const SUBSCRIPTIONS: Table = Table::new("audience_subscriptions");
 
 /// A subscription's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

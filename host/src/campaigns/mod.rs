@@ -15,7 +15,6 @@ pub mod engine;
 
 use std::collections::BTreeMap;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::valid_id;
@@ -24,20 +23,20 @@ use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
 
 /// (tenant, campaign id) → [`Campaign`].
-const CAMPAIGNS: Table = TableDefinition::new("campaigns");
+const CAMPAIGNS: Table = Table::new("campaigns");
 /// (tenant, event name, campaign id) → nothing: campaigns an event triggers.
-const TRIGGERS: Table = TableDefinition::new("campaign_triggers");
+const TRIGGERS: Table = Table::new("campaign_triggers");
 /// (due time, tenant, campaign id, job id) → [`Job`].
-const QUEUE: Table = TableDefinition::new("campaign_queue");
+const QUEUE: Table = Table::new("campaign_queue");
 /// (tenant, campaign id, player, trigger key) → nothing: done.
-const DONE: Table = TableDefinition::new("campaign_done");
+const DONE: Table = Table::new("campaign_done");
 /// (tenant, player) → send times (ms) of campaign marketing messages in
 /// the cap window.
-const CAPS: Table = TableDefinition::new("campaign_caps");
+const CAPS: Table = Table::new("campaign_caps");
 /// (tenant, campaign id, counter) → count.
-const STATS: Table = TableDefinition::new("campaign_stats");
+const STATS: Table = Table::new("campaign_stats");
 /// tenant → [`Settings`].
-const SETTINGS: Table = TableDefinition::new("campaign_settings");
+const SETTINGS: Table = Table::new("campaign_settings");
 
 /// What fires a campaign.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

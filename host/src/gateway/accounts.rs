@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -17,13 +16,13 @@ use crate::messaging::Kind;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, username) → [`Account`].
-const ACCOUNTS: Table = TableDefinition::new("gateway_accounts");
+const ACCOUNTS: Table = Table::new("gateway_accounts");
 /// token → (tenant, username): tokens are unique over the whole server, so
 /// a token alone finds its tenant.
-const TOKENS: Table = TableDefinition::new("gateway_tokens");
+const TOKENS: Table = Table::new("gateway_tokens");
 /// (login name: username or e-mail, tenant) → username, to find the
 /// tenant of a password login that names none.
-const LOGINS: Table = TableDefinition::new("gateway_logins");
+const LOGINS: Table = Table::new("gateway_logins");
 
 /// PBKDF2-HMAC-SHA256 rounds for stored passwords.
 const PBKDF2_ROUNDS: u32 = 20_000;

@@ -4,7 +4,6 @@
 //! mobile) as the owner configured. What matches nothing is kept as
 //! unhandled for admins to see.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Gateway, GatewayError, accounts, numbers, settings};
@@ -13,11 +12,11 @@ use crate::messaging::{Kind, SendRequest, optouts};
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, incoming id) → [`Incoming`].
-const INCOMING: Table = TableDefinition::new("gateway_incoming");
+const INCOMING: Table = Table::new("gateway_incoming");
 /// (tenant, username, inbox id) → [`InboxEntry`].
-const INBOX: Table = TableDefinition::new("gateway_inbox");
+const INBOX: Table = Table::new("gateway_inbox");
 /// (tenant, KEYWORD) → [`Keyword`].
-const KEYWORDS: Table = TableDefinition::new("gateway_keywords");
+const KEYWORDS: Table = Table::new("gateway_keywords");
 
 /// What an inbound SMS was taken as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,6 @@ pub mod send;
 
 use std::sync::Arc;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::messaging::pricing::PricingError;
@@ -24,7 +23,7 @@ use crate::messaging::{MessageError, Messaging};
 use crate::store::{Reader, Store, StoreError, Table, Tx, key};
 
 /// tenant → [`Settings`].
-const SETTINGS: Table = TableDefinition::new("gateway_settings");
+const SETTINGS: Table = Table::new("gateway_settings");
 
 /// What can go wrong in the gateway service.
 #[derive(Debug, thiserror::Error)]

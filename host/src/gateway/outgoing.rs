@@ -2,16 +2,15 @@
 //! queue code per send, over the messaging engine's messages (which hold
 //! the delivery status). Written in the same transaction as the messages.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::messaging::{self, Message, Status};
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, username, log id) → [`OutLog`].
-const OUTGOING: Table = TableDefinition::new("gateway_outgoing");
+const OUTGOING: Table = Table::new("gateway_outgoing");
 /// (tenant, queue code) → log ids (JSON list).
-const QUEUES: Table = TableDefinition::new("gateway_queues");
+const QUEUES: Table = Table::new("gateway_queues");
 
 /// One recipient of one send.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,16 +1,15 @@
 //! Each gateway account's phonebook: contacts (name, mobile, e-mail) and
 //! groups with a code, so a send can address `#CODE`.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::GatewayError;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, username, contact id) → [`Contact`].
-const CONTACTS: Table = TableDefinition::new("gateway_contacts");
+const CONTACTS: Table = Table::new("gateway_contacts");
 /// (tenant, username, group id) → [`Group`].
-const GROUPS: Table = TableDefinition::new("gateway_groups");
+const GROUPS: Table = Table::new("gateway_groups");
 
 /// A phonebook contact.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

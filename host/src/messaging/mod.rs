@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -38,20 +37,20 @@ use pricing::{PriceList, PricingError};
 use providers::{Limits, SendError, Sent};
 
 /// (tenant, message id) → [`Message`].
-const MESSAGES: Table = TableDefinition::new("messages");
+const MESSAGES: Table = Table::new("messages");
 /// (tenant, client reference) → message ids (JSON list).
-const REFERENCES: Table = TableDefinition::new("message_references");
+const REFERENCES: Table = Table::new("message_references");
 /// (tenant, message number) → message id.
-const NUMBERS: Table = TableDefinition::new("message_numbers");
+const NUMBERS: Table = Table::new("message_numbers");
 /// (due time, tenant, message id) → nothing: what the dispatcher does next.
-const OUTBOX: Table = TableDefinition::new("message_outbox");
+const OUTBOX: Table = Table::new("message_outbox");
 /// (provider kind, provider's message id) → (tenant, message id) as JSON.
-const PROVIDER_IDS: Table = TableDefinition::new("provider_message_ids");
+const PROVIDER_IDS: Table = Table::new("provider_message_ids");
 /// (provider kind, provider's message id) → [`EarlyReport`]: a report
 /// that arrived before the send it reports on was recorded.
-const EARLY_REPORTS: Table = TableDefinition::new("early_delivery_reports");
+const EARLY_REPORTS: Table = Table::new("early_delivery_reports");
 /// (tenant, tag, value, outcome) → count of final messages.
-const OUTCOMES: Table = TableDefinition::new("message_outcomes");
+const OUTCOMES: Table = Table::new("message_outcomes");
 
 /// Reports whose send never showed up are dropped after the retention.
 pub const EARLY_REPORT_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {

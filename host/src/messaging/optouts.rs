@@ -7,13 +7,12 @@
 //! scheduled campaign cannot reach someone who said STOP in the meantime.
 //! Transactional messages are not affected.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, E.164 number) → [`OptOut`].
-const OPT_OUTS: Table = TableDefinition::new("message_opt_outs");
+const OPT_OUTS: Table = Table::new("message_opt_outs");
 
 /// The error recorded on a marketing message to an opted-out number.
 pub const OPTED_OUT: &str = "the recipient opted out of marketing messages";

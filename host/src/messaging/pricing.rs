@@ -9,7 +9,6 @@
 //! of the reservation is released. Amounts are whole micro-units of the
 //! price list's currency, so no rounding ever creates or loses credit.
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{self, LedgerError, Posting};
@@ -17,7 +16,7 @@ use crate::store::{Reader, StoreError, Table, Tx, key};
 use crate::views;
 
 /// tenant → [`PriceList`].
-const PRICES: Table = TableDefinition::new("message_prices");
+const PRICES: Table = Table::new("message_prices");
 
 /// The ledger currency of available credit.
 pub const CREDIT: &str = "credit";

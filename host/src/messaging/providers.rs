@@ -7,7 +7,6 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::Status;
@@ -15,10 +14,10 @@ use crate::secrets::Sealer;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, provider name) → [`ProviderConfig`].
-const PROVIDERS: Table = TableDefinition::new("providers");
+const PROVIDERS: Table = Table::new("providers");
 
 /// (tenant, provider name) → [`Limits`].
-const LIMITS: Table = TableDefinition::new("provider_limits");
+const LIMITS: Table = Table::new("provider_limits");
 
 /// How hard Engage may drive one provider of a tenant.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use redb::TableDefinition;
 use serde::Serialize;
 
 use crate::store::{Reader, StoreError, Table, Tx, key};
 use crate::views;
 
 /// (tenant, plugin name, key) → expiry (i64 LE, ms; `i64::MAX` for none) ++ value.
-pub const KV: Table = TableDefinition::new("plugin_kv");
+pub const KV: Table = Table::new("plugin_kv");
 
 /// The longest key a plugin may use.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -31,7 +30,7 @@ pub const MAX_READS: usize = 10_000;
 
 /// tenant → [`Usage`]: what a tenant's plugins hold in the store, kept in
 /// step by every write so the quota is checked without a scan.
-pub const USAGE: Table = TableDefinition::new("plugin_kv_usage");
+pub const USAGE: Table = Table::new("plugin_kv_usage");
 
 /// What all of a tenant's plugins may keep in the key-value store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
@@ -50,9 +49,9 @@ use engine::Flavor;
 use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
 
-const PLUGINS: Table = TableDefinition::new("plugins");
-const VERSIONS: Table = TableDefinition::new("plugin_versions");
-const BINDINGS: Table = TableDefinition::new("plugin_bindings");
+const PLUGINS: Table = Table::new("plugins");
+const VERSIONS: Table = Table::new("plugin_versions");
+const BINDINGS: Table = Table::new("plugin_bindings");
 
 /// An extension point a tenant binds a plugin to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,8 +3,10 @@
 //! one durable commit.
 //!
 //! Domain modules own their tables (a [`Table`] constant beside the code that
-//! keeps its invariants) and reach redb only through [`Snapshot`] and
-//! [`Tx`]: the boundary a second backend would implement.
+//! keeps its invariants) and reach storage only through [`Reader`],
+//! [`Snapshot`] and [`Tx`]: the boundary a second backend would implement.
+//! A [`Table`] is only a name; nothing outside this module names redb
+//! (`grep -rn redb host/src --exclude-dir=store` finds nothing).
 //!
 //! # Group commit
 //!
@@ -22,7 +24,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,14 +32,40 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use writer::MAX_BATCH;
 
 /// A table: string keys (composed with [`key`]) and JSON or raw values.
-pub type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+/// Only its name leaves the store; how a backend keeps it is the store's
+/// business (redb tables today).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table(&'static str);
+
+impl Table {
+    pub const fn new(name: &'static str) -> Table {
+        Table(name)
+    }
+
+    pub const fn name(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The redb table behind a [`Table`].
+type Def = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn def(t: Table) -> Def {
+    TableDefinition::new(t.0)
+}
 
 /// The schema this build writes. Bump it and add a step to [`migrate`]
 /// whenever a table's layout changes.
 pub const SCHEMA_VERSION: u64 = 1;
 
-const META: Table = TableDefinition::new("meta");
-const SEQUENCES: Table = TableDefinition::new("sequences");
+const META: Table = Table::new("meta");
+const SEQUENCES: Table = Table::new("sequences");
 
 /// A sequence number as a key part: zero-padded so keys sort numerically.
 pub fn seq_part(n: u64) -> String {
@@ -188,7 +216,7 @@ impl Store {
 fn migrate(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     let found = {
-        let meta = txn.open_table(META)?;
+        let meta = txn.open_table(def(META))?;
         meta.get("schema_version")?.map(|v| {
             let bytes: [u8; 8] = v.value().try_into().unwrap_or_default();
             u64::from_le_bytes(bytes)
@@ -203,7 +231,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
         // Future migrations go here, one step per version: `Some(1) => ...`.
         _ => {}
     }
-    txn.open_table(META)?
+    txn.open_table(def(META))?
         .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
     txn.commit()?;
     tracing::info!(schema = SCHEMA_VERSION, "storage schema ready");
@@ -350,7 +378,7 @@ pub struct Snapshot(redb::ReadTransaction);
 
 impl Reader for Snapshot {
     fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.0.open_table(table) {
+        match self.0.open_table(def(table)) {
             Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -358,7 +386,7 @@ impl Reader for Snapshot {
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        let t = match self.0.open_table(table) {
+        let t = match self.0.open_table(def(table)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
             Err(e) => return Err(e.into()),
@@ -374,7 +402,7 @@ impl Reader for Snapshot {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        match self.0.open_table(table) {
+        match self.0.open_table(def(table)) {
             Ok(t) => scan_keys(&t, prefix, after, limit, reverse),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -389,7 +417,7 @@ impl Snapshot {
         table: Table,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StoreError> {
-        let t = match self.0.open_table(table) {
+        let t = match self.0.open_table(def(table)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -512,14 +540,17 @@ impl<'t> Tx<'t> {
 
     fn with<R>(
         &self,
-        def: Table,
+        table_def: Table,
         f: impl FnOnce(&mut OpenTable<'t>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut tables = self.tables.borrow_mut();
-        let i = match tables.iter().position(|(n, _)| n == def.name()) {
+        let i = match tables.iter().position(|(n, _)| n == table_def.name()) {
             Some(i) => i,
             None => {
-                tables.push((def.name().to_owned(), self.txn.open_table(def)?));
+                tables.push((
+                    table_def.name().to_owned(),
+                    self.txn.open_table(def(table_def))?,
+                ));
                 tables.len() - 1
             }
         };
