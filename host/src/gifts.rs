@@ -512,7 +512,7 @@ pub fn received(
     let keys = src.scan_raw(RECEIVED, &p, None, start.saturating_add(limit), desc)?;
     let mut out = Vec::new();
     for (k, _) in keys.into_iter().skip(start) {
-        let id = k.rsplit('\u{1f}').next().unwrap_or_default();
+        let id = crate::store::last_part(&k);
         if let Some(r) = get(src, tenant, id)? {
             out.push(r);
         }

@@ -497,7 +497,7 @@ pub fn redemptions_of(
     let p = prefix(&[tenant, player]);
     let mut out = Vec::new();
     for (k, _) in src.scan_raw(PLAYER_REDEMPTIONS, &p, None, limit, true)? {
-        let ref_id = k.rsplit('\u{1f}').next().unwrap_or_default();
+        let ref_id = crate::store::last_part(&k);
         out.push(redemption(src, tenant, ref_id)?);
     }
     Ok(out)

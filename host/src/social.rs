@@ -205,7 +205,7 @@ pub fn friends(src: &impl Reader, tenant: &str, player: &str) -> Result<Vec<Frie
     let p = prefix(&[tenant, player]);
     let mut out = Vec::new();
     for (k, _) in src.scan_raw(FRIENDS, &p, None, usize::MAX, false)? {
-        let Some((mode, id)) = k[p.len()..].split_once('\u{1f}') else {
+        let Some((mode, id)) = crate::store::split_first(&k[p.len()..]) else {
             continue;
         };
         let playing = resolve(src, tenant, mode, id)?;

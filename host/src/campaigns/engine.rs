@@ -135,7 +135,7 @@ impl Campaigns {
     }
 
     fn due(&self, limit: usize) -> Result<Vec<(String, Job)>, StoreError> {
-        let bound = format!("{}\u{1f}", time_part(now_ms()));
+        let bound = crate::store::prefix(&[&time_part(now_ms())]);
         Ok(self
             .store
             .read()?
@@ -159,7 +159,7 @@ impl Campaigns {
             })
             .collect();
         for (k, c) in due {
-            let Some(tenant) = k.split('\u{1f}').next().map(str::to_owned) else {
+            let Some(tenant) = crate::store::parts(&k).next().map(str::to_owned) else {
                 continue;
             };
             self.store
@@ -190,7 +190,7 @@ impl Campaigns {
     }
 
     async fn work(&self, entry: &str, job: Job) -> Result<(), MessageError> {
-        let mut parts = entry.split('\u{1f}');
+        let mut parts = crate::store::parts(entry);
         let (Some(_), Some(tenant), Some(cid)) = (parts.next(), parts.next(), parts.next()) else {
             return Ok(());
         };

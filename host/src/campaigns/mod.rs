@@ -215,7 +215,7 @@ pub const DONE_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
     name: "campaign done-markers",
     table: DONE,
     dead: |tx, look| {
-        let mut parts = look.key.split('\u{1f}');
+        let mut parts = crate::store::parts(look.key);
         let (Some(tenant), Some(campaign)) = (parts.next(), parts.next()) else {
             return Ok(true);
         };
@@ -230,7 +230,7 @@ pub const CAP_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
     name: "campaign cap windows",
     table: CAPS,
     dead: |tx, look| {
-        let tenant = look.key.split('\u{1f}').next().unwrap_or_default();
+        let tenant = crate::store::parts(look.key).next().unwrap_or_default();
         let Some(cap) = settings(tx, tenant)?.frequency_cap else {
             return Ok(true);
         };
@@ -413,7 +413,7 @@ pub fn on_event(
     let ids: Vec<String> = tx
         .scan_raw(TRIGGERS, &prefix(&[tenant, name]), None, 1000, false)?
         .into_iter()
-        .filter_map(|(k, _)| k.rsplit('\u{1f}').next().map(str::to_owned))
+        .map(|(k, _)| crate::store::last_part(&k).to_owned())
         .collect();
     for cid in ids {
         let Some(c) = get(tx, tenant, &cid)? else {
@@ -484,7 +484,7 @@ pub fn stats(src: &impl Reader, tenant: &str, campaign: &str) -> Result<Stats, S
         let n = <[u8; 8]>::try_from(v.as_slice())
             .map(u64::from_le_bytes)
             .unwrap_or(0);
-        let counter = k.rsplit('\u{1f}').next().unwrap_or_default();
+        let counter = crate::store::last_part(&k);
         match counter {
             "targeted" => s.targeted = n,
             "sent" => s.sent = n,

@@ -573,9 +573,7 @@ pub fn by_login(
     };
     let mut out = Vec::new();
     for (k, username) in src.scan_page::<String>(LOGINS, &p, None, 16, false)? {
-        let Some(t) = k.rsplit('\u{1f}').next() else {
-            continue;
-        };
+        let t = crate::store::last_part(&k);
         if tenant.is_some_and(|want| want != t) {
             continue;
         }

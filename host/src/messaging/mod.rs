@@ -911,7 +911,7 @@ impl Messaging {
 
     /// Up to `limit` outbox keys that are due now, oldest first.
     fn due(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        let bound = format!("{}\u{1f}", time_part(now_ms()));
+        let bound = prefix(&[&time_part(now_ms())]);
         Ok(self
             .store
             .read()?
@@ -935,7 +935,7 @@ impl Messaging {
 
     /// Take one due outbox entry one step further.
     async fn dispatch_one(&self, entry: &str) -> Result<(), MessageError> {
-        let mut parts = entry.split('\u{1f}');
+        let mut parts = crate::store::parts(entry);
         let (Some(_), Some(tenant), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Ok(());
         };

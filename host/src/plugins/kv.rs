@@ -98,7 +98,7 @@ pub const SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
     table: KV,
     dead: |_, look| Ok(decode(look.raw).is_none_or(|(exp, _)| exp <= look.now_ms)),
     forget: Some(|tx, look| {
-        let tenant = look.key.split('\u{1f}').next().unwrap_or_default();
+        let tenant = crate::store::parts(look.key).next().unwrap_or_default();
         forget(tx, tenant, look.key, look.raw.len())
     }),
 };

@@ -466,7 +466,10 @@ impl Plugins {
         let bindings = snap.scan::<Binding>(BINDINGS, "")?;
         let mut compiled = 0;
         for (k, binding) in bindings {
-            let tenant = k.split('\u{1f}').next().unwrap_or_default().to_owned();
+            let tenant = crate::store::parts(&k)
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
             let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
             compiled += usize::from(was_compiled);
