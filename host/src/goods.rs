@@ -28,6 +28,8 @@ const REDEMPTIONS: Table = Table::new("redemptions");
 const PLAYER_REDEMPTIONS: Table = Table::new("player_redemptions");
 /// (tenant, group, player) → units redeemed (u64).
 const REDEEMED: Table = Table::new("goods_redeemed");
+/// (tenant, group name) → group id: Playbasis names a group by its name.
+const NAMES: Table = Table::new("goods_group_names");
 
 /// The longest code accepted.
 pub const MAX_CODE_LEN: usize = 128;
@@ -169,6 +171,7 @@ pub fn put(
         ));
     }
     let existing: Option<Group> = tx.get(GROUPS, &group_key(tenant, id))?;
+    let old_name = existing.as_ref().map(|g| g.name.clone());
     let created = existing.is_none();
     let mut g = match existing {
         Some(g) => g,
@@ -240,7 +243,28 @@ pub fn put(
         ));
     }
     tx.put(GROUPS, &group_key(tenant, id), &g)?;
+    if let Some(old) = old_name.filter(|o| *o != g.name) {
+        let ok = key(&[tenant, &old]);
+        if tx.get_raw(NAMES, &ok)?.as_deref() == Some(id.as_bytes()) {
+            tx.remove(NAMES, &ok)?;
+        }
+    }
+    tx.put_raw(NAMES, &key(&[tenant, &g.name]), id.as_bytes())?;
     Ok((view(tx, tenant, g)?, created))
+}
+
+/// The group `id_or_name` names: its id, else its name (the last group
+/// given that name, when several share it).
+pub fn find(src: &impl Reader, tenant: &str, id_or_name: &str) -> Result<GroupView, GoodsError> {
+    match get(src, tenant, id_or_name) {
+        Err(GoodsError::NotFound(_)) => {
+            let id = src
+                .get_raw(NAMES, &key(&[tenant, id_or_name]))?
+                .ok_or_else(|| GoodsError::NotFound(id_or_name.to_owned()))?;
+            get(src, tenant, &String::from_utf8_lossy(&id))
+        }
+        other => other,
+    }
 }
 
 fn view(src: &impl Reader, tenant: &str, group: Group) -> Result<GroupView, StoreError> {

@@ -194,10 +194,7 @@ async fn set_token(
 ) -> Result<Response, ApiError> {
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(s, &tenant, m, StatusCode::OK, now, move |tx| {
-        let a = accounts::update(tx, &t, &username, now, |a| {
-            a.token = token.clone();
-            Ok(())
-        })?;
+        let a = accounts::set_token(tx, &t, &username, token.clone(), now)?;
         Ok::<_, GatewayError>(a.view())
     })
     .await

@@ -947,15 +947,7 @@ async fn goods_one(
 /// A group named by its id, or else by its name (Playbasis clients send the
 /// group's name).
 fn group_id(s: &AppState, tenant: &str, group: &str) -> Result<String, PbError> {
-    let snap = s.store.read()?;
-    if goods::get(&snap, tenant, group).is_ok() {
-        return Ok(group.to_owned());
-    }
-    goods::list(&snap, tenant)?
-        .into_iter()
-        .find(|g| g.group.name == group)
-        .map(|g| g.group.id)
-        .ok_or_else(|| PbError("0501", "Goods not available".into()))
+    Ok(goods::find(&s.store.read()?, tenant, group)?.group.id)
 }
 
 fn amount(p: &Params) -> Result<u64, PbError> {

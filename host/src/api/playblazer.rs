@@ -70,8 +70,10 @@ impl FromRequest<AppState> for Params {
         let map = super::form::read(req, state)
             .await
             .map_err(|e| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &e))?;
-        let fingerprinted = serde_json::to_vec(&map).unwrap_or_default();
-        let idem = super::mutation::call_of(key, &method, &uri, &fingerprinted);
+        let idem = key.and_then(|k| {
+            let fingerprinted = serde_json::to_vec(&map).unwrap_or_default();
+            super::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
+        });
         Ok(Params(map, idem))
     }
 }

@@ -224,8 +224,12 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         Ok(map) => Params(map),
         Err(e) => return render(xml_in_query, Err(fail_info("102", e))),
     };
-    let fingerprinted = serde_json::to_vec(&p.0).unwrap_or_default();
-    let idem = super::mutation::call_of(key, &method, &uri, &fingerprinted);
+    // Serialised (and hashed) only when the client sent a key: a large
+    // request without one costs nothing here.
+    let idem = key.and_then(|k| {
+        let fingerprinted = serde_json::to_vec(&p.0).unwrap_or_default();
+        super::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
+    });
     let xml = p.get("format").eq_ignore_ascii_case("xml");
     if p.get("app") != "ws" {
         let mut r = render(xml, Err(fail("101")));
@@ -714,14 +718,9 @@ async fn get_token(c: &Call<'_>) -> Answer {
 async fn set_token(c: &Call<'_>) -> Answer {
     let (tenant, a) = authenticate(c, &snapshot(c, "100")?)?;
     let token = accounts::new_token();
-    let t = token.clone();
+    let (t, now) = (token.clone(), now_ms());
     c.s.store
-        .write(move |tx| {
-            accounts::update(tx, &tenant, &a.username, now_ms(), |a| {
-                a.token = Some(t.clone());
-                Ok(())
-            })
-        })
+        .write(move |tx| accounts::set_token(tx, &tenant, &a.username, Some(t.clone()), now))
         .await
         .map_err(|e| gateway_fail("100", e))?;
     Ok(ok(json!({ "token": token })))
@@ -785,19 +784,7 @@ async fn ws_login(c: &Call<'_>) -> Response {
         let now = now_ms();
         let result =
             c.s.store
-                .write(move |tx| {
-                    accounts::update(tx, &tenant, &a.username, now, |a| {
-                        let given = a.login_key.take();
-                        let matches = !key.is_empty()
-                            && given.as_deref().is_some_and(|g| {
-                                crate::ids::constant_time_eq(g.as_bytes(), key.as_bytes())
-                            });
-                        if matches && !a.banned {
-                            a.last_login_ms = Some(now);
-                        }
-                        Ok(())
-                    })
-                })
+                .write(move |tx| accounts::use_login_key(tx, &tenant, &a.username, &key, now))
                 .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "ws_login");
@@ -965,13 +952,13 @@ async fn account_remove(c: &Call<'_>) -> Answer {
     let (tenant, admin) = authenticate_admin(c, &snap)?;
     let a = target(c, &snap, &tenant, "605")?;
     drop(snap);
-    if a.username == admin.username {
-        return Err(fail_info("606", "an account cannot remove itself"));
-    }
     c.s.store
-        .write(move |tx| accounts::remove(tx, &tenant, &a.username))
+        .write(move |tx| accounts::remove_by(tx, &tenant, &admin.username, &a.username))
         .await
-        .map_err(|e| gateway_fail("606", e))?;
+        .map_err(|e| match e {
+            GatewayError::NoAccount(_) => fail("605"),
+            e => gateway_fail("606", e),
+        })?;
     Ok(ok(json!({ "info": "account has been removed" })))
 }
 
@@ -979,28 +966,19 @@ async fn parent_set(c: &Call<'_>) -> Answer {
     let snap = snapshot(c, "608")?;
     let (tenant, _) = authenticate_admin(c, &snap)?;
     let a = target(c, &snap, &tenant, "607")?;
+    drop(snap);
     let parent = match c.p.get("data_parent") {
         "" => return Err(fail("607")),
-        p => accounts::get(&snap, &tenant, p)
-            .map_err(internal("607"))?
-            .ok_or_else(|| fail("607"))?,
+        p => p.to_owned(),
     };
-    drop(snap);
-    if a.level != Level::Subuser || parent.level == Level::Subuser {
-        return Err(fail_info(
-            "608",
-            "only a subuser has a parent, and the parent is an admin or a user",
-        ));
-    }
+    let now = now_ms();
     c.s.store
-        .write(move |tx| {
-            accounts::update(tx, &tenant, &a.username, now_ms(), |a| {
-                a.parent = Some(parent.username.clone());
-                Ok(())
-            })
-        })
+        .write(move |tx| accounts::set_parent(tx, &tenant, &a.username, &parent, now))
         .await
-        .map_err(|e| gateway_fail("608", e))?;
+        .map_err(|e| match e {
+            GatewayError::NoAccount(_) => fail("607"),
+            e => gateway_fail("608", e),
+        })?;
     Ok(ok(json!({})))
 }
 
@@ -1024,28 +1002,14 @@ async fn account_ban(c: &Call<'_>, ban: bool) -> Answer {
     let (tenant, admin) = authenticate_admin(c, &snap)?;
     let a = target(c, &snap, &tenant, unknown)?;
     drop(snap);
-    if a.banned == ban {
-        return Err(fail_info(
-            failed,
-            if ban {
-                "the account is already banned"
-            } else {
-                "the account is not banned"
-            },
-        ));
-    }
-    if ban && a.username == admin.username {
-        return Err(fail_info(failed, "an account cannot ban itself"));
-    }
+    let now = now_ms();
     c.s.store
-        .write(move |tx| {
-            accounts::update(tx, &tenant, &a.username, now_ms(), |a| {
-                a.banned = ban;
-                Ok(())
-            })
-        })
+        .write(move |tx| accounts::set_banned(tx, &tenant, &admin.username, &a.username, ban, now))
         .await
-        .map_err(|e| gateway_fail(failed, e))?;
+        .map_err(|e| match e {
+            GatewayError::NoAccount(_) => fail(unknown),
+            e => gateway_fail(failed, e),
+        })?;
     Ok(ok(json!({})))
 }
 
@@ -1229,14 +1193,9 @@ async fn login_key_set(c: &Call<'_>) -> Answer {
     let a = target(c, &snap, &tenant, "626")?;
     drop(snap);
     let key = random_hex(16);
-    let k = key.clone();
+    let (k, now) = (key.clone(), now_ms());
     c.s.store
-        .write(move |tx| {
-            accounts::update(tx, &tenant, &a.username, now_ms(), |a| {
-                a.login_key = Some(k.clone());
-                Ok(())
-            })
-        })
+        .write(move |tx| accounts::new_login_key(tx, &tenant, &a.username, &k, now))
         .await
         .map_err(|e| gateway_fail("626", e))?;
     Ok(ok(json!({ "login_key": key })))

@@ -734,6 +734,122 @@ pub fn new_token() -> String {
     random_hex(16)
 }
 
+/// Set (or, with `None`, revoke) `username`'s webservices token.
+pub fn set_token(
+    tx: &mut Tx,
+    tenant: &str,
+    username: &str,
+    token: Option<String>,
+    now: i64,
+) -> Result<Account, GatewayError> {
+    update(tx, tenant, username, now, |a| {
+        a.token = token;
+        Ok(())
+    })
+}
+
+/// Remove `target` on `actor`'s behalf: an account cannot remove itself.
+pub fn remove_by(
+    tx: &mut Tx,
+    tenant: &str,
+    actor: &str,
+    target: &str,
+) -> Result<Account, GatewayError> {
+    if get(tx, tenant, target)?.is_some() && actor == target {
+        return Err(invalid("an account cannot remove itself"));
+    }
+    remove(tx, tenant, target)
+}
+
+/// Make `parent` the parent of `username`: only a subuser has a parent,
+/// and the parent is an admin or a user. Both accounts are read in the
+/// transaction that writes, so a concurrent change cannot slip between.
+pub fn set_parent(
+    tx: &mut Tx,
+    tenant: &str,
+    username: &str,
+    parent: &str,
+    now: i64,
+) -> Result<Account, GatewayError> {
+    let p = get(tx, tenant, parent)?.ok_or_else(|| GatewayError::NoAccount(parent.into()))?;
+    update(tx, tenant, username, now, |a| {
+        if a.level != Level::Subuser || p.level == Level::Subuser {
+            return Err(invalid(
+                "only a subuser has a parent, and the parent is an admin or a user",
+            ));
+        }
+        a.parent = Some(p.username.clone());
+        Ok(())
+    })
+}
+
+/// Ban (or unban) `target` on `actor`'s behalf: the state must change, and
+/// an account cannot ban itself.
+pub fn set_banned(
+    tx: &mut Tx,
+    tenant: &str,
+    actor: &str,
+    target: &str,
+    ban: bool,
+    now: i64,
+) -> Result<Account, GatewayError> {
+    update(tx, tenant, target, now, |a| {
+        if a.banned == ban {
+            return Err(invalid(if ban {
+                "the account is already banned"
+            } else {
+                "the account is not banned"
+            }));
+        }
+        if ban && a.username == actor {
+            return Err(invalid("an account cannot ban itself"));
+        }
+        a.banned = ban;
+        Ok(())
+    })
+}
+
+/// Use up `username`'s login key: true (and the login recorded) when `key`
+/// is it and the account is not banned. The key is gone either way, so a
+/// guess costs the key.
+pub fn use_login_key(
+    tx: &mut Tx,
+    tenant: &str,
+    username: &str,
+    key: &str,
+    now: i64,
+) -> Result<bool, GatewayError> {
+    let mut used = false;
+    update(tx, tenant, username, now, |a| {
+        let given = a.login_key.take();
+        used = !key.is_empty()
+            && !a.banned
+            && given
+                .as_deref()
+                .is_some_and(|g| crate::ids::constant_time_eq(g.as_bytes(), key.as_bytes()));
+        if used {
+            a.last_login_ms = Some(now);
+        }
+        Ok(())
+    })?;
+    Ok(used)
+}
+
+/// Give `username` a new login key (for `ws_login`); the old one stops
+/// working.
+pub fn new_login_key(
+    tx: &mut Tx,
+    tenant: &str,
+    username: &str,
+    key: &str,
+    now: i64,
+) -> Result<Account, GatewayError> {
+    update(tx, tenant, username, now, |a| {
+        a.login_key = Some(key.to_owned());
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
