@@ -438,7 +438,9 @@ async fn pv(c: &Call<'_>) -> Answer {
             });
         }
     };
-    let none_sent = !outcomes.iter().any(|o| matches!(o, Outcome::Queued { .. }));
+    let none_sent = !outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Queued { .. } | Outcome::Inbox { .. }));
     if none_sent
         && outcomes
             .iter()
@@ -455,6 +457,8 @@ async fn pv(c: &Call<'_>) -> Answer {
             Outcome::Queued { log_id, to } => json!({
                 "status": "OK", "error": "0", "smslog_id": log_id.to_string(),
                 "queue": queue, "to": to }),
+            Outcome::Inbox { to } => json!({
+                "status": "OK", "error": "0", "smslog_id": "", "queue": queue, "to": to }),
             Outcome::NoCredit { to } => json!({
                 "status": "ERR", "error": "103", "smslog_id": "", "queue": "", "to": to }),
             Outcome::Failed { to, why } => json!({

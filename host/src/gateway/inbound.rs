@@ -367,6 +367,39 @@ pub fn inbox(
     )
 }
 
+/// An internal message from account `from` into account `to`'s inbox (a
+/// playSMS `@username` destination): no SMS is sent. `None` when `to`
+/// cannot receive one (no such account, or banned).
+pub fn deliver_im(
+    tx: &mut Tx,
+    tenant: &str,
+    from: &str,
+    to: &str,
+    msg: &str,
+    now: i64,
+) -> Result<Option<InboxEntry>, StoreError> {
+    let Some(target) = accounts::get(tx, tenant, to)? else {
+        return Ok(None);
+    };
+    if target.banned {
+        return Ok(None);
+    }
+    let entry = InboxEntry {
+        id: tx.next_seq(tenant, "gateway_inbox")?,
+        src: format!("@{from}"),
+        dst: format!("@{}", target.username),
+        msg: msg.to_owned(),
+        incoming_id: 0,
+        at_ms: now,
+    };
+    tx.put(
+        INBOX,
+        &key(&[tenant, &target.username, &seq_part(entry.id)]),
+        &entry,
+    )?;
+    Ok(Some(entry))
+}
+
 /// The newest inbox id of `user` (0: none).
 pub fn last_inbox_id(src: &impl Reader, tenant: &str, user: &str) -> Result<u64, StoreError> {
     Ok(inbox(src, tenant, user, 0, 1, |_| true)?

@@ -10,6 +10,7 @@ use super::{Gateway, GatewayError, accounts::Account, numbers, outgoing, phonebo
 use crate::ids::{parse_sql_datetime, random_hex};
 use crate::messaging::pricing::PricingError;
 use crate::messaging::{Kind, MAX_RECIPIENTS, MessageError, SendRequest, Status, optouts};
+use crate::store::StoreError;
 
 /// What a send asks for.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +34,11 @@ pub struct Spec {
 pub enum Outcome {
     Queued {
         log_id: u64,
+        to: String,
+    },
+    /// An `@username` destination: the text went into that account's
+    /// inbox, as an internal message (no SMS).
+    Inbox {
         to: String,
     },
     /// Not enough credit for the batch it was in.
@@ -82,6 +88,9 @@ pub async fn send(
     // (outcome slot, E.164 number, destination as shown)
     let mut targets: Vec<(usize, String, String)> = Vec::new();
     let mut seen = HashSet::new();
+    // (outcome slot, username, destination as shown)
+    let mut im_slots: Vec<(usize, String, String)> = Vec::new();
+    let mut ims = HashSet::new();
     let mut add = |shown: String, number: &str, outcomes: &mut Vec<Option<Outcome>>| {
         let local = numbers::localize(number, &prefix, account.local_length);
         match numbers::to_e164(&local) {
@@ -102,17 +111,21 @@ pub async fn send(
                 add(mobile.clone(), &mobile, &mut outcomes);
             }
         } else if let Some(user) = part.strip_prefix('@') {
-            if super::accounts::normalize_username(user).as_deref() == Some(&account.username) {
-                continue; // sending to oneself is ignored
-            }
-            match super::accounts::get(&snap, tenant, user)? {
-                Some(a) if !a.mobile.is_empty() => {
-                    add(part.to_owned(), &a.mobile, &mut outcomes);
-                }
-                _ => outcomes.push(Some(Outcome::Failed {
+            // As playSMS: `@username` is an internal message to that
+            // account's inbox, not an SMS; sending to oneself is ignored.
+            let Some(user) = super::accounts::normalize_username(user) else {
+                outcomes.push(Some(Outcome::Failed {
                     to: part.to_owned(),
-                    why: "no such account with a mobile number".into(),
-                })),
+                    why: "no such account".into(),
+                }));
+                continue;
+            };
+            if user == account.username {
+                continue;
+            }
+            if ims.insert(user.clone()) {
+                im_slots.push((outcomes.len(), user, part.to_owned()));
+                outcomes.push(None);
             }
         } else {
             add(part.to_owned(), part, &mut outcomes);
@@ -204,6 +217,33 @@ pub async fn send(
                     });
                 }
             }
+        }
+    }
+    if !im_slots.is_empty() {
+        let (t, from, msg) = (
+            tenant.to_owned(),
+            account.username.clone(),
+            spec.msg.clone(),
+        );
+        let wanted: Vec<String> = im_slots.iter().map(|(_, u, _)| u.clone()).collect();
+        let delivered = g
+            .store
+            .write(move |tx| {
+                wanted
+                    .iter()
+                    .map(|u| Ok(super::inbound::deliver_im(tx, &t, &from, u, &msg, now)?.is_some()))
+                    .collect::<Result<Vec<bool>, StoreError>>()
+            })
+            .await?;
+        for ((slot, _, shown), ok) in im_slots.into_iter().zip(delivered) {
+            outcomes[slot] = Some(if ok {
+                Outcome::Inbox { to: shown }
+            } else {
+                Outcome::Failed {
+                    to: shown,
+                    why: "no such account".into(),
+                }
+            });
         }
     }
     Ok((queue, outcomes.into_iter().flatten().collect()))

@@ -623,6 +623,19 @@ async fn seed_003_user_operations_and_errors() {
             .as_array()
             .is_some_and(|d| d.iter().all(|i| i["error"] == "0"))
     );
+    // `@sub` is an internal message into sub's inbox (as playSMS), not an SMS.
+    let sub_inbox = ws(&s, &[("op", "ix"), ("u", "sub"), ("h", &sub_tok)]).await;
+    let rows = sub_inbox["data"].as_array().cloned().unwrap_or_default();
+    assert!(
+        rows.iter()
+            .any(|r| r["src"] == "@anton" && r["msg"] == "hello all"),
+        "{sub_inbox}"
+    );
+    let to_sub = &to_group["data"][2];
+    assert_eq!(
+        (to_sub["smslog_id"].as_str(), to_sub["status"].as_str()),
+        (Some(""), Some("OK"))
+    );
     // `bc`, as playSMS's PHP client still sends it: group codes in `to`.
     let bc = ws(
         &s,
