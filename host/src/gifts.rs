@@ -32,7 +32,8 @@ use crate::notifications::{self, Live, Notification};
 use crate::plugins::bindings::{GiftReply, GiftRequest, Verdict};
 use crate::plugins::{Input, Output, Plugins, PluginsError, params};
 use crate::shutdown::Shutdown;
-use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
+use crate::store::queue::{Claimed, Queue};
+use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
 use crate::{players, social};
 
@@ -42,7 +43,11 @@ const REQUESTS: Table = Table::new("gift_requests");
 /// in expiry order.
 const RECEIVED: Table = Table::new("gift_received");
 /// (sequence) → [`PostHook`]: post hooks still to run.
-const POST_HOOKS: Table = Table::new("gift_post_hooks");
+/// Post hooks to run, in the order their requests and replies committed.
+const POST_HOOKS: Queue = Queue::new("gift_post_hook_queue");
+/// How long a claimed post hook is the claimer's: past it (the claimer
+/// died) it is run again. Far beyond any plugin call's deadline.
+const POST_HOOK_LEASE_MS: i64 = 60_000;
 
 /// The default expiry of a request: 24 hours.
 pub const DEFAULT_EXPIRY_S: i64 = 24 * 3600;
@@ -263,7 +268,7 @@ impl Gifts {
                             return Err(GiftError::NoProfile);
                         }
                         notes = save_request(tx, &t, &record)?;
-                        queue_post_hook(tx, &post)?;
+                        POST_HOOKS.push(tx, now_ms, &post)?;
                         effects.apply(tx)?.map_err(PluginsError::from)?;
                         Ok(record.clone())
                     })?;
@@ -373,7 +378,7 @@ impl Gifts {
                         serde_json::json!({ "request_id": g, "from": p, "accept": accept, "extra": attrs }),
                         now_ms,
                     )?;
-                    queue_post_hook(tx, &post)?;
+                    POST_HOOKS.push(tx, now_ms, &post)?;
                     effects.apply(tx)?.map_err(PluginsError::from)?;
                     notes = vec![note];
                     Ok(())
@@ -417,29 +422,51 @@ impl Gifts {
         }
     }
 
-    /// Run the queued post hooks in order; how many ran.
+    /// Run the queued post hooks in order; how many ran. What is claimed
+    /// and not run when shutdown comes is given back for the next start.
     async fn run_post_hooks(&self, shutdown: &Shutdown) -> Result<usize, StoreError> {
-        let batch = self
-            .store
-            .read()?
-            .scan_page::<PostHook>(POST_HOOKS, "", None, 64, false)?;
+        let now = crate::ids::now_ms();
+        let batch: Vec<Claimed<PostHook>> = POST_HOOKS
+            .claim(&self.store, now, POST_HOOK_LEASE_MS, 64)
+            .await?;
         let mut n = 0;
-        for (k, hook) in batch {
+        let mut batch = batch.into_iter();
+        for c in batch.by_ref() {
             if shutdown.is_requested() {
+                let k = c.key;
+                self.store
+                    .write(move |tx| POST_HOOKS.release(tx, &k, now).map(|_| ()))
+                    .await?;
                 break;
             }
             n += 1;
-            let now = crate::ids::now_ms();
+            let hook = &c.item;
+            if c.attempts > 1 {
+                tracing::info!(tenant = %hook.tenant, attempts = c.attempts, "a gift post hook runs again (its earlier run did not finish)");
+            }
             if let Err(e) = self
                 .plugins
-                .call_and_commit(&hook.tenant, &hook.input, now, "post-hook", false)
+                .call_and_commit(
+                    &hook.tenant,
+                    &hook.input,
+                    crate::ids::now_ms(),
+                    "post-hook",
+                    false,
+                )
                 .await
             {
                 // Counted in the plugin's statistics by the call itself.
                 tracing::warn!(tenant = %hook.tenant, error = %e, "gift post hook failed");
             }
+            let k = c.key;
             self.store
-                .write(move |tx| tx.remove(POST_HOOKS, &k).map(|_| ()))
+                .write(move |tx| POST_HOOKS.done(tx, &k).map(|_| ()))
+                .await?;
+        }
+        for c in batch {
+            let k = c.key;
+            self.store
+                .write(move |tx| POST_HOOKS.release(tx, &k, now).map(|_| ()))
                 .await?;
         }
         Ok(n)
@@ -465,11 +492,6 @@ fn save_request(tx: &mut Tx, tenant: &str, r: &GiftRecord) -> Result<Vec<Notific
         )?);
     }
     Ok(notes)
-}
-
-fn queue_post_hook(tx: &mut Tx, hook: &PostHook) -> Result<(), StoreError> {
-    let seq = tx.next_seq("", "gift_post_hook")?;
-    tx.put(POST_HOOKS, &seq_part(seq), hook)
 }
 
 /// The request `id` if `player` may reply to it now.

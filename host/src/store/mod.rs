@@ -19,6 +19,7 @@
 //! then aborts and re-runs every job of the batch in a transaction of its
 //! own, which is why a job is `FnMut`.
 
+pub mod queue;
 mod writer;
 
 use std::path::Path;
