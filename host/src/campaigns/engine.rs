@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::{
-    CAMPAIGNS, CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, Settings, bump, enqueue, get,
-    minutes_of, settings,
+    CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, Settings, bump, enqueue, get, minutes_of,
+    settings,
 };
 use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
@@ -89,6 +89,9 @@ impl Campaigns {
         let mut schedules_checked = std::time::Instant::now()
             .checked_sub(SCHEDULE_EVERY)
             .unwrap_or_else(std::time::Instant::now);
+        if let Err(e) = self.index_schedules().await {
+            tracing::error!(error = %e, "campaign schedule index");
+        }
         while !shutdown.is_requested() {
             if schedules_checked.elapsed() >= SCHEDULE_EVERY {
                 schedules_checked = std::time::Instant::now();
@@ -149,33 +152,27 @@ impl Campaigns {
     /// slot (the slot is recorded in the same write). Slots missed while
     /// the server was down fire once, as the latest of them.
     async fn fire_schedules(&self, now: i64) -> Result<(), StoreError> {
-        let due: Vec<(String, Campaign)> = self
-            .store
-            .read()?
-            .scan_page::<Campaign>(CAMPAIGNS, "", None, usize::MAX, false)?
-            .into_iter()
-            .filter(|(_, c)| {
-                c.spec.status == CampaignStatus::Active && c.next_slot_ms.is_some_and(|n| n <= now)
-            })
-            .collect();
-        for (k, c) in due {
-            let Some(tenant) = crate::store::parts(&k).next().map(str::to_owned) else {
-                continue;
-            };
+        // Only what is due: the slot index, not every campaign.
+        let due = super::due_slots(&self.store.read()?, now, 256)?;
+        for (tenant, cid) in due {
             self.store
                 .write(move |tx| {
-                    let Some(mut c) = get(tx, &tenant, &c.id)? else {
+                    let Some(old) = get(tx, &tenant, &cid)? else {
                         return Ok::<_, StoreError>(());
                     };
-                    let Some(mut slot) = c.next_slot_ms.filter(|n| *n <= now) else {
+                    if old.spec.status != CampaignStatus::Active {
+                        return Ok(());
+                    }
+                    let Some(mut slot) = old.next_slot_ms.filter(|n| *n <= now) else {
                         return Ok(()); // fired meanwhile
                     };
+                    let mut c = old.clone();
                     while let Some(next) = c.spec.next_slot(slot).filter(|n| *n <= now) {
                         slot = next;
                     }
                     c.last_slot_ms = Some(slot);
                     c.next_slot_ms = c.spec.next_slot(slot);
-                    tx.put(CAMPAIGNS, &key(&[&tenant, &c.id]), &c)?;
+                    super::save(tx, &tenant, Some(&old), &c)?;
                     let job = Job::Audience {
                         trigger: format!("slot:{slot}"),
                         after: None,
@@ -187,6 +184,22 @@ impl Campaigns {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Put every scheduled campaign in the slot index, a page per write
+    /// (once at start: a store from before the index has none).
+    async fn index_schedules(&self) -> Result<(), StoreError> {
+        let mut after: Option<String> = None;
+        loop {
+            let from = after.clone();
+            after = self
+                .store
+                .write(move |tx| super::index_slots(tx, from.as_deref(), 500))
+                .await?;
+            if after.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     async fn work(&self, entry: &str, job: Job) -> Result<(), MessageError> {

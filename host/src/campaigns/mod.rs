@@ -26,6 +26,9 @@ use crate::views::time_part;
 const CAMPAIGNS: Table = Table::new("campaigns");
 /// (tenant, event name, campaign id) → nothing: campaigns an event triggers.
 const TRIGGERS: Table = Table::new("campaign_triggers");
+/// (next slot time, tenant, campaign) → nothing: active scheduled
+/// campaigns by their next slot, so firing reads only what is due.
+const SLOTS: Table = Table::new("campaign_slots");
 /// (due time, tenant, campaign id, job id) → [`Job`].
 const QUEUE: Table = Table::new("campaign_queue");
 /// (tenant, campaign id, player, trigger key) → nothing: done.
@@ -331,11 +334,74 @@ pub fn put(
         next_slot_ms: spec.next_slot(last_slot_ms.unwrap_or(now)),
         spec,
         last_slot_ms,
-        created_at_ms: old.map(|o| o.created_at_ms).unwrap_or(now),
+        created_at_ms: old.as_ref().map(|o| o.created_at_ms).unwrap_or(now),
         updated_at_ms: now,
     };
-    tx.put(CAMPAIGNS, &key(&[tenant, id]), &c)?;
+    save(tx, tenant, old.as_ref(), &c)?;
     Ok(c)
+}
+
+fn slot_key(tenant: &str, c: &Campaign) -> Option<String> {
+    if c.spec.status != CampaignStatus::Active {
+        return None;
+    }
+    c.next_slot_ms.map(|n| key(&[&time_part(n), tenant, &c.id]))
+}
+
+/// Store `c` (which was `old`), keeping the slot index in step.
+pub(crate) fn save(
+    tx: &mut Tx,
+    tenant: &str,
+    old: Option<&Campaign>,
+    c: &Campaign,
+) -> Result<(), StoreError> {
+    if let Some(k) = old.and_then(|o| slot_key(tenant, o)) {
+        tx.remove(SLOTS, &k)?;
+    }
+    if let Some(k) = slot_key(tenant, c) {
+        tx.put_raw(SLOTS, &k, b"")?;
+    }
+    tx.put(CAMPAIGNS, &key(&[tenant, &c.id]), c)
+}
+
+/// The (tenant, campaign) of the schedules due at `now`, earliest first,
+/// at most `limit`.
+pub(crate) fn due_slots(
+    src: &impl Reader,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let bound = prefix(&[&time_part(now)]);
+    Ok(src
+        .scan_raw(SLOTS, "", None, limit, false)?
+        .into_iter()
+        .take_while(|(k, _)| k.as_str() < bound.as_str() || k.starts_with(&bound))
+        .filter_map(|(k, _)| {
+            let mut p = crate::store::parts(&k);
+            let (_, t, c) = (p.next()?, p.next()?, p.next()?);
+            Some((t.to_owned(), c.to_owned()))
+        })
+        .collect())
+}
+
+/// Put every scheduled campaign in the slot index (a store written before
+/// the index existed); a page of `limit` campaigns after `after`, and the
+/// cursor to go on from.
+pub(crate) fn index_slots(
+    tx: &mut Tx,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Option<String>, StoreError> {
+    let page = tx.scan_page::<Campaign>(CAMPAIGNS, "", after, limit, false)?;
+    let last = page.last().map(|(k, _)| k.clone());
+    for (k, c) in &page {
+        if let Some(tenant) = crate::store::parts(k).next()
+            && let Some(sk) = slot_key(tenant, c)
+        {
+            tx.put_raw(SLOTS, &sk, b"")?;
+        }
+    }
+    Ok(if page.len() < limit { None } else { last })
 }
 
 pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Campaign>, StoreError> {
@@ -355,6 +421,9 @@ pub fn remove(tx: &mut Tx, tenant: &str, id: &str) -> Result<(), CampaignError> 
     let c = get(tx, tenant, id)?.ok_or_else(|| CampaignError::NotFound(id.into()))?;
     if let Some(k) = trigger_key(tenant, &c.spec, id) {
         tx.remove(TRIGGERS, &k)?;
+    }
+    if let Some(k) = slot_key(tenant, &c) {
+        tx.remove(SLOTS, &k)?;
     }
     tx.remove(CAMPAIGNS, &key(&[tenant, id]))?;
     Ok(())
