@@ -82,6 +82,9 @@ impl Player {
     }
 }
 
+/// [`register`] or [`update`]: what a compatible API's profile write does.
+pub type ProfileWrite = fn(&mut Tx<'_>, &str, &str, Profile, i64) -> Result<Player, PlayerError>;
+
 /// Fields to set on register or update; `None` keeps what is stored (an
 /// update without a phone number keeps the phone number).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

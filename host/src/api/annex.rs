@@ -432,19 +432,7 @@ async fn create_user(
         u.id.take()
             .filter(|i| !i.is_empty())
             .ok_or_else(|| bad("id is required"))?;
-    let profile = profile_of(u);
-    let (tenant, now) = (t.clone(), now_ms());
-    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
-        Ok::<_, AnnexError>(user_view(&players::register(
-            tx,
-            &t,
-            &id,
-            profile.clone(),
-            now,
-        )?))
-    })
-    .await?;
-    vendor_answer(g, StatusCode::OK, reused)
+    write_user(&s, t, id, profile_of(u), idem, players::register).await
 }
 
 async fn show_user(
@@ -461,16 +449,29 @@ async fn update_user(
     Path(id): Path<String>,
     Body(raw, idem, _): Body<AnnexError>,
 ) -> Result<Response, AnnexError> {
-    let profile = profile_of(annex_user(&raw)?);
+    write_user(
+        &s,
+        t,
+        id,
+        profile_of(annex_user(&raw)?),
+        idem,
+        players::update,
+    )
+    .await
+}
+
+/// Register or update a user (a player) in a write guarded by the key.
+async fn write_user(
+    s: &AppState,
+    t: String,
+    id: String,
+    profile: Profile,
+    idem: Option<idempotency::Call>,
+    op: players::ProfileWrite,
+) -> Result<Response, AnnexError> {
     let (tenant, now) = (t.clone(), now_ms());
-    let g = guarded_json(&s, &tenant, idem, StatusCode::OK, move |tx| {
-        Ok::<_, AnnexError>(user_view(&players::update(
-            tx,
-            &t,
-            &id,
-            profile.clone(),
-            now,
-        )?))
+    let g = guarded_json(s, &tenant, idem, StatusCode::OK, move |tx| {
+        Ok::<_, AnnexError>(user_view(&op(tx, &t, &id, profile.clone(), now)?))
     })
     .await?;
     vendor_answer(g, StatusCode::OK, reused)

@@ -37,14 +37,17 @@ pub fn routes() -> Router<AppState> {
             .route(&at("/viber/price"), post(viber_price).put(viber_price))
             .route(&at("/viber/prices"), get(viber_prices))
             .route(&at("/viber/prices/{tariff}"), get(viber_prices))
-            .route(&at("/viber/reference/{reference}"), get(viber_by_reference))
-            .route(&at("/viber/{id}"), get(viber_show))
+            .route(
+                &at("/viber/reference/{reference}"),
+                get(by_reference::<false>),
+            )
+            .route(&at("/viber/{id}"), get(show::<false>))
             .route(&at("/sms/create"), post(sms_create).put(sms_create))
             .route(&at("/sms/price"), post(sms_price).put(sms_price))
             .route(&at("/sms/prices"), get(sms_prices))
             .route(&at("/sms/prices/{tariff}"), get(sms_prices))
-            .route(&at("/sms/reference/{reference}"), get(sms_by_reference))
-            .route(&at("/sms/{id}"), get(sms_show))
+            .route(&at("/sms/reference/{reference}"), get(by_reference::<true>))
+            .route(&at("/sms/{id}"), get(show::<true>))
             .route(&at("/common/balance"), get(balance));
     }
     r
@@ -754,38 +757,28 @@ fn find_by_reference(
         .ok_or_else(not_found)
 }
 
-async fn viber_show(
+/// The channel of a BSG path: `sms/…` or `viber/…`.
+const fn channel(sms: bool) -> &'static str {
+    if sms { "sms" } else { "viber" }
+}
+
+async fn show<const SMS: bool>(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, BsgError> {
-    Ok(Json(view(&find(&s, &tenant, &id, "viber")?)))
+    Ok(Json(view(&find(&s, &tenant, &id, channel(SMS))?)))
 }
 
-async fn viber_by_reference(
+async fn by_reference<const SMS: bool>(
     State(s): State<AppState>,
     BsgTenant(tenant): BsgTenant,
     Path(reference): Path<String>,
 ) -> Result<Json<Value>, BsgError> {
     Ok(Json(view(&find_by_reference(
-        &s, &tenant, &reference, "viber",
-    )?)))
-}
-
-async fn sms_show(
-    State(s): State<AppState>,
-    BsgTenant(tenant): BsgTenant,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, BsgError> {
-    Ok(Json(view(&find(&s, &tenant, &id, "sms")?)))
-}
-
-async fn sms_by_reference(
-    State(s): State<AppState>,
-    BsgTenant(tenant): BsgTenant,
-    Path(reference): Path<String>,
-) -> Result<Json<Value>, BsgError> {
-    Ok(Json(view(&find_by_reference(
-        &s, &tenant, &reference, "sms",
+        &s,
+        &tenant,
+        &reference,
+        channel(SMS),
     )?)))
 }

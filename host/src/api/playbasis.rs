@@ -409,16 +409,13 @@ fn profile_from(p: &Params) -> Profile {
     }
 }
 
-type ProfileWrite =
-    fn(&mut crate::store::Tx<'_>, &str, &str, Profile, i64) -> Result<players::Player, PlayerError>;
-
 /// Register or update a player from the form's profile fields.
 async fn write_profile(
     s: AppState,
     method: Method,
     id: String,
     p: Params,
-    op: ProfileWrite,
+    op: players::ProfileWrite,
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let profile = profile_from(&p);
@@ -657,22 +654,32 @@ async fn point_history(
         .is_some_and(|o| o.eq_ignore_ascii_case("asc"));
     let snap = s.store.read()?;
     players::get(&snap, &tenant, &id)?;
-    let currency = p.get("point_name");
-    if let Some(c) = currency
-        && !ledger::currencies(&snap, &tenant)?.iter().any(|k| k == c)
-    {
-        return Err(PbError("0401", "Reward not available".into()));
-    }
-    let filter = ledger::Filter {
-        currency,
-        credits_only: true,
-    };
+    let filter = credits_of(&snap, &tenant, &p)?;
     let entries = ledger::page(&snap, &tenant, &id, filter, offset, limit, oldest_first)?;
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         rows.push(history_row(&snap, &tenant, e)?);
     }
     Ok(ok(json!({ "points": rows })))
+}
+
+/// The credits a history lists: of `point_name` (`0401` when the tenant
+/// has no such currency) or of every currency.
+fn credits_of<'a>(
+    snap: &Snapshot,
+    tenant: &str,
+    p: &'a Params,
+) -> Result<ledger::Filter<'a>, PbError> {
+    let currency = p.get("point_name");
+    if let Some(c) = currency
+        && !ledger::currencies(snap, tenant)?.iter().any(|k| k == c)
+    {
+        return Err(PbError("0401", "Reward not available".into()));
+    }
+    Ok(ledger::Filter {
+        currency,
+        credits_only: true,
+    })
 }
 
 /// A credit as Playbasis's histories show it; one an action earned names it.
@@ -704,16 +711,7 @@ async fn recent_points(State(s): State<AppState>, method: Method, p: Params) -> 
     let offset = number(&p, "offset", 0)?;
     let limit = number(&p, "limit", 50)?.min(500);
     let snap = s.store.read()?;
-    let currency = p.get("point_name");
-    if let Some(c) = currency
-        && !ledger::currencies(&snap, &tenant)?.iter().any(|k| k == c)
-    {
-        return Err(PbError("0401", "Reward not available".into()));
-    }
-    let filter = ledger::Filter {
-        currency,
-        credits_only: true,
-    };
+    let filter = credits_of(&snap, &tenant, &p)?;
     let entries = match p.get("player_id") {
         Some(player) => {
             players::get(&snap, &tenant, player)?;

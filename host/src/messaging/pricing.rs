@@ -243,16 +243,7 @@ pub fn reserve(
         reason,
         reference: Some(id),
     };
-    match post(tx, tenant, account, taken, now_ms) {
-        Err(LedgerError::InsufficientBalance { balance, .. }) => {
-            return Err(PricingError::InsufficientCredit {
-                account: account.to_owned(),
-                available: format!("{:.6}", to_units(balance)),
-                needed: format!("{:.6}", to_units(micros)),
-            });
-        }
-        other => other?,
-    }
+    post(tx, tenant, account, taken, now_ms).map_err(|e| short_of(e, account, micros))?;
     let held = Movement {
         currency: RESERVED,
         amount: micros,
@@ -282,18 +273,22 @@ pub fn can_reserve(
         reason: "check",
         reference: None,
     };
-    match ledger::check(src, tenant, &posting(CREDIT, -micros)) {
-        Err(LedgerError::InsufficientBalance { balance, .. }) => {
-            return Err(PricingError::InsufficientCredit {
-                account: account.to_owned(),
-                available: format!("{:.6}", to_units(balance)),
-                needed: format!("{:.6}", to_units(micros)),
-            });
-        }
-        other => other?,
-    };
+    ledger::check(src, tenant, &posting(CREDIT, -micros))
+        .map_err(|e| short_of(e, account, micros))?;
     ledger::check(src, tenant, &posting(RESERVED, micros))?;
     Ok(())
+}
+
+/// A ledger refusal to take `micros` from `account` as pricing says it.
+fn short_of(e: LedgerError, account: &str, micros: i64) -> PricingError {
+    match e {
+        LedgerError::InsufficientBalance { balance, .. } => PricingError::InsufficientCredit {
+            account: account.to_owned(),
+            available: format!("{:.6}", to_units(balance)),
+            needed: format!("{:.6}", to_units(micros)),
+        },
+        e => e.into(),
+    }
 }
 
 /// Settle message `id`'s reservation: `charged` is spent, the rest returns
