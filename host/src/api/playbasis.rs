@@ -494,6 +494,20 @@ fn player_json(pl: players::Player, audience: players::Audience) -> Value {
     player
 }
 
+/// The tenant of a read about player `id`, and the snapshot it reads, once
+/// the player is known (`0200` otherwise).
+fn player_read(
+    s: &AppState,
+    method: &Method,
+    p: &Params,
+    id: &str,
+) -> Result<(String, Snapshot), PbError> {
+    let tenant = tenant_of(s, method, p)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, id)?;
+    Ok((tenant, snap))
+}
+
 /// `POST /Player/list`: the players named in `list_player_id` (comma
 /// separated, at most 100), public and private data; unknown ids are left
 /// out, as Playbasis does.
@@ -551,9 +565,7 @@ async fn player_badges(
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     Ok(ok(json!(badge_rows(&snap, &tenant, &id)?)))
 }
 
@@ -564,9 +576,7 @@ async fn player_goods(
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     Ok(ok(json!({ "goods": owned_goods(&snap, &tenant, &id)? })))
 }
 
@@ -600,9 +610,7 @@ async fn points(
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     let list = balances_with_points(&snap, &tenant, &id)?;
     Ok(ok(json!({ "points": point_rows(list) })))
 }
@@ -627,9 +635,7 @@ async fn point(
     Path((id, name)): Path<(String, String)>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     if !ledger::currencies(&snap, &tenant)?.contains(&name) {
         return Err(PbError("0401", "Reward not available".into()));
     }
@@ -772,9 +778,7 @@ async fn action_time_of(
     name: Option<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     let action = match actions::last(&snap, &tenant, &id, name.as_deref())? {
         Some(l) => json!({
             "action_id": l.action,
@@ -1027,9 +1031,7 @@ async fn redeemed(
     Path(id): Path<String>,
     p: Params,
 ) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let snap = s.store.read()?;
-    players::get(&snap, &tenant, &id)?;
+    let (tenant, snap) = player_read(&s, &method, &p, &id)?;
     let list = goods::redemptions_of(&snap, &tenant, &id, 100)?;
     let rows: Vec<Value> = list
         .iter()
