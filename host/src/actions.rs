@@ -23,6 +23,7 @@ use crate::ids::valid_id;
 use crate::ledger::{self, LedgerError, Posting};
 use crate::players;
 use crate::plugins::bindings::{Action, Outcome, Param, TraceEntry};
+use crate::plugins::judged::{Judgement, judged_commit};
 use crate::plugins::{Input, Output, Plugins, PluginsError};
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
 use crate::views::{self, ACTION_LOG, time_part};
@@ -36,8 +37,6 @@ const BADGES: Table = Table::new("badges");
 /// (tenant, player) → the player's latest [`LastAction`].
 const LAST_ACTION: Table = Table::new("action_last");
 
-/// How many times an action is re-evaluated when its reads keep changing.
-const MAX_ATTEMPTS: u32 = 64;
 /// tenant → [`Limits`].
 const SETTINGS: Table = Table::new("action_settings");
 
@@ -282,11 +281,6 @@ pub async fn perform(
 ) -> Result<Guarded<Performed>, ActionError> {
     let Mode { dry_run, idem } = mode;
     let params = req.validate()?;
-    if let Some(call) = &idem
-        && let Some(early) = idempotency::precheck(&store.read()?, tenant, call, now_ms)?
-    {
-        return Ok(early);
-    }
     let action = Action {
         player: req.player.clone(),
         name: req.action.clone(),
@@ -301,8 +295,7 @@ pub async fn perform(
         time_ms: now_ms,
     };
     let input = Input::Evaluate { action };
-    for attempt in 1..=MAX_ATTEMPTS {
-        let snapshot = Arc::new(store.read()?);
+    let judge = |snapshot: Arc<crate::store::Snapshot>, attempt: u32| {
         if !players::exists(snapshot.as_ref(), tenant, &req.player)? {
             return Err(ActionError::PlayerNotFound(req.player.clone()));
         }
@@ -314,45 +307,18 @@ pub async fn perform(
             return Err(ActionError::UnknownAction(req.action.clone()));
         }
         check_outcome(&outcome, &limits(snapshot.as_ref(), tenant)?)?;
-        let record = ActionRecord {
-            id: None,
-            player: req.player.clone(),
-            action: req.action.clone(),
-            params: params.clone(),
-            url: req.url.clone(),
-            time_ms: now_ms,
-            matched: !outcome_is_empty(&outcome),
-            grants: Vec::new(),
-            badges: outcome.badges.clone(),
-            messages: outcome
-                .messages
-                .iter()
-                .map(|m| MessageRequest {
-                    channel: m.channel.clone(),
-                    to: m.to.clone(),
-                    template: m.template.clone(),
-                    vars: m
-                        .vars
-                        .iter()
-                        .map(|p| (p.name.clone(), p.value.clone()))
-                        .collect(),
-                })
-                .collect(),
-            custom_events: outcome
-                .events
-                .iter()
-                .map(|e| CustomEvent {
-                    name: e.name.clone(),
-                    data: e.data.clone(),
-                })
-                .collect(),
-            plugin: called.plugin.clone(),
-            plugin_version: called.version,
-        };
+        let record = record_of(
+            req,
+            &params,
+            now_ms,
+            &outcome,
+            &called.plugin,
+            called.version,
+        );
         let fallback = called.fallback.as_ref().map(|e| e.kind().to_owned());
         if dry_run {
             let (record, events) = preview(snapshot.as_ref(), tenant, record, &outcome)?;
-            return Ok(Guarded::Fresh(Performed {
+            return Ok(Judgement::Answer(Performed {
                 action: record,
                 events,
                 trace: outcome.trace,
@@ -361,46 +327,87 @@ pub async fn perform(
                 evaluations: attempt,
             }));
         }
-        let effects = called.effects;
-        let (tenant_s, idem_c) = (tenant.to_owned(), idem.clone());
-        let committed = store
-            .write(move |tx| {
-                idempotency::guarded(tx, &tenant_s, idem_c.as_ref(), now_ms, 200, |tx| {
-                    if effects.validate(tx)?.is_err() {
-                        return Err(ActionError::Retry);
-                    }
-                    if !players::exists(tx, &tenant_s, &record.player)? {
-                        return Err(ActionError::PlayerNotFound(record.player.clone()));
-                    }
-                    let (record, events) = commit(tx, &tenant_s, record.clone(), &outcome)?;
-                    effects.apply(tx)?.map_err(PluginsError::from)?;
-                    // Campaigns this action triggers: queued in this transaction.
-                    crate::campaigns::on_event(
-                        tx,
-                        &tenant_s,
-                        &record.player,
-                        &record.action,
-                        &record.params,
-                        record.id.as_deref().unwrap_or_default(),
-                        now_ms,
-                    )?;
-                    Ok(Performed {
-                        action: record,
-                        events,
-                        trace: outcome.trace.clone(),
-                        dry_run: false,
-                        fallback: fallback.clone(),
-                        evaluations: attempt,
-                    })
-                })
-            })
-            .await;
-        match committed {
-            Err(ActionError::Retry) => continue,
-            other => return other,
+        Ok(Judgement::Commit {
+            effects: called.effects,
+            payload: (record, outcome, fallback),
+        })
+    };
+    let t = tenant.to_owned();
+    let job = move |tx: &mut Tx,
+                    (record, outcome, fallback): &(ActionRecord, Outcome, Option<String>),
+                    attempt: u32| {
+        if !players::exists(tx, &t, &record.player)? {
+            return Err(ActionError::PlayerNotFound(record.player.clone()));
         }
+        let (record, events) = commit(tx, &t, record.clone(), outcome)?;
+        // Campaigns this action triggers: queued in this transaction.
+        crate::campaigns::on_event(
+            tx,
+            &t,
+            &record.player,
+            &record.action,
+            &record.params,
+            record.id.as_deref().unwrap_or_default(),
+            now_ms,
+        )?;
+        Ok(Performed {
+            action: record,
+            events,
+            trace: outcome.trace.clone(),
+            dry_run: false,
+            fallback: fallback.clone(),
+            evaluations: attempt,
+        })
+    };
+    judged_commit(store, tenant, idem, (now_ms, 200), judge, job)
+        .await?
+        .ok_or(ActionError::Contention)
+}
+
+/// What is stored of an action the rules judged.
+fn record_of(
+    req: &ActionRequest,
+    params: &BTreeMap<String, String>,
+    now_ms: i64,
+    outcome: &Outcome,
+    plugin: &str,
+    plugin_version: u32,
+) -> ActionRecord {
+    ActionRecord {
+        id: None,
+        player: req.player.clone(),
+        action: req.action.clone(),
+        params: params.clone(),
+        url: req.url.clone(),
+        time_ms: now_ms,
+        matched: !outcome_is_empty(outcome),
+        grants: Vec::new(),
+        badges: outcome.badges.clone(),
+        messages: outcome
+            .messages
+            .iter()
+            .map(|m| MessageRequest {
+                channel: m.channel.clone(),
+                to: m.to.clone(),
+                template: m.template.clone(),
+                vars: m
+                    .vars
+                    .iter()
+                    .map(|p| (p.name.clone(), p.value.clone()))
+                    .collect(),
+            })
+            .collect(),
+        custom_events: outcome
+            .events
+            .iter()
+            .map(|e| CustomEvent {
+                name: e.name.clone(),
+                data: e.data.clone(),
+            })
+            .collect(),
+        plugin: plugin.to_owned(),
+        plugin_version,
     }
-    Err(ActionError::Contention)
 }
 
 fn outcome_is_empty(o: &Outcome) -> bool {

@@ -30,6 +30,7 @@ use crate::idempotency::{self, Call, Guarded};
 use crate::ids::{random_hex, valid_id};
 use crate::notifications::{self, Live, Notification};
 use crate::plugins::bindings::{GiftReply, GiftRequest, Verdict};
+use crate::plugins::judged::{Judgement, judged_commit};
 use crate::plugins::{Input, Output, Plugins, PluginsError, params};
 use crate::shutdown::Shutdown;
 use crate::store::queue::{Claimed, Queue};
@@ -55,8 +56,6 @@ pub const DEFAULT_EXPIRY_S: i64 = 24 * 3600;
 pub const MAX_EXPIRY_S: i64 = 30 * 24 * 3600;
 /// The most custom attributes on a request or reply.
 pub const MAX_ATTRIBUTES: usize = 64;
-
-const MAX_ATTEMPTS: u32 = 64;
 
 /// What can go wrong with gifts.
 #[derive(Debug, thiserror::Error)]
@@ -199,11 +198,6 @@ impl Gifts {
         now_ms: i64,
         request_id: &str,
     ) -> Result<Guarded<GiftRecord>, GiftError> {
-        if let Some(call) = &idem
-            && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now_ms)?
-        {
-            return Ok(early);
-        }
         let expiry_s = expiry_s.unwrap_or(DEFAULT_EXPIRY_S);
         if !(1..=MAX_EXPIRY_S).contains(&expiry_s) {
             return Err(GiftError::Invalid(format!(
@@ -226,8 +220,7 @@ impl Gifts {
             expires_at_ms,
             attributes: params(&attributes),
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let snapshot = Arc::new(self.store.read()?);
+        let judge = |snapshot: Arc<crate::store::Snapshot>, _attempt: u32| {
             let judged = self.judge(
                 tenant,
                 &Input::PreRequest {
@@ -255,37 +248,40 @@ impl Gifts {
                     request: request.clone(),
                 },
             };
-            let (t, effects, idem) = (tenant.to_owned(), judged.effects, idem.clone());
-            let committed = self
-                .store
-                .write(move |tx| {
-                    let mut notes = Vec::new();
-                    let g = idempotency::guarded(tx, &t, idem.as_ref(), now_ms, 201, |tx| {
-                        if effects.validate(tx)?.is_err() {
-                            return Err(GiftError::Retry);
-                        }
-                        if !players::exists(tx, &t, &record.sender)? {
-                            return Err(GiftError::NoProfile);
-                        }
-                        notes = save_request(tx, &t, &record)?;
-                        POST_HOOKS.push(tx, now_ms, &post)?;
-                        effects.apply(tx)?.map_err(PluginsError::from)?;
-                        Ok(record.clone())
-                    })?;
-                    Ok((g, notes))
-                })
-                .await;
-            match committed {
-                Err(GiftError::Retry) => continue,
-                Err(e) => return Err(e),
-                Ok((g, notes)) => {
-                    self.live.publish(tenant, notes);
-                    self.wake.notify_one();
-                    return Ok(g);
-                }
+            Ok(Judgement::Commit {
+                effects: judged.effects,
+                payload: (record, post),
+            })
+        };
+        let t = tenant.to_owned();
+        let job = move |tx: &mut Tx, (record, post): &(GiftRecord, PostHook), _attempt: u32| {
+            if !players::exists(tx, &t, &record.sender)? {
+                return Err(GiftError::NoProfile);
             }
-        }
-        Err(GiftError::Contention)
+            let notes = save_request(tx, &t, record)?;
+            POST_HOOKS.push(tx, now_ms, post)?;
+            Ok::<_, GiftError>((record.clone(), notes))
+        };
+        let g = judged_commit(&self.store, tenant, idem, (now_ms, 201), judge, job)
+            .await?
+            .ok_or(GiftError::Contention)?;
+        Ok(match g {
+            Guarded::Fresh((record, notes)) => {
+                self.live.publish(tenant, notes);
+                self.wake.notify_one();
+                Guarded::Fresh(record)
+            }
+            // What was kept is (record, notifications): answer the record.
+            Guarded::Replay(mut r) => {
+                r.body = r
+                    .body
+                    .get_mut(0)
+                    .map(serde_json::Value::take)
+                    .unwrap_or_default();
+                Guarded::Replay(r)
+            }
+            Guarded::Conflict => Guarded::Conflict,
+        })
     }
 
     /// Reply to a gift request as `player` (a recipient).
@@ -323,8 +319,7 @@ impl Gifts {
             accept,
             attributes: params(&attributes),
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let snapshot = Arc::new(self.store.read()?);
+        let judge = |snapshot: Arc<crate::store::Snapshot>, _attempt: u32| {
             let judged = self.judge(
                 tenant,
                 &Input::PreReply {
@@ -343,60 +338,49 @@ impl Gifts {
                     reply: reply.clone(),
                 },
             };
-            let (t, p, g, effects, attrs) = (
-                tenant.to_owned(),
-                player.to_owned(),
-                gift_id.to_owned(),
-                judged.effects,
-                judged.attributes,
+            Ok(Judgement::Commit {
+                effects: judged.effects,
+                payload: (judged.attributes, post),
+            })
+        };
+        let (t, p, g) = (tenant.to_owned(), player.to_owned(), gift_id.to_owned());
+        let job = move |tx: &mut Tx,
+                        (attrs, post): &(BTreeMap<String, String>, PostHook),
+                        _attempt: u32| {
+            // Checked again in the transaction: two replies may race.
+            let mut record = replyable(tx, &t, &g, &p, now_ms)?;
+            record.replies.insert(
+                p.clone(),
+                ReplyRecord {
+                    accept,
+                    attributes: attrs.clone(),
+                    at_ms: now_ms,
+                },
             );
-            let idem = idem.clone();
-            let committed = self
-                .store
-                .write(move |tx| {
-                    let mut notes = Vec::new();
-                    let g = idempotency::guarded(tx, &t, idem.as_ref(), now_ms, 200, |tx| {
-                    if effects.validate(tx)?.is_err() {
-                        return Err(GiftError::Retry);
-                    }
-                    // Checked again in the transaction: two replies may race.
-                    let mut record = replyable(tx, &t, &g, &p, now_ms)?;
-                    record.replies.insert(
-                        p.clone(),
-                        ReplyRecord {
-                            accept,
-                            attributes: attrs.clone(),
-                            at_ms: now_ms,
-                        },
-                    );
-                    tx.put(REQUESTS, &key(&[&t, &g]), &record)?;
-                    let note = notifications::push(
-                        tx,
-                        &t,
-                        &record.sender,
-                        "gift_reply",
-                        serde_json::json!({ "request_id": g, "from": p, "accept": accept, "extra": attrs }),
-                        now_ms,
-                    )?;
-                    POST_HOOKS.push(tx, now_ms, &post)?;
-                    effects.apply(tx)?.map_err(PluginsError::from)?;
-                    notes = vec![note];
-                    Ok(())
-                    })?;
-                    Ok((g, notes))
-                })
-                .await;
-            match committed {
-                Err(GiftError::Retry) => continue,
-                Err(e) => return Err(e),
-                Ok((g, notes)) => {
-                    self.live.publish(tenant, notes);
-                    self.wake.notify_one();
-                    return Ok(g);
-                }
+            tx.put(REQUESTS, &key(&[&t, &g]), &record)?;
+            let note = notifications::push(
+                tx,
+                &t,
+                &record.sender,
+                "gift_reply",
+                serde_json::json!({ "request_id": g, "from": p, "accept": accept, "extra": attrs }),
+                now_ms,
+            )?;
+            POST_HOOKS.push(tx, now_ms, post)?;
+            Ok::<_, GiftError>(vec![note])
+        };
+        let done = judged_commit(&self.store, tenant, idem, (now_ms, 200), judge, job)
+            .await?
+            .ok_or(GiftError::Contention)?;
+        Ok(match done {
+            Guarded::Fresh(notes) => {
+                self.live.publish(tenant, notes);
+                self.wake.notify_one();
+                Guarded::Fresh(())
             }
-        }
-        Err(GiftError::Contention)
+            Guarded::Replay(r) => Guarded::Replay(r),
+            Guarded::Conflict => Guarded::Conflict,
+        })
     }
 
     /// Run queued post hooks until the process ends. `paused` leaves them

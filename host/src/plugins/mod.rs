@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod builtin;
 mod engine;
 pub mod gate;
+pub mod judged;
 pub mod kv;
 mod runtime;
 pub mod sandbox;
@@ -1152,29 +1153,25 @@ impl Plugins {
         request_id: &str,
         dry_run: bool,
     ) -> Result<(Called, u32), PluginsError> {
-        const MAX_ATTEMPTS: u32 = 64;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let snapshot = Arc::new(self.store.read()?);
+        let mut last: Option<(Called, u32)> = None;
+        let judge = |snapshot: Arc<Snapshot>, attempt: u32| {
             let called = self.call(tenant, input, Some(snapshot), now_ms, request_id)?;
-            if dry_run || called.effects.is_read_only() {
-                return Ok((called, attempt));
-            }
-            let effects = called.effects.clone();
-            let committed = self
-                .store
-                .write(move |tx| {
-                    if effects.validate(tx)?.is_err() {
-                        return Ok::<_, PluginsError>(false);
-                    }
-                    effects.apply(tx)??;
-                    Ok(true)
-                })
-                .await?;
-            if committed {
-                return Ok((called, attempt));
-            }
-        }
-        Err(PluginsError::TooManyConflicts(MAX_ATTEMPTS))
+            let verdict = if dry_run || called.effects.is_read_only() {
+                judged::Judgement::Answer(())
+            } else {
+                judged::Judgement::Commit {
+                    effects: called.effects.clone(),
+                    payload: (),
+                }
+            };
+            last = Some((called, attempt));
+            Ok::<_, PluginsError>(verdict)
+        };
+        let job = |_: &mut crate::store::Tx, _: &(), _: u32| Ok::<_, PluginsError>(());
+        judged::judged_commit(&self.store, tenant, None, (now_ms, 200), judge, job)
+            .await?
+            .ok_or(PluginsError::TooManyConflicts(judged::MAX_ATTEMPTS))?;
+        last.ok_or(PluginsError::TooManyConflicts(0))
     }
 }
 
