@@ -388,6 +388,15 @@ impl Gifts {
     /// Run queued post hooks until shutdown; a hook in progress finishes
     /// first, the rest stay queued for the next start.
     pub async fn post_hook_loop(self: Arc<Self>, mut shutdown: Shutdown) {
+        // Hooks the previous process claimed and did not finish: run again.
+        match POST_HOOKS
+            .release_claims(&self.store, crate::ids::now_ms())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(hooks = n, "gift post hooks given back after a restart"),
+            Err(e) => tracing::error!(error = %e, "gift post hooks: giving back claims"),
+        }
         while !shutdown.is_requested() {
             match self.run_post_hooks(&shutdown).await {
                 Ok(0) => {

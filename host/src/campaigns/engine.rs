@@ -1,7 +1,7 @@
 //! The campaign worker: fires due schedule slots and turns queued jobs
 //! into messages, each (campaign, person, trigger) at most once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::{
-    CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, Settings, bump, enqueue, get, minutes_of,
-    settings,
+    CAPS, Campaign, CampaignStatus, DONE, Job, QUEUE, Queued, Settings, bump, enqueue, get,
+    minutes_of, settings,
 };
 use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
@@ -18,8 +18,8 @@ use crate::ids::now_ms;
 use crate::messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
 use crate::players::{self, Player};
 use crate::shutdown::Shutdown;
+use crate::store::queue::Claimed;
 use crate::store::{Reader, Store, StoreError, Tx, key};
-use crate::views::time_part;
 
 /// Jobs worked on at once.
 const IN_FLIGHT: usize = 64;
@@ -27,6 +27,9 @@ const IN_FLIGHT: usize = 64;
 const PAGE: usize = 500;
 /// How often schedules are looked at (a slot fires at most this late).
 const SCHEDULE_EVERY: Duration = Duration::from_millis(250);
+/// How long a claimed job is its worker's: past it (the worker died), it
+/// is claimed again.
+const JOB_LEASE_MS: i64 = 60_000;
 
 /// The worker.
 pub struct Campaigns {
@@ -84,13 +87,18 @@ impl Campaigns {
 
     /// Fire schedules and work the queue until shutdown.
     pub async fn run_loop(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut running: JoinSet<String> = JoinSet::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut running: JoinSet<()> = JoinSet::new();
         let mut schedules_checked = std::time::Instant::now()
             .checked_sub(SCHEDULE_EVERY)
             .unwrap_or_else(std::time::Instant::now);
         if let Err(e) = self.index_schedules().await {
             tracing::error!(error = %e, "campaign schedule index");
+        }
+        // Jobs the previous process claimed and did not finish: due now.
+        match QUEUE.release_claims(&self.store, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "campaign jobs given back after a restart"),
+            Err(e) => tracing::error!(error = %e, "campaign queue: giving back claims"),
         }
         while !shutdown.is_requested() {
             if schedules_checked.elapsed() >= SCHEDULE_EVERY {
@@ -99,26 +107,19 @@ impl Campaigns {
                     tracing::error!(error = %e, "campaign schedules");
                 }
             }
-            while let Some(done) = running.try_join_next() {
-                if let Ok(k) = done {
-                    in_flight.remove(&k);
-                }
-            }
-            match self.due(IN_FLIGHT * 2) {
+            while running.try_join_next().is_some() {}
+            // Claim only what can run now: a claimed job waits for its
+            // lease otherwise.
+            let room = IN_FLIGHT.saturating_sub(running.len());
+            match self.due(room).await {
                 Ok(due) => {
-                    for (k, job) in due {
-                        if in_flight.len() >= IN_FLIGHT {
-                            break;
-                        }
-                        if in_flight.insert(k.clone()) {
-                            let this = self.clone();
-                            running.spawn(async move {
-                                if let Err(e) = this.work(&k, job).await {
-                                    tracing::warn!(error = %e, "campaign job");
-                                }
-                                k
-                            });
-                        }
+                    for c in due {
+                        let this = self.clone();
+                        running.spawn(async move {
+                            if let Err(e) = this.work(&c.key, c.item).await {
+                                tracing::warn!(error = %e, "campaign job");
+                            }
+                        });
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "campaign queue"),
@@ -126,26 +127,21 @@ impl Campaigns {
             tokio::select! {
                 _ = shutdown.requested() => {}
                 _ = self.wake.notified() => {}
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(k) = done {
-                        in_flight.remove(&k);
-                    }
-                }
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
         while running.join_next().await.is_some() {}
     }
 
-    fn due(&self, limit: usize) -> Result<Vec<(String, Job)>, StoreError> {
-        let bound = crate::store::prefix(&[&time_part(now_ms())]);
-        Ok(self
-            .store
-            .read()?
-            .scan_page::<Job>(QUEUE, "", None, limit, false)?
-            .into_iter()
-            .take_while(|(k, _)| k.as_str() < bound.as_str())
-            .collect())
+    /// Claim up to `limit` due jobs (a read first: no write while idle).
+    async fn due(&self, limit: usize) -> Result<Vec<Claimed<Queued>>, StoreError> {
+        let now = now_ms();
+        let first = QUEUE.next_due(&self.store.read()?)?;
+        if limit == 0 || first.is_none_or(|d| d > now) {
+            return Ok(Vec::new());
+        }
+        QUEUE.claim(&self.store, now, JOB_LEASE_MS, limit).await
     }
 
     /// Queue the audience of every schedule whose slot has come, once per
@@ -202,12 +198,12 @@ impl Campaigns {
         }
     }
 
-    async fn work(&self, entry: &str, job: Job) -> Result<(), MessageError> {
-        let mut parts = crate::store::parts(entry);
-        let (Some(_), Some(tenant), Some(cid)) = (parts.next(), parts.next(), parts.next()) else {
-            return Ok(());
-        };
-        let (tenant, cid) = (tenant.to_owned(), cid.to_owned());
+    async fn work(&self, entry: &str, queued: Queued) -> Result<(), MessageError> {
+        let Queued {
+            tenant,
+            campaign: cid,
+            job,
+        } = queued;
         let snap = self.store.read()?;
         let campaign =
             get(&snap, &tenant, &cid)?.filter(|c| c.spec.status == CampaignStatus::Active);
@@ -216,7 +212,7 @@ impl Campaigns {
             let e = entry.to_owned();
             return Ok(self
                 .store
-                .write(move |tx| tx.remove(QUEUE, &e).map(|_| ()))
+                .write(move |tx| QUEUE.done(tx, &e).map(|_| ()))
                 .await?);
         };
         match job {
@@ -273,10 +269,9 @@ impl Campaigns {
         let (e, t, cid) = (entry.to_owned(), tenant.to_owned(), c.id.clone());
         self.store
             .write(move |tx| {
-                if tx.get_raw(QUEUE, &e)?.is_none() {
-                    return Ok::<_, StoreError>(());
+                if !QUEUE.done(tx, &e)? {
+                    return Ok::<_, StoreError>(()); // another worker has it
                 }
-                tx.remove(QUEUE, &e)?;
                 for m in &members {
                     let job = Job::Person {
                         player: m.clone(),
@@ -354,7 +349,7 @@ impl Campaigns {
         let (e, t, c) = (entry.to_owned(), tenant.to_owned(), cid.to_owned());
         self.store
             .write(move |tx| {
-                if tx.remove(QUEUE, &e)? {
+                if QUEUE.done(tx, &e)? {
                     bump(tx, &t, &c, "targeted", 1)?;
                     bump(tx, &t, &c, why.counter(), 1)?;
                 }
@@ -406,7 +401,7 @@ impl Campaigns {
             .messaging
             .send_with(tenant, req, None, now, "campaign", move |tx, _| {
                 let done = key(&[&t, &cid, &pid, &trig]);
-                if tx.get_raw(QUEUE, &e)?.is_none() || tx.get_raw(DONE, &done)?.is_some() {
+                if !QUEUE.holds(tx, &e)? || tx.get_raw(DONE, &done)?.is_some() {
                     return Err(MessageError::Declined(DUPLICATE));
                 }
                 if let Some(cap) = &cap
@@ -414,7 +409,7 @@ impl Campaigns {
                 {
                     return Err(MessageError::Declined(CAPPED));
                 }
-                tx.remove(QUEUE, &e)?;
+                QUEUE.done(tx, &e)?;
                 tx.put_raw(DONE, &done, b"")?;
                 bump(tx, &t, &cid, "targeted", 1)?;
                 bump(tx, &t, &cid, "sent", 1)?;

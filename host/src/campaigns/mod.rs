@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::valid_id;
 use crate::messaging::{self, Kind};
+use crate::store::queue::Queue;
 use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
 use crate::views::time_part;
 
@@ -30,7 +31,9 @@ const TRIGGERS: Table = Table::new("campaign_triggers");
 /// campaigns by their next slot, so firing reads only what is due.
 const SLOTS: Table = Table::new("campaign_slots");
 /// (due time, tenant, campaign id, job id) → [`Job`].
-const QUEUE: Table = Table::new("campaign_queue");
+/// Campaign jobs: claimed with a lease (a worker that dies gives its jobs
+/// back when the lease ends), removed in the transaction of their effect.
+const QUEUE: Queue = Queue::new("campaign_job_queue");
 /// (tenant, campaign id, player, trigger key) → nothing: done.
 const DONE: Table = Table::new("campaign_done");
 /// (tenant, player) → send times (ms) of campaign marketing messages in
@@ -429,6 +432,14 @@ pub fn remove(tx: &mut Tx, tenant: &str, id: &str) -> Result<(), CampaignError> 
     Ok(())
 }
 
+/// A job with the campaign it is for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Queued {
+    pub tenant: String,
+    pub campaign: String,
+    pub job: Job,
+}
+
 fn enqueue(
     tx: &mut Tx,
     tenant: &str,
@@ -436,17 +447,12 @@ fn enqueue(
     due: i64,
     job: &Job,
 ) -> Result<(), StoreError> {
-    let n = tx.next_seq(tenant, "campaign_job")?;
-    tx.put(
-        QUEUE,
-        &key(&[
-            &time_part(due),
-            tenant,
-            campaign,
-            &crate::store::seq_part(n),
-        ]),
-        job,
-    )
+    let queued = Queued {
+        tenant: tenant.to_owned(),
+        campaign: campaign.to_owned(),
+        job: job.clone(),
+    };
+    QUEUE.push(tx, due, &queued)
 }
 
 /// Send-now: queue the whole audience once under `run`.

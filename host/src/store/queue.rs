@@ -41,6 +41,10 @@ pub struct Claimed<T> {
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     attempts: u32,
+    /// Claimed and not yet done or given back: its key's time is the
+    /// lease's end, not the item's due time.
+    #[serde(default)]
+    claimed: bool,
     item: serde_json::Value,
 }
 
@@ -55,6 +59,7 @@ impl Queue {
         let seq = tx.next_seq("", self.0.name())?;
         let envelope = Envelope {
             attempts: 0,
+            claimed: false,
             item: serde_json::to_value(item).map_err(|source| StoreError::Corrupt {
                 table: self.0.to_string(),
                 source,
@@ -92,6 +97,7 @@ impl Queue {
                     let seq = parts(&k).nth(1).unwrap_or_default().to_owned();
                     tx.remove(table, &k)?;
                     e.attempts += 1;
+                    e.claimed = true;
                     let leased = key(&[&time_part(now_ms.saturating_add(lease_ms)), &seq]);
                     tx.put(table, &leased, &e)?;
                     out.push((leased, e.attempts, e.item));
@@ -115,6 +121,12 @@ impl Queue {
             .collect()
     }
 
+    /// Whether the item of `key` is still there as claimed (not done, and
+    /// not moved by another claim since).
+    pub fn holds(&self, src: &impl Reader, key: &str) -> Result<bool, StoreError> {
+        Ok(src.get_raw(self.0, key)?.is_some())
+    }
+
     /// The item of `key` is handled: gone for good. False when it was not
     /// there (its lease ended and another claim moved it).
     pub fn done(&self, tx: &mut Tx, key: &str) -> Result<bool, StoreError> {
@@ -124,13 +136,52 @@ impl Queue {
     /// Give a claimed item back unhandled: due again at `now_ms` (a worker
     /// that stops before handling what it claimed).
     pub fn release(&self, tx: &mut Tx, key: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let Some(raw) = tx.get_raw(self.0, key)? else {
+        let Some(mut e) = tx.get::<Envelope>(self.0, key)? else {
             return Ok(false);
         };
         let seq = parts(key).nth(1).unwrap_or_default().to_owned();
         tx.remove(self.0, key)?;
-        tx.put_raw(self.0, &super::key(&[&time_part(now_ms), &seq]), &raw)?;
+        e.claimed = false;
+        tx.put(self.0, &super::key(&[&time_part(now_ms), &seq]), &e)?;
         Ok(true)
+    }
+
+    /// Give back every claim (due again at `now_ms`): what a process that
+    /// starts does with the claims of the one before it, when no other
+    /// process can hold any — the embedded store is locked to one process,
+    /// so its claims are all dead. (With several hosts on one database,
+    /// leases end on their own instead.) How many were given back.
+    pub async fn release_claims(&self, store: &Store, now_ms: i64) -> Result<usize, StoreError> {
+        let table = self.0;
+        let mut after: Option<String> = None;
+        let mut released = 0;
+        loop {
+            let page: Vec<(String, Envelope)> =
+                store
+                    .read()?
+                    .scan_page(table, "", after.as_deref(), 256, false)?;
+            let exhausted = page.len() < 256;
+            after = page.last().map(|(k, _)| k.clone());
+            let claimed: Vec<String> = page
+                .into_iter()
+                .filter(|(_, e)| e.claimed)
+                .map(|(k, _)| k)
+                .collect();
+            if !claimed.is_empty() {
+                released += store
+                    .write(move |tx| {
+                        let mut n = 0;
+                        for k in &claimed {
+                            n += usize::from(Queue(table).release(tx, k, now_ms)?);
+                        }
+                        Ok::<_, StoreError>(n)
+                    })
+                    .await?;
+            }
+            if exhausted {
+                return Ok(released);
+            }
+        }
     }
 
     /// How many items wait, due or leased (at most `limit` counted).
@@ -200,6 +251,16 @@ mod tests {
                 .write(move |tx| Q.done(tx, &stale))
                 .await
                 .expect("done")
+        );
+        // A new process gives back its predecessor's claims at once.
+        assert_eq!(Q.release_claims(&store, 12_000).await.expect("release"), 3);
+        let back: Vec<Claimed<String>> = Q.claim(&store, 12_000, 10_000, 10).await.expect("claim");
+        assert_eq!(back.len(), 3, "{back:?}");
+        assert_eq!(Q.release_claims(&store, 12_000).await.expect("release"), 3);
+        assert_eq!(
+            Q.release_claims(&store, 12_000).await.expect("release"),
+            0,
+            "given back once"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&path);
