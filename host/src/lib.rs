@@ -16,6 +16,7 @@ pub mod audiences;
 pub mod campaigns;
 pub mod config;
 pub mod cors;
+pub mod events;
 pub mod gateway;
 pub mod gifts;
 pub mod goods;
