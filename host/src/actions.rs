@@ -340,8 +340,8 @@ pub async fn perform(
             return Err(ActionError::PlayerNotFound(record.player.clone()));
         }
         let (record, events) = commit(tx, &t, record.clone(), outcome)?;
-        // What reacts to it (campaigns) learns of it from this event.
-        crate::events::record(
+        // Campaigns this action triggers: queued in this transaction.
+        crate::campaigns::on_event(
             tx,
             &t,
             &record.player,

@@ -494,9 +494,9 @@ pub fn redeem(
         &key(&[tenant, player, &crate::views::time_part(now_ms), &ref_id]),
         group.as_bytes(),
     )?;
-    // What reacts to a redemption (campaigns) learns of it from this event.
+    // Campaigns triggered by a redemption: queued in this transaction.
     let params = std::collections::BTreeMap::from([("goods".to_owned(), group.to_owned())]);
-    crate::events::record(tx, tenant, player, "redeemed", &params, &ref_id, now_ms)?;
+    crate::campaigns::on_event(tx, tenant, player, "redeemed", &params, &ref_id, now_ms)?;
     Ok(r)
 }
 

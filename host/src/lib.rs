@@ -16,7 +16,6 @@ pub mod audiences;
 pub mod campaigns;
 pub mod config;
 pub mod cors;
-pub mod events;
 pub mod gateway;
 pub mod gifts;
 pub mod goods;

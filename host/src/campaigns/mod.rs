@@ -472,18 +472,19 @@ pub fn run_now(
     Ok(())
 }
 
-/// A loyalty event happened: queue a job for every active campaign it
-/// triggers (inside the transaction that marks the event handled). The
-/// event's id is the trigger key unless a balance threshold makes it once
-/// per player; thresholds compare the balances the event carries.
-pub fn on_event(tx: &mut Tx, e: &crate::events::LoyaltyEvent, now: i64) -> Result<(), StoreError> {
-    let (tenant, player, name, params, id) = (
-        e.tenant.as_str(),
-        e.player.as_str(),
-        e.name.as_str(),
-        &e.params,
-        e.id.as_str(),
-    );
+/// A loyalty event happened (inside the transaction that records it):
+/// queue a job for every active campaign it triggers. `id` is the event's
+/// own id (an action id), the trigger key unless a balance threshold makes
+/// it once per player.
+pub fn on_event(
+    tx: &mut Tx,
+    tenant: &str,
+    player: &str,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     let ids: Vec<String> = tx
         .scan_raw(TRIGGERS, &prefix(&[tenant, name]), None, 1000, false)?
         .into_iter()
@@ -509,7 +510,7 @@ pub fn on_event(tx: &mut Tx, e: &crate::events::LoyaltyEvent, now: i64) -> Resul
         }
         let trigger = match min_balance {
             Some(t) => {
-                if e.balances.get(&t.currency).copied().unwrap_or(0) < t.amount {
+                if crate::views::balance(tx, tenant, player, &t.currency)? < t.amount {
                     continue;
                 }
                 format!("balance:{}:{}", t.currency, t.amount)
