@@ -487,7 +487,10 @@ async fn long_passwords_cost_nothing_and_logins_do_not_stall_the_server() {
         let _ = b.await.expect("login task");
     }
     println!("slowest /health during logins: {slowest:?}");
-    assert!(slowest < Duration::from_millis(50), "{slowest:?}");
+    // Hashing on the async workers stalled /health for seconds; 20–55 ms is
+    // this debug build's scheduling on a shared two-core machine. The bound
+    // tells the two apart; latency itself is benchmarked, not asserted.
+    assert!(slowest < Duration::from_millis(250), "{slowest:?}");
     // An unknown name costs a hash too: names cannot be told by timing
     // (was 4.3 ms for a known name, 0.15 ms for an unknown one).
     let timed = |u: String| {
