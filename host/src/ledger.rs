@@ -63,6 +63,8 @@ pub enum LedgerError {
     AlreadyReversed { original: String, by: String },
     #[error("a reversal cannot itself be reversed; post a new entry instead")]
     ReverseOfReversal,
+    #[error("player `{0}` does not exist")]
+    PlayerNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,6 +123,20 @@ pub fn check(src: &impl Reader, tenant: &str, p: &Posting) -> Result<i64, Ledger
         });
     }
     Ok(after)
+}
+
+/// Post an entry to a registered player's account (not a messaging
+/// account): what every API's credit and debit does.
+pub fn post_to_player(
+    tx: &mut Tx,
+    tenant: &str,
+    p: &Posting,
+    now_ms: i64,
+) -> Result<Entry, LedgerError> {
+    if !crate::players::exists(tx, tenant, p.player)? {
+        return Err(LedgerError::PlayerNotFound(p.player.to_owned()));
+    }
+    post(tx, tenant, p, now_ms)
 }
 
 /// Post an entry: checks first, then writes the entry and the balance.

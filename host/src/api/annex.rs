@@ -556,29 +556,25 @@ async fn points(
             .clone()
             .unwrap_or_else(|| if delta > 0 { "credit" } else { "debit" }.into());
         let reference = req.order_id.clone();
-        let done = s
-            .store
-            .write(move |tx| {
-                idempotency::guarded(tx, &t2, idem.as_ref(), now, 200, |tx| {
-                    players::get(tx, &t2, &id)?;
-                    let posting = Posting {
-                        player: &id,
-                        currency: ledger::DEFAULT_CURRENCY,
-                        amount: delta,
-                        reason: &reason,
-                        reference: reference.as_deref(),
-                    };
-                    ledger::post(tx, &t2, &posting, now).map_err(|e| match e {
-                        LedgerError::Store(s) => AnnexError::from(s),
-                        LedgerError::InsufficientBalance { balance, .. } => {
-                            bad(format!("not enough points: {balance} available"))
-                        }
-                        e => bad(e.to_string()),
-                    })?;
-                    Ok::<_, AnnexError>(())
-                })
-            })
-            .await?;
+        let done = guarded_json(&s, &t2.clone(), idem, StatusCode::OK, move |tx| {
+            let posting = Posting {
+                player: &id,
+                currency: ledger::DEFAULT_CURRENCY,
+                amount: delta,
+                reason: &reason,
+                reference: reference.as_deref(),
+            };
+            ledger::post_to_player(tx, &t2, &posting, now).map_err(|e| match e {
+                LedgerError::Store(s) => AnnexError::from(s),
+                LedgerError::PlayerNotFound(id) => user_not_found(&id),
+                LedgerError::InsufficientBalance { balance, .. } => {
+                    bad(format!("not enough points: {balance} available"))
+                }
+                e => bad(e.to_string()),
+            })?;
+            Ok::<_, AnnexError>(Value::Null)
+        })
+        .await?;
         if matches!(done, Guarded::Conflict) {
             return Err(bad("orderId was used for another points request"));
         }

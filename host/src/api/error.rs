@@ -192,6 +192,7 @@ impl From<LedgerError> for ApiError {
             }
             LedgerError::BalanceTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "balance_too_large"),
             LedgerError::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
+            LedgerError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
             LedgerError::AlreadyReversed { .. } => (StatusCode::CONFLICT, "already_reversed"),
             LedgerError::ReverseOfReversal => (StatusCode::BAD_REQUEST, "reverse_of_reversal"),
             LedgerError::Store(s) => return ApiError::internal(s),

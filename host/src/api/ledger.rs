@@ -14,7 +14,6 @@ use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
 use crate::ids::now_ms;
 use crate::ledger::{self, LedgerError, Posting};
-use crate::players::{self, PlayerError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,27 +34,6 @@ struct Move {
     reference: Option<String>,
 }
 
-/// An error from inside a ledger write job.
-enum Failed {
-    Player(PlayerError),
-    Ledger(LedgerError),
-}
-
-impl From<crate::store::StoreError> for Failed {
-    fn from(e: crate::store::StoreError) -> Failed {
-        Failed::Ledger(e.into())
-    }
-}
-
-impl From<Failed> for ApiError {
-    fn from(f: Failed) -> ApiError {
-        match f {
-            Failed::Player(e) => e.into(),
-            Failed::Ledger(e) => e.into(),
-        }
-    }
-}
-
 async fn post_move(
     tenant: String,
     s: AppState,
@@ -69,9 +47,6 @@ async fn post_move(
     let t = tenant.clone();
     let now = now_ms();
     mutation::write(&s, &tenant, &m, StatusCode::CREATED, now, move |tx| {
-        if !players::exists(tx, &t, &req.player)? {
-            return Err(Failed::Player(PlayerError::NotFound(req.player.clone())));
-        }
         let default_reason = if sign > 0 { "credit" } else { "debit" };
         let posting = Posting {
             player: &req.player,
@@ -80,7 +55,7 @@ async fn post_move(
             reason: req.reason.as_deref().unwrap_or(default_reason),
             reference: req.reference.as_deref(),
         };
-        ledger::post(tx, &t, &posting, now).map_err(Failed::Ledger)
+        ledger::post_to_player(tx, &t, &posting, now)
     })
     .await
 }

@@ -165,11 +165,7 @@ async fn guarded_write<F>(s: &AppState, tenant: &str, p: &Params, job: F) -> PbR
 where
     F: FnMut(&mut crate::store::Tx) -> Result<Value, PbError> + Send + 'static,
 {
-    let (t, idem, now) = (tenant.to_owned(), p.2.clone(), now_ms());
-    let mut job = job;
-    let g = s
-        .store
-        .write(move |tx| crate::idempotency::guarded(tx, &t, idem.as_ref(), now, 200, &mut job))
+    let g = super::mutation::guarded_json(s, tenant, p.2.clone(), axum::http::StatusCode::OK, job)
         .await?;
     answer(g)
 }
