@@ -497,7 +497,7 @@ mod tests {
     async fn balances_match_totals_and_entries_under_random_postings() {
         let path =
             std::env::temp_dir().join(format!("engage-ledger-{}", crate::ids::random_hex(6)));
-        let dir = crate::server::open_data_dir(&path).expect("dir");
+        let dir = crate::store::files::open_data_dir(&path).expect("dir");
         let store = crate::store::Store::open(&dir).expect("store");
         for seed in [1u64, 7, 42, 2026] {
             let tenant = format!("t{seed}");

@@ -10,6 +10,9 @@
 
 #![deny(unsafe_code)]
 
+pub use engage_store as store;
+pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
+
 pub mod actions;
 pub mod api;
 pub mod audiences;
@@ -19,20 +22,14 @@ pub mod cors;
 pub mod gateway;
 pub mod gifts;
 pub mod goods;
-pub mod idempotency;
-pub mod ids;
 pub mod ledger;
 pub mod listener;
 pub mod messaging;
 pub mod notifications;
 pub mod players;
 pub mod plugins;
-pub mod secrets;
 pub mod server;
-pub mod shutdown;
 pub mod social;
-pub mod store;
-pub mod sweeper;
 pub mod tenants;
 pub mod throttle;
 pub mod views;

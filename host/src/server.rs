@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cap_std::ambient_authority;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -16,6 +15,7 @@ use crate::ids::random_hex;
 use crate::plugins::{BindRequest, Plugins, Point};
 use crate::shutdown::Background;
 use crate::store::Store;
+use crate::store::files::{open_data_dir, write_private};
 use crate::tenants;
 
 /// The first-party rule table the demo tenant starts with: the seed's
@@ -67,14 +67,17 @@ pub async fn close(state: AppState) {
     }
 }
 
-/// Open the data directory (creating it), as a capability.
-pub fn open_data_dir(path: &std::path::Path) -> anyhow::Result<cap_std::fs::Dir> {
-    std::fs::create_dir_all(path)
-        .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", path.display()))?;
-    Ok(cap_std::fs::Dir::open_ambient_dir(
-        path,
-        ambient_authority(),
-    )?)
+/// Every kind of record the sweeper deletes, each declared by the crate
+/// that owns its table.
+pub fn sweeps() -> Vec<crate::sweeper::Sweep> {
+    vec![
+        crate::tenants::TOKEN_SWEEP,
+        crate::plugins::kv::SWEEP,
+        crate::idempotency::SWEEP,
+        crate::messaging::EARLY_REPORT_SWEEP,
+        crate::campaigns::DONE_SWEEP,
+        crate::campaigns::CAP_SWEEP,
+    ]
 }
 
 /// Open storage and the plugin runtime, bootstrap on first start, and
@@ -117,7 +120,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
     let campaigns = crate::campaigns::engine::Campaigns::new(store.clone(), messaging.clone());
     let c = campaigns.clone();
     background.spawn("campaigns", |stop| c.run_loop(stop));
-    let sweeper = crate::sweeper::Sweeper::new(store.clone(), config.retention.clone());
+    let sweeper = crate::sweeper::Sweeper::new(store.clone(), config.retention.clone(), sweeps());
     background.spawn("sweeper", |stop| sweeper.run_loop(stop));
     let state = AppState {
         store: store.clone(),
@@ -190,18 +193,6 @@ async fn bootstrap(
         "Engage first start: credentials (also in {}/credentials.json, mode 0600):\n{text}",
         config.data_dir.display()
     );
-    Ok(())
-}
-
-/// Write a file readable by its owner only.
-pub fn write_private(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
-    use cap_std::fs::OpenOptionsExt;
-    use std::io::Write;
-    let mut opts = cap_std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    let mut f = dir.open_with(name, &opts)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
     Ok(())
 }
 

@@ -837,8 +837,11 @@ async fn the_store_stops_growing_under_churn() {
     bind_hostile(&server, &first, json!({ "timeout_ms": 2000 })).await;
     server.player(&first, "p1").await;
     let store = server.state().store.clone();
-    let mut sweeper =
-        engage::sweeper::Sweeper::new(store, engage::sweeper::RetentionConfig::default());
+    let mut sweeper = engage::sweeper::Sweeper::new(
+        store,
+        engage::sweeper::RetentionConfig::default(),
+        engage::server::sweeps(),
+    );
     let census =
         |s: &engage::sweeper::Sweeper| -> Vec<(&'static str, u64)> { s.census().expect("census") };
     let nothing: Vec<(&'static str, u64)> =

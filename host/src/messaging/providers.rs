@@ -624,7 +624,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn credentials_stored_in_clear_are_sealed_at_start() {
         let path = std::env::temp_dir().join(format!("engage-seal-{}", crate::ids::random_hex(6)));
-        let dir = crate::server::open_data_dir(&path).expect("dir");
+        let dir = crate::store::files::open_data_dir(&path).expect("dir");
         let store = crate::store::Store::open(&dir).expect("store");
         let plain = br#"{"kind":"bsg","api_key":"k-CLEAR-1","base_url":null}"#.to_vec();
         let p = plain.clone();

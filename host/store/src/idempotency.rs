@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Reader, StoreError, Table, Tx, key};
+use crate::{Reader, StoreError, Table, Tx, key};
 
 /// (tenant, key) → [`Remembered`].
 const IDEMPOTENCY: Table = Table::new("idempotency");

@@ -15,8 +15,6 @@ use std::sync::Arc;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
-use crate::ids::random_hex;
-
 /// What a sealed value starts with (so values stored before sealing was
 /// introduced are still read, and sealed on their next write).
 const MAGIC: &[u8] = b"sealed1:";
@@ -29,6 +27,21 @@ const NONCE: usize = 24;
     "a stored secret could not be decrypted: the secret key (ENGAGE_SECRET_KEY, or secret.key in the data directory) is not the one it was stored with"
 )]
 pub struct OpenError;
+
+/// The server's key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the secret key must be 64 hex digits (32 bytes); set ENGAGE_SECRET_KEY or `secret_key` to one"
+    )]
+    BadConfigured,
+    #[error(
+        "secret.key in the data directory is not 64 hex digits; restore it from a backup, or remove it only if nothing sealed with it is stored"
+    )]
+    BadFile,
+    #[error("the secret key file in the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// Seals and opens secrets with the server's key.
 #[derive(Clone)]
@@ -52,28 +65,28 @@ impl Sealer {
 
     /// The key from `configured` (hex), else from `secret.key` in `data`,
     /// created on first use.
-    pub fn load(configured: Option<&str>, data: &cap_std::fs::Dir) -> anyhow::Result<Sealer> {
+    pub fn load(configured: Option<&str>, data: &cap_std::fs::Dir) -> Result<Sealer, KeyError> {
         if let Some(hex) = configured {
-            return Ok(Sealer::new(parse_key(hex.trim()).ok_or_else(|| {
-                anyhow::anyhow!("the secret key must be 64 hex digits (32 bytes)")
-            })?));
+            return Ok(Sealer::new(
+                parse_key(hex.trim()).ok_or(KeyError::BadConfigured)?,
+            ));
         }
         const FILE: &str = "secret.key";
         if data.exists(FILE) {
             let text = data.read_to_string(FILE)?;
-            let key = parse_key(text.trim()).ok_or_else(|| {
-                anyhow::anyhow!("secret.key in the data directory is not 64 hex digits")
-            })?;
-            return Ok(Sealer::new(key));
+            return Ok(Sealer::new(
+                parse_key(text.trim()).ok_or(KeyError::BadFile)?,
+            ));
         }
-        let hex = random_hex(32);
-        crate::server::write_private(data, FILE, &format!("{hex}\n"))?;
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            panic!("the operating system's random source failed");
+        }
+        crate::files::write_private(data, FILE, &format!("{}\n", crate::ids::hex(&key)))?;
         tracing::warn!(
             "generated a secret key in the data directory; set ENGAGE_SECRET_KEY to keep it apart from the data"
         );
-        Ok(Sealer::new(
-            parse_key(&hex).ok_or_else(|| anyhow::anyhow!("key"))?,
-        ))
+        Ok(Sealer::new(key))
     }
 
     /// `plain`, sealed with a fresh random nonce.

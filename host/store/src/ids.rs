@@ -90,7 +90,7 @@ pub fn php_date_r(ms: i64) -> String {
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -210,7 +210,7 @@ mod tests {
     const Q: Queue = Queue::new("test_queue");
 
     fn open(path: &std::path::Path) -> Store {
-        let dir = crate::server::open_data_dir(path).expect("dir");
+        let dir = crate::files::open_data_dir(path).expect("dir");
         Store::open(&dir).expect("store")
     }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::ids::now_ms;
 use crate::shutdown::Shutdown;
-use crate::store::{Reader, Store, StoreError, Table, Tx};
+use crate::{Reader, Store, StoreError, Table, Tx};
 
 /// How long things are kept; see the README's "Retention".
 #[derive(Debug, Clone, Deserialize)]
@@ -76,18 +76,6 @@ pub struct Sweep {
 /// Records examined per write job.
 const PAGE: usize = 500;
 
-/// Every kind of record the sweeper deletes.
-pub fn sweeps() -> Vec<Sweep> {
-    vec![
-        crate::tenants::TOKEN_SWEEP,
-        crate::plugins::kv::SWEEP,
-        crate::idempotency::SWEEP,
-        crate::messaging::EARLY_REPORT_SWEEP,
-        crate::campaigns::DONE_SWEEP,
-        crate::campaigns::CAP_SWEEP,
-    ]
-}
-
 /// The sweeper: cursors over each table.
 pub struct Sweeper {
     store: Store,
@@ -106,8 +94,9 @@ pub struct Pass {
 }
 
 impl Sweeper {
-    pub fn new(store: Store, retention: RetentionConfig) -> Sweeper {
-        let sweeps = sweeps();
+    /// A sweeper over `sweeps`: every kind of record that expires, each
+    /// declared by the crate that owns its table (the server lists them).
+    pub fn new(store: Store, retention: RetentionConfig, sweeps: Vec<Sweep>) -> Sweeper {
         let cursors = vec![None; sweeps.len()];
         Sweeper {
             store,

@@ -2,11 +2,16 @@
 //! and written by a single writer thread that groups concurrent writes into
 //! one durable commit.
 //!
-//! Domain modules own their tables (a [`Table`] constant beside the code that
+//! Domain crates own their tables (a [`Table`] constant beside the code that
 //! keeps its invariants) and reach storage only through [`Reader`],
 //! [`Snapshot`] and [`Tx`]: the boundary a second backend would implement.
-//! A [`Table`] is only a name; nothing outside this module names redb
-//! (`grep -rn redb host/src --exclude-dir=store` finds nothing).
+//! A [`Table`] is only a name; no crate but this one names redb
+//! (`grep -rln redb host --include=*.rs | grep -v host/store` finds nothing).
+//!
+//! Beside the tables live the mechanisms every crate above shares and that
+//! know nothing of the domain: the durable [`queue`], [`idempotency`]
+//! records, the retention [`sweeper`], sealed [`secrets`], [`ids`] and
+//! clocks, the data directory's [`files`] and graceful [`shutdown`].
 //!
 //! # Group commit
 //!
@@ -19,7 +24,13 @@
 //! then aborts and re-runs every job of the batch in a transaction of its
 //! own, which is why a job is `FnMut`.
 
+pub mod files;
+pub mod idempotency;
+pub mod ids;
 pub mod queue;
+pub mod secrets;
+pub mod shutdown;
+pub mod sweeper;
 mod writer;
 
 use std::path::Path;
