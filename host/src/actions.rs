@@ -26,7 +26,7 @@ use crate::plugins::bindings::{Action, Outcome, Param, TraceEntry};
 use crate::plugins::judged::{Judgement, judged_commit};
 use crate::plugins::{Input, Output, Plugins, PluginsError};
 use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
-use crate::views::{self, ACTION_LOG, time_part};
+use crate::views;
 
 /// (tenant, action sequence) → [`ActionRecord`].
 const ACTIONS: Table = Table::new("actions");
@@ -576,16 +576,13 @@ fn commit(
     let n = tx.get_u64(ACTION_COUNTS, &ck)? + 1;
     tx.put_u64(ACTION_COUNTS, &ck, n)?;
     let s = seq_part(seq);
-    tx.put_raw(
-        ACTION_LOG,
-        &key(&[
-            tenant,
-            &record.player,
-            &record.action,
-            &time_part(record.time_ms),
-            &s,
-        ]),
-        &[],
+    views::record_action(
+        tx,
+        tenant,
+        &record.player,
+        &record.action,
+        record.time_ms,
+        seq,
     )?;
     tx.put(ACTIONS, &key(&[tenant, &s]), &record)?;
     let last = LastAction {
@@ -638,12 +635,12 @@ pub fn last(
     let Some(action) = action else {
         return src.get(LAST_ACTION, &key(&[tenant, player]));
     };
-    let p = crate::store::prefix(&[tenant, player, action]);
-    let newest = src.scan_raw(ACTION_LOG, &p, None, 1, true)?;
-    Ok(newest.into_iter().next().map(|(k, _)| LastAction {
-        action: action.to_owned(),
-        time_ms: views::log_time(&k[p.len()..]),
-    }))
+    Ok(
+        views::last_action_time(src, tenant, player, action)?.map(|time_ms| LastAction {
+            action: action.to_owned(),
+            time_ms,
+        }),
+    )
 }
 
 /// How many times `player` did `action`.

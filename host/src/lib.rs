@@ -10,6 +10,8 @@
 
 #![deny(unsafe_code)]
 
+pub use engage_ledger as ledger;
+pub use engage_ledger::views;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 
@@ -22,7 +24,6 @@ pub mod cors;
 pub mod gateway;
 pub mod gifts;
 pub mod goods;
-pub mod ledger;
 pub mod listener;
 pub mod messaging;
 pub mod notifications;
@@ -32,4 +33,3 @@ pub mod server;
 pub mod social;
 pub mod tenants;
 pub mod throttle;
-pub mod views;

@@ -336,6 +336,22 @@ pub fn list(
         .collect())
 }
 
+/// Post an entry to a registered player's account (not a messaging
+/// account): what every API's credit and debit does.
+pub fn post_points(
+    tx: &mut Tx,
+    tenant: &str,
+    p: &crate::ledger::Posting,
+    now_ms: i64,
+) -> Result<crate::ledger::Entry, crate::ledger::LedgerError> {
+    if !exists(tx, tenant, p.player)? {
+        return Err(crate::ledger::LedgerError::PlayerNotFound(
+            p.player.to_owned(),
+        ));
+    }
+    crate::ledger::post(tx, tenant, p, now_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -564,7 +564,7 @@ async fn points(
                 reason: &reason,
                 reference: reference.as_deref(),
             };
-            ledger::post_to_player(tx, &t2, &posting, now).map_err(|e| match e {
+            crate::players::post_points(tx, &t2, &posting, now).map_err(|e| match e {
                 LedgerError::Store(s) => AnnexError::from(s),
                 LedgerError::PlayerNotFound(id) => user_not_found(&id),
                 LedgerError::InsufficientBalance { balance, .. } => {

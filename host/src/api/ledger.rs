@@ -55,7 +55,7 @@ async fn post_move(
             reason: req.reason.as_deref().unwrap_or(default_reason),
             reference: req.reference.as_deref(),
         };
-        ledger::post_to_player(tx, &t, &posting, now)
+        crate::players::post_points(tx, &t, &posting, now)
     })
     .await
 }

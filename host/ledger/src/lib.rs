@@ -4,12 +4,16 @@
 //! Every change of a balance is an [`Entry`] written in the same transaction
 //! as the balance, so the two cannot disagree. A mistake is undone by a
 //! compensating entry that names the original ([`reverse`]); nothing is ever
-//! rewritten. Balances live in [`views::BALANCES`], which plugins read.
+//! rewritten. Balances live in [`views`], the crate's read side that plugins
+//! see (with the action log, which actions record through it); only this
+//! crate writes them.
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
-use crate::views::{self, BALANCES, balance_key};
+use crate::views::{BALANCES, balance_key};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+
+pub mod views;
 
 /// (tenant, player, entry sequence) → [`Entry`].
 const ENTRIES: Table = Table::new("ledger_entries");
@@ -123,20 +127,6 @@ pub fn check(src: &impl Reader, tenant: &str, p: &Posting) -> Result<i64, Ledger
         });
     }
     Ok(after)
-}
-
-/// Post an entry to a registered player's account (not a messaging
-/// account): what every API's credit and debit does.
-pub fn post_to_player(
-    tx: &mut Tx,
-    tenant: &str,
-    p: &Posting,
-    now_ms: i64,
-) -> Result<Entry, LedgerError> {
-    if !crate::players::exists(tx, tenant, p.player)? {
-        return Err(LedgerError::PlayerNotFound(p.player.to_owned()));
-    }
-    post(tx, tenant, p, now_ms)
 }
 
 /// Post an entry: checks first, then writes the entry and the balance.
@@ -495,10 +485,12 @@ mod tests {
     /// sum of its entries.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn balances_match_totals_and_entries_under_random_postings() {
-        let path =
-            std::env::temp_dir().join(format!("engage-ledger-{}", crate::ids::random_hex(6)));
-        let dir = crate::store::files::open_data_dir(&path).expect("dir");
-        let store = crate::store::Store::open(&dir).expect("store");
+        let path = std::env::temp_dir().join(format!(
+            "engage-ledger-{}",
+            engage_store::ids::random_hex(6)
+        ));
+        let dir = engage_store::files::open_data_dir(&path).expect("dir");
+        let store = engage_store::Store::open(&dir).expect("store");
         for seed in [1u64, 7, 42, 2026] {
             let tenant = format!("t{seed}");
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);

@@ -1,18 +1,18 @@
 //! Read-only views plugins may consult: a player's balance and how often a
 //! player did an action since a time.
 //!
-//! The ledger and the action log own these tables and keep them up to date
-//! when they change state; this module only reads them, through any
-//! [`Reader`]: the snapshot a plugin call runs on, or the transaction that
-//! validates the call.
+//! The ledger writes balances; actions record into the action log through
+//! [`record_action`]. Everyone else only reads, through any [`Reader`]: the
+//! snapshot a plugin call runs on, or the transaction that validates the
+//! call.
 
-use crate::store::{Reader, StoreError, Table, key, prefix};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// Balance per (tenant, player, currency): an `i64`, little-endian.
-pub const BALANCES: Table = Table::new("ledger_balances");
+pub(crate) const BALANCES: Table = Table::new("ledger_balances");
 
 /// One key per action done: (tenant, player, action, time, sequence).
-pub const ACTION_LOG: Table = Table::new("action_log");
+const ACTION_LOG: Table = Table::new("action_log");
 
 /// The key of a balance.
 pub fn balance_key(tenant: &str, player: &str, currency: &str) -> String {
@@ -61,4 +61,36 @@ pub fn action_count(
     let p = prefix(&[tenant, player, action]);
     let from = format!("{p}{}", time_part(since_ms));
     src.count_from(ACTION_LOG, &p, &from)
+}
+
+/// Records that `player` did `action` at `time_ms` (the action's sequence
+/// number `seq` keeps two actions in the same millisecond apart).
+pub fn record_action(
+    tx: &mut Tx,
+    tenant: &str,
+    player: &str,
+    action: &str,
+    time_ms: i64,
+    seq: u64,
+) -> Result<(), StoreError> {
+    tx.put_raw(
+        ACTION_LOG,
+        &key(&[tenant, player, action, &time_part(time_ms), &seq_part(seq)]),
+        &[],
+    )
+}
+
+/// When `player` last did `action`; `None` if never.
+pub fn last_action_time(
+    src: &impl Reader,
+    tenant: &str,
+    player: &str,
+    action: &str,
+) -> Result<Option<i64>, StoreError> {
+    let p = prefix(&[tenant, player, action]);
+    let newest = src.scan_raw(ACTION_LOG, &p, None, 1, true)?;
+    Ok(newest
+        .into_iter()
+        .next()
+        .map(|(k, _)| log_time(&k[p.len()..])))
 }
