@@ -12,6 +12,7 @@
 
 pub use engage_ledger as ledger;
 pub use engage_ledger::views;
+pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 
@@ -28,7 +29,6 @@ pub mod listener;
 pub mod messaging;
 pub mod notifications;
 pub mod players;
-pub mod plugins;
 pub mod server;
 pub mod social;
 pub mod tenants;

@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn first_party_components_are_counted_and_fit() {
-        for b in &crate::plugins::builtin::BUILTINS {
+        for b in &crate::builtin::BUILTINS {
             let s = measure(b.bytes).expect("parses");
             assert!(
                 (1..=MAX_CORE_INSTANCES).contains(&s.core_instances),
@@ -169,7 +169,7 @@ mod tests {
     /// Counting is not validation (compiling is), but no input may panic.
     #[test]
     fn truncated_or_corrupt_components_never_panic() {
-        let bytes = crate::plugins::builtin::BUILTINS[0].bytes.to_vec();
+        let bytes = crate::builtin::BUILTINS[0].bytes.to_vec();
         for cut in (0..bytes.len()).step_by(97) {
             let _ = measure(&bytes[..cut]);
         }

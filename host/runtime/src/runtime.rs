@@ -15,7 +15,7 @@ use super::engine::EPOCH_TICK;
 use super::gate::{IdleBudget, Units};
 use super::sandbox::{CallState, LogLine};
 use super::{CallError, Point};
-use crate::plugins::kv::Effects;
+use crate::kv::Effects;
 
 /// The largest output a plugin may return (serialized as JSON).
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
@@ -111,10 +111,10 @@ pub struct Context {
     pub config: Arc<str>,
     pub now_ms: i64,
     pub request_id: Arc<str>,
-    pub snapshot: Option<Arc<crate::store::Snapshot>>,
+    pub snapshot: Option<Arc<engage_store::Snapshot>>,
     pub limits: Limits,
     /// The tenant's key-value quota, checked when the call's writes apply.
-    pub kv_quota: crate::plugins::kv::Quota,
+    pub kv_quota: crate::kv::Quota,
 }
 
 impl WorldPre {
@@ -317,7 +317,7 @@ fn check_output(output: Output) -> Result<Output, CallError> {
                         g.amount, g.currency
                     ));
                 }
-                if !crate::ids::valid_id(&g.currency) {
+                if !engage_store::ids::valid_id(&g.currency) {
                     return invalid(format!(
                         "grant currency `{}` is not a valid name",
                         g.currency

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use super::Point;
-use crate::ids::sha256_hex;
+use engage_store::ids::sha256_hex;
 
 /// An embedded first-party plugin.
 pub struct Builtin {

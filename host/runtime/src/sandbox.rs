@@ -11,8 +11,8 @@ use super::bindings::Level;
 use super::bindings::rules::engage::plugin::{host, types};
 use super::clip;
 use super::kv::{self, Effects, Read, Write};
-use crate::store::{Reader, Snapshot};
-use crate::views;
+use engage_ledger::views;
+use engage_store::{Reader, Snapshot};
 
 /// The most log lines one call keeps; later ones are counted and dropped.
 pub const MAX_LOG_LINES: usize = 64;

@@ -11,6 +11,7 @@
 
 pub mod bindings;
 pub mod builtin;
+pub mod config;
 mod engine;
 pub mod gate;
 pub mod judged;
@@ -44,8 +45,8 @@ pub fn params(map: &std::collections::BTreeMap<String, String>) -> Vec<bindings:
 }
 
 use crate::config::RuntimeConfig;
-use crate::ids::{now_ms, sha256_hex};
-use crate::store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
+use engage_store::ids::{now_ms, sha256_hex};
+use engage_store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
 use engine::Flavor;
 use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
@@ -467,7 +468,7 @@ impl Plugins {
         let bindings = snap.scan::<Binding>(BINDINGS, "")?;
         let mut compiled = 0;
         for (k, binding) in bindings {
-            let tenant = crate::store::parts(&k)
+            let tenant = engage_store::parts(&k)
                 .next()
                 .unwrap_or_default()
                 .to_owned();
@@ -1167,7 +1168,7 @@ impl Plugins {
             last = Some((called, attempt));
             Ok::<_, PluginsError>(verdict)
         };
-        let job = |_: &mut crate::store::Tx, _: &(), _: u32| Ok::<_, PluginsError>(());
+        let job = |_: &mut engage_store::Tx, _: &(), _: u32| Ok::<_, PluginsError>(());
         judged::judged_commit(&self.store, tenant, None, (now_ms, 200), judge, job)
             .await?
             .ok_or(PluginsError::TooManyConflicts(judged::MAX_ATTEMPTS))?;

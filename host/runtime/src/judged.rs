@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::PluginsError;
 use super::kv::Effects;
-use crate::idempotency::{self, Call, Guarded};
-use crate::store::{Snapshot, Store, StoreError, Tx};
+use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::{Snapshot, Store, StoreError, Tx};
 
 /// How many times a judgement is made again when its reads keep changing.
 pub const MAX_ATTEMPTS: u32 = 64;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{Reader, StoreError, Table, Tx, key};
-use crate::views;
+use engage_ledger::views;
+use engage_store::{Reader, StoreError, Table, Tx, key};
 
 /// (tenant, plugin name, key) → expiry (i64 LE, ms; `i64::MAX` for none) ++ value.
 pub const KV: Table = Table::new("plugin_kv");
@@ -75,7 +75,7 @@ pub fn usage(src: &impl Reader, tenant: &str) -> Result<Usage, StoreError> {
         return Ok(u);
     }
     let mut u = Usage::default();
-    let p = crate::store::prefix(&[tenant]);
+    let p = engage_store::prefix(&[tenant]);
     let mut after: Option<String> = None;
     loop {
         let page = src.scan_raw(KV, &p, after.as_deref(), 1000, false)?;
@@ -93,12 +93,12 @@ pub fn usage(src: &impl Reader, tenant: &str) -> Result<Usage, StoreError> {
 
 /// Entries past their ttl are deleted, and no longer count against the
 /// tenant's quota.
-pub const SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+pub const SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
     name: "plugin key-value entries",
     table: KV,
     dead: |_, look| Ok(decode(look.raw).is_none_or(|(exp, _)| exp <= look.now_ms)),
     forget: Some(|tx, look| {
-        let tenant = crate::store::parts(look.key).next().unwrap_or_default();
+        let tenant = engage_store::parts(look.key).next().unwrap_or_default();
         forget(tx, tenant, look.key, look.raw.len())
     }),
 };

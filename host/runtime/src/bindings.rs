@@ -11,7 +11,7 @@
 pub mod rules {
     wasmtime::component::bindgen!({
         world: "rules",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: trappable },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
@@ -20,7 +20,7 @@ pub mod rules {
 pub mod gift {
     wasmtime::component::bindgen!({
         world: "gift-hooks",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: trappable },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         with: {
@@ -33,7 +33,7 @@ pub mod gift {
 pub mod templating {
     wasmtime::component::bindgen!({
         world: "templating",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: trappable },
         with: {
             "engage:plugin/types": super::rules::engage::plugin::types,
@@ -45,7 +45,7 @@ pub mod templating {
 pub mod routing {
     wasmtime::component::bindgen!({
         world: "routing",
-        path: "../wit",
+        path: "../../wit",
         imports: { default: trappable },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         with: {
