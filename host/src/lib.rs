@@ -12,6 +12,8 @@
 
 pub use engage_ledger as ledger;
 pub use engage_ledger::views;
+pub use engage_messaging as messaging;
+pub use engage_messaging::gateway;
 pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
@@ -22,11 +24,9 @@ pub mod audiences;
 pub mod campaigns;
 pub mod config;
 pub mod cors;
-pub mod gateway;
 pub mod gifts;
 pub mod goods;
 pub mod listener;
-pub mod messaging;
 pub mod notifications;
 pub mod players;
 pub mod server;

@@ -19,9 +19,9 @@ use crate::gateway::inbound::{self, Inbound};
 use crate::gateway::phonebook::{self, NewContact, NewGroup};
 use crate::gateway::{self, GatewayError, Settings};
 use crate::ids::now_ms;
+use crate::messaging::address::normalize_phone;
 use crate::messaging::optouts;
 use crate::messaging::providers::{self, ProviderConfig};
-use crate::players::normalize_phone;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

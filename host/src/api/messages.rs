@@ -93,7 +93,7 @@ async fn list(
         Some(r) => messaging::by_reference(&snap, &tenant, r)?,
         None => {
             let to = match &q.to {
-                Some(n) => Some(crate::players::normalize_phone(n).map_err(|_| {
+                Some(n) => Some(crate::messaging::address::normalize_phone(n).map_err(|_| {
                     ApiError::from(MessageError::InvalidNumber(n.chars().take(32).collect()))
                 })?),
                 None => None,

@@ -120,7 +120,7 @@ fn addresses(p: &Person) -> Result<(Option<String>, Option<String>), Subscriptio
         .transpose()?;
     let email = match p.email.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(e) => {
-            crate::players::check_email(e).map_err(|_| {
+            crate::messaging::address::check_email(e).map_err(|_| {
                 SubscriptionError::Invalid(format!("`{e}` is not an e-mail address"))
             })?;
             Some(e.to_ascii_lowercase())

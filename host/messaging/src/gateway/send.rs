@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::{Gateway, GatewayError, accounts::Account, numbers, outgoing, phonebook, settings};
-use crate::ids::{parse_sql_datetime, random_hex};
-use crate::messaging::pricing::PricingError;
-use crate::messaging::{Kind, MAX_RECIPIENTS, MessageError, SendRequest, Status, optouts};
-use crate::store::StoreError;
+use crate::pricing::PricingError;
+use crate::{Kind, MAX_RECIPIENTS, MessageError, SendRequest, Status, optouts};
+use engage_store::StoreError;
+use engage_store::ids::{parse_sql_datetime, random_hex};
 
 /// What a send asks for.
 #[derive(Debug, Clone, Default)]

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::GatewayError;
-use crate::ids::{constant_time_eq, hex, random_hex};
-use crate::messaging::Kind;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use crate::Kind;
+use engage_store::ids::{constant_time_eq, hex, random_hex};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, username) → [`Account`].
 const ACCOUNTS: Table = Table::new("gateway_accounts");
@@ -367,7 +367,7 @@ fn check_password(p: &str) -> Result<(), GatewayError> {
 }
 
 fn check_email(e: &str) -> Result<(), GatewayError> {
-    crate::players::check_email(e).map_err(|_| invalid(format!("`{e}` is not an e-mail address")))
+    crate::address::check_email(e).map_err(|_| invalid(format!("`{e}` is not an e-mail address")))
 }
 
 fn check_text(field: &str, v: &str, max: usize) -> Result<(), GatewayError> {
@@ -573,7 +573,7 @@ pub fn by_login(
     };
     let mut out = Vec::new();
     for (k, username) in src.scan_page::<String>(LOGINS, &p, None, 16, false)? {
-        let t = crate::store::last_part(&k);
+        let t = engage_store::last_part(&k);
         if tenant.is_some_and(|want| want != t) {
             continue;
         }
@@ -826,7 +826,7 @@ pub fn use_login_key(
             && !a.banned
             && given
                 .as_deref()
-                .is_some_and(|g| crate::ids::constant_time_eq(g.as_bytes(), key.as_bytes()));
+                .is_some_and(|g| engage_store::ids::constant_time_eq(g.as_bytes(), key.as_bytes()));
         if used {
             a.last_login_ms = Some(now);
         }

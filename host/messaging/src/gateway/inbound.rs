@@ -7,9 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Gateway, GatewayError, accounts, numbers, settings};
-use crate::idempotency::{self, Call, Guarded};
-use crate::messaging::{Kind, SendRequest, optouts};
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use crate::{Kind, SendRequest, optouts};
+use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, incoming id) → [`Incoming`].
 const INCOMING: Table = Table::new("gateway_incoming");

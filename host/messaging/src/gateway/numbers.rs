@@ -1,7 +1,7 @@
 //! Destination numbers as an SMS gateway's users type them: local numbers
 //! with a leading 0, numbers without `+`, spaces and dashes.
 
-use crate::players::normalize_phone;
+use crate::address::normalize_phone;
 
 /// Keep digits and `+`, at most 15 characters (the gateway's own limit).
 pub fn sanitize(raw: &str) -> String {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::GatewayError;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, username, contact id) → [`Contact`].
 const CONTACTS: Table = Table::new("gateway_contacts");
@@ -173,7 +173,7 @@ pub fn add_contact(
     }
     let email = n.email.trim().to_owned();
     if !email.is_empty() {
-        crate::players::check_email(&email)
+        crate::address::check_email(&email)
             .map_err(|_| invalid(format!("`{email}` is not an e-mail address")))?;
     }
     let mut groups = Vec::new();

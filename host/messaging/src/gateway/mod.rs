@@ -4,7 +4,7 @@
 //! opt-out list).
 //!
 //! This is the domain the playSMS-compatible webservices API
-//! ([`crate::api`]'s `playsms` module) translates to; `/v1/gateway` manages
+//! (the API crate's `compat::playsms` module) translates to; `/v1/gateway` manages
 //! the same records natively.
 
 pub mod accounts;
@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::messaging::pricing::PricingError;
-use crate::messaging::{MessageError, Messaging};
-use crate::store::{Reader, Store, StoreError, Table, Tx, key};
+use crate::pricing::PricingError;
+use crate::{MessageError, Messaging};
+use engage_store::{Reader, Store, StoreError, Table, Tx, key};
 
 /// tenant → [`Settings`].
 const SETTINGS: Table = Table::new("gateway_settings");
@@ -46,8 +46,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
 }
 
-impl From<crate::ledger::LedgerError> for GatewayError {
-    fn from(e: crate::ledger::LedgerError) -> Self {
+impl From<engage_ledger::LedgerError> for GatewayError {
+    fn from(e: engage_ledger::LedgerError) -> Self {
         GatewayError::Pricing(e.into())
     }
 }

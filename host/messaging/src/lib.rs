@@ -10,6 +10,8 @@
 //! leaves the outbox only after its send is recorded, so a crash between
 //! the two sends that message once more (and only that one).
 
+pub mod address;
+pub mod gateway;
 pub mod optouts;
 pub mod pricing;
 pub mod providers;
@@ -24,15 +26,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::idempotency::{self, Call, Guarded};
-use crate::ids::{now_ms, random_hex, valid_id};
-use crate::players::normalize_phone;
-use crate::plugins::bindings::{Attempt, MessageKind, Outgoing};
-use crate::plugins::{Input, Output, Plugins, PluginsError, params};
-use crate::secrets::Sealer;
-use crate::shutdown::Shutdown;
-use crate::store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix, seq_part};
-use crate::views::time_part;
+use crate::address::normalize_phone;
+use engage_ledger::views::time_part;
+use engage_runtime::bindings::{Attempt, MessageKind, Outgoing};
+use engage_runtime::{Input, Output, Plugins, PluginsError, params};
+use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::ids::{now_ms, random_hex, valid_id};
+use engage_store::secrets::Sealer;
+use engage_store::shutdown::Shutdown;
+use engage_store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix, seq_part};
 use pricing::{PriceList, PricingError};
 use providers::{Limits, SendError, Sent};
 
@@ -53,7 +55,7 @@ const EARLY_REPORTS: Table = Table::new("early_delivery_reports");
 const OUTCOMES: Table = Table::new("message_outcomes");
 
 /// Reports whose send never showed up are dropped after the retention.
-pub const EARLY_REPORT_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+pub const EARLY_REPORT_SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
     name: "unmatched delivery reports",
     table: EARLY_REPORTS,
     dead: |_, look| {
@@ -335,8 +337,8 @@ pub enum MessageError {
     Store(#[from] StoreError),
 }
 
-impl From<crate::ledger::LedgerError> for MessageError {
-    fn from(e: crate::ledger::LedgerError) -> Self {
+impl From<engage_ledger::LedgerError> for MessageError {
+    fn from(e: engage_ledger::LedgerError) -> Self {
         MessageError::Pricing(e.into())
     }
 }
@@ -935,7 +937,7 @@ impl Messaging {
 
     /// Take one due outbox entry one step further.
     async fn dispatch_one(&self, entry: &str) -> Result<(), MessageError> {
-        let mut parts = crate::store::parts(entry);
+        let mut parts = engage_store::parts(entry);
         let (Some(_), Some(tenant), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Ok(());
         };

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, E.164 number) → [`OptOut`].
 const OPT_OUTS: Table = Table::new("message_opt_outs");

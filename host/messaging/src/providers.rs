@@ -10,8 +10,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
 use super::Status;
-use crate::secrets::Sealer;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use engage_store::secrets::Sealer;
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, provider name) → [`ProviderConfig`].
 const PROVIDERS: Table = Table::new("providers");
@@ -223,7 +223,7 @@ pub fn put(
 /// Seal every provider record still stored in clear (written before
 /// credentials were sealed). Runs at start-up; returns how many it sealed.
 pub async fn seal_stored(
-    store: &crate::store::Store,
+    store: &engage_store::Store,
     sealer: &Sealer,
 ) -> Result<usize, StoreError> {
     let mut sealed = 0;
@@ -623,9 +623,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn credentials_stored_in_clear_are_sealed_at_start() {
-        let path = std::env::temp_dir().join(format!("engage-seal-{}", crate::ids::random_hex(6)));
-        let dir = crate::store::files::open_data_dir(&path).expect("dir");
-        let store = crate::store::Store::open(&dir).expect("store");
+        let path =
+            std::env::temp_dir().join(format!("engage-seal-{}", engage_store::ids::random_hex(6)));
+        let dir = engage_store::files::open_data_dir(&path).expect("dir");
+        let store = engage_store::Store::open(&dir).expect("store");
         let plain = br#"{"kind":"bsg","api_key":"k-CLEAR-1","base_url":null}"#.to_vec();
         let p = plain.clone();
         store

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::messaging::{self, Message, Status};
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use crate::{self as messaging, Message, Status};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, username, log id) → [`OutLog`].
 const OUTGOING: Table = Table::new("gateway_outgoing");

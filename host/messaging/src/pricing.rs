@@ -11,9 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{self, LedgerError, Posting};
-use crate::store::{Reader, StoreError, Table, Tx, key};
-use crate::views;
+use engage_ledger::views;
+use engage_ledger::{self as ledger, LedgerError, Posting};
+use engage_store::{Reader, StoreError, Table, Tx, key};
 
 /// tenant → [`PriceList`].
 const PRICES: Table = Table::new("message_prices");
@@ -157,7 +157,7 @@ pub fn owner(account: &str) -> String {
 
 /// Whether `name` can name a sending account.
 pub fn valid_account(name: &str) -> bool {
-    crate::ids::valid_id(name)
+    engage_store::ids::valid_id(name)
 }
 
 /// Available and reserved credit of an account, in micro-units.

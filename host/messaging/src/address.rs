@@ -1,0 +1,94 @@
+//! What a phone number and an e-mail address must look like, wherever one
+//! comes from (a player's profile, a phonebook entry, a send request).
+
+/// An address that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error(
+        "`{0}` is not a phone number in international format (+ country code and number, e.g. +6681234567)"
+    )]
+    Phone(String),
+    #[error("`{0}` is not an email address")]
+    Email(String),
+}
+
+/// Normalise a phone number to E.164: spaces, dots, dashes and brackets are
+/// dropped, a leading `00` becomes `+`; then it must be `+`, a non-zero
+/// digit and 6 to 14 more digits.
+pub fn normalize_phone(raw: &str) -> Result<String, AddressError> {
+    let bad = || AddressError::Phone(raw.chars().take(64).collect());
+    let compact: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')'))
+        .collect();
+    let digits = if let Some(d) = compact.strip_prefix('+') {
+        d
+    } else if let Some(d) = compact.strip_prefix("00") {
+        d
+    } else {
+        return Err(bad());
+    };
+    let ok = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(format!("+{digits}"))
+    } else {
+        Err(bad())
+    }
+}
+
+/// An e-mail address: a local part, `@`, a domain with a dot inside it, at
+/// most 254 bytes, no spaces or control characters.
+pub fn check_email(email: &str) -> Result<(), AddressError> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(AddressError::Email(email.chars().take(64).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalise_to_e164() {
+        assert_eq!(
+            normalize_phone("+6681234567").ok().as_deref(),
+            Some("+6681234567")
+        );
+        assert_eq!(
+            normalize_phone(" +1 (415) 555-0100 ").ok().as_deref(),
+            Some("+14155550100")
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958").ok().as_deref(),
+            Some("+442079460958")
+        );
+        for bad in [
+            "6681234567",
+            "+0123456789",
+            "+12",
+            "+1234567890123456",
+            "+66abc1234",
+            "",
+        ] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_are_checked_loosely() {
+        assert!(check_email("a@b.co").is_ok());
+        for bad in ["a", "@b.co", "a@b", "a b@c.de", "a@.com"] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+}
