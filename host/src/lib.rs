@@ -10,6 +10,9 @@
 
 #![deny(unsafe_code)]
 
+pub use engage_domain::{
+    actions, audiences, campaigns, gifts, goods, notifications, players, social, tenants,
+};
 pub use engage_ledger as ledger;
 pub use engage_ledger::views;
 pub use engage_messaging as messaging;
@@ -18,18 +21,9 @@ pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 
-pub mod actions;
 pub mod api;
-pub mod audiences;
-pub mod campaigns;
 pub mod config;
 pub mod cors;
-pub mod gifts;
-pub mod goods;
 pub mod listener;
-pub mod notifications;
-pub mod players;
 pub mod server;
-pub mod social;
-pub mod tenants;
 pub mod throttle;

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::valid_id;
-use crate::messaging::{self, Kind};
-use crate::store::queue::Queue;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
-use crate::views::time_part;
+use engage_ledger::views::time_part;
+use engage_messaging::{self as messaging, Kind};
+use engage_store::ids::valid_id;
+use engage_store::queue::Queue;
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, campaign id) → [`Campaign`].
 const CAMPAIGNS: Table = Table::new("campaigns");
@@ -191,7 +191,7 @@ pub fn minutes_of(hhmm: &str) -> Option<i64> {
 impl Settings {
     pub fn validate(&self) -> Result<(), CampaignError> {
         if let Some(tz) = &self.timezone
-            && crate::gateway::accounts::offset_minutes(tz).is_none()
+            && engage_messaging::gateway::accounts::offset_minutes(tz).is_none()
         {
             return Err(CampaignError::Invalid(
                 "timezone is a UTC offset such as +0700".into(),
@@ -217,11 +217,11 @@ impl Settings {
 
 /// Done-markers of a campaign that no longer exists are deleted (while it
 /// exists they keep "once per person" true).
-pub const DONE_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+pub const DONE_SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
     name: "campaign done-markers",
     table: DONE,
     dead: |tx, look| {
-        let mut parts = crate::store::parts(look.key);
+        let mut parts = engage_store::parts(look.key);
         let (Some(tenant), Some(campaign)) = (parts.next(), parts.next()) else {
             return Ok(true);
         };
@@ -232,11 +232,11 @@ pub const DONE_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
 
 /// A person's cap window is deleted once it holds no send inside the
 /// tenant's cap (or the tenant has no cap any more).
-pub const CAP_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+pub const CAP_SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
     name: "campaign cap windows",
     table: CAPS,
     dead: |tx, look| {
-        let tenant = crate::store::parts(look.key).next().unwrap_or_default();
+        let tenant = engage_store::parts(look.key).next().unwrap_or_default();
         let Some(cap) = settings(tx, tenant)?.frequency_cap else {
             return Ok(true);
         };
@@ -275,7 +275,7 @@ impl Spec {
             }
             Trigger::Schedule { cron, timezone } => {
                 cron::Cron::parse(cron).map_err(CampaignError::Invalid)?;
-                if crate::gateway::accounts::offset_minutes(timezone).is_none() {
+                if engage_messaging::gateway::accounts::offset_minutes(timezone).is_none() {
                     return bad("timezone is a UTC offset such as +0700".into());
                 }
                 Ok(())
@@ -288,7 +288,8 @@ impl Spec {
     fn next_slot(&self, after: i64) -> Option<i64> {
         match &self.trigger {
             Trigger::Schedule { cron, timezone } => {
-                let offset = crate::gateway::accounts::offset_minutes(timezone).unwrap_or(0);
+                let offset =
+                    engage_messaging::gateway::accounts::offset_minutes(timezone).unwrap_or(0);
                 cron::Cron::parse(cron).ok()?.next_after(after, offset)
             }
             _ => None,
@@ -380,7 +381,7 @@ pub(crate) fn due_slots(
         .into_iter()
         .take_while(|(k, _)| k.as_str() < bound.as_str() || k.starts_with(&bound))
         .filter_map(|(k, _)| {
-            let mut p = crate::store::parts(&k);
+            let mut p = engage_store::parts(&k);
             let (_, t, c) = (p.next()?, p.next()?, p.next()?);
             Some((t.to_owned(), c.to_owned()))
         })
@@ -398,7 +399,7 @@ pub(crate) fn index_slots(
     let page = tx.scan_page::<Campaign>(CAMPAIGNS, "", after, limit, false)?;
     let last = page.last().map(|(k, _)| k.clone());
     for (k, c) in &page {
-        if let Some(tenant) = crate::store::parts(k).next()
+        if let Some(tenant) = engage_store::parts(k).next()
             && let Some(sk) = slot_key(tenant, c)
         {
             tx.put_raw(SLOTS, &sk, b"")?;
@@ -488,7 +489,7 @@ pub fn on_event(
     let ids: Vec<String> = tx
         .scan_raw(TRIGGERS, &prefix(&[tenant, name]), None, 1000, false)?
         .into_iter()
-        .map(|(k, _)| crate::store::last_part(&k).to_owned())
+        .map(|(k, _)| engage_store::last_part(&k).to_owned())
         .collect();
     for cid in ids {
         let Some(c) = get(tx, tenant, &cid)? else {
@@ -510,7 +511,7 @@ pub fn on_event(
         }
         let trigger = match min_balance {
             Some(t) => {
-                if crate::views::balance(tx, tenant, player, &t.currency)? < t.amount {
+                if engage_ledger::views::balance(tx, tenant, player, &t.currency)? < t.amount {
                     continue;
                 }
                 format!("balance:{}:{}", t.currency, t.amount)
@@ -559,7 +560,7 @@ pub fn stats(src: &impl Reader, tenant: &str, campaign: &str) -> Result<Stats, S
         let n = <[u8; 8]>::try_from(v.as_slice())
             .map(u64::from_le_bytes)
             .unwrap_or(0);
-        let counter = crate::store::last_part(&k);
+        let counter = engage_store::last_part(&k);
         match counter {
             "targeted" => s.targeted = n,
             "sent" => s.sent = n,

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{now_ms, random_hex, sha256_hex};
-use crate::store::{Reader, Snapshot, Store, StoreError, Table};
+use engage_store::ids::{now_ms, random_hex, sha256_hex};
+use engage_store::{Reader, Snapshot, Store, StoreError, Table};
 
 const TENANTS: Table = Table::new("tenants");
 const API_KEYS: Table = Table::new("tenant_api_keys");
@@ -195,7 +195,7 @@ async fn new_token(store: &Store, tenant: String) -> Result<AccessToken, TenantE
 }
 
 /// Access tokens are deleted once expired.
-pub const TOKEN_SWEEP: crate::sweeper::Sweep = crate::sweeper::Sweep {
+pub const TOKEN_SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
     name: "access tokens",
     table: TOKENS,
     dead: |_, look| {

@@ -9,9 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::valid_id;
 use crate::players;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use engage_store::ids::valid_id;
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, mode, external id) → player.
 const IDENTITIES: Table = Table::new("identities");
@@ -205,7 +205,7 @@ pub fn friends(src: &impl Reader, tenant: &str, player: &str) -> Result<Vec<Frie
     let p = prefix(&[tenant, player]);
     let mut out = Vec::new();
     for (k, _) in src.scan_raw(FRIENDS, &p, None, usize::MAX, false)? {
-        let Some((mode, id)) = crate::store::split_first(&k[p.len()..]) else {
+        let Some((mode, id)) = engage_store::split_first(&k[p.len()..]) else {
             continue;
         };
         let playing = resolve(src, tenant, mode, id)?;

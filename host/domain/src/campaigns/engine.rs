@@ -14,12 +14,12 @@ use super::{
 };
 use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
-use crate::ids::now_ms;
-use crate::messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
 use crate::players::{self, Player};
-use crate::shutdown::Shutdown;
-use crate::store::queue::Claimed;
-use crate::store::{Reader, Store, StoreError, Tx, key};
+use engage_messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
+use engage_store::ids::now_ms;
+use engage_store::queue::Claimed;
+use engage_store::shutdown::Shutdown;
+use engage_store::{Reader, Store, StoreError, Tx, key};
 
 /// Jobs worked on at once.
 const IN_FLIGHT: usize = 64;
@@ -466,7 +466,7 @@ fn quiet_until(s: &Settings, p: &Player, now: i64) -> Option<i64> {
         .map(str::to_owned)
         .or_else(|| s.timezone.clone())
         .unwrap_or_else(|| "+0000".into());
-    let offset = crate::gateway::accounts::offset_minutes(&tz).unwrap_or(0);
+    let offset = engage_messaging::gateway::accounts::offset_minutes(&tz).unwrap_or(0);
     let local_min = (now.div_euclid(60_000) + offset).rem_euclid(1440);
     let inside = if start < end {
         (start..end).contains(&local_min)

@@ -92,7 +92,7 @@ impl Cron {
         let limit = t + 4 * 366 * 86_400;
         while t < limit {
             let days = t.div_euclid(86_400);
-            let (_, month, day) = crate::ids::civil_from_days(days);
+            let (_, month, day) = engage_store::ids::civil_from_days(days);
             let weekday = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
             if !self.months[month as usize] || !self.day_matches(day, weekday) {
                 t = (days + 1) * 86_400;
@@ -127,7 +127,7 @@ impl Cron {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{parse_sql_datetime, sql_datetime};
+    use engage_store::ids::{parse_sql_datetime, sql_datetime};
 
     fn next(expr: &str, after: &str, offset: i64) -> String {
         let c = Cron::parse(expr).expect("parses");

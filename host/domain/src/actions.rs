@@ -18,15 +18,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::idempotency::{self, Guarded};
-use crate::ids::valid_id;
-use crate::ledger::{self, LedgerError, Posting};
 use crate::players;
-use crate::plugins::bindings::{Action, Outcome, Param, TraceEntry};
-use crate::plugins::judged::{Judgement, judged_commit};
-use crate::plugins::{Input, Output, Plugins, PluginsError};
-use crate::store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
-use crate::views;
+use engage_ledger::views;
+use engage_ledger::{self as ledger, LedgerError, Posting};
+use engage_runtime::bindings::{Action, Outcome, Param, TraceEntry};
+use engage_runtime::judged::{Judgement, judged_commit};
+use engage_runtime::{Input, Output, Plugins, PluginsError};
+use engage_store::idempotency::{self, Guarded};
+use engage_store::ids::valid_id;
+use engage_store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
 
 /// (tenant, action sequence) → [`ActionRecord`].
 const ACTIONS: Table = Table::new("actions");
@@ -295,7 +295,7 @@ pub async fn perform(
         time_ms: now_ms,
     };
     let input = Input::Evaluate { action };
-    let judge = |snapshot: Arc<crate::store::Snapshot>, attempt: u32| {
+    let judge = |snapshot: Arc<engage_store::Snapshot>, attempt: u32| {
         if !players::exists(snapshot.as_ref(), tenant, &req.player)? {
             return Err(ActionError::PlayerNotFound(req.player.clone()));
         }
@@ -483,7 +483,7 @@ fn preview(
     for g in &outcome.grants {
         let b = match balances.get(&g.currency) {
             Some(b) => *b,
-            None => crate::views::balance(src, tenant, &record.player, &g.currency)?,
+            None => engage_ledger::views::balance(src, tenant, &record.player, &g.currency)?,
         };
         let b = ledger::add_to_balance(b, g.amount)
             .map_err(|e| ActionError::BadOutcome(e.to_string()))?;
@@ -677,7 +677,7 @@ fn u64_map(
     tenant: &str,
     player: &str,
 ) -> Result<BTreeMap<String, u64>, StoreError> {
-    let p = crate::store::prefix(&[tenant, player]);
+    let p = engage_store::prefix(&[tenant, player]);
     Ok(src
         .scan_raw(table, &p, None, usize::MAX, false)?
         .into_iter()

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, player, sequence) → [`Notification`].
 const NOTIFICATIONS: Table = Table::new("notifications");

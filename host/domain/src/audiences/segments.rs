@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::players::{self, Player};
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, segment id) → [`Segment`].
 const SEGMENTS: Table = Table::new("audience_segments");
@@ -205,13 +205,13 @@ pub fn matches(
         return Ok(false);
     }
     for (currency, min) in &rule.min_balance {
-        if crate::views::balance(src, tenant, &p.id, currency)? < *min {
+        if engage_ledger::views::balance(src, tenant, &p.id, currency)? < *min {
             return Ok(false);
         }
     }
     if let Some(a) = &rule.action {
         let since = now - i64::from(a.within_days) * 86_400_000;
-        if crate::views::action_count(src, tenant, &p.id, &a.name, since)? < a.min_count {
+        if engage_ledger::views::action_count(src, tenant, &p.id, &a.name, since)? < a.min_count {
             return Ok(false);
         }
     }

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::messaging::optouts;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use engage_messaging::optouts;
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, source id) → [`Source`].
 const SOURCES: Table = Table::new("audience_sources");
@@ -100,12 +100,12 @@ pub struct Person {
 
 /// A phone in E.164; ten digits are a North American number (`+1`).
 pub fn normalize(phone: &str) -> Result<String, SubscriptionError> {
-    let number = crate::gateway::numbers::sanitize(phone);
+    let number = engage_messaging::gateway::numbers::sanitize(phone);
     let north_american = number.len() == 10 && !number.starts_with(['+', '0']);
     let e164 = if north_american {
-        crate::gateway::numbers::to_e164(&format!("1{number}"))
+        engage_messaging::gateway::numbers::to_e164(&format!("1{number}"))
     } else {
-        crate::gateway::numbers::to_e164(&number)
+        engage_messaging::gateway::numbers::to_e164(&number)
     };
     e164.ok_or_else(|| SubscriptionError::Invalid(format!("`{phone}` is not a phone number")))
 }
@@ -120,7 +120,7 @@ fn addresses(p: &Person) -> Result<(Option<String>, Option<String>), Subscriptio
         .transpose()?;
     let email = match p.email.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(e) => {
-            crate::messaging::address::check_email(e).map_err(|_| {
+            engage_messaging::address::check_email(e).map_err(|_| {
                 SubscriptionError::Invalid(format!("`{e}` is not an e-mail address"))
             })?;
             Some(e.to_ascii_lowercase())
@@ -140,7 +140,7 @@ fn record_key(tenant: &str, channel: Channel, address: &str, kind: SubType) -> S
 }
 
 pub fn put_source(tx: &mut Tx, tenant: &str, mut s: Source) -> Result<Source, SubscriptionError> {
-    if !crate::ids::valid_id(&s.id) || s.name.trim().is_empty() || s.types.is_empty() {
+    if !engage_store::ids::valid_id(&s.id) || s.name.trim().is_empty() || s.types.is_empty() {
         return Err(SubscriptionError::Invalid(
             "a source has an id, a name and at least one type".into(),
         ));

@@ -9,10 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{random_hex, valid_id};
-use crate::ledger::{self, LedgerError, Posting};
 use crate::players;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
+use engage_ledger::{self as ledger, LedgerError, Posting};
+use engage_store::ids::{random_hex, valid_id};
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, group) → [`Group`].
 const GROUPS: Table = Table::new("goods_groups");
@@ -491,7 +491,12 @@ pub fn redeem(
     tx.put(REDEMPTIONS, &key(&[tenant, &ref_id]), &r)?;
     tx.put_raw(
         PLAYER_REDEMPTIONS,
-        &key(&[tenant, player, &crate::views::time_part(now_ms), &ref_id]),
+        &key(&[
+            tenant,
+            player,
+            &engage_ledger::views::time_part(now_ms),
+            &ref_id,
+        ]),
         group.as_bytes(),
     )?;
     // Campaigns triggered by a redemption: queued in this transaction.
@@ -521,7 +526,7 @@ pub fn redemptions_of(
     let p = prefix(&[tenant, player]);
     let mut out = Vec::new();
     for (k, _) in src.scan_raw(PLAYER_REDEMPTIONS, &p, None, limit, true)? {
-        let ref_id = crate::store::last_part(&k);
+        let ref_id = engage_store::last_part(&k);
         out.push(redemption(src, tenant, ref_id)?);
     }
     Ok(out)

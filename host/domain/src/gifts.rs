@@ -26,17 +26,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::idempotency::{self, Call, Guarded};
-use crate::ids::{random_hex, valid_id};
 use crate::notifications::{self, Live, Notification};
-use crate::plugins::bindings::{GiftReply, GiftRequest, Verdict};
-use crate::plugins::judged::{Judgement, judged_commit};
-use crate::plugins::{Input, Output, Plugins, PluginsError, params};
-use crate::shutdown::Shutdown;
-use crate::store::queue::{Claimed, Queue};
-use crate::store::{Reader, Store, StoreError, Table, Tx, key, prefix};
-use crate::views::time_part;
 use crate::{players, social};
+use engage_ledger::views::time_part;
+use engage_runtime::bindings::{GiftReply, GiftRequest, Verdict};
+use engage_runtime::judged::{Judgement, judged_commit};
+use engage_runtime::{Input, Output, Plugins, PluginsError, params};
+use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::ids::{random_hex, valid_id};
+use engage_store::queue::{Claimed, Queue};
+use engage_store::shutdown::Shutdown;
+use engage_store::{Reader, Store, StoreError, Table, Tx, key, prefix};
 
 /// (tenant, request id) → [`GiftRecord`].
 const REQUESTS: Table = Table::new("gift_requests");
@@ -138,7 +138,7 @@ pub struct Gifts {
 /// The verdict of a pre hook, with what to commit.
 struct Judged {
     attributes: BTreeMap<String, String>,
-    effects: crate::plugins::kv::Effects,
+    effects: engage_runtime::kv::Effects,
 }
 
 impl Gifts {
@@ -155,7 +155,7 @@ impl Gifts {
         &self,
         tenant: &str,
         input: &Input,
-        snapshot: Arc<crate::store::Snapshot>,
+        snapshot: Arc<engage_store::Snapshot>,
         fallback: &BTreeMap<String, String>,
         now_ms: i64,
         request_id: &str,
@@ -220,7 +220,7 @@ impl Gifts {
             expires_at_ms,
             attributes: params(&attributes),
         };
-        let judge = |snapshot: Arc<crate::store::Snapshot>, _attempt: u32| {
+        let judge = |snapshot: Arc<engage_store::Snapshot>, _attempt: u32| {
             let judged = self.judge(
                 tenant,
                 &Input::PreRequest {
@@ -319,7 +319,7 @@ impl Gifts {
             accept,
             attributes: params(&attributes),
         };
-        let judge = |snapshot: Arc<crate::store::Snapshot>, _attempt: u32| {
+        let judge = |snapshot: Arc<engage_store::Snapshot>, _attempt: u32| {
             let judged = self.judge(
                 tenant,
                 &Input::PreReply {
@@ -390,7 +390,7 @@ impl Gifts {
     pub async fn post_hook_loop(self: Arc<Self>, mut shutdown: Shutdown) {
         // Hooks the previous process claimed and did not finish: run again.
         match POST_HOOKS
-            .release_claims(&self.store, crate::ids::now_ms())
+            .release_claims(&self.store, engage_store::ids::now_ms())
             .await
         {
             Ok(0) => {}
@@ -418,7 +418,7 @@ impl Gifts {
     /// Run the queued post hooks in order; how many ran. What is claimed
     /// and not run when shutdown comes is given back for the next start.
     async fn run_post_hooks(&self, shutdown: &Shutdown) -> Result<usize, StoreError> {
-        let now = crate::ids::now_ms();
+        let now = engage_store::ids::now_ms();
         let batch: Vec<Claimed<PostHook>> = POST_HOOKS
             .claim(&self.store, now, POST_HOOK_LEASE_MS, 64)
             .await?;
@@ -442,7 +442,7 @@ impl Gifts {
                 .call_and_commit(
                     &hook.tenant,
                     &hook.input,
-                    crate::ids::now_ms(),
+                    engage_store::ids::now_ms(),
                     "post-hook",
                     false,
                 )
@@ -527,7 +527,7 @@ pub fn received(
     let keys = src.scan_raw(RECEIVED, &p, None, start.saturating_add(limit), desc)?;
     let mut out = Vec::new();
     for (k, _) in keys.into_iter().skip(start) {
-        let id = crate::store::last_part(&k);
+        let id = engage_store::last_part(&k);
         if let Some(r) = get(src, tenant, id)? {
             out.push(r);
         }

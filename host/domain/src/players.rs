@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::valid_id;
-use crate::store::{Reader, StoreError, Table, Tx, key, prefix};
+use engage_store::ids::valid_id;
+use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
 const PLAYERS: Table = Table::new("players");
 /// (tenant, username) → player id: usernames are unique in a tenant.
@@ -103,11 +103,11 @@ pub struct Profile {
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-use crate::messaging::address::{check_email, normalize_phone};
+use engage_messaging::address::{check_email, normalize_phone};
 
-impl From<crate::messaging::address::AddressError> for PlayerError {
-    fn from(e: crate::messaging::address::AddressError) -> Self {
-        use crate::messaging::address::AddressError;
+impl From<engage_messaging::address::AddressError> for PlayerError {
+    fn from(e: engage_messaging::address::AddressError) -> Self {
+        use engage_messaging::address::AddressError;
         match e {
             AddressError::Phone(p) => PlayerError::InvalidPhone(p),
             AddressError::Email(e) => PlayerError::InvalidEmail(e),
@@ -313,13 +313,13 @@ pub fn list(
 pub fn post_points(
     tx: &mut Tx,
     tenant: &str,
-    p: &crate::ledger::Posting,
+    p: &engage_ledger::Posting,
     now_ms: i64,
-) -> Result<crate::ledger::Entry, crate::ledger::LedgerError> {
+) -> Result<engage_ledger::Entry, engage_ledger::LedgerError> {
     if !exists(tx, tenant, p.player)? {
-        return Err(crate::ledger::LedgerError::PlayerNotFound(
+        return Err(engage_ledger::LedgerError::PlayerNotFound(
             p.player.to_owned(),
         ));
     }
-    crate::ledger::post(tx, tenant, p, now_ms)
+    engage_ledger::post(tx, tenant, p, now_ms)
 }
