@@ -55,34 +55,7 @@ impl Default for MessagingConfig {
     }
 }
 
-/// Bounds on HTTP connections, so a slow or idle client cannot hold the
-/// server's connections or descriptors.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// A connection must deliver a complete request head within this time
-    /// of opening, or of its previous answer (so it also closes idle
-    /// keep-alive connections).
-    pub header_timeout_ms: u64,
-    /// A request's body must arrive whole within this time of its head.
-    pub body_timeout_ms: u64,
-    /// A client that stops reading its answer for this long is dropped.
-    pub write_timeout_ms: u64,
-    /// The most connections open at once (lowered to what the process's
-    /// open-files limit allows); further clients wait to be accepted.
-    pub max_connections: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            header_timeout_ms: 15_000,
-            body_timeout_ms: 60_000,
-            write_timeout_ms: 30_000,
-            max_connections: 10_000,
-        }
-    }
-}
+pub use engage_api::listener::HttpConfig;
 
 /// The whole server's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -101,7 +74,7 @@ pub struct ServerConfig {
     pub messaging: MessagingConfig,
     pub http: HttpConfig,
     /// Lockout of failed credential checks.
-    pub auth: crate::throttle::ThrottleConfig,
+    pub auth: engage_api::throttle::ThrottleConfig,
     /// How long expiring records are kept before the sweeper deletes them.
     pub retention: crate::sweeper::RetentionConfig,
     /// The key (64 hex digits) that seals provider credentials at rest;
@@ -122,7 +95,7 @@ impl Default for ServerConfig {
             gifts: GiftsConfig::default(),
             messaging: MessagingConfig::default(),
             http: HttpConfig::default(),
-            auth: crate::throttle::ThrottleConfig::default(),
+            auth: engage_api::throttle::ThrottleConfig::default(),
             retention: crate::sweeper::RetentionConfig::default(),
             secret_key: None,
         }

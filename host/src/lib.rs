@@ -2,14 +2,28 @@
 //! messaging) in which every decision a tenant wants to own runs as a
 //! WebAssembly component the tenant uploads.
 //!
-//! The crate is organised by concern, each module owning its tables and
-//! invariants: [`store`] (the embedded backend and the group-commit writer;
-//! the only module that names its database), [`tenants`],
-//! [`plugins`] (the wasmtime runtime and per-tenant registry), and [`api`]
-//! (thin axum routers). [`server`] wires them together.
+//! This crate is the `engage` binary and what it alone knows: the
+//! configuration ([`config`]) and how the parts are opened, wired and
+//! stopped ([`server`]). The parts are crates of their own, one per concern,
+//! each depending only on those below it:
+//!
+//! | crate | folder | what it keeps |
+//! |---|---|---|
+//! | `engage-store` | `host/store` | tables, key codec, group-commit writer, durable queue, idempotency records, sweeper, sealed secrets (the only crate that names redb) |
+//! | `engage-ledger` | `host/ledger` | points: entries, balances, totals; the read views plugins see |
+//! | `engage-runtime` | `host/runtime` | wasmtime engine, sandbox, per-tenant registry, plugin key-value state, the judged commit |
+//! | `engage-messaging` | `host/messaging` | outbox, dispatcher, providers, pricing, opt-outs, the SMS gateway |
+//! | `engage-domain` | `host/domain` | tenants, players, social, actions, goods, gifts, notifications, audiences, campaigns |
+//! | `engage-api` | `host/api` | the native `/v1` API, the vendor APIs under `compat/`, the listener and throttle |
+//!
+//! They are re-exported here under their module names, so the tests and
+//! benchmarks reach every part through `engage::…`.
 
 #![deny(unsafe_code)]
 
+pub use engage_api as api;
+pub use engage_api::{listener, throttle};
+pub use engage_domain::cors;
 pub use engage_domain::{
     actions, audiences, campaigns, gifts, goods, notifications, players, social, tenants,
 };
@@ -21,9 +35,5 @@ pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 
-pub mod api;
 pub mod config;
-pub mod cors;
-pub mod listener;
 pub mod server;
-pub mod throttle;

@@ -1,7 +1,7 @@
 //! The engagement domain: tenants, players and their friends, actions and
 //! the rules plugins judge them by, goods and coupons, gifts with their
 //! hooks, notifications, audiences (sign-up sources, subscriptions,
-//! segments) and campaigns.
+//! segments), campaigns, and the web origins a tenant allows (`cors`).
 //!
 //! Every rule lives here and is checked inside the write job that applies
 //! it; the API crate only translates wire formats to these functions and
@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod audiences;
 pub mod campaigns;
+pub mod cors;
 pub mod gifts;
 pub mod goods;
 pub mod notifications;

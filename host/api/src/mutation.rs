@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
-use crate::idempotency::{self, Call, Guarded};
-use crate::ids::sha256_hex;
-use crate::store::{StoreError, Tx};
+use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::ids::sha256_hex;
+use engage_store::{StoreError, Tx};
 
 /// The largest JSON body a mutating call takes.
 const MAX_BODY: usize = 1 << 20;
@@ -74,7 +74,7 @@ impl FromRequest<AppState> for Mutation {
         let key = key_of(req.headers())
             .map_err(|m| ApiError::bad_request("invalid_idempotency_key", m))?;
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let body = super::form::read_limited(req.into_body(), MAX_BODY)
+        let body = crate::wire::read_limited(req.into_body(), MAX_BODY)
             .await
             .map_err(ApiError::from)?;
         let idem = call_of(key, &method, &uri, &body);
@@ -150,7 +150,7 @@ where
     E: From<StoreError> + Send + 'static,
     F: FnMut(&mut Tx) -> Result<serde_json::Value, E> + Send + 'static,
 {
-    let (t, now) = (tenant.to_owned(), crate::ids::now_ms());
+    let (t, now) = (tenant.to_owned(), engage_store::ids::now_ms());
     let mut job = job;
     state
         .store

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use crate::ids::now_ms;
-use crate::players::{self, PlayerError, Profile};
-use crate::{actions, goods, ledger};
+use engage_domain::players::{self, PlayerError, Profile};
+use engage_domain::{actions, goods};
+use engage_ledger as ledger;
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use crate::goods::{self, GroupSpec, UploadReport};
-use crate::ids::now_ms;
+use engage_domain::goods::{self, GroupSpec, UploadReport};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

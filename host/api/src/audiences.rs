@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use crate::audiences::segments::{self, Segment, SegmentError, SegmentSpec};
-use crate::audiences::subscriptions::{self, Person, Source, Subscription, SubscriptionError};
-use crate::ids::now_ms;
+use engage_domain::audiences::segments::{self, Segment, SegmentError, SegmentSpec};
+use engage_domain::audiences::subscriptions::{
+    self, Person, Source, Subscription, SubscriptionError,
+};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

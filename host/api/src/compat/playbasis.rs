@@ -15,19 +15,19 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
-use super::auth::throttled_async;
-use super::{AppState, RequestId};
-use crate::actions::{self, ActionError, ActionRequest, Event};
-use crate::goods::{self, GoodsError, GroupView};
-use crate::idempotency::Guarded;
-use crate::ids::{iso8601_offset, now_ms, php_date_r, sql_datetime};
-use crate::ledger;
-use crate::messaging::pricing::PricingError;
-use crate::messaging::{MessageError, SendRequest};
-use crate::players::{self, PlayerError, Profile};
-use crate::store::{Snapshot, StoreError};
-use crate::tenants::{self, TenantError};
+use crate::auth::throttled_async;
 use crate::throttle::Subject;
+use crate::{AppState, RequestId};
+use engage_domain::actions::{self, ActionError, ActionRequest, Event};
+use engage_domain::goods::{self, GoodsError, GroupView};
+use engage_domain::players::{self, PlayerError, Profile};
+use engage_domain::tenants::{self, TenantError};
+use engage_ledger as ledger;
+use engage_messaging::pricing::PricingError;
+use engage_messaging::{MessageError, SendRequest};
+use engage_store::idempotency::Guarded;
+use engage_store::ids::{iso8601_offset, now_ms, php_date_r, sql_datetime};
+use engage_store::{Snapshot, StoreError};
 
 pub fn routes() -> Router<AppState> {
     let routes: [(&str, axum::routing::MethodRouter<AppState>); 25] = [
@@ -144,7 +144,7 @@ fn replayed(mut resp: Response) -> Response {
 }
 
 fn reused() -> PbError {
-    PbError("0903", super::mutation::KEY_REUSED.into())
+    PbError("0903", crate::mutation::KEY_REUSED.into())
 }
 
 /// The result of a domain call guarded by the request's key: the fresh
@@ -163,9 +163,9 @@ fn fresh_or_kept<T: serde::de::DeserializeOwned>(g: Guarded<T>) -> Result<(T, bo
 /// request's `Idempotency-Key`.
 async fn guarded_write<F>(s: &AppState, tenant: &str, p: &Params, job: F) -> PbResult
 where
-    F: FnMut(&mut crate::store::Tx) -> Result<Value, PbError> + Send + 'static,
+    F: FnMut(&mut engage_store::Tx) -> Result<Value, PbError> + Send + 'static,
 {
-    let g = super::mutation::guarded_json(s, tenant, p.2.clone(), axum::http::StatusCode::OK, job)
+    let g = crate::mutation::guarded_json(s, tenant, p.2.clone(), axum::http::StatusCode::OK, job)
         .await?;
     answer(g)
 }
@@ -270,7 +270,7 @@ impl From<ActionError> for PbError {
 pub struct Params(
     HashMap<String, String>,
     Option<std::net::IpAddr>,
-    Option<crate::idempotency::Call>,
+    Option<engage_store::idempotency::Call>,
 );
 
 impl Params {
@@ -306,7 +306,7 @@ impl FromRequest<AppState> for Params {
             .uri()
             .query()
             .map(|q| {
-                super::form::body_fields("", q.as_bytes())
+                crate::wire::body_fields("", q.as_bytes())
                     .into_iter()
                     .collect()
             })
@@ -319,9 +319,9 @@ impl FromRequest<AppState> for Params {
             .to_owned();
         let json = content_type.starts_with("application/json");
         let key =
-            super::mutation::key_of(req.headers()).map_err(|m| PbError("0903", m.to_owned()))?;
+            crate::mutation::key_of(req.headers()).map_err(|m| PbError("0903", m.to_owned()))?;
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let body = super::form::read_limited(req.into_body(), super::form::MAX_BODY_BYTES)
+        let body = crate::wire::read_limited(req.into_body(), crate::wire::MAX_BODY_BYTES)
             .await
             .map_err(|e| PbError("0903", e.message))?;
         if json {
@@ -336,9 +336,9 @@ impl FromRequest<AppState> for Params {
             }
         } else {
             // URL-encoded, or multipart as the PHP library's curl sends it.
-            map.extend(super::form::body_fields(&content_type, &body));
+            map.extend(crate::wire::body_fields(&content_type, &body));
         }
-        let idem = super::mutation::call_of(key, &method, &uri, &body);
+        let idem = crate::mutation::call_of(key, &method, &uri, &body);
         Ok(Params(map, ip, idem))
     }
 }
@@ -349,7 +349,7 @@ fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbErro
     let snap = s.store.read()?;
     let subject = Subject::address(p.1);
     if let Some(token) = p.get("token") {
-        return super::auth::throttled(s, &subject, || {
+        return crate::auth::throttled(s, &subject, || {
             tenants::verify_token(&snap, token, now_ms())
         })?
         .map_err(|_| PbError("0900", "Invalid token Key".into()));
@@ -357,7 +357,7 @@ fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbErro
     if method == Method::GET
         && let Some(key) = p.get("api_key")
     {
-        return Ok(super::auth::throttled(s, &subject, || {
+        return Ok(crate::auth::throttled(s, &subject, || {
             tenants::by_api_key(&snap, key)
         })??);
     }
@@ -635,7 +635,7 @@ async fn point(
     if !ledger::currencies(&snap, &tenant)?.contains(&name) {
         return Err(PbError("0401", "Reward not available".into()));
     }
-    let v = crate::views::balance(&snap, &tenant, &id, &name)?;
+    let v = engage_ledger::views::balance(&snap, &tenant, &id, &name)?;
     Ok(ok(json!({ "point": point_rows(vec![(name, v)]) })))
 }
 

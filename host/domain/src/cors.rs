@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Reader, Store, StoreError, Table, key, prefix};
+use engage_store::{Reader, Store, StoreError, Table, key, prefix};
 
 /// tenant → [`Settings`].
 const SETTINGS: Table = Table::new("cors_settings");

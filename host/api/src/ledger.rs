@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use crate::ids::now_ms;
-use crate::ledger::{self, LedgerError, Posting};
+use engage_ledger::{self as ledger, LedgerError, Posting};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -55,7 +55,7 @@ async fn post_move(
             reason: req.reason.as_deref().unwrap_or(default_reason),
             reference: req.reference.as_deref(),
         };
-        crate::players::post_points(tx, &t, &posting, now)
+        engage_domain::players::post_points(tx, &t, &posting, now)
     })
     .await
 }

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState, RequestId};
-use crate::ids::now_ms;
-use crate::messaging::pricing::{self, PriceList, PricingError};
-use crate::messaging::providers::{self, ProviderConfig};
-use crate::messaging::{self, Message, MessageError, SendRequest, Status};
+use engage_messaging::pricing::{self, PriceList, PricingError};
+use engage_messaging::providers::{self, ProviderConfig};
+use engage_messaging::{self as messaging, Message, MessageError, SendRequest, Status};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -93,7 +93,7 @@ async fn list(
         Some(r) => messaging::by_reference(&snap, &tenant, r)?,
         None => {
             let to = match &q.to {
-                Some(n) => Some(crate::messaging::address::normalize_phone(n).map_err(|_| {
+                Some(n) => Some(engage_messaging::address::normalize_phone(n).map_err(|_| {
                     ApiError::from(MessageError::InvalidNumber(n.chars().take(32).collect()))
                 })?),
                 None => None,
@@ -160,7 +160,7 @@ async fn put_provider(
     let sealer = s.messaging.sealer().clone();
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
         providers::put(tx, &t, &name, &config, &limits, &sealer)?;
-        Ok::<_, crate::store::StoreError>(provider_view(&name, &config, &limits))
+        Ok::<_, engage_store::StoreError>(provider_view(&name, &config, &limits))
     })
     .await
 }
@@ -225,7 +225,7 @@ async fn put_prices(
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
         pricing::set_price_list(tx, &t, &list)?;
-        Ok::<_, crate::store::StoreError>(list.clone())
+        Ok::<_, engage_store::StoreError>(list.clone())
     })
     .await
 }
@@ -338,7 +338,7 @@ pub(super) fn verify_twilio(
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !crate::ids::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+    if !engage_store::ids::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(forbidden());
     }
     Ok(TwilioForm(params))
@@ -350,7 +350,7 @@ async fn twilio_report(
     Path((tenant, provider)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    super::form::Body(body, ..): super::form::Body<ApiError>,
+    crate::wire::Body(body, ..): crate::wire::Body<ApiError>,
 ) -> Result<StatusCode, ApiError> {
     let form = verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| form.field(name);
@@ -399,7 +399,7 @@ async fn kannel_report(
         ));
     };
     let expected = providers::kannel_signature(&password, &q.message);
-    if !crate::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
+    if !engage_store::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "bad_signature",

@@ -2,7 +2,7 @@
 //! under `/playsms` (the tenant found from the token) or under
 //! `/playsms/{tenant}` (needed only for `get_token` and `ws_login` when
 //! a username exists in several tenants). Translation only: every
-//! operation is a [`crate::gateway`] function.
+//! operation is a [`engage_messaging::gateway`] function.
 //!
 //! Parameters come from the query and a form body, GET or POST. Answers
 //! are JSON, or XML with `format=xml`, shaped as playSMS shapes them:
@@ -24,19 +24,19 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde_json::{Map, Value, json};
 
-use super::auth::throttled_async;
-use super::form::escape;
-use super::{AppState, RequestId};
-use crate::gateway::accounts::{self, Account, Changes, Level, NewAccount};
-use crate::gateway::inbound::{self, Inbound};
-use crate::gateway::outgoing::{self, Delivery, OutLog};
-use crate::gateway::send::{self, Outcome, Spec};
-use crate::gateway::{GatewayError, numbers, phonebook};
-use crate::ids::{now_ms, random_hex, sql_datetime};
-use crate::messaging::pricing::{self, PricingError};
-use crate::messaging::{Kind, Message};
-use crate::store::{Snapshot, StoreError};
+use crate::auth::throttled_async;
 use crate::throttle::Subject;
+use crate::wire::escape;
+use crate::{AppState, RequestId};
+use engage_messaging::gateway::accounts::{self, Account, Changes, Level, NewAccount};
+use engage_messaging::gateway::inbound::{self, Inbound};
+use engage_messaging::gateway::outgoing::{self, Delivery, OutLog};
+use engage_messaging::gateway::send::{self, Outcome, Spec};
+use engage_messaging::gateway::{GatewayError, numbers, phonebook};
+use engage_messaging::pricing::{self, PricingError};
+use engage_messaging::{Kind, Message};
+use engage_store::ids::{now_ms, random_hex, sql_datetime};
+use engage_store::{Snapshot, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -203,7 +203,7 @@ struct Call<'a> {
     rid: &'a str,
     /// The call its `Idempotency-Key` guards: the key and a fingerprint of
     /// the operation and its parameters.
-    idem: Option<crate::idempotency::Call>,
+    idem: Option<engage_store::idempotency::Call>,
 }
 
 async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Request) -> Response {
@@ -215,12 +215,12 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
         .uri()
         .query()
         .is_some_and(|q| q.to_ascii_lowercase().contains("format=xml"));
-    let key = match super::mutation::key_of(req.headers()) {
+    let key = match crate::mutation::key_of(req.headers()) {
         Ok(k) => k,
         Err(m) => return render(xml_in_query, Err(fail_info("102", m))),
     };
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let p = match super::form::read(req, &s).await {
+    let p = match crate::wire::read(req, &s).await {
         Ok(map) => Params(map),
         Err(e) => return render(xml_in_query, Err(fail_info("102", e))),
     };
@@ -228,7 +228,7 @@ async fn handle(s: AppState, tenant: Option<String>, rid: RequestId, req: Reques
     // request without one costs nothing here.
     let idem = key.and_then(|k| {
         let fingerprinted = serde_json::to_vec(&p.0).unwrap_or_default();
-        super::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
+        crate::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
     });
     let xml = p.get("format").eq_ignore_ascii_case("xml");
     if p.get("app") != "ws" {
@@ -368,7 +368,7 @@ fn authenticate(c: &Call, snap: &Snapshot) -> Result<(String, Account), Fail> {
         return Err(fail("100"));
     }
     let subject = Subject::address(c.ip);
-    let found = super::auth::throttled(c.s, &subject, || match accounts::by_token(snap, h) {
+    let found = crate::auth::throttled(c.s, &subject, || match accounts::by_token(snap, h) {
         Ok(Some(found)) => Ok(found),
         Ok(None) => Err(fail("100")),
         Err(e) => Err(internal("100")(e)),
@@ -510,7 +510,7 @@ fn ds(c: &Call) -> Answer {
         let mut v = Vec::new();
         for l in logs {
             let m =
-                crate::messaging::get(&snap, &tenant, &l.message_id).map_err(internal("400"))?;
+                engage_messaging::get(&snap, &tenant, &l.message_id).map_err(internal("400"))?;
             let processed = m
                 .as_ref()
                 .is_some_and(|m| Delivery::of(m) != Delivery::Queued);
@@ -1166,7 +1166,7 @@ async fn credit_change(c: &Call<'_>, add: bool) -> Answer {
     let kept =
         c.s.store
             .write(move |tx| {
-                crate::idempotency::guarded(tx, &tenant, idem.as_ref(), now, 200, |tx| {
+                engage_store::idempotency::guarded(tx, &tenant, idem.as_ref(), now, 200, |tx| {
                     let (available, _) =
                         pricing::top_up(tx, &tenant, &account, signed, Some(&reference), now)?;
                     Ok::<_, PricingError>(
@@ -1180,10 +1180,10 @@ async fn credit_change(c: &Call<'_>, add: bool) -> Answer {
                 e => fail_info(failed, e),
             })?;
     match kept {
-        crate::idempotency::Guarded::Fresh(v) => Ok(ok(v)),
-        crate::idempotency::Guarded::Replay(r) => Ok(ok(r.body)),
-        crate::idempotency::Guarded::Conflict => {
-            Err(fail_info(failed, super::mutation::KEY_REUSED))
+        engage_store::idempotency::Guarded::Fresh(v) => Ok(ok(v)),
+        engage_store::idempotency::Guarded::Replay(r) => Ok(ok(r.body)),
+        engage_store::idempotency::Guarded::Conflict => {
+            Err(fail_info(failed, crate::mutation::KEY_REUSED))
         }
     }
 }

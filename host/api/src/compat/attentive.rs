@@ -2,8 +2,8 @@
 //! eligibility, unsubscribe, the legacy message send, and the calls that
 //! tell Engage what a user did (custom events, which are actions), who
 //! they are (identifiers) and what they are like (custom attributes).
-//! Translation only, over [`crate::audiences`], [`crate::messaging`],
-//! [`crate::actions`], [`crate::players`] and [`crate::social`].
+//! Translation only, over [`engage_domain::audiences`], [`engage_messaging`],
+//! [`engage_domain::actions`], [`engage_domain::players`] and [`engage_domain::social`].
 //!
 //! Attentive names a user by phone, e-mail or `externalIdentifiers`; an
 //! Engage player is found by `clientUserId` (the player's id), then by a
@@ -23,15 +23,15 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::form::{Body, BodyError};
-use super::mutation::{NotKept, fresh_or_kept, guarded_json, mark_replayed, vendor_answer};
-use super::{AppState, RequestId};
-use crate::actions::{self, ActionError, ActionRequest};
-use crate::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
-use crate::ids::{now_ms, sha256_hex};
-use crate::messaging::{Kind, MessageError, SendRequest, Status};
-use crate::players::{self, PlayerError, Profile};
-use crate::social::{self, Identity, SocialError};
+use crate::mutation::{NotKept, fresh_or_kept, guarded_json, mark_replayed, vendor_answer};
+use crate::wire::{Body, BodyError};
+use crate::{AppState, RequestId};
+use engage_domain::actions::{self, ActionError, ActionRequest};
+use engage_domain::audiences::subscriptions::{self, Person, Subscription, SubscriptionError};
+use engage_domain::players::{self, PlayerError, Profile};
+use engage_domain::social::{self, Identity, SocialError};
+use engage_messaging::{Kind, MessageError, SendRequest, Status};
+use engage_store::ids::{now_ms, sha256_hex};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,8 +95,8 @@ impl From<SubscriptionError> for AttentiveError {
     }
 }
 
-impl From<crate::store::StoreError> for AttentiveError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<engage_store::StoreError> for AttentiveError {
+    fn from(e: engage_store::StoreError) -> Self {
         tracing::error!(error = %e, "attentive");
         AttentiveError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,7 +120,7 @@ impl FromRequestParts<AppState> for Tenant {
                 "Authorization: Bearer <API key or access token> is required".into(),
             )
         };
-        super::auth::bearer_key_tenant_throttled(parts, &s.store.read()?, s)?
+        crate::auth::bearer_key_tenant_throttled(parts, &s.store.read()?, s)?
             .map(Tenant)
             .ok_or_else(denied)
     }
@@ -273,7 +273,7 @@ fn reused() -> AttentiveError {
     AttentiveError(
         StatusCode::CONFLICT,
         "CONFLICT",
-        super::mutation::KEY_REUSED.into(),
+        crate::mutation::KEY_REUSED.into(),
     )
 }
 
@@ -418,16 +418,18 @@ async fn custom_event(
         url: None,
     };
     // The client's Idempotency-Key; else the event's own id.
-    let idem = header_idem.or(ev.external_event_id.map(|id| crate::idempotency::Call {
-        key: format!("attentive-event:{id}"),
-        fingerprint: sha256_hex(&raw),
-    }));
+    let idem = header_idem.or(ev
+        .external_event_id
+        .map(|id| engage_store::idempotency::Call {
+            key: format!("attentive-event:{id}"),
+            fingerprint: sha256_hex(&raw),
+        }));
     let mode = actions::Mode {
         dry_run: false,
         idem,
     };
     match actions::perform(&s.plugins, &s.store, &tenant, &req, now_ms(), &rid.0, mode).await {
-        Ok(crate::idempotency::Guarded::Conflict) => Err(AttentiveError(
+        Ok(engage_store::idempotency::Guarded::Conflict) => Err(AttentiveError(
             StatusCode::CONFLICT,
             "CONFLICT",
             "externalEventId was used for another event".into(),

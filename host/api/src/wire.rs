@@ -56,7 +56,7 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes,
 /// malformed key) is answered as the API's error `E`.
 pub struct Body<E>(
     pub Bytes,
-    pub Option<crate::idempotency::Call>,
+    pub Option<engage_store::idempotency::Call>,
     pub std::marker::PhantomData<fn() -> E>,
 );
 

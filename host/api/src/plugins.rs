@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::tenants::parse;
 use super::{ApiError, AppState, RequestId};
-use crate::ids::now_ms;
-use crate::plugins::{BindRequest, Input, PluginsError, Point};
+use engage_runtime::{BindRequest, Input, PluginsError, Point};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -57,7 +57,7 @@ async fn upload(
         ));
     }
     let limit = s.max_component_bytes;
-    let bytes = super::form::read_limited(body, limit)
+    let bytes = crate::wire::read_limited(body, limit)
         .await
         .map_err(|e| match e.status {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(

@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState, RequestId};
-use crate::gateway::accounts::{self, Changes, NewAccount};
-use crate::gateway::inbound::{self, Inbound};
-use crate::gateway::phonebook::{self, NewContact, NewGroup};
-use crate::gateway::{self, GatewayError, Settings};
-use crate::ids::now_ms;
-use crate::messaging::address::normalize_phone;
-use crate::messaging::optouts;
-use crate::messaging::providers::{self, ProviderConfig};
+use engage_messaging::address::normalize_phone;
+use engage_messaging::gateway::accounts::{self, Changes, NewAccount};
+use engage_messaging::gateway::inbound::{self, Inbound};
+use engage_messaging::gateway::phonebook::{self, NewContact, NewGroup};
+use engage_messaging::gateway::{self, GatewayError, Settings};
+use engage_messaging::optouts;
+use engage_messaging::providers::{self, ProviderConfig};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -146,11 +146,11 @@ async fn show_account(
     let snap = s.store.read()?;
     let a = accounts::get(&snap, &tenant, &username)?.ok_or(GatewayError::NoAccount(username))?;
     let (available, reserved) =
-        crate::messaging::pricing::credit(&snap, &tenant, &a.credit_account())?;
+        engage_messaging::pricing::credit(&snap, &tenant, &a.credit_account())?;
     let mut v = a.view();
     v["credit"] = json!({
-        "available": crate::messaging::pricing::to_units(available),
-        "reserved": crate::messaging::pricing::to_units(reserved),
+        "available": engage_messaging::pricing::to_units(available),
+        "reserved": engage_messaging::pricing::to_units(reserved),
     });
     Ok(Json(v))
 }
@@ -220,7 +220,7 @@ async fn revoke_token(
 
 /// The account must exist for its phonebook to be touched.
 fn account_exists(
-    src: &impl crate::store::Reader,
+    src: &impl engage_store::Reader,
     tenant: &str,
     username: &str,
 ) -> Result<String, GatewayError> {
@@ -463,7 +463,7 @@ async fn twilio_inbound(
     Extension(rid): Extension<RequestId>,
     uri: Uri,
     headers: HeaderMap,
-    super::form::Body(body, ..): super::form::Body<ApiError>,
+    crate::wire::Body(body, ..): crate::wire::Body<ApiError>,
 ) -> Result<Response, ApiError> {
     let form = super::messages::verify_twilio(&s, &tenant, &provider, &uri, &headers, &body)?;
     let field = |name: &str| form.field(name).map(str::to_owned);
@@ -475,9 +475,9 @@ async fn twilio_inbound(
     };
     // Twilio retries a webhook that failed: its MessageSid makes the retry
     // an idempotent replay.
-    let idem = field("MessageSid").map(|sid| crate::idempotency::Call {
+    let idem = field("MessageSid").map(|sid| engage_store::idempotency::Call {
         key: format!("twilio-inbound:{provider}:{sid}"),
-        fingerprint: crate::ids::sha256_hex(sid.as_bytes()),
+        fingerprint: engage_store::ids::sha256_hex(sid.as_bytes()),
     });
     let sms = Inbound {
         from,
@@ -525,7 +525,7 @@ async fn kannel_inbound(
         ));
     };
     let expected = providers::kannel_inbound_signature(&password);
-    if !crate::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
+    if !engage_store::ids::constant_time_eq(q.sig.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "bad_signature",

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use crate::campaigns::{self, CampaignError, Settings, Spec};
-use crate::ids::{now_ms, random_hex};
+use engage_domain::campaigns::{self, CampaignError, Settings, Spec};
+use engage_store::ids::{now_ms, random_hex};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

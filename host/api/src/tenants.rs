@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::auth::{AdminAuth, TenantAuth};
 use super::{ApiError, AppState};
-use crate::ids::rfc3339;
-use crate::tenants::{self, AccessToken};
+use engage_domain::tenants::{self, AccessToken};
+use engage_store::ids::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,17 +23,22 @@ pub fn routes() -> Router<AppState> {
 async fn cors_settings(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<crate::cors::Settings>, ApiError> {
-    Ok(Json(crate::cors::settings(&s.store.read()?, &tenant)?))
+) -> Result<Json<engage_domain::cors::Settings>, ApiError> {
+    Ok(Json(engage_domain::cors::settings(
+        &s.store.read()?,
+        &tenant,
+    )?))
 }
 
 async fn set_cors(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     m: super::mutation::Mutation,
-) -> Result<Json<crate::cors::Settings>, ApiError> {
-    let settings: crate::cors::Settings = m.json()?;
-    Ok(Json(crate::cors::set(&s.store, &tenant, settings).await?))
+) -> Result<Json<engage_domain::cors::Settings>, ApiError> {
+    let settings: engage_domain::cors::Settings = m.json()?;
+    Ok(Json(
+        engage_domain::cors::set(&s.store, &tenant, settings).await?,
+    ))
 }
 
 /// Parse a JSON body into `T`, answering malformed input in the API's format.
@@ -55,7 +60,7 @@ struct CreateTenant {
 async fn create(
     _: AdminAuth,
     State(s): State<AppState>,
-    super::form::Body(body, ..): super::form::Body<ApiError>,
+    crate::wire::Body(body, ..): crate::wire::Body<ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateTenant = parse(&body)?;
     let creds = tenants::create(&s.store, &req.name).await?;
@@ -89,7 +94,7 @@ fn token_json(t: AccessToken) -> Json<Value> {
 async fn token(
     State(s): State<AppState>,
     super::auth::ClientIp(ip): super::auth::ClientIp,
-    super::form::Body(body, ..): super::form::Body<ApiError>,
+    crate::wire::Body(body, ..): crate::wire::Body<ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let req: TokenRequest = parse(&body)?;
     let subject = crate::throttle::Subject::new("key", &req.api_key, ip);

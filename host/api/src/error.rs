@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::actions::ActionError;
-use crate::goods::GoodsError;
-use crate::ledger::LedgerError;
-use crate::players::PlayerError;
-use crate::plugins::{CallError, PluginsError};
-use crate::store::StoreError;
-use crate::tenants::TenantError;
+use engage_domain::actions::ActionError;
+use engage_domain::goods::GoodsError;
+use engage_domain::players::PlayerError;
+use engage_domain::tenants::TenantError;
+use engage_ledger::LedgerError;
+use engage_runtime::{CallError, PluginsError};
+use engage_store::StoreError;
 
 /// An error answer of the native API.
 #[derive(Debug)]
@@ -76,8 +76,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<super::form::BodyError> for ApiError {
-    fn from(e: super::form::BodyError) -> ApiError {
+impl From<crate::wire::BodyError> for ApiError {
+    fn from(e: crate::wire::BodyError) -> ApiError {
         let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
             "body_too_large"
         } else {
@@ -87,11 +87,13 @@ impl From<super::form::BodyError> for ApiError {
     }
 }
 
-impl From<crate::cors::CorsError> for ApiError {
-    fn from(e: crate::cors::CorsError) -> ApiError {
+impl From<engage_domain::cors::CorsError> for ApiError {
+    fn from(e: engage_domain::cors::CorsError) -> ApiError {
         match e {
-            crate::cors::CorsError::Invalid(m) => ApiError::bad_request("invalid_origin", m),
-            crate::cors::CorsError::Store(s) => ApiError::internal(s),
+            engage_domain::cors::CorsError::Invalid(m) => {
+                ApiError::bad_request("invalid_origin", m)
+            }
+            engage_domain::cors::CorsError::Store(s) => ApiError::internal(s),
         }
     }
 }

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::ids::now_ms;
-use crate::tenants;
 use crate::throttle::{Locked, Subject};
+use engage_domain::tenants;
+use engage_store::ids::now_ms;
 
 /// The client's address (the TCP peer), when known.
 #[derive(Debug, Clone, Copy)]
@@ -126,8 +126,8 @@ impl FromRequestParts<AppState> for AdminAuth {
 /// there is no bearer credential or it names no tenant.
 pub fn bearer_key_tenant(
     parts: &Parts,
-    snap: &crate::store::Snapshot,
-) -> Result<Option<String>, crate::store::StoreError> {
+    snap: &engage_store::Snapshot,
+) -> Result<Option<String>, engage_store::StoreError> {
     let Ok(credential) = bearer(parts) else {
         return Ok(None);
     };
@@ -142,9 +142,9 @@ pub fn bearer_key_tenant(
 /// is locked out every credential from it is refused (`None`) unchecked.
 pub fn bearer_key_tenant_throttled(
     parts: &Parts,
-    snap: &crate::store::Snapshot,
+    snap: &engage_store::Snapshot,
     s: &AppState,
-) -> Result<Option<String>, crate::store::StoreError> {
+) -> Result<Option<String>, engage_store::StoreError> {
     if bearer(parts).is_err() {
         return Ok(None);
     }

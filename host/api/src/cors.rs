@@ -20,8 +20,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::Snapshot;
-use crate::{cors, tenants};
+use engage_domain::{cors, tenants};
+use engage_store::Snapshot;
 
 /// Headers a browser client may send (when a preflight asks for others,
 /// they are not allowed).
@@ -91,7 +91,7 @@ pub async fn cors(State(s): State<AppState>, req: Request, next: Next) -> Respon
     r
 }
 
-fn allowed(snap: &Snapshot, req: &Request, origin: &str) -> Result<bool, crate::store::StoreError> {
+fn allowed(snap: &Snapshot, req: &Request, origin: &str) -> Result<bool, engage_store::StoreError> {
     match tenant_shown(snap, req)? {
         Some(t) => Ok(cors::settings(snap, &t)?.allows(origin)),
         None => cors::any_allows(snap, origin),
@@ -102,7 +102,7 @@ fn allowed(snap: &Snapshot, req: &Request, origin: &str) -> Result<bool, crate::
 fn tenant_shown(
     snap: &Snapshot,
     req: &Request,
-) -> Result<Option<String>, crate::store::StoreError> {
+) -> Result<Option<String>, engage_store::StoreError> {
     let h = req.headers();
     let bearer = h
         .get(axum::http::header::AUTHORIZATION)
@@ -116,7 +116,7 @@ fn tenant_shown(
         if let Ok(t) = tenants::by_api_key(snap, c) {
             return Ok(Some(t));
         }
-        return Ok(tenants::verify_token(snap, c, crate::ids::now_ms()).ok());
+        return Ok(tenants::verify_token(snap, c, engage_store::ids::now_ms()).ok());
     }
     if let Some(k) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Ok(tenants::by_api_key(snap, k.trim()).ok());

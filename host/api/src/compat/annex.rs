@@ -3,8 +3,8 @@
 //! the loyalty calls Annex's own commerce connector makes: users
 //! (`POST /users`, `GET`/`PUT /users/{id}`) and points (`POST /points` to
 //! credit, debit or do an action, `GET /points/{id}`). Translation only,
-//! over [`crate::audiences::segments`], [`crate::players`],
-//! [`crate::ledger`] and [`crate::actions`].
+//! over [`engage_domain::audiences::segments`], [`engage_domain::players`],
+//! [`engage_ledger`] and [`engage_domain::actions`].
 //!
 //! Authentication: `Authorization: Bearer` with the tenant's API key, an
 //! access token, Annex's own form of access token — base64 of a JSON
@@ -16,7 +16,7 @@
 //! `AC1002` invalid request (400), `AC1003` not authorised (401), `AC1004`
 //! no such segment or user (404).
 
-use super::form::{Body, BodyError};
+use crate::wire::{Body, BodyError};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -27,15 +27,15 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::mutation::{guarded_json, vendor_answer};
-use crate::actions::{self, ActionError, ActionRequest};
-use crate::audiences::segments::{self, Segment, SegmentError, SegmentSpec, SegmentStatus};
-use crate::idempotency::{self, Guarded};
-use crate::ids::{now_ms, parse_sql_datetime, sha256_hex, sql_datetime};
-use crate::ledger::{self, LedgerError, Posting};
-use crate::players::{self, Player, PlayerError, Profile};
-use crate::tenants;
+use crate::AppState;
+use crate::mutation::{guarded_json, vendor_answer};
+use engage_domain::actions::{self, ActionError, ActionRequest};
+use engage_domain::audiences::segments::{self, Segment, SegmentError, SegmentSpec, SegmentStatus};
+use engage_domain::players::{self, Player, PlayerError, Profile};
+use engage_domain::tenants;
+use engage_ledger::{self as ledger, LedgerError, Posting};
+use engage_store::idempotency::{self, Guarded};
+use engage_store::ids::{now_ms, parse_sql_datetime, sha256_hex, sql_datetime};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,8 +94,8 @@ impl From<SegmentError> for AnnexError {
     }
 }
 
-impl From<crate::store::StoreError> for AnnexError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<engage_store::StoreError> for AnnexError {
+    fn from(e: engage_store::StoreError) -> Self {
         tracing::error!(error = %e, "annex");
         AnnexError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,10 +120,10 @@ impl FromRequestParts<AppState> for Tenant {
             )
         };
         let snap = s.store.read()?;
-        if let Some(t) = super::auth::bearer_key_tenant(parts, &snap)? {
+        if let Some(t) = crate::auth::bearer_key_tenant(parts, &snap)? {
             return Ok(Tenant(t));
         }
-        let bearer = super::auth::bearer_credential(parts).ok_or_else(denied)?;
+        let bearer = crate::auth::bearer_credential(parts).ok_or_else(denied)?;
         if bearer.split('.').count() == 3 {
             let site = parts
                 .headers
@@ -166,7 +166,7 @@ impl FromRequestParts<AppState> for Tenant {
 /// `X-AnnexCloud-Site` header) the tenant's id. The `hmac` claim binds the
 /// token to what the connector signed (not the body): not checked.
 fn jwt_tenant(
-    snap: &crate::store::Snapshot,
+    snap: &engage_store::Snapshot,
     jwt: &str,
     site: Option<&str>,
     now_s: i64,
@@ -324,7 +324,7 @@ async fn remove(
 }
 
 fn reused() -> AnnexError {
-    bad(super::mutation::KEY_REUSED)
+    bad(crate::mutation::KEY_REUSED)
 }
 
 fn user_not_found(id: &str) -> AnnexError {
@@ -508,8 +508,8 @@ fn amount(v: &Option<Value>, field: &str) -> Result<Option<i64>, AnnexError> {
     }
 }
 
-fn points_view(s: &crate::store::Snapshot, t: &str, id: &str) -> Result<Value, AnnexError> {
-    let available = crate::views::balance(s, t, id, ledger::DEFAULT_CURRENCY)?;
+fn points_view(s: &engage_store::Snapshot, t: &str, id: &str) -> Result<Value, AnnexError> {
+    let available = engage_ledger::views::balance(s, t, id, ledger::DEFAULT_CURRENCY)?;
     let totals = ledger::totals(s, t, id, ledger::DEFAULT_CURRENCY)?;
     Ok(json!({
         "id": id,
@@ -564,7 +564,7 @@ async fn points(
                 reason: &reason,
                 reference: reference.as_deref(),
             };
-            crate::players::post_points(tx, &t2, &posting, now).map_err(|e| match e {
+            engage_domain::players::post_points(tx, &t2, &posting, now).map_err(|e| match e {
                 LedgerError::Store(s) => AnnexError::from(s),
                 LedgerError::PlayerNotFound(id) => user_not_found(&id),
                 LedgerError::InsufficientBalance { balance, .. } => {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::auth::TenantAuth;
 use super::mutation::{Mutation, respond};
 use super::{ApiError, AppState, RequestId};
-use crate::actions::{self, ActionRecord, ActionRequest};
-use crate::ids::now_ms;
+use engage_domain::actions::{self, ActionRecord, ActionRequest};
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState, RequestId};
-use crate::gifts::{self, GiftError};
-use crate::idempotency::Guarded;
-use crate::ids::now_ms;
-use crate::notifications;
-use crate::players;
-use crate::social::{self, Identity, SocialError};
+use engage_domain::gifts::{self, GiftError};
+use engage_domain::notifications;
+use engage_domain::players;
+use engage_domain::social::{self, Identity, SocialError};
+use engage_store::idempotency::Guarded;
+use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -23,7 +23,36 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::config::HttpConfig;
+/// Bounds on HTTP connections, so a slow or idle client cannot hold the
+/// server's connections or descriptors.
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A connection must deliver a complete request head within this time
+    /// of opening, or of its previous answer (so it also closes idle
+    /// keep-alive connections).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive whole within this time of its head.
+    pub body_timeout_ms: u64,
+    /// A client that stops reading its answer for this long is dropped.
+    pub write_timeout_ms: u64,
+    /// The most connections open at once (lowered to what the process's
+    /// open-files limit allows); further clients wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 15_000,
+            body_timeout_ms: 60_000,
+            write_timeout_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
 
 /// File descriptors kept free for storage, plugins' compiled files and
 /// outgoing provider connections when sizing the connection cap.

@@ -1,13 +1,13 @@
 //! The BSG-compatible Viber API under `/bsg` (seed 001): create Viber
 //! messages with an SMS fallback (`alt_route`) and look them up. Only
-//! translation: every message goes through [`crate::messaging`].
+//! translation: every message goes through [`engage_messaging`].
 //!
 //! Authentication is BSG's `X-API-KEY` header carrying the tenant's API
 //! key, or a tenant bearer token. Answers are BSG's: `error` and
 //! `errorDescription` in every result. The seed fixes codes 0, 40 and 43;
 //! the others are Engage's and listed in the README.
 
-use super::form::{Body, BodyError};
+use crate::wire::{Body, BodyError};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -17,14 +17,14 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, RequestId};
-use crate::ids::{now_ms, sql_datetime};
-use crate::messaging::pricing::{self, PricingError};
-use crate::messaging::{
-    self, Fallback, Kind, Message, MessageError, Refusal, RefusalKind, SendRequest, Status,
-    Submitted,
+use crate::{AppState, RequestId};
+use engage_domain::tenants;
+use engage_messaging::pricing::{self, PricingError};
+use engage_messaging::{
+    self as messaging, Fallback, Kind, Message, MessageError, Refusal, RefusalKind, SendRequest,
+    Status, Submitted,
 };
-use crate::tenants;
+use engage_store::ids::{now_ms, sql_datetime};
 
 pub fn routes() -> Router<AppState> {
     let mut r = Router::new();
@@ -83,8 +83,8 @@ impl IntoResponse for BsgError {
     }
 }
 
-impl From<crate::store::StoreError> for BsgError {
-    fn from(e: crate::store::StoreError) -> BsgError {
+impl From<engage_store::StoreError> for BsgError {
+    fn from(e: engage_store::StoreError) -> BsgError {
         tracing::error!(error = %e, "internal error");
         BsgError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,9 +125,9 @@ impl FromRequestParts<AppState> for BsgTenant {
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, BsgError> {
         let denied = || BsgError(StatusCode::UNAUTHORIZED, 2, "Authorization error".into());
         let snap = s.store.read()?;
-        let subject = crate::throttle::Subject::address(super::auth::client_ip(parts));
+        let subject = crate::throttle::Subject::address(crate::auth::client_ip(parts));
         if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-            return super::auth::throttled(s, &subject, || tenants::by_api_key(&snap, key.trim()))
+            return crate::auth::throttled(s, &subject, || tenants::by_api_key(&snap, key.trim()))
                 .map_err(|_| denied())?
                 .map(BsgTenant)
                 .map_err(|_| denied());
@@ -138,7 +138,7 @@ impl FromRequestParts<AppState> for BsgTenant {
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(denied)?;
-        super::auth::throttled(s, &subject, || {
+        crate::auth::throttled(s, &subject, || {
             tenants::verify_token(&snap, token.trim(), now_ms())
         })
         .map_err(|_| denied())?
@@ -422,7 +422,7 @@ async fn submit(
     tenant: &str,
     items: Vec<Item>,
     quote_only: bool,
-    (idem, rid): (Option<crate::idempotency::Call>, &str),
+    (idem, rid): (Option<engage_store::idempotency::Call>, &str),
 ) -> Result<(Value, bool), BsgError> {
     let mut results = Vec::with_capacity(items.len());
     let mut total_price = 0.0f64;
@@ -459,13 +459,13 @@ async fn submit(
             MessageError::Store(e) => BsgError::from(e),
             e => BsgError(StatusCode::BAD_REQUEST, code_of(&e).0, e.to_string()),
         })?;
-    let (outcomes, again) = super::mutation::fresh_or_kept(sent).map_err(|e| match e {
-        super::mutation::NotKept::Reused => BsgError(
+    let (outcomes, again) = crate::mutation::fresh_or_kept(sent).map_err(|e| match e {
+        crate::mutation::NotKept::Reused => BsgError(
             StatusCode::CONFLICT,
             44,
-            format!("Invalid request payload: {}", super::mutation::KEY_REUSED),
+            format!("Invalid request payload: {}", crate::mutation::KEY_REUSED),
         ),
-        super::mutation::NotKept::Unreadable(m) => {
+        crate::mutation::NotKept::Unreadable(m) => {
             tracing::error!(error = %m, "a kept answer cannot be read");
             BsgError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -604,7 +604,7 @@ fn one_or_list(mut answer: Value, single: bool) -> Value {
 fn render(answer: Value, again: bool) -> Response {
     let resp = Json(answer).into_response();
     if again {
-        super::mutation::mark_replayed(resp)
+        crate::mutation::mark_replayed(resp)
     } else {
         resp
     }

@@ -1,28 +1,34 @@
-//! HTTP: the native API under `/v1` and `/admin`, thin over the domain
-//! modules. Seed-compatible APIs get their own module and prefix.
+//! HTTP: the native API under `/v1` and `/admin` (a module per resource),
+//! and under [`compat`] one module per vendor API that Engage also speaks,
+//! each behind its own prefix. Every handler is translation only: it parses
+//! its wire format ([`wire`] holds what several share: forms, multipart,
+//! bounded bodies), calls the same domain function as `/v1`, and renders the
+//! answer in its API's own format. Also here: the connection [`listener`]
+//! (limits and timeouts) and the credential [`throttle`].
+
+#![deny(unsafe_code)]
 
 mod actions;
-mod annex;
-mod attentive;
 mod audiences;
 mod auth;
-mod bsg;
 mod campaigns;
+mod compat;
 mod cors;
 mod error;
-mod form;
 mod gateway;
 mod goods;
 mod ledger;
+pub mod listener;
 mod messages;
 mod mutation;
-mod playbasis;
-mod playblazer;
 mod players;
-mod playsms;
 mod plugins;
 mod social;
 mod tenants;
+pub mod throttle;
+mod wire;
+
+use compat::{annex, attentive, bsg, playbasis, playblazer, playsms};
 
 use std::sync::Arc;
 
@@ -36,9 +42,9 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 
-use crate::ids::random_hex;
-use crate::plugins::Plugins;
-use crate::store::Store;
+use engage_runtime::Plugins;
+use engage_store::Store;
+use engage_store::ids::random_hex;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -46,13 +52,13 @@ pub struct AppState {
     pub store: Store,
     pub plugins: Arc<Plugins>,
     pub max_component_bytes: usize,
-    pub gifts: Arc<crate::gifts::Gifts>,
-    pub live: crate::notifications::Live,
+    pub gifts: Arc<engage_domain::gifts::Gifts>,
+    pub live: engage_domain::notifications::Live,
     /// Ends live streams when the server stops.
-    pub shutdown: crate::shutdown::Shutdown,
-    pub messaging: Arc<crate::messaging::Messaging>,
-    pub gateway: Arc<crate::gateway::Gateway>,
-    pub campaigns: Arc<crate::campaigns::engine::Campaigns>,
+    pub shutdown: engage_store::shutdown::Shutdown,
+    pub messaging: Arc<engage_messaging::Messaging>,
+    pub gateway: Arc<engage_messaging::gateway::Gateway>,
+    pub campaigns: Arc<engage_domain::campaigns::engine::Campaigns>,
     /// Failed credential checks, per login and per client address.
     pub throttle: Arc<crate::throttle::Throttle>,
 }

@@ -20,15 +20,15 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
 
-use super::form::escape;
-use super::{AppState, RequestId};
-use crate::gifts::{self, GiftError};
-use crate::idempotency::Guarded;
-use crate::ids::{now_ms, sql_datetime};
-use crate::players;
-use crate::social;
-use crate::store::Snapshot;
-use crate::tenants;
+use crate::wire::escape;
+use crate::{AppState, RequestId};
+use engage_domain::gifts::{self, GiftError};
+use engage_domain::players;
+use engage_domain::social;
+use engage_domain::tenants;
+use engage_store::Snapshot;
+use engage_store::idempotency::Guarded;
+use engage_store::ids::{now_ms, sql_datetime};
 
 pub fn routes() -> Router<AppState> {
     let base = "/playblazer/v1/app/{app}/gifts/{mode}/{user}";
@@ -39,7 +39,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Parameters from the query string and the body, whatever its encoding.
-pub struct Params(BTreeMap<String, String>, Option<crate::idempotency::Call>);
+pub struct Params(
+    BTreeMap<String, String>,
+    Option<engage_store::idempotency::Call>,
+);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
@@ -64,15 +67,15 @@ impl FromRequest<AppState> for Params {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let xml = req.uri().query().is_some_and(|q| q.contains("fmt=xml"));
-        let key = super::mutation::key_of(req.headers())
+        let key = crate::mutation::key_of(req.headers())
             .map_err(|m| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", m))?;
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let map = super::form::read(req, state)
+        let map = crate::wire::read(req, state)
             .await
             .map_err(|e| failure(xml, -30001, "E_GIFT_REQUEST_FAILED", &e))?;
         let idem = key.and_then(|k| {
             let fingerprinted = serde_json::to_vec(&map).unwrap_or_default();
-            super::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
+            crate::mutation::call_of(Some(k), &method, &uri, &fingerprinted)
         });
         Ok(Params(map, idem))
     }
@@ -189,14 +192,14 @@ fn authenticate(
     p: &Params,
     ip: Option<std::net::IpAddr>,
 ) -> Result<(Snapshot, String, String), Refused> {
-    let internal = |e: crate::store::StoreError| {
+    let internal = |e: engage_store::StoreError| {
         tracing::error!(error = %e, "storage");
         Refused(-30001, "E_GIFT_REQUEST_FAILED", "internal error")
     };
     let snap = s.store.read().map_err(internal)?;
     let secret = p.get("secret_key").unwrap_or_default();
     let subject = crate::throttle::Subject::new("app", app, ip);
-    match super::auth::throttled(s, &subject, || {
+    match crate::auth::throttled(s, &subject, || {
         tenants::check_tenant_secret(&snap, app, secret)
     }) {
         Ok(Ok(())) => {}
@@ -225,7 +228,7 @@ async fn request_new(
     State(s): State<AppState>,
     Extension(RequestId(rid)): Extension<RequestId>,
     Path((app, mode, user)): Path<(String, String, String)>,
-    super::auth::ClientIp(ip): super::auth::ClientIp,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
@@ -264,7 +267,7 @@ async fn request_new(
         Ok(Guarded::Fresh(r)) => render(xml, json!({ "status": "ok", "request_id": r.id })),
         Ok(Guarded::Replay(kept)) => {
             let id = kept.body["id"].clone();
-            super::mutation::mark_replayed(render(xml, json!({ "status": "ok", "request_id": id })))
+            crate::mutation::mark_replayed(render(xml, json!({ "status": "ok", "request_id": id })))
         }
         Ok(Guarded::Conflict) => key_reused(xml),
         Err(e) => gift_failure(xml, e),
@@ -275,7 +278,7 @@ async fn reply(
     State(s): State<AppState>,
     Extension(RequestId(rid)): Extension<RequestId>,
     Path((app, mode, user)): Path<(String, String, String)>,
-    super::auth::ClientIp(ip): super::auth::ClientIp,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
@@ -312,7 +315,7 @@ async fn reply(
     {
         Ok(Guarded::Fresh(())) => render(xml, json!({ "status": "ok" })),
         Ok(Guarded::Replay(_)) => {
-            super::mutation::mark_replayed(render(xml, json!({ "status": "ok" })))
+            crate::mutation::mark_replayed(render(xml, json!({ "status": "ok" })))
         }
         Ok(Guarded::Conflict) => key_reused(xml),
         Err(e) => gift_failure(xml, e),
@@ -325,7 +328,7 @@ fn key_reused(xml: bool) -> Response {
         xml,
         -30001,
         "E_GIFT_REQUEST_FAILED",
-        super::mutation::KEY_REUSED,
+        crate::mutation::KEY_REUSED,
     )
 }
 
@@ -357,7 +360,7 @@ fn user_json(snap: &Snapshot, tenant: &str, player: &str) -> Value {
 async fn list(
     State(s): State<AppState>,
     Path((app, mode, user)): Path<(String, String, String)>,
-    super::auth::ClientIp(ip): super::auth::ClientIp,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     p: Params,
 ) -> Response {
     let xml = p.xml();
