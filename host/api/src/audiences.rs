@@ -102,11 +102,18 @@ async fn remove_segment(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| segments::remove(tx, &tenant, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| segments::remove(tx, &t, id),
+    )
+    .await
 }
 
 #[derive(Deserialize)]

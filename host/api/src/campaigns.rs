@@ -79,11 +79,18 @@ async fn remove(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| campaigns::remove(tx, &tenant, &id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| campaigns::remove(tx, &t, &id),
+    )
+    .await
 }
 
 /// Send now to the whole audience (once per call).

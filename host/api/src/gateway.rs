@@ -87,6 +87,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
             GatewayError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             GatewayError::Exists(_) => (StatusCode::CONFLICT, "already_exists"),
+            GatewayError::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         };
         ApiError::new(status, code, message)
     }
@@ -177,11 +178,18 @@ async fn remove_account(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(username): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| accounts::remove(tx, &tenant, &username))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| accounts::remove(tx, &t, &username),
+    )
+    .await
 }
 
 /// Set (or, with `None`, revoke) an account's webservices token.
@@ -260,14 +268,21 @@ async fn remove_contact(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path((username, id)): Path<(String, u64)>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| {
-            let user = account_exists(tx, &tenant, &username)?;
-            phonebook::remove_contact(tx, &tenant, &user, id)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| {
+            let user = account_exists(tx, &t, &username)?;
+            phonebook::remove_contact(tx, &t, &user, id)
+        },
+    )
+    .await
 }
 
 async fn add_group(
@@ -301,14 +316,21 @@ async fn remove_group(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path((username, code)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| {
-            let user = account_exists(tx, &tenant, &username)?;
-            phonebook::remove_group(tx, &tenant, &user, &code)
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| {
+            let user = account_exists(tx, &t, &username)?;
+            phonebook::remove_group(tx, &t, &user, &code)
+        },
+    )
+    .await
 }
 
 async fn list_keywords(
@@ -345,11 +367,18 @@ async fn remove_keyword(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(keyword): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    s.store
-        .write(move |tx| inbound::remove_keyword(tx, &tenant, &keyword))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(
+        &s,
+        &tenant,
+        &m,
+        StatusCode::NO_CONTENT,
+        now_ms(),
+        move |tx| inbound::remove_keyword(tx, &t, &keyword),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -427,32 +456,34 @@ async fn opt_out(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(number): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    m: Mutation,
+) -> Result<Response, ApiError> {
     let n = e164(&number)?;
-    let (t, now, n2) = (tenant, now_ms(), n.clone());
-    let added = s
-        .store
-        .write(move |tx| optouts::add(tx, &t, &n2, "api", now))
-        .await?;
-    Ok(Json(
-        json!({ "number": n, "opted_out": true, "changed": added }),
-    ))
+    let (t, now) = (tenant.clone(), now_ms());
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
+        let added = optouts::add(tx, &t, &n, "api", now)?;
+        Ok::<_, engage_store::StoreError>(
+            json!({ "number": n, "opted_out": true, "changed": added }),
+        )
+    })
+    .await
 }
 
 async fn opt_in(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(number): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    m: Mutation,
+) -> Result<Response, ApiError> {
     let n = e164(&number)?;
-    let (t, n2) = (tenant, n.clone());
-    let removed = s
-        .store
-        .write(move |tx| optouts::remove(tx, &t, &n2))
-        .await?;
-    Ok(Json(
-        json!({ "number": n, "opted_out": false, "changed": removed }),
-    ))
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
+        let removed = optouts::remove(tx, &t, &n)?;
+        Ok::<_, engage_store::StoreError>(
+            json!({ "number": n, "opted_out": false, "changed": removed }),
+        )
+    })
+    .await
 }
 
 /// Twilio's incoming-message webhook (form-encoded, signed like status

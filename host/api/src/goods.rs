@@ -115,16 +115,7 @@ async fn upload_codes(
         if lines.len() >= LINES_PER_BATCH || (done && !lines.is_empty()) {
             let batch = std::mem::take(&mut lines);
             let n = batch.len() as u64;
-            let (t, g, from, before) = (tenant.clone(), id.clone(), first_line, report.clone());
-            report = s
-                .store
-                .write(move |tx| {
-                    // From the same starting point on every run of the job.
-                    let mut r = before.clone();
-                    goods::add_codes(tx, &t, &g, &batch, from, &mut r)?;
-                    Ok::<_, goods::GoodsError>(r)
-                })
-                .await?;
+            report = goods::import_codes(&s.store, &tenant, &id, batch, first_line, report).await?;
             first_line += n;
         }
         if done {

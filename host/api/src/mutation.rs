@@ -86,10 +86,15 @@ impl FromRequest<AppState> for Mutation {
 /// remembered answer (marked `Idempotent-Replayed: true`), or a conflict.
 pub fn respond<T: Serialize>(g: Guarded<T>, status: StatusCode) -> Response {
     match g {
+        Guarded::Fresh(_) if status == StatusCode::NO_CONTENT => status.into_response(),
         Guarded::Fresh(v) => (status, axum::Json(v)).into_response(),
         Guarded::Replay(r) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
-            let mut resp = (status, axum::Json(r.body)).into_response();
+            let mut resp = if status == StatusCode::NO_CONTENT {
+                status.into_response()
+            } else {
+                (status, axum::Json(r.body)).into_response()
+            };
             resp.headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             resp
@@ -104,14 +109,14 @@ pub fn respond<T: Serialize>(g: Guarded<T>, status: StatusCode) -> Response {
 }
 
 /// Run `job` in a write transaction, guarded by the call's idempotency key,
-/// and answer `status` with its result.
+/// and answer `status` with its result (204 answers have no body).
 pub async fn write<T, E, F>(
     state: &AppState,
     tenant: &str,
     m: &Mutation,
     status: StatusCode,
     now_ms: i64,
-    mut job: F,
+    job: F,
 ) -> Result<Response, ApiError>
 where
     T: Serialize + Send + 'static,
@@ -119,21 +124,15 @@ where
     ApiError: From<E>,
     F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
 {
-    let tenant = tenant.to_owned();
-    let idem = m.idem.clone();
-    let g = state
-        .store
-        .write(move |tx| {
-            idempotency::guarded(
-                tx,
-                &tenant,
-                idem.as_ref(),
-                now_ms,
-                status.as_u16(),
-                &mut job,
-            )
-        })
-        .await?;
+    let g = idempotency::write(
+        &state.store,
+        tenant,
+        m.idem.clone(),
+        status.as_u16(),
+        now_ms,
+        job,
+    )
+    .await?;
     Ok(respond(g, status))
 }
 
@@ -150,14 +149,8 @@ where
     E: From<StoreError> + Send + 'static,
     F: FnMut(&mut Tx) -> Result<serde_json::Value, E> + Send + 'static,
 {
-    let (t, now) = (tenant.to_owned(), engage_store::ids::now_ms());
-    let mut job = job;
-    state
-        .store
-        .write(move |tx| {
-            idempotency::guarded(tx, &t, idem.as_ref(), now, status.as_u16(), &mut job)
-        })
-        .await
+    let now = engage_store::ids::now_ms();
+    idempotency::write(&state.store, tenant, idem, status.as_u16(), now, job).await
 }
 
 /// A JSON vendor API's answer to a guarded call: the fresh body with

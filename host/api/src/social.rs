@@ -275,20 +275,20 @@ async fn mark_read(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path((id, nid)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let (t, p, n) = (tenant, id, nid.clone());
-    let found = s
-        .store
-        .write(move |tx| notifications::mark_read(tx, &t, &p, &n))
-        .await?;
-    if !found {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "notification_not_found",
-            format!("notification `{nid}` does not exist"),
-        ));
-    }
-    Ok(Json(json!({ "read": nid })))
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let t = tenant.clone();
+    mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
+        if !notifications::mark_read(tx, &t, &id, &nid)? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "notification_not_found",
+                format!("notification `{nid}` does not exist"),
+            ));
+        }
+        Ok(json!({ "read": nid }))
+    })
+    .await
 }
 
 /// Server-sent events: every notification for the player from now on, as

@@ -292,6 +292,28 @@ pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<GroupView>, StoreErro
         .collect()
 }
 
+/// [`add_codes`] in a write of its own: one batch of a file that streams
+/// in. A re-upload of the same lines adds nothing twice (codes are unique
+/// per group), so a retried upload is safe without an Idempotency-Key.
+pub async fn import_codes(
+    store: &engage_store::Store,
+    tenant: &str,
+    group: &str,
+    lines: Vec<String>,
+    first_line: u64,
+    report: UploadReport,
+) -> Result<UploadReport, GoodsError> {
+    let (t, g) = (tenant.to_owned(), group.to_owned());
+    store
+        .write(move |tx| {
+            // From the same starting point on every run of the job.
+            let mut r = report.clone();
+            add_codes(tx, &t, &g, &lines, first_line, &mut r)?;
+            Ok(r)
+        })
+        .await
+}
+
 /// Add a batch of lines from an uploaded file (inside a write job).
 /// `first_line` numbers them for the report; `report` accumulates.
 pub fn add_codes(

@@ -788,6 +788,27 @@ impl Messaging {
         now: i64,
         rid: &str,
     ) -> Result<Guarded<Vec<Submitted>>, MessageError> {
+        self.send_batch_with(tenant, reqs, idem, now, rid, |_, out| Ok(out))
+            .await
+    }
+
+    /// [`Messaging::send_batch`], with `answer` run in the same write on
+    /// what became of each request: it records what the caller keeps beside
+    /// the messages (a gateway's outgoing log) and makes the answer `idem`
+    /// remembers, so a retried call replays it instead of sending again.
+    pub async fn send_batch_with<T, F>(
+        &self,
+        tenant: &str,
+        reqs: Vec<SendRequest>,
+        idem: Option<Call>,
+        now: i64,
+        rid: &str,
+        mut answer: F,
+    ) -> Result<Guarded<T>, MessageError>
+    where
+        T: Serialize + Send + 'static,
+        F: FnMut(&mut Tx, Vec<Submitted>) -> Result<T, MessageError> + Send + 'static,
+    {
         if let Some(call) = &idem
             && let Some(early) = idempotency::precheck(&self.store.read()?, tenant, call, now)?
         {
@@ -829,7 +850,7 @@ impl Messaging {
                         commit(tx, &t, &mut messages, reference.as_deref(), now)?;
                         out.push(Submitted::Accepted(messages));
                     }
-                    Ok::<_, MessageError>(out)
+                    answer(tx, out)
                 })
             })
             .await?;

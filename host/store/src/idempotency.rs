@@ -153,3 +153,25 @@ where
     )?;
     Ok(Guarded::Fresh(value))
 }
+
+/// One write job that runs `job` guarded by `call` (see [`guarded`]): what
+/// every mutating endpoint, native or vendor, goes through. `status` is the
+/// answer's HTTP status, kept with the answer for a replay.
+pub async fn write<T, E, F>(
+    store: &crate::Store,
+    tenant: &str,
+    call: Option<Call>,
+    status: u16,
+    now_ms: i64,
+    mut job: F,
+) -> Result<Guarded<T>, E>
+where
+    T: Serialize + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
+{
+    let tenant = tenant.to_owned();
+    store
+        .write(move |tx| guarded(tx, &tenant, call.as_ref(), now_ms, status, &mut job))
+        .await
+}

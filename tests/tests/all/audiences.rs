@@ -705,6 +705,26 @@ async fn annex_connector_users_and_points() {
     assert_eq!(one.status, 200, "{one:?}");
     assert!(two.replayed, "{two:?}");
     assert_eq!(one.body["segmentId"], two.body["segmentId"]);
+    // Its removal retried with the key answers 204 again (replayed); a
+    // retry without one finds nothing to remove.
+    let path = format!("/annex/api/3.0/segment/{}", one.body["segmentId"]);
+    let remove = |key: Option<&'static str>| {
+        let mut r = s
+            .request("DELETE", &path, None)
+            .header("Authorization", format!("Bearer {jwt}"));
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        s.send(r)
+    };
+    let (gone, again) = (remove(Some("rm-1")).await, remove(Some("rm-1")).await);
+    assert_eq!(
+        (gone.status, again.status),
+        (204, 204),
+        "{gone:?} {again:?}"
+    );
+    assert!(!gone.replayed && again.replayed, "{again:?}");
+    assert_eq!(remove(None).await.status, 404);
     let p = call("GET", "/points/u1", &jwt, None).await;
     assert_eq!(p.status, 200, "{p:?}");
     assert_eq!(p.body["availablePoints"], 300);

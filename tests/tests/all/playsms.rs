@@ -1769,3 +1769,93 @@ async fn the_client_libraries_calls() {
         "a stopped number gets no marketing: {marketing}"
     );
 }
+
+/// A send retried with its `Idempotency-Key` (after a timeout, say) is sent
+/// and charged once, to numbers and `@user` inboxes alike, and answers as
+/// the first time; the key with another send is refused; account
+/// operations replay too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_send_with_its_key_is_sent_and_charged_once() {
+    let s = Server::start("playsms-idempotent", |_| {}).await;
+    let t = s.demo_token().await;
+    let prices = json!({ "currency": "USD", "prices": [ { "channel": "sms", "price": 0.1 } ] });
+    let set = v1(&s, &t, "PUT", "/v1/messaging/prices", Some(prices)).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let adm = admin(&s, &t).await;
+    let acct = v1(&s, &t, "POST", "/v1/gateway/accounts",
+        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
+    let token = acct.body["token"].as_str().expect("token").to_owned();
+    let credit_account = acct.body["credit_account"].as_str().expect("account");
+    let top = v1(
+        &s,
+        &t,
+        "POST",
+        &format!("/v1/messaging/accounts/{credit_account}/credit"),
+        Some(json!({ "amount": 1 })),
+    )
+    .await;
+    assert_eq!(top.status, 200, "{top:?}");
+    let keyed = |params: Vec<(&'static str, String)>, key: &'static str| {
+        s.send(
+            s.request("GET", "/playsms/index.php", None)
+                .header("Idempotency-Key", key)
+                .query(&[("app", "ws")])
+                .query(&params),
+        )
+    };
+    let pv = |to: &str| {
+        vec![
+            ("op", "pv".to_owned()),
+            ("u", "anton".to_owned()),
+            ("h", token.clone()),
+            ("to", to.to_owned()),
+            ("msg", "hello".to_owned()),
+        ]
+    };
+    let to = "+14155550001,+14155550002,@admin";
+    let first = keyed(pv(to), "send-1").await;
+    let again = keyed(pv(to), "send-1").await;
+    assert_eq!(
+        first.body["data"].as_array().map(Vec::len),
+        Some(3),
+        "{first:?}"
+    );
+    assert_eq!(first.body["data"][0]["error"], "0", "{first:?}");
+    assert_eq!(
+        again.body["data"], first.body["data"],
+        "the first answer, replayed"
+    );
+    let reused = keyed(pv("+14155550003"), "send-1").await;
+    assert_eq!(reused.body["error"], "200", "{reused:?}");
+
+    // Two numbers paid once (0.2 of 1), two log entries, one inbox message.
+    let cr = ws(&s, &[("op", "cr"), ("u", "anton"), ("h", &token)]).await;
+    assert_eq!(cr["credit"], "0.8", "{cr}");
+    let sent = v1(&s, &t, "GET", "/v1/messages", None).await;
+    assert_eq!(
+        sent.body["messages"].as_array().map(Vec::len),
+        Some(2),
+        "{sent:?}"
+    );
+    let ix = ws(&s, &[("op", "ix"), ("u", "admin"), ("h", &adm)]).await;
+    assert_eq!(ix["data"].as_array().map(Vec::len), Some(1), "{ix}");
+
+    // An admin operation retried with its key: the first answer again.
+    let login_key = || {
+        vec![
+            ("op", "loginkeyset".to_owned()),
+            ("u", "admin".to_owned()),
+            ("h", adm.clone()),
+            ("data_username", "anton".to_owned()),
+        ]
+    };
+    let k1 = keyed(login_key(), "key-1").await;
+    let k2 = keyed(login_key(), "key-1").await;
+    assert_eq!(k1.body["error"], "0", "{k1:?}");
+    assert_eq!(k2.body["login_key"], k1.body["login_key"], "{k2:?}");
+    assert_ne!(
+        keyed(login_key(), "key-2").await.body["login_key"],
+        k1.body["login_key"],
+        "a new key, a new login key"
+    );
+}

@@ -316,11 +316,15 @@ async fn remove(
     Tenant(t): Tenant,
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<StatusCode, AnnexError> {
-    s.store
-        .write(move |tx| segments::remove(tx, &t, id))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Body(_, idem, _): Body<AnnexError>,
+) -> Result<Response, AnnexError> {
+    let tenant = t.clone();
+    let g = guarded_json(&s, &tenant, idem, StatusCode::NO_CONTENT, move |tx| {
+        segments::remove(tx, &t, id)?;
+        Ok::<_, AnnexError>(Value::Null)
+    })
+    .await?;
+    vendor_answer(g, StatusCode::NO_CONTENT, reused)
 }
 
 fn reused() -> AnnexError {

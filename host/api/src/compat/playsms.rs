@@ -31,12 +31,13 @@ use crate::{AppState, RequestId};
 use engage_messaging::gateway::accounts::{self, Account, Changes, Level, NewAccount};
 use engage_messaging::gateway::inbound::{self, Inbound};
 use engage_messaging::gateway::outgoing::{self, Delivery, OutLog};
-use engage_messaging::gateway::send::{self, Outcome, Spec};
+use engage_messaging::gateway::send::{self, Outcome, Sent, Spec};
 use engage_messaging::gateway::{GatewayError, numbers, phonebook};
 use engage_messaging::pricing::{self, PricingError};
 use engage_messaging::{Kind, Message};
+use engage_store::idempotency::{self, Guarded};
 use engage_store::ids::{now_ms, random_hex, sql_datetime};
-use engage_store::{Snapshot, StoreError};
+use engage_store::{Snapshot, StoreError, Tx};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -425,10 +426,20 @@ async fn pv(c: &Call<'_>) -> Answer {
         schedule: p.get("schedule").to_owned(),
         kind,
     };
-    let (queue, outcomes) = match send::send(&c.s.gateway, &tenant, &a, spec, now_ms(), c.rid).await
-    {
+    let sent = send::send(
+        &c.s.gateway,
+        &tenant,
+        &a,
+        spec,
+        c.idem.clone(),
+        now_ms(),
+        c.rid,
+    );
+    let Sent { queue, outcomes } = match sent.await {
         Ok(r) => r,
-        Err(GatewayError::Invalid(why)) => return Err(fail_info("200", why)),
+        Err(e @ (GatewayError::Invalid(_) | GatewayError::KeyReused)) => {
+            return Err(fail_info("200", e));
+        }
         Err(e) => {
             tracing::error!(error = %e, "playsms pv");
             return Err(Fail {
@@ -721,13 +732,18 @@ async fn get_token(c: &Call<'_>) -> Answer {
 
 async fn set_token(c: &Call<'_>) -> Answer {
     let (tenant, a) = authenticate(c, &snapshot(c, "100")?)?;
-    let token = accounts::new_token();
-    let (t, now) = (token.clone(), now_ms());
-    c.s.store
-        .write(move |tx| accounts::set_token(tx, &tenant, &a.username, Some(t.clone()), now))
-        .await
-        .map_err(|e| gateway_fail("100", e))?;
-    Ok(ok(json!({ "token": token })))
+    let (token, t) = (accounts::new_token(), tenant.clone());
+    guarded(
+        c,
+        &tenant,
+        "100",
+        |e| gateway_fail("100", e),
+        move |tx| {
+            accounts::set_token(tx, &t, &a.username, Some(token.clone()), now_ms())?;
+            Ok::<_, GatewayError>(json!({ "token": token }))
+        },
+    )
+    .await
 }
 
 fn get_contact(c: &Call) -> Answer {
@@ -785,11 +801,7 @@ async fn ws_login(c: &Call<'_>) -> Response {
             .into_iter()
             .find(|(_, a)| a.login_key.is_some());
     if let Some((tenant, a)) = found {
-        let now = now_ms();
-        let result =
-            c.s.store
-                .write(move |tx| accounts::use_login_key(tx, &tenant, &a.username, &key, now))
-                .await;
+        let result = accounts::log_in(&c.s.store, &tenant, &a.username, &key, now_ms()).await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "ws_login");
         }
@@ -831,6 +843,31 @@ fn gateway_fail(code: &'static str, e: GatewayError) -> Fail {
     match e {
         GatewayError::Store(s) => internal(code)(s),
         e => fail_info(code, e),
+    }
+}
+
+/// Runs `job` in one write guarded by the call's `Idempotency-Key` and
+/// answers its fields: the same call again gets the first answer; another
+/// call under the key fails with `failed`. `on_err` says how the domain's
+/// refusals read.
+async fn guarded<E, F>(
+    c: &Call<'_>,
+    tenant: &str,
+    failed: &'static str,
+    on_err: impl FnOnce(E) -> Fail,
+    job: F,
+) -> Answer
+where
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut Tx) -> Result<Value, E> + Send + 'static,
+{
+    let kept = idempotency::write(&c.s.store, tenant, c.idem.clone(), 200, now_ms(), job)
+        .await
+        .map_err(on_err)?;
+    match kept {
+        Guarded::Fresh(v) => Ok(ok(v)),
+        Guarded::Replay(r) => Ok(ok(r.body)),
+        Guarded::Conflict => Err(fail_info(failed, crate::mutation::KEY_REUSED)),
     }
 }
 
@@ -900,9 +937,12 @@ async fn inject(c: &Call<'_>) -> Answer {
         smsc: c.p.get("smsc").to_owned(),
         source: "inject".into(),
     };
-    inbound::receive(&c.s.gateway, &tenant, sms, None, now_ms(), c.rid)
+    let received = inbound::receive(&c.s.gateway, &tenant, sms, c.idem.clone(), now_ms(), c.rid)
         .await
         .map_err(|e| gateway_fail("601", e))?;
+    if matches!(received, Guarded::Conflict) {
+        return Err(fail_info("601", crate::mutation::KEY_REUSED));
+    }
     Ok(ok(json!({})))
 }
 
@@ -940,15 +980,20 @@ async fn account_add(c: &Call<'_>) -> Answer {
         ..NewAccount::default()
     };
     let n = n.hashed().await.map_err(|e| gateway_fail("604", e))?;
-    let now = now_ms();
-    let a =
-        c.s.store
-            .write(move |tx| accounts::create(tx, &tenant, n.clone(), now))
-            .await
-            .map_err(|e| gateway_fail("604", e))?;
-    Ok(ok(
-        json!({ "info": format!("account {} has been added", a.username) }),
-    ))
+    let t = tenant.clone();
+    guarded(
+        c,
+        &tenant,
+        "604",
+        |e| gateway_fail("604", e),
+        move |tx| {
+            let a = accounts::create(tx, &t, n.clone(), now_ms())?;
+            Ok::<_, GatewayError>(
+                json!({ "info": format!("account {} has been added", a.username) }),
+            )
+        },
+    )
+    .await
 }
 
 async fn account_remove(c: &Call<'_>) -> Answer {
@@ -956,14 +1001,16 @@ async fn account_remove(c: &Call<'_>) -> Answer {
     let (tenant, admin) = authenticate_admin(c, &snap)?;
     let a = target(c, &snap, &tenant, "605")?;
     drop(snap);
-    c.s.store
-        .write(move |tx| accounts::remove_by(tx, &tenant, &admin.username, &a.username))
-        .await
-        .map_err(|e| match e {
-            GatewayError::NoAccount(_) => fail("605"),
-            e => gateway_fail("606", e),
-        })?;
-    Ok(ok(json!({ "info": "account has been removed" })))
+    let on_err = |e| match e {
+        GatewayError::NoAccount(_) => fail("605"),
+        e => gateway_fail("606", e),
+    };
+    let t = tenant.clone();
+    guarded(c, &tenant, "606", on_err, move |tx| {
+        accounts::remove_by(tx, &t, &admin.username, &a.username)?;
+        Ok::<_, GatewayError>(json!({ "info": "account has been removed" }))
+    })
+    .await
 }
 
 async fn parent_set(c: &Call<'_>) -> Answer {
@@ -975,15 +1022,16 @@ async fn parent_set(c: &Call<'_>) -> Answer {
         "" => return Err(fail("607")),
         p => p.to_owned(),
     };
-    let now = now_ms();
-    c.s.store
-        .write(move |tx| accounts::set_parent(tx, &tenant, &a.username, &parent, now))
-        .await
-        .map_err(|e| match e {
-            GatewayError::NoAccount(_) => fail("607"),
-            e => gateway_fail("608", e),
-        })?;
-    Ok(ok(json!({})))
+    let on_err = |e| match e {
+        GatewayError::NoAccount(_) => fail("607"),
+        e => gateway_fail("608", e),
+    };
+    let t = tenant.clone();
+    guarded(c, &tenant, "608", on_err, move |tx| {
+        accounts::set_parent(tx, &t, &a.username, &parent, now_ms())?;
+        Ok::<_, GatewayError>(json!({}))
+    })
+    .await
 }
 
 fn parent_get(c: &Call) -> Answer {
@@ -1006,15 +1054,16 @@ async fn account_ban(c: &Call<'_>, ban: bool) -> Answer {
     let (tenant, admin) = authenticate_admin(c, &snap)?;
     let a = target(c, &snap, &tenant, unknown)?;
     drop(snap);
-    let now = now_ms();
-    c.s.store
-        .write(move |tx| accounts::set_banned(tx, &tenant, &admin.username, &a.username, ban, now))
-        .await
-        .map_err(|e| match e {
-            GatewayError::NoAccount(_) => fail(unknown),
-            e => gateway_fail(failed, e),
-        })?;
-    Ok(ok(json!({})))
+    let on_err = |e| match e {
+        GatewayError::NoAccount(_) => fail(unknown),
+        e => gateway_fail(failed, e),
+    };
+    let t = tenant.clone();
+    guarded(c, &tenant, failed, on_err, move |tx| {
+        accounts::set_banned(tx, &t, &admin.username, &a.username, ban, now_ms())?;
+        Ok::<_, GatewayError>(json!({}))
+    })
+    .await
 }
 
 /// The `data_*` fields among `names` that are present.
@@ -1125,16 +1174,19 @@ async fn edit(
         .hashed()
         .await
         .map_err(|e| gateway_fail(failed, e))?;
-    c.s.store
-        .write(move |tx| {
+    let t = tenant.clone();
+    guarded(
+        c,
+        &tenant,
+        failed,
+        |e| gateway_fail(failed, e),
+        move |tx| {
             let changes = changes.clone();
-            accounts::update(tx, &tenant, &a.username, now_ms(), move |a| {
-                changes.apply(a)
-            })
-        })
-        .await
-        .map_err(|e| gateway_fail(failed, e))?;
-    Ok(ok(json!({ "info": "account has been updated" })))
+            accounts::update(tx, &t, &a.username, now_ms(), move |a| changes.apply(a))?;
+            Ok::<_, GatewayError>(json!({ "info": "account has been updated" }))
+        },
+    )
+    .await
 }
 
 fn credit_view(c: &Call) -> Answer {
@@ -1160,32 +1212,17 @@ async fn credit_change(c: &Call<'_>, add: bool) -> Answer {
     drop(snap);
     let micros = pricing::to_micros(amount);
     let signed = if add { micros } else { -micros };
-    let (account, now) = (a.credit_account(), now_ms());
+    let (account, t) = (a.credit_account(), tenant.clone());
     let reference = format!("playsms:{}", random_hex(8));
-    let idem = c.idem.clone();
-    let kept =
-        c.s.store
-            .write(move |tx| {
-                engage_store::idempotency::guarded(tx, &tenant, idem.as_ref(), now, 200, |tx| {
-                    let (available, _) =
-                        pricing::top_up(tx, &tenant, &account, signed, Some(&reference), now)?;
-                    Ok::<_, PricingError>(
-                        json!({ "amount": amount, "balance": pricing::to_units(available) }),
-                    )
-                })
-            })
-            .await
-            .map_err(|e| match e {
-                PricingError::Store(s) => internal(failed)(s),
-                e => fail_info(failed, e),
-            })?;
-    match kept {
-        engage_store::idempotency::Guarded::Fresh(v) => Ok(ok(v)),
-        engage_store::idempotency::Guarded::Replay(r) => Ok(ok(r.body)),
-        engage_store::idempotency::Guarded::Conflict => {
-            Err(fail_info(failed, crate::mutation::KEY_REUSED))
-        }
-    }
+    let on_err = |e| match e {
+        PricingError::Store(s) => internal(failed)(s),
+        e => fail_info(failed, e),
+    };
+    guarded(c, &tenant, failed, on_err, move |tx| {
+        let (available, _) = pricing::top_up(tx, &t, &account, signed, Some(&reference), now_ms())?;
+        Ok::<_, PricingError>(json!({ "amount": amount, "balance": pricing::to_units(available) }))
+    })
+    .await
 }
 
 async fn login_key_set(c: &Call<'_>) -> Answer {
@@ -1196,13 +1233,18 @@ async fn login_key_set(c: &Call<'_>) -> Answer {
     }
     let a = target(c, &snap, &tenant, "626")?;
     drop(snap);
-    let key = random_hex(16);
-    let (k, now) = (key.clone(), now_ms());
-    c.s.store
-        .write(move |tx| accounts::new_login_key(tx, &tenant, &a.username, &k, now))
-        .await
-        .map_err(|e| gateway_fail("626", e))?;
-    Ok(ok(json!({ "login_key": key })))
+    let (key, t) = (random_hex(16), tenant.clone());
+    guarded(
+        c,
+        &tenant,
+        "626",
+        |e| gateway_fail("626", e),
+        move |tx| {
+            accounts::new_login_key(tx, &t, &a.username, &key, now_ms())?;
+            Ok::<_, GatewayError>(json!({ "login_key": key }))
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -835,6 +835,20 @@ pub fn use_login_key(
     Ok(used)
 }
 
+/// [`use_login_key`] in a write of its own: a browser's `ws_login`.
+pub async fn log_in(
+    store: &engage_store::Store,
+    tenant: &str,
+    username: &str,
+    key: &str,
+    now: i64,
+) -> Result<bool, GatewayError> {
+    let (t, u, k) = (tenant.to_owned(), username.to_owned(), key.to_owned());
+    store
+        .write(move |tx| use_login_key(tx, &t, &u, &k, now))
+        .await
+}
+
 /// Give `username` a new login key (for `ws_login`); the old one stops
 /// working.
 pub fn new_login_key(

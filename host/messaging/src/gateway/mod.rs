@@ -38,6 +38,8 @@ pub enum GatewayError {
     NotFound(String),
     #[error("{0} already exists")]
     Exists(String),
+    #[error("this Idempotency-Key was used for a different request; use a new key")]
+    KeyReused,
     #[error(transparent)]
     Pricing(#[from] PricingError),
     #[error(transparent)]

@@ -6,10 +6,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Gateway, GatewayError, accounts::Account, numbers, outgoing, phonebook, settings};
-use crate::pricing::PricingError;
-use crate::{Kind, MAX_RECIPIENTS, MessageError, SendRequest, Status, optouts};
+use crate::{Kind, MAX_RECIPIENTS, RefusalKind, SendRequest, Status, Submitted, optouts};
 use engage_store::StoreError;
+use engage_store::idempotency::{Call, Guarded};
 use engage_store::ids::{parse_sql_datetime, random_hex};
 
 /// What a send asks for.
@@ -29,8 +31,17 @@ pub struct Spec {
     pub kind: Option<Kind>,
 }
 
+/// What a send did: its queue code and each destination's outcome, in
+/// the order they were given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    pub queue: String,
+    pub outcomes: Vec<Outcome>,
+}
+
 /// What became of one destination.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Queued {
         log_id: u64,
@@ -55,15 +66,17 @@ pub enum Outcome {
 
 /// Send `spec` from `account`: the queue code and each destination's
 /// outcome. Destinations go in batches of the engine's recipient limit;
-/// each batch is all or nothing.
+/// each batch is all or nothing, and the whole send is one write: `idem`
+/// (the call's Idempotency-Key) replays its answer instead of sending again.
 pub async fn send(
     g: &Gateway,
     tenant: &str,
     account: &Account,
     spec: Spec,
+    idem: Option<Call>,
     now: i64,
     rid: &str,
-) -> Result<(String, Vec<Outcome>), GatewayError> {
+) -> Result<Sent, GatewayError> {
     if spec.to.trim().is_empty() || spec.msg.trim().is_empty() {
         return Err(GatewayError::Invalid(
             "the destination or the message is empty".into(),
@@ -157,8 +170,11 @@ pub async fn send(
     if spec.unicode {
         metadata.insert("unicode".into(), "1".into());
     }
-    for batch in targets.chunks(MAX_RECIPIENTS) {
-        let req = SendRequest {
+    let batches: Vec<Vec<(usize, String, String)>> =
+        targets.chunks(MAX_RECIPIENTS).map(<[_]>::to_vec).collect();
+    let reqs: Vec<SendRequest> = batches
+        .iter()
+        .map(|batch| SendRequest {
             to: batch.iter().map(|(_, n, _)| n.clone()).collect(),
             sender: sender.clone(),
             body: Some(body.clone()),
@@ -167,84 +183,84 @@ pub async fn send(
             account: Some(account.credit_account()),
             metadata: metadata.clone(),
             ..SendRequest::default()
-        };
-        let shown: Vec<String> = batch.iter().map(|(_, _, s)| s.clone()).collect();
-        let (t, user, q) = (tenant.to_owned(), account.username.clone(), queue.clone());
-        let sent = g
-            .messaging
-            .send_with(tenant, req, None, now, rid, move |tx, messages| {
-                let logged: Vec<_> = messages
-                    .iter()
-                    .cloned()
-                    .zip(shown.iter().cloned())
-                    .filter(|(m, _)| m.status != Status::Rejected)
-                    .collect();
-                let ids = outgoing::record(tx, &t, &user, &q, &logged, now)?;
-                let mut ids = ids.into_iter();
-                Ok(messages
-                    .iter()
-                    .map(|m| (m.status != Status::Rejected).then(|| ids.next()).flatten())
-                    .collect::<Vec<Option<u64>>>())
-            })
-            .await;
-        match sent {
-            Ok((_, ids)) => {
-                for ((slot, _, shown), id) in batch.iter().zip(ids) {
-                    outcomes[*slot] = Some(match id {
-                        Some(log_id) => Outcome::Queued {
-                            log_id,
-                            to: shown.clone(),
-                        },
-                        None => Outcome::Failed {
-                            to: shown.clone(),
-                            why: optouts::OPTED_OUT.into(),
-                        },
-                    });
+        })
+        .collect();
+    let (t, user, q, msg) = (
+        tenant.to_owned(),
+        account.username.clone(),
+        queue.clone(),
+        spec.msg.clone(),
+    );
+    // Every batch, its log and the inbox messages in one write, so the
+    // answer an Idempotency-Key keeps is the whole send's.
+    let sent = g
+        .messaging
+        .send_batch_with(tenant, reqs, idem, now, rid, move |tx, submitted| {
+            let mut outcomes = outcomes.clone();
+            for (batch, result) in batches.iter().zip(submitted) {
+                match result {
+                    Submitted::Accepted(messages) => {
+                        let logged: Vec<_> = messages
+                            .iter()
+                            .cloned()
+                            .zip(batch.iter().map(|(_, _, shown)| shown.clone()))
+                            .filter(|(m, _)| m.status != Status::Rejected)
+                            .collect();
+                        let mut ids =
+                            outgoing::record(tx, &t, &user, &q, &logged, now)?.into_iter();
+                        for ((slot, _, shown), m) in batch.iter().zip(&messages) {
+                            let id = (m.status != Status::Rejected).then(|| ids.next()).flatten();
+                            outcomes[*slot] = Some(match id {
+                                Some(log_id) => Outcome::Queued {
+                                    log_id,
+                                    to: shown.clone(),
+                                },
+                                None => Outcome::Failed {
+                                    to: shown.clone(),
+                                    why: optouts::OPTED_OUT.into(),
+                                },
+                            });
+                        }
+                    }
+                    Submitted::Refused(r) => {
+                        for (slot, _, shown) in batch {
+                            outcomes[*slot] = Some(match r.kind {
+                                RefusalKind::InsufficientCredit => {
+                                    Outcome::NoCredit { to: shown.clone() }
+                                }
+                                _ => Outcome::Failed {
+                                    to: shown.clone(),
+                                    why: r.message.clone(),
+                                },
+                            });
+                        }
+                    }
                 }
             }
-            Err(MessageError::Pricing(PricingError::InsufficientCredit { .. })) => {
-                for (slot, _, shown) in batch {
-                    outcomes[*slot] = Some(Outcome::NoCredit { to: shown.clone() });
-                }
-            }
-            Err(e @ (MessageError::Store(_) | MessageError::Plugin(_))) => return Err(e.into()),
-            Err(e) => {
-                let why = e.to_string();
-                for (slot, _, shown) in batch {
-                    outcomes[*slot] = Some(Outcome::Failed {
+            for (slot, username, shown) in &im_slots {
+                let delivered = super::inbound::deliver_im(tx, &t, &user, username, &msg, now)?;
+                outcomes[*slot] = Some(match delivered {
+                    Some(_) => Outcome::Inbox { to: shown.clone() },
+                    None => Outcome::Failed {
                         to: shown.clone(),
-                        why: why.clone(),
-                    });
-                }
+                        why: "no such account".into(),
+                    },
+                });
             }
-        }
-    }
-    if !im_slots.is_empty() {
-        let (t, from, msg) = (
-            tenant.to_owned(),
-            account.username.clone(),
-            spec.msg.clone(),
-        );
-        let wanted: Vec<String> = im_slots.iter().map(|(_, u, _)| u.clone()).collect();
-        let delivered = g
-            .store
-            .write(move |tx| {
-                wanted
-                    .iter()
-                    .map(|u| Ok(super::inbound::deliver_im(tx, &t, &from, u, &msg, now)?.is_some()))
-                    .collect::<Result<Vec<bool>, StoreError>>()
+            Ok(Sent {
+                queue: q.clone(),
+                outcomes: outcomes.into_iter().flatten().collect(),
             })
-            .await?;
-        for ((slot, _, shown), ok) in im_slots.into_iter().zip(delivered) {
-            outcomes[slot] = Some(if ok {
-                Outcome::Inbox { to: shown }
-            } else {
-                Outcome::Failed {
-                    to: shown,
-                    why: "no such account".into(),
-                }
-            });
-        }
+        })
+        .await?;
+    match sent {
+        Guarded::Fresh(s) => Ok(s),
+        Guarded::Replay(r) => serde_json::from_value(r.body).map_err(|e| {
+            GatewayError::Store(StoreError::Corrupt {
+                table: "idempotency".into(),
+                source: e,
+            })
+        }),
+        Guarded::Conflict => Err(GatewayError::KeyReused),
     }
-    Ok((queue, outcomes.into_iter().flatten().collect()))
 }
