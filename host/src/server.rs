@@ -145,8 +145,14 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
     if first_start {
         bootstrap(config, &data, &state).await?;
     }
-    for t in tenants::list(&store.read()?)? {
-        plugins.provision(&t.id).await?;
+    let mut after: Option<String> = None;
+    loop {
+        let page = tenants::list(&store.read()?, after.as_deref(), 256)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for t in &page {
+            plugins.provision(&t.id).await?;
+        }
     }
     Ok((state, background))
 }

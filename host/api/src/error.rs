@@ -144,6 +144,7 @@ impl From<PluginsError> for ApiError {
             }
             PluginsError::TooManyConflicts(_) => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            PluginsError::PluginQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::Store(s) => return ApiError::internal(s),
             PluginsError::Internal(s) => return ApiError::internal(s),
         };

@@ -1,6 +1,6 @@
 //! `/admin/tenants` and `/v1/auth/*`.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -71,13 +71,30 @@ async fn create(
     ))
 }
 
-async fn list(_: AdminAuth, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let list = tenants::list(&s.store.read()?)?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    /// Only tenants after this id.
+    after: Option<String>,
+    /// At most this many (1 to 500; 100 by default).
+    limit: Option<usize>,
+}
+
+async fn list(
+    _: AdminAuth,
+    State(s): State<AppState>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, 500);
+    let list = tenants::list(&s.store.read()?, page.after.as_deref(), limit)?;
+    let next = (list.len() == limit)
+        .then(|| list.last().map(|t| t.id.clone()))
+        .flatten();
     let tenants: Vec<Value> = list
         .into_iter()
         .map(|t| json!({ "tenant": t.id, "api_key": t.api_key, "created_at": rfc3339(t.created_at_ms) }))
         .collect();
-    Ok(Json(json!({ "tenants": tenants })))
+    Ok(Json(json!({ "tenants": tenants, "next": next })))
 }
 
 #[derive(Deserialize)]

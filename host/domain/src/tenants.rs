@@ -107,10 +107,14 @@ pub async fn create(store: &Store, name: &str) -> Result<Credentials, TenantErro
     Ok(creds)
 }
 
-/// Every tenant, by id.
-pub fn list(snap: &Snapshot) -> Result<Vec<Tenant>, TenantError> {
+/// Up to `limit` tenants by id, after the id `after`.
+pub fn list(
+    snap: &Snapshot,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Tenant>, TenantError> {
     Ok(snap
-        .scan::<Tenant>(TENANTS, "")?
+        .scan_page::<Tenant>(TENANTS, "", after, limit, false)?
         .into_iter()
         .map(|(_, t)| t)
         .collect())

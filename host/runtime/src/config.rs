@@ -24,6 +24,10 @@ pub struct RuntimeConfig {
     pub max_fuel: u64,
     /// The largest component an upload may carry.
     pub max_component_bytes: usize,
+    /// The most plugin versions one tenant may keep, over all its plugins.
+    pub max_plugin_versions_per_tenant: usize,
+    /// The most component bytes one tenant may keep, over all its versions.
+    pub max_plugin_bytes_per_tenant: u64,
     /// The most calls of one tenant's plugins running at once; more wait
     /// (within their deadline) for one to finish.
     pub max_concurrent_calls_per_tenant: u64,
@@ -61,6 +65,8 @@ impl Default for RuntimeConfig {
             default_fuel: 200_000_000,
             max_fuel: 20_000_000_000,
             max_component_bytes: 32 << 20,
+            max_plugin_versions_per_tenant: 500,
+            max_plugin_bytes_per_tenant: 1 << 30,
             max_concurrent_calls_per_tenant: 16,
             tenant_pool_share_percent: 25,
             plugin_memory_total_mib: 8192,

@@ -52,6 +52,9 @@ use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
 
 const PLUGINS: Table = Table::new("plugins");
+/// First-party versions a tenant may hold beside its quota (one per
+/// first-party plugin per Engage release that changed it).
+const BUILTIN_VERSIONS_ALLOWANCE: usize = 256;
 const VERSIONS: Table = Table::new("plugin_versions");
 const BINDINGS: Table = Table::new("plugin_bindings");
 
@@ -227,6 +230,8 @@ pub enum PluginsError {
     TooManyConflicts(u32),
     #[error(transparent)]
     KvQuota(#[from] kv::QuotaExceeded),
+    #[error("{0}")]
+    PluginQuota(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -465,17 +470,23 @@ impl Plugins {
 
     fn load_bindings(&self) -> anyhow::Result<()> {
         let snap = self.store.read()?;
-        let bindings = snap.scan::<Binding>(BINDINGS, "")?;
         let mut compiled = 0;
-        for (k, binding) in bindings {
-            let tenant = engage_store::parts(&k)
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
-            let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
-            compiled += usize::from(was_compiled);
-            self.activate(&tenant, binding, prepared);
+        let mut after: Option<String> = None;
+        loop {
+            // Every tenant's bindings, a bounded page at a time.
+            let page = snap.scan_page::<Binding>(BINDINGS, "", after.as_deref(), 256, false)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, binding) in page {
+                let tenant = engage_store::parts(&k)
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
+                let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
+                compiled += usize::from(was_compiled);
+                self.activate(&tenant, binding, prepared);
+            }
         }
         tracing::info!(
             bindings = self.active.read().map(|a| a.len()).unwrap_or(0),
@@ -636,14 +647,18 @@ impl Plugins {
         if builtin::is_builtin_name(name) {
             return Err(PluginsError::ReservedName(name.to_owned()));
         }
-        self.upload_unchecked(tenant, name, bytes).await
+        self.upload_unchecked(tenant, name, bytes, true).await
     }
 
+    /// Stores a version; `quota`: whether it counts against the tenant's
+    /// plugin storage (a tenant's uploads do, first-party plugins do not:
+    /// provisioning them never fails on a full quota).
     async fn upload_unchecked(
         self: &Arc<Self>,
         tenant: &str,
         name: &str,
         bytes: Vec<u8>,
+        quota: bool,
     ) -> Result<VersionInfo, PluginsError> {
         if bytes.is_empty() {
             return Err(PluginsError::Empty);
@@ -692,6 +707,8 @@ impl Plugins {
 
         let point = prepared.point;
         let (tenant_s, name_s) = (tenant.to_owned(), name.to_owned());
+        let max_versions = self.config.max_plugin_versions_per_tenant.max(1);
+        let max_bytes = self.config.max_plugin_bytes_per_tenant;
         let info = self
             .store
             .write(move |tx| {
@@ -704,6 +721,35 @@ impl Plugins {
                         "plugin `{name_s}` implements the {} world; a new version must too (this component implements {})",
                         r.point.world(),
                         point.world()
+                    )));
+                }
+                // What the tenant keeps already: at most the cap (and the
+                // first-party versions beside it), so the scan is bounded.
+                let kept: Vec<VersionInfo> = if quota {
+                    tx.scan_page::<VersionInfo>(
+                        VERSIONS,
+                        &prefix(&[&tenant_s]),
+                        None,
+                        max_versions + BUILTIN_VERSIONS_ALLOWANCE,
+                        false,
+                    )?
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .filter(|v| !builtin::is_builtin_name(&v.name))
+                    .collect()
+                } else {
+                    Vec::new()
+                };
+                if kept.len() >= max_versions {
+                    return Err(PluginsError::PluginQuota(format!(
+                        "this tenant keeps {} plugin versions, the most it may; ask the operator to raise max_plugin_versions_per_tenant",
+                        kept.len()
+                    )));
+                }
+                let bytes: u64 = kept.iter().map(|v| v.size as u64).sum();
+                if quota && bytes.saturating_add(size as u64) > max_bytes {
+                    return Err(PluginsError::PluginQuota(format!(
+                        "this tenant keeps {bytes} bytes of components; {size} more would pass the {max_bytes} it may keep"
                     )));
                 }
                 let version = record.map(|r| r.latest + 1).unwrap_or(1);
@@ -891,7 +937,7 @@ impl Plugins {
                     r.latest
                 }
                 _ => {
-                    self.upload_unchecked(tenant, b.name, b.bytes.to_vec())
+                    self.upload_unchecked(tenant, b.name, b.bytes.to_vec(), false)
                         .await?
                         .version
                 }
@@ -931,7 +977,8 @@ impl Plugins {
     pub fn bindings(&self, tenant: &str) -> Result<Vec<Binding>, PluginsError> {
         let snap = self.store.read()?;
         Ok(snap
-            .scan::<Binding>(BINDINGS, &prefix(&[tenant]))?
+            // One binding per extension point.
+            .scan_page::<Binding>(BINDINGS, &prefix(&[tenant]), None, Point::ALL.len(), false)?
             .into_iter()
             .map(|(_, b)| b)
             .collect())
@@ -940,7 +987,10 @@ impl Plugins {
     /// The tenant's plugins with versions and statistics.
     pub fn list(&self, tenant: &str) -> Result<Vec<PluginView>, PluginsError> {
         let snap = self.store.read()?;
-        let records = snap.scan::<PluginRecord>(PLUGINS, &prefix(&[tenant]))?;
+        // A plugin has at least one version: the versions cap bounds them.
+        let cap = self.config.max_plugin_versions_per_tenant + BUILTIN_VERSIONS_ALLOWANCE;
+        let records =
+            snap.scan_page::<PluginRecord>(PLUGINS, &prefix(&[tenant]), None, cap, false)?;
         records
             .into_iter()
             .map(|(_, r)| self.view(&snap, tenant, r))
@@ -963,7 +1013,13 @@ impl Plugins {
         r: PluginRecord,
     ) -> Result<PluginView, PluginsError> {
         let versions = snap
-            .scan::<VersionInfo>(VERSIONS, &prefix(&[tenant, &r.name]))?
+            .scan_page::<VersionInfo>(
+                VERSIONS,
+                &prefix(&[tenant, &r.name]),
+                None,
+                self.config.max_plugin_versions_per_tenant + BUILTIN_VERSIONS_ALLOWANCE,
+                false,
+            )?
             .into_iter()
             .map(|(_, info)| VersionView {
                 stats: self.stats_for(tenant, &info.name, info.version).view(),

@@ -24,6 +24,8 @@
 //! then aborts and re-runs every job of the batch in a transaction of its
 //! own, which is why a job is `FnMut`.
 
+pub mod backend;
+pub mod embedded;
 pub mod files;
 pub mod idempotency;
 pub mod ids;
@@ -36,11 +38,12 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use backend::{Backend, ReadView, WriteView};
+pub use embedded::Embedded;
 pub use writer::MAX_BATCH;
 
 /// A table: string keys (composed with [`key`]) and JSON or raw values.
@@ -65,18 +68,10 @@ impl std::fmt::Display for Table {
     }
 }
 
-/// The redb table behind a [`Table`].
-type Def = TableDefinition<'static, &'static str, &'static [u8]>;
-
-fn def(t: Table) -> Def {
-    TableDefinition::new(t.0)
-}
-
-/// The schema this build writes. Bump it and add a step to [`migrate`]
-/// whenever a table's layout changes.
+/// The schema this build writes. Bump it and add a migration step to each
+/// backend whenever a table's layout changes.
 pub const SCHEMA_VERSION: u64 = 1;
 
-const META: Table = Table::new("meta");
 const SEQUENCES: Table = Table::new("sequences");
 
 /// A sequence number as a key part: zero-padded so keys sort numerically.
@@ -90,8 +85,9 @@ pub fn seq_part(n: u64) -> String {
 pub enum StoreError {
     #[error("the database is already open in another process")]
     AlreadyOpen,
+    /// The backend failed (a disk, a connection): what it said.
     #[error("database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<dyn std::error::Error + Send + Sync>),
     #[error("a stored record is corrupt ({table}): {source}")]
     Corrupt {
         table: String,
@@ -113,28 +109,10 @@ pub enum StoreError {
     Sealed(#[from] crate::secrets::OpenError),
 }
 
-macro_rules! redb_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-redb_errors!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError,
-    redb::SetDurabilityError
-);
-
 /// The database and its writer. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    backend: Arc<dyn Backend>,
     jobs: mpsc::Sender<writer::Boxed>,
     closed: watch::Receiver<bool>,
 }
@@ -164,35 +142,23 @@ impl Store {
     /// [`Store::open`] with at most `max_batch` jobs per commit (1: one
     /// commit per write, to measure what group commit buys).
     pub fn open_with(dir: &cap_std::fs::Dir, max_batch: usize) -> Result<Store, StoreError> {
-        let file = dir
-            .open_with(
-                "engage.redb",
-                cap_std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true),
-            )?
-            .into_std();
-        let db = redb::Builder::new()
-            .set_cache_size(64 << 20)
-            .create_with_backend(redb::backends::FileBackend::new(file)?)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
-                e => e.into(),
-            })?;
-        migrate(&db)?;
-        let db = Arc::new(db);
-        let (closed_tx, closed) = watch::channel(false);
-        let jobs = writer::spawn(db.clone(), max_batch, closed_tx);
-        Ok(Store { db, jobs, closed })
+        Ok(Store::on(Arc::new(Embedded::open(dir)?), max_batch))
     }
 
-    /// Whether `engage.redb` in `path` is held by a running server.
+    /// A store on `backend`, with at most `max_batch` jobs per commit.
+    pub fn on(backend: Arc<dyn Backend>, max_batch: usize) -> Store {
+        let (closed_tx, closed) = watch::channel(false);
+        let jobs = writer::spawn(backend.clone(), max_batch, closed_tx);
+        Store {
+            backend,
+            jobs,
+            closed,
+        }
+    }
+
+    /// Whether the embedded database in `path` is held by a running server.
     pub fn is_locked(path: &Path) -> bool {
-        matches!(
-            redb::Database::open(path.join("engage.redb")),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-        )
+        Embedded::is_locked(path)
     }
 
     /// A handle that tells when the database is closed, for an orderly
@@ -203,7 +169,7 @@ impl Store {
 
     /// A consistent snapshot for reading; never waits for writers.
     pub fn read(&self) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot(self.db.begin_read()?))
+        Ok(Snapshot(self.backend.snapshot()?))
     }
 
     /// Run `job` in the next group commit and return its answer once the
@@ -223,31 +189,6 @@ impl Store {
             .map_err(|_| E::from(StoreError::WriterGone))?;
         answer.await.map_err(|_| E::from(StoreError::WriterGone))?
     }
-}
-
-fn migrate(db: &Database) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    let found = {
-        let meta = txn.open_table(def(META))?;
-        meta.get("schema_version")?.map(|v| {
-            let bytes: [u8; 8] = v.value().try_into().unwrap_or_default();
-            u64::from_le_bytes(bytes)
-        })
-    };
-    match found {
-        Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
-        Some(v) if v == SCHEMA_VERSION => {
-            txn.abort()?;
-            return Ok(());
-        }
-        // Future migrations go here, one step per version: `Some(1) => ...`.
-        _ => {}
-    }
-    txn.open_table(def(META))?
-        .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-    txn.commit()?;
-    tracing::info!(schema = SCHEMA_VERSION, "storage schema ready");
-    Ok(())
 }
 
 /// Compose a key from parts. Parts are joined by a 0x1F separator, which
@@ -405,24 +346,15 @@ pub trait Reader {
 }
 
 /// A read snapshot.
-pub struct Snapshot(redb::ReadTransaction);
+pub struct Snapshot(Box<dyn ReadView + Send + Sync>);
 
 impl Reader for Snapshot {
     fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.0.open_table(def(table)) {
-            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.0.get(table, key)
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        let t = match self.0.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        count_keys(&t, prefix, from)
+        self.0.count_from(table, prefix, from)
     }
 
     fn scan_raw(
@@ -433,170 +365,32 @@ impl Reader for Snapshot {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        match self.0.open_table(def(table)) {
-            Ok(t) => scan_keys(&t, prefix, after, limit, reverse),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+        self.0.scan(table, prefix, after, limit, reverse)
     }
 }
 
-impl Snapshot {
-    /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(
-        &self,
-        table: Table,
-        prefix: &str,
-    ) -> Result<Vec<(String, T)>, StoreError> {
-        let t = match self.0.open_table(def(table)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in t.range(prefix..)? {
-            let (k, v) = entry?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push((k.value().to_owned(), decode(&table, v.value())?));
-        }
-        Ok(out)
-    }
-}
-
-fn count_keys(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
-    prefix: &str,
-    from: &str,
-) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for entry in t.range(from..)? {
-        let (k, _) = entry?;
-        if !k.value().starts_with(prefix) {
-            break;
-        }
-        n += 1;
-    }
-    Ok(n)
-}
-
-fn scan_keys(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-    reverse: bool,
-) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    // Every key with `prefix` sorts below `prefix` + U+10FFFF.
-    let end = format!("{prefix}\u{10ffff}");
-    let mut out = Vec::new();
-    let mut keep = |entry: Result<
-        (
-            redb::AccessGuard<'_, &'static str>,
-            redb::AccessGuard<'_, &'static [u8]>,
-        ),
-        redb::StorageError,
-    >|
-     -> Result<bool, StoreError> {
-        let (k, v) = entry?;
-        if !k.value().starts_with(prefix) {
-            return Ok(false);
-        }
-        out.push((k.value().to_owned(), v.value().to_vec()));
-        Ok(out.len() < limit)
-    };
-    if limit == 0 {
-        return Ok(out);
-    }
-    match (reverse, after) {
-        (false, None) => {
-            for e in t.range::<&str>(prefix..end.as_str())? {
-                if !keep(e)? {
-                    break;
-                }
-            }
-        }
-        (false, Some(a)) => {
-            let from = a.max(prefix);
-            for e in t.range::<&str>(from..end.as_str())? {
-                if e.as_ref().map(|(k, _)| k.value() == a).unwrap_or(false) {
-                    continue;
-                }
-                if !keep(e)? {
-                    break;
-                }
-            }
-        }
-        (true, None) => {
-            for e in t.range::<&str>(prefix..end.as_str())?.rev() {
-                if !keep(e)? {
-                    break;
-                }
-            }
-        }
-        (true, Some(a)) => {
-            if a > prefix {
-                for e in t.range::<&str>(prefix..a)?.rev() {
-                    if !keep(e)? {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A table opened in a write transaction.
-type OpenTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
-
-/// A write transaction inside a group commit. Tables are opened once per
-/// transaction and kept open until it ends: a batch of jobs touches the
-/// same dozen tables thousands of times.
+/// A write transaction inside a group commit: one job's view of it.
 pub struct Tx<'t> {
-    txn: &'t redb::WriteTransaction,
-    tables: std::cell::RefCell<Vec<(String, OpenTable<'t>)>>,
+    view: &'t mut dyn WriteView,
+    /// Whether this job has written: a job that fails after writing
+    /// poisons its batch.
     dirty: bool,
 }
 
 impl<'t> Tx<'t> {
-    fn new(txn: &'t redb::WriteTransaction) -> Tx<'t> {
-        Tx {
-            txn,
-            tables: std::cell::RefCell::new(Vec::new()),
-            dirty: false,
-        }
-    }
-
-    fn with<R>(
-        &self,
-        table_def: Table,
-        f: impl FnOnce(&mut OpenTable<'t>) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let mut tables = self.tables.borrow_mut();
-        let i = match tables.iter().position(|(n, _)| n == table_def.name()) {
-            Some(i) => i,
-            None => {
-                tables.push((
-                    table_def.name().to_owned(),
-                    self.txn.open_table(def(table_def))?,
-                ));
-                tables.len() - 1
-            }
-        };
-        f(&mut tables[i].1)
+    fn new(view: &'t mut dyn WriteView) -> Tx<'t> {
+        Tx { view, dirty: false }
     }
 }
 
 /// Inside a write transaction, reads see the transaction's own writes.
 impl Reader for Tx<'_> {
     fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(table, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
+        self.view.get(table, key)
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        self.with(table, |t| count_keys(t, prefix, from))
+        self.view.count_from(table, prefix, from)
     }
 
     fn scan_raw(
@@ -607,7 +401,7 @@ impl Reader for Tx<'_> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.with(table, |t| scan_keys(t, prefix, after, limit, reverse))
+        self.view.scan(table, prefix, after, limit, reverse)
     }
 }
 
@@ -615,10 +409,7 @@ impl Tx<'_> {
     /// Write raw bytes. From here on, a failure of this job poisons the batch.
     pub fn put_raw(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.dirty = true;
-        self.with(table, |t| {
-            t.insert(key, value)?;
-            Ok(())
-        })
+        self.view.put(table, key, value)
     }
 
     /// Write a JSON record.
@@ -651,7 +442,7 @@ impl Tx<'_> {
     /// Remove a key; true if it was there.
     pub fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError> {
         self.dirty = true;
-        self.with(table, |t| Ok(t.remove(key)?.is_some()))
+        self.view.remove(table, key)
     }
 }
 
@@ -694,5 +485,96 @@ mod tests {
             let sibling = key(&[&format!("{}x", refs[0]), "z"]);
             assert!(!sibling.starts_with(&head));
         }
+    }
+
+    const T: Table = Table::new("test");
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("engage-w-{}", crate::ids::random_hex(6)));
+        let dir = crate::files::open_data_dir(&path).expect("dir");
+        (Store::open(&dir).expect("store"), path)
+    }
+
+    /// The writer contract every backend keeps: jobs sent together commit
+    /// together; a job that fails before writing is answered its error and
+    /// the rest commit; a job that fails after writing is discarded with
+    /// its writes while every other job of its batch still commits (re-run
+    /// alone), so a job runs more than once and must start from scratch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_changes_nothing_and_spares_its_batch() {
+        let (store, path) = store();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut jobs = Vec::new();
+        for i in 0..60u64 {
+            let (store, runs) = (store.clone(), runs.clone());
+            jobs.push(tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match i % 3 {
+                            // Fails before writing.
+                            1 => Err(StoreError::CommitFailed(format!("refused {i}"))),
+                            // Fails after writing: poisons its batch.
+                            2 => {
+                                tx.put_u64(T, &key(&["poison", &i.to_string()]), i)?;
+                                Err(StoreError::CommitFailed(format!("late {i}")))
+                            }
+                            _ => {
+                                tx.put_u64(T, &key(&["ok", &i.to_string()]), i)?;
+                                Ok(tx.next_seq("t", "n")?)
+                            }
+                        }
+                    })
+                    .await
+            }));
+        }
+        let mut seqs = Vec::new();
+        for (i, job) in jobs.into_iter().enumerate() {
+            match (i % 3, job.await.expect("task")) {
+                (0, Ok(seq)) => seqs.push(seq),
+                (1 | 2, Err(StoreError::CommitFailed(m))) => assert!(m.ends_with(&i.to_string())),
+                (_, other) => panic!("job {i}: {other:?}"),
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=20).collect::<Vec<u64>>(),
+            "each success once, in order"
+        );
+        let snap = store.read().expect("read");
+        assert_eq!(snap.count_from(T, &prefix(&["ok"]), "").expect("count"), 20);
+        assert_eq!(
+            snap.count_from(T, &prefix(&["poison"]), "").expect("count"),
+            0
+        );
+        assert!(runs.load(std::sync::atomic::Ordering::Relaxed) >= 60);
+
+        // Scans are bounded and resume strictly after their cursor, both ways.
+        let p = prefix(&["ok"]);
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = snap
+                .scan_raw(T, &p, after.as_deref(), 7, false)
+                .expect("scan");
+            assert!(page.len() <= 7);
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            seen.extend(page.into_iter().map(|(k, _)| k));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            (seen.len(), &seen),
+            (20, &sorted),
+            "every key once, in key order"
+        );
+        let newest = snap.scan_raw(T, &p, None, 3, true).expect("scan");
+        let newest: Vec<&String> = newest.iter().map(|(k, _)| k).collect();
+        assert_eq!(newest, seen.iter().rev().take(3).collect::<Vec<_>>());
+        drop((snap, store));
+        let _ = std::fs::remove_dir_all(path);
     }
 }

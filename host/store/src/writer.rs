@@ -3,10 +3,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{StoreError, Tx};
+use super::{Backend, StoreError, Tx};
 
 /// The most jobs one commit carries, by default. Large enough that a burst of requests
 /// shares one fsync, small enough that the first caller is not kept waiting
@@ -81,7 +80,7 @@ where
 /// Start the writer thread. It ends once every sender is dropped, drops
 /// its handle on the database, and then flips `closed` to true.
 pub(super) fn spawn(
-    db: Arc<Database>,
+    db: Arc<dyn Backend>,
     max_batch: usize,
     closed: watch::Sender<bool>,
 ) -> mpsc::Sender<Boxed> {
@@ -112,50 +111,39 @@ pub(super) fn spawn(
     tx
 }
 
-fn begin(db: &Database) -> Result<redb::WriteTransaction, StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    Ok(txn)
-}
-
-fn run_batch(db: &Database, mut jobs: Vec<Boxed>) {
+fn run_batch(db: &Arc<dyn Backend>, mut jobs: Vec<Boxed>) {
     let started = std::time::Instant::now();
-    let txn = match begin(db) {
-        Ok(txn) => txn,
-        Err(e) => return fail_all(jobs, &e),
-    };
     let mut poisoned = false;
-    {
-        let mut tx = Tx::new(&txn);
+    let committed = db.transaction(&mut |view| {
+        let mut tx = Tx::new(view);
         for job in jobs.iter_mut() {
             tx.dirty = false;
             if !job.run(&mut tx) && tx.dirty {
                 poisoned = true;
-                break;
+                return false;
             }
         }
-    } // every table closes here, before the transaction ends
-    if poisoned {
-        tracing::warn!(
-            jobs = jobs.len(),
-            "a write job failed after writing; re-running the batch one job at a time"
-        );
-        drop(txn.abort());
-        for job in jobs {
-            run_alone(db, job);
-        }
-        return;
-    }
-    let ran = started.elapsed();
-    let committed = txn.commit().map_err(StoreError::from);
-    tracing::debug!(
-        jobs = jobs.len(),
-        run_us = ran.as_micros() as u64,
-        commit_us = (started.elapsed() - ran).as_micros() as u64,
-        "group commit"
-    );
+        true
+    });
     match committed {
-        Ok(()) => jobs.into_iter().for_each(|j| j.finish(Ok(()))),
+        Ok(true) => {
+            tracing::debug!(
+                jobs = jobs.len(),
+                us = started.elapsed().as_micros() as u64,
+                "group commit"
+            );
+            jobs.into_iter().for_each(|j| j.finish(Ok(())));
+        }
+        Ok(false) => {
+            debug_assert!(poisoned, "a batch is discarded only when poisoned");
+            tracing::warn!(
+                jobs = jobs.len(),
+                "a write job failed after writing; re-running the batch one job at a time"
+            );
+            for job in jobs {
+                run_alone(db, job);
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
             fail_all(jobs, &e);
@@ -163,18 +151,12 @@ fn run_batch(db: &Database, mut jobs: Vec<Boxed>) {
     }
 }
 
-fn run_alone(db: &Database, mut job: Boxed) {
-    let txn = match begin(db) {
-        Ok(txn) => txn,
-        Err(e) => return job.finish(Err(e)),
-    };
-    let ok = job.run(&mut Tx::new(&txn));
-    if ok {
-        let committed = txn.commit().map_err(StoreError::from);
-        job.finish(committed);
-    } else {
-        drop(txn.abort());
-        job.finish(Ok(()));
+fn run_alone(db: &Arc<dyn Backend>, mut job: Boxed) {
+    // A job that fails is discarded with its writes; its own error is its
+    // answer.
+    match db.transaction(&mut |view| job.run(&mut Tx::new(view))) {
+        Ok(_) => job.finish(Ok(())),
+        Err(e) => job.finish(Err(e)),
     }
 }
 

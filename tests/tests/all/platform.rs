@@ -158,6 +158,67 @@ async fn tenants_and_tokens() {
     assert_eq!(listed.body["tenants"].as_array().map(Vec::len), Some(2));
 }
 
+/// A tenant cannot fill the disk with uploads: past its version and byte
+/// quota an upload is refused (507) and stores nothing; another tenant still
+/// uploads, and the first-party plugins do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_storage_is_bounded_per_tenant() {
+    let server = Server::start("plugin-quota", |c| {
+        c.runtime.max_plugin_versions_per_tenant = 2;
+    })
+    .await;
+    let (a, b) = (server.tenant("qa").await, server.tenant("qb").await);
+    for name in ["one", "two"] {
+        let up = server.upload(&a, name, components::HOSTILE).await;
+        assert_eq!(up.status, 201, "{up:?}");
+    }
+    let full = server.upload(&a, "three", components::HOSTILE).await;
+    assert_eq!(
+        (full.status, full.body["error"]["code"].as_str()),
+        (507, Some("quota_exceeded")),
+        "{full:?}"
+    );
+    let again = server.upload(&a, "one", components::HOSTILE).await;
+    assert_eq!(again.status, 507, "a new version counts too: {again:?}");
+    let listed = server.call("GET", "/v1/plugins", Some(&a), None).await;
+    let names: Vec<&str> = listed.body["plugins"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(!names.contains(&"three"), "{names:?}");
+    assert_eq!(
+        names.len(),
+        6,
+        "four first-party plugins and two uploads: {names:?}"
+    );
+    let other = server.upload(&b, "one", components::HOSTILE).await;
+    assert_eq!(
+        other.status, 201,
+        "another tenant's quota is its own: {other:?}"
+    );
+    drop(server);
+
+    // The byte quota: a version that fits the count but not the bytes.
+    let server = Server::start("plugin-bytes", |c| {
+        c.runtime.max_plugin_bytes_per_tenant = (components::HOSTILE.len() * 3 / 2) as u64;
+    })
+    .await;
+    let a = server.tenant("qa").await;
+    assert_eq!(
+        server.upload(&a, "one", components::HOSTILE).await.status,
+        201
+    );
+    let full = server.upload(&a, "two", components::HOSTILE).await;
+    assert_eq!(full.status, 507, "{full:?}");
+    assert!(
+        full.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bytes"),
+        "{full:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_and_store_nothing() {
     let server = Server::start("uploads", |c| c.runtime.max_component_bytes = 2 << 20).await;

@@ -1,0 +1,58 @@
+//! The storage boundary: what a backend must provide so that every crate
+//! above runs on it unchanged.
+//!
+//! A backend keeps named tables of string keys (sorted bytewise) and byte
+//! values. It offers consistent snapshots for reading and runs a body in a
+//! durable write transaction. Everything else — JSON records, counters,
+//! sequences, the key codec, group commit and the re-run of a poisoned
+//! batch — is built on these few calls in this crate, once.
+//!
+//! The embedded backend ([`crate::embedded`], redb) is the only one today;
+//! a SQL backend maps `transaction` onto a SERIALIZABLE transaction retried
+//! on a serialization failure, which the writer contract allows: a job
+//! fails before it writes and can be run again.
+
+use crate::{StoreError, Table};
+
+/// Reading from one consistent point in time.
+pub trait ReadView {
+    /// The bytes at `key`, if any.
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// How many keys start with `prefix` and sort at or after `from`.
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
+
+    /// Up to `limit` entries whose key starts with `prefix`, in key order
+    /// (or reverse order), strictly after (or, reversed, before) `after`.
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// Reading and writing inside a write transaction: reads see the
+/// transaction's own writes.
+pub trait WriteView: ReadView {
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes `key`; true if it was there.
+    fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError>;
+}
+
+/// A storage backend.
+pub trait Backend: Send + Sync + 'static {
+    /// A consistent snapshot; never waits for writers.
+    fn snapshot(&self) -> Result<Box<dyn ReadView + Send + Sync>, StoreError>;
+
+    /// Runs `body` in one write transaction and makes it durable when
+    /// `body` returns true; discards it when `body` returns false. Ok(true)
+    /// once committed, Ok(false) once discarded.
+    fn transaction(
+        &self,
+        body: &mut dyn FnMut(&mut dyn WriteView) -> bool,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,315 @@
+//! The embedded backend: one redb file, `engage.redb`, in the data
+//! directory. Nothing to install; one process at a time (redb locks the
+//! file).
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::backend::{Backend, ReadView, WriteView};
+use crate::{SCHEMA_VERSION, StoreError, Table};
+
+/// The file in the data directory.
+const FILE: &str = "engage.redb";
+
+/// The redb table behind a [`Table`].
+type Def = TableDefinition<'static, &'static str, &'static [u8]>;
+
+fn def(t: Table) -> Def {
+    TableDefinition::new(t.name())
+}
+
+const META: Table = Table::new("meta");
+
+// What redb says goes up as the store's `Db` error.
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(Box::new(redb::Error::from(e)))
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);
+
+/// The redb database.
+pub struct Embedded {
+    db: Database,
+}
+
+impl Embedded {
+    /// Open (or create) `engage.redb` in `dir` and migrate it to
+    /// [`SCHEMA_VERSION`].
+    pub fn open(dir: &cap_std::fs::Dir) -> Result<Embedded, StoreError> {
+        let file = dir
+            .open_with(
+                FILE,
+                cap_std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true),
+            )?
+            .into_std();
+        let db = redb::Builder::new()
+            .set_cache_size(64 << 20)
+            .create_with_backend(redb::backends::FileBackend::new(file)?)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+                e => e.into(),
+            })?;
+        migrate(&db)?;
+        Ok(Embedded { db })
+    }
+
+    /// Whether `engage.redb` in `path` is held by a running server.
+    pub fn is_locked(path: &Path) -> bool {
+        matches!(
+            Database::open(path.join(FILE)),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+        )
+    }
+}
+
+impl Backend for Embedded {
+    fn snapshot(&self) -> Result<Box<dyn ReadView + Send + Sync>, StoreError> {
+        Ok(Box::new(Snap(self.db.begin_read()?)))
+    }
+
+    fn transaction(
+        &self,
+        body: &mut dyn FnMut(&mut dyn WriteView) -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let commit = {
+            let mut w = Write {
+                txn: &txn,
+                tables: RefCell::new(Vec::new()),
+            };
+            body(&mut w)
+        }; // every table closes here, before the transaction ends
+        if commit {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(commit)
+    }
+}
+
+fn migrate(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    let found = {
+        let meta = txn.open_table(def(META))?;
+        meta.get("schema_version")?.map(|v| {
+            let bytes: [u8; 8] = v.value().try_into().unwrap_or_default();
+            u64::from_le_bytes(bytes)
+        })
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+        Some(v) if v == SCHEMA_VERSION => {
+            txn.abort()?;
+            return Ok(());
+        }
+        // Future migrations go here, one step per version: `Some(1) => ...`.
+        _ => {}
+    }
+    txn.open_table(def(META))?
+        .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+    txn.commit()?;
+    tracing::info!(schema = SCHEMA_VERSION, "storage schema ready");
+    Ok(())
+}
+
+/// A read snapshot.
+struct Snap(redb::ReadTransaction);
+
+impl ReadView for Snap {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.0.open_table(def(table)) {
+            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        match self.0.open_table(def(table)) {
+            Ok(t) => count_keys(&t, prefix, from),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match self.0.open_table(def(table)) {
+            Ok(t) => scan_keys(&t, prefix, after, limit, reverse),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A table opened in a write transaction.
+type OpenTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// A write transaction. Tables are opened once per transaction and kept
+/// open until it ends: a batch of jobs touches the same dozen tables
+/// thousands of times.
+struct Write<'t> {
+    txn: &'t redb::WriteTransaction,
+    tables: RefCell<Vec<(&'static str, OpenTable<'t>)>>,
+}
+
+impl<'t> Write<'t> {
+    fn with<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&mut OpenTable<'t>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut tables = self.tables.borrow_mut();
+        let i = match tables.iter().position(|(n, _)| *n == table.name()) {
+            Some(i) => i,
+            None => {
+                tables.push((table.name(), self.txn.open_table(def(table))?));
+                tables.len() - 1
+            }
+        };
+        f(&mut tables[i].1)
+    }
+}
+
+impl ReadView for Write<'_> {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(table, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
+    }
+
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        self.with(table, |t| count_keys(t, prefix, from))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.with(table, |t| scan_keys(t, prefix, after, limit, reverse))
+    }
+}
+
+impl WriteView for Write<'_> {
+    fn put(&mut self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.with(table, |t| {
+            t.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError> {
+        self.with(table, |t| Ok(t.remove(key)?.is_some()))
+    }
+}
+
+fn count_keys(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    from: &str,
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for entry in t.range(from..)? {
+        let (k, _) = entry?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn scan_keys(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    // Every key with `prefix` sorts below `prefix` + U+10FFFF.
+    let end = format!("{prefix}\u{10ffff}");
+    let mut out = Vec::new();
+    let mut keep = |entry: Result<
+        (
+            redb::AccessGuard<'_, &'static str>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >|
+     -> Result<bool, StoreError> {
+        let (k, v) = entry?;
+        if !k.value().starts_with(prefix) {
+            return Ok(false);
+        }
+        out.push((k.value().to_owned(), v.value().to_vec()));
+        Ok(out.len() < limit)
+    };
+    if limit == 0 {
+        return Ok(out);
+    }
+    match (reverse, after) {
+        (false, None) => {
+            for e in t.range::<&str>(prefix..end.as_str())? {
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (false, Some(a)) => {
+            let from = a.max(prefix);
+            for e in t.range::<&str>(from..end.as_str())? {
+                if e.as_ref().map(|(k, _)| k.value() == a).unwrap_or(false) {
+                    continue;
+                }
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (true, None) => {
+            for e in t.range::<&str>(prefix..end.as_str())?.rev() {
+                if !keep(e)? {
+                    break;
+                }
+            }
+        }
+        (true, Some(a)) => {
+            if a > prefix {
+                for e in t.range::<&str>(prefix..a)?.rev() {
+                    if !keep(e)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
