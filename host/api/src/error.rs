@@ -180,6 +180,7 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> ApiError {
         let (status, code) = match &e {
             LedgerError::InvalidCurrency => (StatusCode::BAD_REQUEST, "invalid_currency"),
+            LedgerError::TooManyCurrencies => (StatusCode::BAD_REQUEST, "too_many_currencies"),
             LedgerError::InvalidAmount => (StatusCode::BAD_REQUEST, "invalid_amount"),
             LedgerError::InsufficientBalance {
                 currency,

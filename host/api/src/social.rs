@@ -338,6 +338,7 @@ impl From<SocialError> for ApiError {
             SocialError::Invalid => (StatusCode::BAD_REQUEST, "invalid_identity"),
             SocialError::Taken { .. } => (StatusCode::CONFLICT, "identity_taken"),
             SocialError::TooManyFriends => (StatusCode::BAD_REQUEST, "too_many_friends"),
+            SocialError::TooManyIdentities => (StatusCode::BAD_REQUEST, "too_many_identities"),
             SocialError::Store(s) => return s.into(),
         };
         ApiError::new(status, code, message)

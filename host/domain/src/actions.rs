@@ -26,7 +26,7 @@ use engage_runtime::judged::{Judgement, judged_commit};
 use engage_runtime::{Input, Output, Plugins, PluginsError};
 use engage_store::idempotency::{self, Guarded};
 use engage_store::ids::valid_id;
-use engage_store::{Reader, Store, StoreError, Table, Tx, key, seq_part};
+use engage_store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
 
 /// (tenant, action sequence) → [`ActionRecord`].
 const ACTIONS: Table = Table::new("actions");
@@ -34,6 +34,12 @@ const ACTIONS: Table = Table::new("actions");
 const ACTION_COUNTS: Table = Table::new("action_counts");
 /// (tenant, player, badge) → how many times earned (u64).
 const BADGES: Table = Table::new("badges");
+
+/// The most different action names one player does, and the most different
+/// badges one player holds: what a player's counters and badges list is
+/// bounded by. Checked on the snapshot an action is judged on, so two
+/// concurrent first uses may pass it by one each; reads stop at it.
+pub const MAX_NAMES: usize = 1000;
 /// (tenant, player) → the player's latest [`LastAction`].
 const LAST_ACTION: Table = Table::new("action_last");
 
@@ -479,6 +485,19 @@ fn preview(
     outcome: &Outcome,
 ) -> Result<(ActionRecord, Vec<Event>), ActionError> {
     let mut events = Vec::new();
+    let player_prefix = prefix(&[tenant, &record.player]);
+    if src
+        .get_raw(
+            ACTION_COUNTS,
+            &key(&[tenant, &record.player, &record.action]),
+        )?
+        .is_none()
+        && !engage_store::below_cap(src, ACTION_COUNTS, &player_prefix, MAX_NAMES)?
+    {
+        return Err(ActionError::Invalid(format!(
+            "a player does at most {MAX_NAMES} different actions"
+        )));
+    }
     let mut balances: BTreeMap<String, i64> = BTreeMap::new();
     for g in &outcome.grants {
         let b = match balances.get(&g.currency) {
@@ -498,6 +517,11 @@ fn preview(
     }
     for b in &outcome.badges {
         let count = src.get_u64(BADGES, &key(&[tenant, &record.player, b]))? + 1;
+        if count == 1 && !engage_store::below_cap(src, BADGES, &player_prefix, MAX_NAMES)? {
+            return Err(ActionError::BadOutcome(format!(
+                "a player holds at most {MAX_NAMES} different badges"
+            )));
+        }
         events.push(Event::BadgeEarned {
             badge: b.clone(),
             count,
@@ -679,7 +703,7 @@ fn u64_map(
 ) -> Result<BTreeMap<String, u64>, StoreError> {
     let p = engage_store::prefix(&[tenant, player]);
     Ok(src
-        .scan_raw(table, &p, None, usize::MAX, false)?
+        .scan_raw(table, &p, None, MAX_NAMES, false)?
         .into_iter()
         .map(|(k, v)| {
             let n = <[u8; 8]>::try_from(v.as_slice())

@@ -158,6 +158,9 @@ fn group_key(tenant: &str, id: &str) -> String {
 
 /// Create group `id` or change it (inside a write job). Creating needs a
 /// name and a price.
+/// The most goods groups a tenant keeps.
+pub const MAX_GROUPS: usize = 1000;
+
 pub fn put(
     tx: &mut Tx,
     tenant: &str,
@@ -171,6 +174,11 @@ pub fn put(
         ));
     }
     let existing: Option<Group> = tx.get(GROUPS, &group_key(tenant, id))?;
+    if existing.is_none() && !engage_store::below_cap(tx, GROUPS, &prefix(&[tenant]), MAX_GROUPS)? {
+        return Err(GoodsError::Invalid(format!(
+            "a tenant keeps at most {MAX_GROUPS} goods groups; remove one first"
+        )));
+    }
     let old_name = existing.as_ref().map(|g| g.name.clone());
     let created = existing.is_none();
     let mut g = match existing {
@@ -286,7 +294,7 @@ pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<GroupView, Goods
 
 /// Every group of the tenant, by id.
 pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<GroupView>, StoreError> {
-    src.scan_page::<Group>(GROUPS, &prefix(&[tenant]), None, usize::MAX, false)?
+    src.scan_page::<Group>(GROUPS, &prefix(&[tenant]), None, MAX_GROUPS, false)?
         .into_iter()
         .map(|(_, g)| view(src, tenant, g))
         .collect()

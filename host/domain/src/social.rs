@@ -26,6 +26,9 @@ pub const PLAYER_MODE: &str = "player";
 /// The most friends one player may have.
 pub const MAX_FRIENDS: usize = 5000;
 
+/// The most identities (one per mode) one player may have.
+pub const MAX_IDENTITIES: usize = 32;
+
 /// What can go wrong in the social graph.
 #[derive(Debug, thiserror::Error)]
 pub enum SocialError {
@@ -37,6 +40,8 @@ pub enum SocialError {
     Taken { mode: String, id: String },
     #[error("a player has at most {MAX_FRIENDS} friends")]
     TooManyFriends,
+    #[error("a player has at most {MAX_IDENTITIES} identities; unlink one first")]
+    TooManyIdentities,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -129,7 +134,18 @@ pub fn link(
         });
     }
     let pk = key(&[tenant, player, &identity.mode]);
-    if let Some(old) = tx.get_raw(PLAYER_IDENTITIES, &pk)? {
+    let known = tx.get_raw(PLAYER_IDENTITIES, &pk)?;
+    if known.is_none()
+        && !engage_store::below_cap(
+            tx,
+            PLAYER_IDENTITIES,
+            &prefix(&[tenant, player]),
+            MAX_IDENTITIES,
+        )?
+    {
+        return Err(SocialError::TooManyIdentities);
+    }
+    if let Some(old) = known {
         tx.remove(
             IDENTITIES,
             &key(&[tenant, &identity.mode, &String::from_utf8_lossy(&old)]),
@@ -162,7 +178,7 @@ pub fn identities(
 ) -> Result<Vec<Identity>, StoreError> {
     let p = prefix(&[tenant, player]);
     Ok(src
-        .scan_raw(PLAYER_IDENTITIES, &p, None, usize::MAX, false)?
+        .scan_raw(PLAYER_IDENTITIES, &p, None, MAX_IDENTITIES, false)?
         .into_iter()
         .map(|(k, v)| Identity {
             mode: k[p.len()..].to_owned(),
@@ -188,7 +204,7 @@ pub fn set_friends(
         return Err(SocialError::PlayerNotFound(player.to_owned()));
     }
     let p = prefix(&[tenant, player]);
-    for (k, _) in tx.scan_raw(FRIENDS, &p, None, usize::MAX, false)? {
+    for (k, _) in tx.scan_raw(FRIENDS, &p, None, MAX_FRIENDS, false)? {
         tx.remove(FRIENDS, &k)?;
     }
     let mut set: Vec<&Identity> = friends.iter().collect();
@@ -204,7 +220,7 @@ pub fn set_friends(
 pub fn friends(src: &impl Reader, tenant: &str, player: &str) -> Result<Vec<Friend>, StoreError> {
     let p = prefix(&[tenant, player]);
     let mut out = Vec::new();
-    for (k, _) in src.scan_raw(FRIENDS, &p, None, usize::MAX, false)? {
+    for (k, _) in src.scan_raw(FRIENDS, &p, None, MAX_FRIENDS, false)? {
         let Some((mode, id)) = engage_store::split_first(&k[p.len()..]) else {
             continue;
         };

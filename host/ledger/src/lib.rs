@@ -30,6 +30,10 @@ const TOTALS: Table = Table::new("ledger_totals");
 /// The currency every tenant has.
 pub const DEFAULT_CURRENCY: &str = "points";
 
+/// The most currencies a tenant has (points, coins, a messaging account's
+/// credit…): every list of balances is one bounded read.
+pub const MAX_CURRENCIES: usize = 100;
+
 /// The largest amount one entry may move; keeps every sum far from overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
@@ -51,6 +55,8 @@ pub fn add_to_balance(balance: i64, amount: i64) -> Result<i64, LedgerError> {
 pub enum LedgerError {
     #[error("a currency name is 1 to 64 letters, digits, `_` or `-`")]
     InvalidCurrency,
+    #[error("a tenant has at most {MAX_CURRENCIES} currencies; use one it has")]
+    TooManyCurrencies,
     #[error("the amount must be a whole number from 1 to {MAX_AMOUNT}")]
     InvalidAmount,
     #[error("not enough {currency}: the balance is {balance}, {needed} needed")]
@@ -116,6 +122,13 @@ pub fn check(src: &impl Reader, tenant: &str, p: &Posting) -> Result<i64, Ledger
     }
     if p.amount == 0 || p.amount.unsigned_abs() > MAX_AMOUNT as u64 {
         return Err(LedgerError::InvalidAmount);
+    }
+    if src
+        .get_raw(CURRENCIES, &key(&[tenant, p.currency]))?
+        .is_none()
+        && !engage_store::below_cap(src, CURRENCIES, &prefix(&[tenant]), MAX_CURRENCIES)?
+    {
+        return Err(LedgerError::TooManyCurrencies);
     }
     let balance = views::balance(src, tenant, p.player, p.currency)?;
     let after = add_to_balance(balance, p.amount)?;
@@ -434,7 +447,7 @@ pub fn balances(
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let p = prefix(&[tenant, player]);
     Ok(src
-        .scan_raw(BALANCES, &p, None, usize::MAX, false)?
+        .scan_raw(BALANCES, &p, None, MAX_CURRENCIES, false)?
         .into_iter()
         .map(|(k, v)| {
             let currency = k[p.len()..].to_owned();
@@ -450,7 +463,7 @@ pub fn balances(
 pub fn currencies(src: &impl Reader, tenant: &str) -> Result<Vec<String>, StoreError> {
     let p = prefix(&[tenant]);
     let mut out: Vec<String> = src
-        .scan_raw(CURRENCIES, &p, None, usize::MAX, false)?
+        .scan_raw(CURRENCIES, &p, None, MAX_CURRENCIES, false)?
         .into_iter()
         .map(|(k, _)| k[p.len()..].to_owned())
         .collect();

@@ -74,6 +74,9 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 const SEQUENCES: Table = Table::new("sequences");
 
+/// The most records one filtered read ([`Reader::matching`]) examines.
+pub const MAX_EXAMINED: usize = 20_000;
+
 /// A sequence number as a key part: zero-padded so keys sort numerically.
 pub fn seq_part(n: u64) -> String {
     format!("{n:020}")
@@ -288,7 +291,9 @@ pub trait Reader {
 
     /// Up to `limit` JSON records with `prefix` that `keep` accepts, in key
     /// order (or `reverse`), strictly past the key `after`. Scans on past
-    /// rejected records, a page at a time.
+    /// rejected records, a page at a time, examining at most
+    /// [`MAX_EXAMINED`] records: a filter that matches nothing costs a
+    /// bounded read, not the table.
     fn matching<T: DeserializeOwned>(
         &self,
         table: Table,
@@ -304,9 +309,11 @@ pub trait Reader {
         const PAGE: usize = 200;
         let mut cursor = after;
         let mut out = Vec::new();
+        let mut examined = 0;
         loop {
             let page = self.scan_page::<T>(table, prefix, cursor.as_deref(), PAGE, reverse)?;
-            let exhausted = page.len() < PAGE;
+            examined += page.len();
+            let exhausted = page.len() < PAGE || examined >= MAX_EXAMINED;
             for (k, v) in page {
                 cursor = Some(k);
                 if keep(&v) {
@@ -343,6 +350,18 @@ pub trait Reader {
             .map(|b| decode(&table, &b))
             .transpose()
     }
+}
+
+/// Whether fewer than `cap` keys start with `prefix`: what a tenant may
+/// keep of one kind of record is capped, so every list of them is one
+/// bounded read. Counts at most `cap` keys.
+pub fn below_cap(
+    src: &impl Reader,
+    table: Table,
+    prefix: &str,
+    cap: usize,
+) -> Result<bool, StoreError> {
+    Ok(src.scan_raw(table, prefix, None, cap, false)?.len() < cap)
 }
 
 /// A read snapshot.

@@ -680,3 +680,45 @@ async fn one_idempotency_key_twenty_times_concurrently() {
     }
     assert_eq!(s.balance(&t, "p").await, 105);
 }
+
+/// What a tenant keeps of each kind is capped, so every list is one bounded
+/// read: past 100 currencies a credit in a new one is refused and changes
+/// nothing, the currencies it has still work, and another tenant is not
+/// affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_keeps_at_most_a_hundred_currencies() {
+    let s = Server::start("currency-cap", |_| {}).await;
+    let t = s.demo_token().await;
+    s.player(&t, "p").await;
+    let credit = |t: String, currency: String| {
+        let s = &s;
+        async move {
+            s.call(
+                "POST",
+                "/v1/ledger/credit",
+                Some(&t),
+                Some(json!({ "player": "p", "amount": 1, "currency": currency })),
+            )
+            .await
+        }
+    };
+    for i in 1..=100 {
+        let c = credit(t.clone(), format!("c{i}")).await;
+        assert_eq!(c.status, 201, "{c:?}");
+    }
+    let refused = credit(t.clone(), "one-too-many".into()).await;
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (400, Some("too_many_currencies")),
+        "{refused:?}"
+    );
+    assert_eq!(credit(t.clone(), "c7".into()).await.status, 201);
+    let balances = s
+        .call("GET", "/v1/players/p/balances", Some(&t), None)
+        .await;
+    let listed = balances.body["balances"].as_object().map(|b| b.len());
+    assert_eq!(listed, Some(101), "the 100 and `points` at 0: {balances:?}");
+    let other = s.tenant("other").await;
+    s.player(&other, "p").await;
+    assert_eq!(credit(other, "one-too-many".into()).await.status, 201);
+}

@@ -243,7 +243,9 @@ impl From<ledger::LedgerError> for PbError {
             L::InsufficientBalance { .. } => {
                 PbError("0207", "The user has not enough reward".into())
             }
-            L::InvalidCurrency => PbError("0401", "Reward not available".into()),
+            L::InvalidCurrency | L::TooManyCurrencies => {
+                PbError("0401", "Reward not available".into())
+            }
             L::Store(s) => s.into(),
             e => PbError("0903", e.to_string()),
         }

@@ -123,6 +123,9 @@ impl SegmentSpec {
     }
 }
 
+/// The most segments a tenant keeps.
+pub const MAX_SEGMENTS: usize = 1000;
+
 pub fn create(
     tx: &mut Tx,
     tenant: &str,
@@ -130,6 +133,11 @@ pub fn create(
     now: i64,
 ) -> Result<Segment, SegmentError> {
     spec.check()?;
+    if !engage_store::below_cap(tx, SEGMENTS, &prefix(&[tenant]), MAX_SEGMENTS)? {
+        return Err(SegmentError::Invalid(format!(
+            "a tenant keeps at most {MAX_SEGMENTS} segments; remove one first"
+        )));
+    }
     let id = tx.next_seq(tenant, "segment")? + 100; // ids read like Annex's (101, …)
     let s = from_spec(id, spec, now, now);
     tx.put(SEGMENTS, &key(&[tenant, &seq_part(id)]), &s)?;
@@ -183,7 +191,7 @@ pub fn get(src: &impl Reader, tenant: &str, id: u64) -> Result<Option<Segment>, 
 
 pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<Segment>, StoreError> {
     Ok(src
-        .scan_page::<Segment>(SEGMENTS, &prefix(&[tenant]), None, usize::MAX, false)?
+        .scan_page::<Segment>(SEGMENTS, &prefix(&[tenant]), None, MAX_SEGMENTS, false)?
         .into_iter()
         .map(|(_, s)| s)
         .collect())

@@ -139,6 +139,9 @@ fn record_key(tenant: &str, channel: Channel, address: &str, kind: SubType) -> S
     key(&[tenant, channel.as_str(), address, kind.as_str()])
 }
 
+/// The most sign-up sources a tenant keeps.
+pub const MAX_SOURCES: usize = 1000;
+
 pub fn put_source(tx: &mut Tx, tenant: &str, mut s: Source) -> Result<Source, SubscriptionError> {
     if !engage_store::ids::valid_id(&s.id) || s.name.trim().is_empty() || s.types.is_empty() {
         return Err(SubscriptionError::Invalid(
@@ -147,13 +150,20 @@ pub fn put_source(tx: &mut Tx, tenant: &str, mut s: Source) -> Result<Source, Su
     }
     s.types.sort();
     s.types.dedup();
+    if tx.get_raw(SOURCES, &key(&[tenant, &s.id]))?.is_none()
+        && !engage_store::below_cap(tx, SOURCES, &prefix(&[tenant]), MAX_SOURCES)?
+    {
+        return Err(SubscriptionError::Invalid(format!(
+            "a tenant keeps at most {MAX_SOURCES} sign-up sources; remove one first"
+        )));
+    }
     tx.put(SOURCES, &key(&[tenant, &s.id]), &s)?;
     Ok(s)
 }
 
 pub fn sources(src: &impl Reader, tenant: &str) -> Result<Vec<Source>, StoreError> {
     Ok(src
-        .scan_page::<Source>(SOURCES, &prefix(&[tenant]), None, usize::MAX, false)?
+        .scan_page::<Source>(SOURCES, &prefix(&[tenant]), None, MAX_SOURCES, false)?
         .into_iter()
         .map(|(_, s)| s)
         .collect())

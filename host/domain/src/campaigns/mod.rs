@@ -305,6 +305,9 @@ fn trigger_key(tenant: &str, spec: &Spec, id: &str) -> Option<String> {
 }
 
 /// Create or replace campaign `id`.
+/// The most campaigns a tenant keeps.
+pub const MAX_CAMPAIGNS: usize = 1000;
+
 pub fn put(
     tx: &mut Tx,
     tenant: &str,
@@ -319,6 +322,12 @@ pub fn put(
     }
     spec.check(tx, tenant)?;
     let old = get(tx, tenant, id)?;
+    if old.is_none() && !engage_store::below_cap(tx, CAMPAIGNS, &prefix(&[tenant]), MAX_CAMPAIGNS)?
+    {
+        return Err(CampaignError::Invalid(format!(
+            "a tenant keeps at most {MAX_CAMPAIGNS} campaigns; remove one first"
+        )));
+    }
     if let Some(old) = &old
         && let Some(k) = trigger_key(tenant, &old.spec, id)
     {
@@ -414,7 +423,7 @@ pub fn get(src: &impl Reader, tenant: &str, id: &str) -> Result<Option<Campaign>
 
 pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<Campaign>, StoreError> {
     Ok(src
-        .scan_page::<Campaign>(CAMPAIGNS, &prefix(&[tenant]), None, usize::MAX, false)?
+        .scan_page::<Campaign>(CAMPAIGNS, &prefix(&[tenant]), None, MAX_CAMPAIGNS, false)?
         .into_iter()
         .map(|(_, c)| c)
         .collect())
@@ -556,7 +565,8 @@ fn bump(
 
 pub fn stats(src: &impl Reader, tenant: &str, campaign: &str) -> Result<Stats, StoreError> {
     let mut s = Stats::default();
-    for (k, v) in src.scan_raw(STATS, &prefix(&[tenant, campaign]), None, usize::MAX, false)? {
+    // A handful of named counters per campaign.
+    for (k, v) in src.scan_raw(STATS, &prefix(&[tenant, campaign]), None, 64, false)? {
         let n = <[u8; 8]>::try_from(v.as_slice())
             .map(u64::from_le_bytes)
             .unwrap_or(0);

@@ -86,6 +86,9 @@ impl PasswordHash {
 /// refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 512;
 
+/// The most gateway accounts a tenant keeps.
+pub const MAX_ACCOUNTS: usize = 10_000;
+
 /// PBKDF2-HMAC-SHA256, one 32-byte block, as hex.
 ///
 /// The password is the HMAC key, keyed once: the cost of a round does not
@@ -537,7 +540,7 @@ pub fn get(src: &impl Reader, tenant: &str, username: &str) -> Result<Option<Acc
 /// The tenant's accounts in username order.
 pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<Account>, StoreError> {
     Ok(src
-        .scan_page::<Account>(ACCOUNTS, &prefix(&[tenant]), None, usize::MAX, false)?
+        .scan_page::<Account>(ACCOUNTS, &prefix(&[tenant]), None, MAX_ACCOUNTS, false)?
         .into_iter()
         .map(|(_, a)| a)
         .collect())
@@ -621,6 +624,11 @@ pub fn create(tx: &mut Tx, tenant: &str, n: NewAccount, now: i64) -> Result<Acco
         .ok_or_else(|| invalid("a username is 3 to 64 letters, digits, -, . or _"))?;
     if get(tx, tenant, &username)?.is_some() {
         return Err(GatewayError::AccountExists(username));
+    }
+    if !engage_store::below_cap(tx, ACCOUNTS, &prefix(&[tenant]), MAX_ACCOUNTS)? {
+        return Err(invalid(format!(
+            "a tenant keeps at most {MAX_ACCOUNTS} gateway accounts; remove one first"
+        )));
     }
     let password = match n.password_hash {
         Some(h) => h,

@@ -109,9 +109,12 @@ pub fn normalize_keyword(raw: &str) -> Option<String> {
     ok.then_some(k)
 }
 
+/// The most keywords a tenant keeps.
+pub const MAX_KEYWORDS: usize = 1000;
+
 pub fn keywords(src: &impl Reader, tenant: &str) -> Result<Vec<Keyword>, StoreError> {
     Ok(src
-        .scan_page::<Keyword>(KEYWORDS, &prefix(&[tenant]), None, usize::MAX, false)?
+        .scan_page::<Keyword>(KEYWORDS, &prefix(&[tenant]), None, MAX_KEYWORDS, false)?
         .into_iter()
         .map(|(_, k)| k)
         .collect())
@@ -141,6 +144,13 @@ pub fn put_keyword(
     }
     let owner = accounts::get(tx, tenant, account)?
         .ok_or_else(|| GatewayError::NoAccount(account.into()))?;
+    if tx.get_raw(KEYWORDS, &key(&[tenant, &k]))?.is_none()
+        && !engage_store::below_cap(tx, KEYWORDS, &prefix(&[tenant]), MAX_KEYWORDS)?
+    {
+        return Err(GatewayError::Invalid(format!(
+            "a tenant keeps at most {MAX_KEYWORDS} keywords; remove one first"
+        )));
+    }
     if let Some(r) = &reply
         && (r.trim().is_empty() || r.chars().count() > 1600)
     {

@@ -74,10 +74,15 @@ fn normalize_code(code: &str) -> Option<String> {
     ok.then_some(c)
 }
 
+/// The most groups one account keeps.
+pub const MAX_GROUPS: usize = 1000;
+/// The most contacts one account keeps.
+pub const MAX_CONTACTS: usize = 10_000;
+
 /// The account's groups, by id.
 pub fn groups(src: &impl Reader, tenant: &str, user: &str) -> Result<Vec<Group>, StoreError> {
     Ok(src
-        .scan_page::<Group>(GROUPS, &prefix(&[tenant, user]), None, usize::MAX, false)?
+        .scan_page::<Group>(GROUPS, &prefix(&[tenant, user]), None, MAX_GROUPS, false)?
         .into_iter()
         .map(|(_, g)| g)
         .collect())
@@ -86,7 +91,13 @@ pub fn groups(src: &impl Reader, tenant: &str, user: &str) -> Result<Vec<Group>,
 /// The account's contacts, by id.
 pub fn contacts(src: &impl Reader, tenant: &str, user: &str) -> Result<Vec<Contact>, StoreError> {
     Ok(src
-        .scan_page::<Contact>(CONTACTS, &prefix(&[tenant, user]), None, usize::MAX, false)?
+        .scan_page::<Contact>(
+            CONTACTS,
+            &prefix(&[tenant, user]),
+            None,
+            MAX_CONTACTS,
+            false,
+        )?
         .into_iter()
         .map(|(_, c)| c)
         .collect())
@@ -136,6 +147,11 @@ pub fn add_group(
     if group_by_code(tx, tenant, user, &code)?.is_some() {
         return Err(GatewayError::Exists(format!("group #{code}")));
     }
+    if !engage_store::below_cap(tx, GROUPS, &prefix(&[tenant, user]), MAX_GROUPS)? {
+        return Err(invalid(format!(
+            "an account keeps at most {MAX_GROUPS} groups; remove one first"
+        )));
+    }
     let id = tx.next_seq(tenant, "gateway_group")?;
     let g = Group { id, name, code };
     tx.put(GROUPS, &key(&[tenant, user, &seq_part(id)]), &g)?;
@@ -183,6 +199,11 @@ pub fn add_contact(
         if !groups.contains(&g.id) {
             groups.push(g.id);
         }
+    }
+    if !engage_store::below_cap(tx, CONTACTS, &prefix(&[tenant, user]), MAX_CONTACTS)? {
+        return Err(invalid(format!(
+            "an account keeps at most {MAX_CONTACTS} contacts; remove one first"
+        )));
     }
     let id = tx.next_seq(tenant, "gateway_contact")?;
     let c = Contact {
