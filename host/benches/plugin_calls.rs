@@ -10,7 +10,7 @@ use engage::config::ServerConfig;
 use engage::plugins::{BindRequest, Input, Isolation, Plugins, Point};
 
 fn inputs() -> Vec<(&'static str, Input)> {
-    let action: engage::plugins::bindings::Action = serde_json::from_value(serde_json::json!({
+    let action: engage::plugins::io::Action = serde_json::from_value(serde_json::json!({
         "player": "p1", "name": "buy", "params": [], "url": null, "time_ms": 1_700_000_000_000i64
     }))
     .expect("action");

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::players;
 use engage_ledger::views;
 use engage_ledger::{self as ledger, LedgerError, Posting};
-use engage_runtime::bindings::{Action, Outcome, Param, TraceEntry};
+use engage_runtime::io::{Action, Outcome, Param, TraceEntry};
 use engage_runtime::judged::{Judgement, judged_commit};
 use engage_runtime::{Input, Output, Plugins, PluginsError};
 use engage_store::idempotency::{self, Guarded};

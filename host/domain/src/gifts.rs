@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use crate::notifications::{self, Live, Notification};
 use crate::{players, social};
 use engage_ledger::views::time_part;
-use engage_runtime::bindings::{GiftReply, GiftRequest, Verdict};
+use engage_runtime::io::{GiftReply, GiftRequest, Verdict};
 use engage_runtime::judged::{Judgement, judged_commit};
 use engage_runtime::{Input, Output, Plugins, PluginsError, params};
 use engage_store::idempotency::{self, Call, Guarded};

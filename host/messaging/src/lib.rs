@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::address::normalize_phone;
 use engage_ledger::views::time_part;
-use engage_runtime::bindings::{Attempt, MessageKind, Outgoing};
+use engage_runtime::io::{Attempt, MessageKind, Outgoing};
 use engage_runtime::{Input, Output, Plugins, PluginsError, params};
 use engage_store::idempotency::{self, Call, Guarded};
 use engage_store::ids::{now_ms, random_hex, valid_id};

@@ -5,15 +5,15 @@
 //! sandbox implements the host interface once for every world.
 //!
 //! When the WIT package grows a version, the new version's worlds get
-//! bindings of their own beside these and both stay linked, so components
-//! built against an older SDK keep working (as Zed's extension host does).
+//! bindings of their own beside these (and a `since_v0_2_0` boundary beside
+//! `since_v0_1_0`) and both stay linked, so components built against an
+//! older SDK keep working, as Zed's extension host does.
 
 pub mod rules {
     wasmtime::component::bindgen!({
         world: "rules",
         path: "../../wit",
         imports: { default: trappable },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }
 
@@ -22,7 +22,6 @@ pub mod gift {
         world: "gift-hooks",
         path: "../../wit",
         imports: { default: trappable },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         with: {
             "engage:plugin/types": super::rules::engage::plugin::types,
             "engage:plugin/host": super::rules::engage::plugin::host,
@@ -47,7 +46,6 @@ pub mod routing {
         world: "routing",
         path: "../../wit",
         imports: { default: trappable },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
         with: {
             "engage:plugin/types": super::rules::engage::plugin::types,
             "engage:plugin/host": super::rules::engage::plugin::host,
@@ -55,10 +53,7 @@ pub mod routing {
     });
 }
 
-pub use gift::exports::engage::plugin::gift_hook::{GiftReply, GiftRequest, Rejection, Verdict};
-pub use routing::exports::engage::plugin::router::{Attempt, MessageKind, Outgoing};
 pub use rules::engage::plugin::host::Level;
-pub use rules::engage::plugin::types::{Param, PluginError};
-pub use rules::exports::engage::plugin::rule_engine::{
-    Action, CustomEvent, Grant, Message, Outcome, TraceEntry,
-};
+
+// The records of the worlds' exports are converted to `crate::io` in
+// `since_v0_1_0`; nothing else uses them.

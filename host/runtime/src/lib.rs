@@ -14,11 +14,13 @@ pub mod builtin;
 pub mod config;
 mod engine;
 pub mod gate;
+pub mod io;
 pub mod judged;
 pub mod kv;
 mod runtime;
 pub mod sandbox;
 pub mod shape;
+mod since_v0_1_0;
 mod stats;
 pub mod wasi;
 
@@ -35,9 +37,9 @@ pub use sandbox::{CallState, LogLine};
 pub use stats::StatsView;
 
 /// Name/value pairs as the WIT `param` list plugins take.
-pub fn params(map: &std::collections::BTreeMap<String, String>) -> Vec<bindings::Param> {
+pub fn params(map: &std::collections::BTreeMap<String, String>) -> Vec<io::Param> {
     map.iter()
-        .map(|(k, v)| bindings::Param {
+        .map(|(k, v)| io::Param {
             name: k.clone(),
             value: v.clone(),
         })

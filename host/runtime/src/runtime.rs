@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::{
-    self, Attempt, GiftReply, GiftRequest, Outcome, Outgoing, Param, PluginError, Verdict,
-};
+use super::bindings;
 use super::engine::EPOCH_TICK;
 use super::gate::{IdleBudget, Units};
+use super::io::{Attempt, GiftReply, GiftRequest, Outcome, Outgoing, Param, PluginError, Verdict};
 use super::sandbox::{CallState, LogLine};
+use super::since_v0_1_0 as v0_1_0;
 use super::{CallError, Point};
 use crate::kv::Effects;
 
@@ -59,7 +59,7 @@ enum Instance {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Input {
-    Evaluate { action: bindings::Action },
+    Evaluate { action: super::io::Action },
     PreRequest { request: GiftRequest },
     PostRequest { request: GiftRequest },
     PreReply { reply: GiftReply },
@@ -152,32 +152,39 @@ fn invoke(instance: &Instance, store: &mut Store<CallState>, input: &Input) -> G
     match (instance, input) {
         (Instance::Rules(r), Input::Evaluate { action }) => Ok(r
             .engage_plugin_rule_engine()
-            .call_evaluate(store, action)?
-            .map(Output::Outcome)),
+            .call_evaluate(store, &v0_1_0::action(action))?
+            .map(|o| Output::Outcome(v0_1_0::outcome(o)))
+            .map_err(v0_1_0::error)),
         (Instance::Gift(g), Input::PreRequest { request }) => Ok(g
             .engage_plugin_gift_hook()
-            .call_pre_request(store, request)?
-            .map(Output::Verdict)),
+            .call_pre_request(store, &v0_1_0::gift_request(request))?
+            .map(|v| Output::Verdict(v0_1_0::verdict(v)))
+            .map_err(v0_1_0::error)),
         (Instance::Gift(g), Input::PostRequest { request }) => Ok(g
             .engage_plugin_gift_hook()
-            .call_post_request(store, request)?
-            .map(|()| Output::Done)),
+            .call_post_request(store, &v0_1_0::gift_request(request))?
+            .map(|()| Output::Done)
+            .map_err(v0_1_0::error)),
         (Instance::Gift(g), Input::PreReply { reply }) => Ok(g
             .engage_plugin_gift_hook()
-            .call_pre_reply(store, reply)?
-            .map(Output::Verdict)),
+            .call_pre_reply(store, &v0_1_0::gift_reply(reply))?
+            .map(|v| Output::Verdict(v0_1_0::verdict(v)))
+            .map_err(v0_1_0::error)),
         (Instance::Gift(g), Input::PostReply { reply }) => Ok(g
             .engage_plugin_gift_hook()
-            .call_post_reply(store, reply)?
-            .map(|()| Output::Done)),
+            .call_post_reply(store, &v0_1_0::gift_reply(reply))?
+            .map(|()| Output::Done)
+            .map_err(v0_1_0::error)),
         (Instance::Template(t), Input::Render { template, vars }) => Ok(t
             .engage_plugin_template()
-            .call_render(store, template, vars)?
-            .map(Output::Text)),
+            .call_render(store, template, &v0_1_0::vars(vars))?
+            .map(Output::Text)
+            .map_err(v0_1_0::error)),
         (Instance::Route(r), Input::Route { message }) => Ok(r
             .engage_plugin_router()
-            .call_route(store, message)?
-            .map(Output::Attempts)),
+            .call_route(store, &v0_1_0::outgoing(message))?
+            .map(|list| Output::Attempts(v0_1_0::attempts(list)))
+            .map_err(v0_1_0::error)),
         _ => mismatch(),
     }
 }
