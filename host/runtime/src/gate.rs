@@ -244,8 +244,9 @@ impl Gate {
         self.freed.notify_all();
     }
 
-    /// What is reserved now, over all tenants (for tests and metrics).
-    pub fn in_use(&self) -> (u64, u64) {
+    /// What is reserved now, over all tenants.
+    #[cfg(test)]
+    fn in_use(&self) -> (u64, u64) {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         (state.used.0[0], state.used.0[1])
     }

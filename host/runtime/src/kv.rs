@@ -17,7 +17,7 @@ use engage_ledger::views;
 use engage_store::{Reader, StoreError, Table, Tx, key};
 
 /// (tenant, plugin name, key) → expiry (i64 LE, ms; `i64::MAX` for none) ++ value.
-pub const KV: Table = Table::new("plugin_kv");
+pub(crate) const KV: Table = Table::new("plugin_kv");
 
 /// The longest key a plugin may use.
 pub const MAX_KEY_BYTES: usize = 512;
@@ -30,7 +30,7 @@ pub const MAX_READS: usize = 10_000;
 
 /// tenant → [`Usage`]: what a tenant's plugins hold in the store, kept in
 /// step by every write so the quota is checked without a scan.
-pub const USAGE: Table = Table::new("plugin_kv_usage");
+const USAGE: Table = Table::new("plugin_kv_usage");
 
 /// What all of a tenant's plugins may keep in the key-value store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]

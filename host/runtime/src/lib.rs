@@ -9,20 +9,20 @@
 //! Binding a version swaps an `Arc` under a lock: calls in flight keep the
 //! `Arc` of the version they started on and finish there.
 
-pub mod bindings;
+mod bindings;
 pub mod builtin;
 pub mod config;
 mod engine;
-pub mod gate;
+mod gate;
 pub mod io;
 pub mod judged;
 pub mod kv;
 mod runtime;
-pub mod sandbox;
-pub mod shape;
+mod sandbox;
+mod shape;
 mod since_v0_1_0;
 mod stats;
-pub mod wasi;
+mod wasi;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
