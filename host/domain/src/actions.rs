@@ -346,8 +346,8 @@ pub async fn perform(
             return Err(ActionError::PlayerNotFound(record.player.clone()));
         }
         let (record, events) = commit(tx, &t, record.clone(), outcome)?;
-        // Campaigns this action triggers: queued in this transaction.
-        crate::campaigns::on_event(
+        // What reacts to it (campaigns) learns of it from this event.
+        crate::events::record(
             tx,
             &t,
             &record.player,

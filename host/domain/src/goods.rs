@@ -529,9 +529,9 @@ pub fn redeem(
         ]),
         group.as_bytes(),
     )?;
-    // Campaigns triggered by a redemption: queued in this transaction.
+    // What reacts to a redemption (campaigns) learns of it from this event.
     let params = std::collections::BTreeMap::from([("goods".to_owned(), group.to_owned())]);
-    crate::campaigns::on_event(tx, tenant, player, "redeemed", &params, &ref_id, now_ms)?;
+    crate::events::record(tx, tenant, player, "redeemed", &params, &ref_id, now_ms)?;
     Ok(r)
 }
 

@@ -13,6 +13,7 @@ pub mod actions;
 pub mod audiences;
 pub mod campaigns;
 pub mod cors;
+pub mod events;
 pub mod gifts;
 pub mod goods;
 pub mod notifications;

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
+use crate::events::{EVENTS, LoyaltyEvent};
 use crate::players::{self, Player};
 use engage_messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
 use engage_store::ids::now_ms;
@@ -94,11 +95,14 @@ impl Campaigns {
         if let Err(e) = self.index_schedules().await {
             tracing::error!(error = %e, "campaign schedule index");
         }
-        // Jobs the previous process claimed and did not finish: due now.
-        match QUEUE.release_claims(&self.store, now_ms()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(jobs = n, "campaign jobs given back after a restart"),
-            Err(e) => tracing::error!(error = %e, "campaign queue: giving back claims"),
+        // Jobs and events the previous process claimed and did not finish:
+        // due now.
+        for (queue, what) in [(QUEUE, "campaign jobs"), (EVENTS, "loyalty events")] {
+            match queue.release_claims(&self.store, now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "{what} given back after a restart"),
+                Err(e) => tracing::error!(error = %e, "{what}: giving back claims"),
+            }
         }
         while !shutdown.is_requested() {
             if schedules_checked.elapsed() >= SCHEDULE_EVERY {
@@ -106,6 +110,9 @@ impl Campaigns {
                 if let Err(e) = self.fire_schedules(now_ms()).await {
                     tracing::error!(error = %e, "campaign schedules");
                 }
+            }
+            if let Err(e) = self.react_to_events().await {
+                tracing::error!(error = %e, "loyalty events");
             }
             while running.try_join_next().is_some() {}
             // Claim only what can run now: a claimed job waits for its
@@ -132,6 +139,35 @@ impl Campaigns {
             }
         }
         while running.join_next().await.is_some() {}
+    }
+
+    /// The campaigns each recorded event triggers: queued in the write that
+    /// marks the event handled (so a repeat after a crash does nothing).
+    async fn react_to_events(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        if EVENTS
+            .next_due(&self.store.read()?)?
+            .is_none_or(|d| d > now)
+        {
+            return Ok(());
+        }
+        let claimed: Vec<Claimed<LoyaltyEvent>> =
+            EVENTS.claim(&self.store, now, JOB_LEASE_MS, 256).await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .write(move |tx| {
+                for c in &claimed {
+                    if EVENTS.done(tx, &c.key)? {
+                        super::on_event(tx, &c.item, now)?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Claim up to `limit` due jobs (a read first: no write while idle).

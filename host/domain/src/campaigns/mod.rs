@@ -23,10 +23,10 @@ use engage_store::ids::valid_id;
 use engage_store::queue::Queue;
 use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
+use crate::events::{self, LoyaltyEvent};
+
 /// (tenant, campaign id) → [`Campaign`].
 const CAMPAIGNS: Table = Table::new("campaigns");
-/// (tenant, event name, campaign id) → nothing: campaigns an event triggers.
-const TRIGGERS: Table = Table::new("campaign_triggers");
 /// (next slot time, tenant, campaign) → nothing: active scheduled
 /// campaigns by their next slot, so firing reads only what is due.
 const SLOTS: Table = Table::new("campaign_slots");
@@ -297,9 +297,10 @@ impl Spec {
     }
 }
 
-fn trigger_key(tenant: &str, spec: &Spec, id: &str) -> Option<String> {
+/// The event a campaign listens to, if its trigger is one.
+fn trigger_event(spec: &Spec) -> Option<&str> {
     match &spec.trigger {
-        Trigger::Event { name, .. } => Some(key(&[tenant, name, id])),
+        Trigger::Event { name, .. } => Some(name),
         _ => None,
     }
 }
@@ -329,12 +330,12 @@ pub fn put(
         )));
     }
     if let Some(old) = &old
-        && let Some(k) = trigger_key(tenant, &old.spec, id)
+        && let Some(name) = trigger_event(&old.spec)
     {
-        tx.remove(TRIGGERS, &k)?;
+        events::unlisten(tx, tenant, name, id)?;
     }
-    if let Some(k) = trigger_key(tenant, &spec, id) {
-        tx.put_raw(TRIGGERS, &k, b"")?;
+    if let Some(name) = trigger_event(&spec) {
+        events::listen(tx, tenant, name, id)?;
     }
     let same_schedule = old.as_ref().is_some_and(|o| o.spec.trigger == spec.trigger);
     let last_slot_ms = if same_schedule {
@@ -432,8 +433,8 @@ pub fn list(src: &impl Reader, tenant: &str) -> Result<Vec<Campaign>, StoreError
 /// Remove a campaign; its queued jobs are dropped when the worker meets them.
 pub fn remove(tx: &mut Tx, tenant: &str, id: &str) -> Result<(), CampaignError> {
     let c = get(tx, tenant, id)?.ok_or_else(|| CampaignError::NotFound(id.into()))?;
-    if let Some(k) = trigger_key(tenant, &c.spec, id) {
-        tx.remove(TRIGGERS, &k)?;
+    if let Some(name) = trigger_event(&c.spec) {
+        events::unlisten(tx, tenant, name, id)?;
     }
     if let Some(k) = slot_key(tenant, &c) {
         tx.remove(SLOTS, &k)?;
@@ -482,24 +483,13 @@ pub fn run_now(
     Ok(())
 }
 
-/// A loyalty event happened (inside the transaction that records it):
-/// queue a job for every active campaign it triggers. `id` is the event's
-/// own id (an action id), the trigger key unless a balance threshold makes
-/// it once per player.
-pub fn on_event(
-    tx: &mut Tx,
-    tenant: &str,
-    player: &str,
-    name: &str,
-    params: &BTreeMap<String, String>,
-    id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let ids: Vec<String> = tx
-        .scan_raw(TRIGGERS, &prefix(&[tenant, name]), None, 1000, false)?
-        .into_iter()
-        .map(|(k, _)| engage_store::last_part(&k).to_owned())
-        .collect();
+/// A loyalty event happened: queue a job for every active campaign it
+/// triggers (inside the transaction that marks the event handled). The
+/// event's id is the trigger key unless a balance threshold makes it once
+/// per player; thresholds compare the balances the event carries.
+pub fn on_event(tx: &mut Tx, e: &LoyaltyEvent, now: i64) -> Result<(), StoreError> {
+    let (tenant, player, params, id) = (e.tenant.as_str(), e.player.as_str(), &e.params, &e.id);
+    let ids = events::listeners(tx, tenant, &e.name)?;
     for cid in ids {
         let Some(c) = get(tx, tenant, &cid)? else {
             continue;
@@ -520,7 +510,7 @@ pub fn on_event(
         }
         let trigger = match min_balance {
             Some(t) => {
-                if engage_ledger::views::balance(tx, tenant, player, &t.currency)? < t.amount {
+                if e.balances.get(&t.currency).copied().unwrap_or(0) < t.amount {
                     continue;
                 }
                 format!("balance:{}:{}", t.currency, t.amount)
