@@ -15,6 +15,7 @@ use engage_domain::audiences::segments::{self, Segment, SegmentError, SegmentSpe
 use engage_domain::audiences::subscriptions::{
     self, Person, Source, Subscription, SubscriptionError,
 };
+use engage_store::Tx;
 use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
@@ -34,7 +35,9 @@ pub fn routes() -> Router<AppState> {
             "/v1/audiences/segments/{id}",
             get(show_segment)
                 .put(replace_segment)
-                .delete(remove_segment),
+                .delete(mutation::removal(|tx: &mut Tx, t: &str, id: &u64| {
+                    segments::remove(tx, t, *id)
+                })),
         )
         .route("/v1/audiences/segments/{id}/members", get(segment_members))
 }
@@ -95,24 +98,6 @@ async fn replace_segment(
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
         segments::replace(tx, &t, id, spec.clone(), now)
     })
-    .await
-}
-
-async fn remove_segment(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path(id): Path<u64>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| segments::remove(tx, &t, id),
-    )
     .await
 }
 

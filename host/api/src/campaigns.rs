@@ -12,12 +12,20 @@ use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
 use engage_domain::campaigns::{self, CampaignError, Settings, Spec};
+use engage_store::Tx;
 use engage_store::ids::{now_ms, random_hex};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/campaigns", get(list))
-        .route("/v1/campaigns/{id}", get(show).put(put).delete(remove))
+        .route(
+            "/v1/campaigns/{id}",
+            get(show)
+                .put(put)
+                .delete(mutation::removal(|tx: &mut Tx, t: &str, id: &String| {
+                    campaigns::remove(tx, t, id)
+                })),
+        )
         .route("/v1/campaigns/{id}/run", post(run))
         .route(
             "/v1/audiences/settings",
@@ -72,24 +80,6 @@ async fn put(
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
         campaigns::put(tx, &t, &id, spec.clone(), now)
     })
-    .await
-}
-
-async fn remove(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| campaigns::remove(tx, &t, &id),
-    )
     .await
 }
 

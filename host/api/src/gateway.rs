@@ -21,6 +21,7 @@ use engage_messaging::gateway::phonebook::{self, NewContact, NewGroup};
 use engage_messaging::gateway::{self, GatewayError, Settings};
 use engage_messaging::optouts;
 use engage_messaging::providers::{self, ProviderConfig};
+use engage_store::Tx;
 use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
@@ -32,7 +33,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/gateway/accounts/{username}",
-            get(show_account).patch(edit_account).delete(remove_account),
+            get(show_account)
+                .patch(edit_account)
+                .delete(mutation::removal(
+                    |tx: &mut Tx, t: &str, username: &String| accounts::remove(tx, t, username),
+                )),
         )
         .route(
             "/v1/gateway/accounts/{username}/token",
@@ -44,7 +49,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/gateway/accounts/{username}/contacts/{id}",
-            delete(remove_contact),
+            delete(mutation::removal(
+                |tx: &mut Tx, t: &str, (username, id): &(String, u64)| {
+                    let user = account_exists(tx, t, username)?;
+                    phonebook::remove_contact(tx, t, &user, *id)
+                },
+            )),
         )
         .route(
             "/v1/gateway/accounts/{username}/groups",
@@ -52,12 +62,19 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/gateway/accounts/{username}/groups/{code}",
-            delete(remove_group),
+            delete(mutation::removal(
+                |tx: &mut Tx, t: &str, (username, code): &(String, String)| {
+                    let user = account_exists(tx, t, username)?;
+                    phonebook::remove_group(tx, t, &user, code)
+                },
+            )),
         )
         .route("/v1/gateway/keywords", get(list_keywords))
         .route(
             "/v1/gateway/keywords/{keyword}",
-            put(put_keyword).delete(remove_keyword),
+            put(put_keyword).delete(mutation::removal(
+                |tx: &mut Tx, t: &str, keyword: &String| inbound::remove_keyword(tx, t, keyword),
+            )),
         )
         .route("/v1/gateway/incoming", get(list_incoming).post(receive))
         .route("/v1/messaging/opt-outs", get(list_opt_outs))
@@ -174,24 +191,6 @@ async fn edit_account(
     .await
 }
 
-async fn remove_account(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path(username): Path<String>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| accounts::remove(tx, &t, &username),
-    )
-    .await
-}
-
 /// Set (or, with `None`, revoke) an account's webservices token.
 async fn set_token(
     s: &AppState,
@@ -264,27 +263,6 @@ async fn list_contacts(
     ))
 }
 
-async fn remove_contact(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path((username, id)): Path<(String, u64)>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| {
-            let user = account_exists(tx, &t, &username)?;
-            phonebook::remove_contact(tx, &t, &user, id)
-        },
-    )
-    .await
-}
-
 async fn add_group(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -310,27 +288,6 @@ async fn list_groups(
     Ok(Json(
         json!({ "groups": phonebook::groups(&snap, &tenant, &user)? }),
     ))
-}
-
-async fn remove_group(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path((username, code)): Path<(String, String)>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| {
-            let user = account_exists(tx, &t, &username)?;
-            phonebook::remove_group(tx, &t, &user, &code)
-        },
-    )
-    .await
 }
 
 async fn list_keywords(
@@ -360,24 +317,6 @@ async fn put_keyword(
     mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
         inbound::put_keyword(tx, &t, &keyword, &k.account, k.reply.clone())
     })
-    .await
-}
-
-async fn remove_keyword(
-    TenantAuth(tenant): TenantAuth,
-    State(s): State<AppState>,
-    Path(keyword): Path<String>,
-    m: Mutation,
-) -> Result<Response, ApiError> {
-    let t = tenant.clone();
-    mutation::write(
-        &s,
-        &tenant,
-        &m,
-        StatusCode::NO_CONTENT,
-        now_ms(),
-        move |tx| inbound::remove_keyword(tx, &t, &keyword),
-    )
     .await
 }
 

@@ -7,8 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::TenantAuth;
 use super::{ApiError, AppState};
+use axum::extract::{Path, State};
 use engage_store::idempotency::{self, Call, Guarded};
+use engage_store::ids::now_ms;
 use engage_store::ids::sha256_hex;
 use engage_store::{StoreError, Tx};
 
@@ -134,6 +137,31 @@ where
     )
     .await?;
     Ok(respond(g, status))
+}
+
+/// What a handler made by [`removal`] answers.
+type Answer = futures_util::future::BoxFuture<'static, Result<Response, ApiError>>;
+
+/// A `DELETE` handler: `remove(tx, tenant, path)` in one write guarded by
+/// the request's `Idempotency-Key`, answered 204 (again, for a retry).
+pub fn removal<P, T, E, F>(
+    remove: F,
+) -> impl Fn(TenantAuth, State<AppState>, Path<P>, Mutation) -> Answer + Clone + Send + Sync + 'static
+where
+    P: Send + Sync + 'static,
+    T: Serialize + Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    ApiError: From<E>,
+    F: Fn(&mut Tx, &str, &P) -> Result<T, E> + Clone + Send + Sync + 'static,
+{
+    move |TenantAuth(tenant), State(s), Path(p), m| {
+        let remove = remove.clone();
+        Box::pin(async move {
+            let t = tenant.clone();
+            let job = move |tx: &mut Tx| remove(tx, &t, &p);
+            write(&s, &tenant, &m, StatusCode::NO_CONTENT, now_ms(), job).await
+        })
+    }
 }
 
 /// Run `job` (which renders the vendor's answer) in a write guarded by

@@ -22,16 +22,19 @@ pub trait ReadView {
     /// How many keys start with `prefix` and sort at or after `from`.
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
 
-    /// Up to `limit` entries whose key starts with `prefix`, in key order
-    /// (or reverse order), strictly after (or, reversed, before) `after`.
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The entries `scan` selects.
+    fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// Which entries a scan reads: up to `limit` whose key starts with
+/// `prefix`, in key order (or reverse order), strictly after (or, reversed,
+/// before) `after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    pub prefix: &'a str,
+    pub after: Option<&'a str>,
+    pub limit: usize,
+    pub reverse: bool,
 }
 
 /// Reading and writing inside a write transaction: reads see the

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::backend::{Backend, ReadView, WriteView};
+use crate::backend::{Backend, ReadView, Scan, WriteView};
 use crate::{SCHEMA_VERSION, StoreError, Table};
 
 /// The file in the data directory.
@@ -135,37 +135,41 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
 /// A read snapshot.
 struct Snap(redb::ReadTransaction);
 
-impl ReadView for Snap {
-    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl Snap {
+    /// `f` on `table`; `none` when the table was never written.
+    fn read<R>(
+        &self,
+        table: Table,
+        none: R,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static str, &'static [u8]>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         match self.0.open_table(def(table)) {
-            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Ok(t) => f(&t),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(none),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl ReadView for Snap {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(table, None, |t| get_value(t, key))
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        match self.0.open_table(def(table)) {
-            Ok(t) => count_keys(&t, prefix, from),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
+        self.read(table, 0, |t| count_keys(t, prefix, from))
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        match self.0.open_table(def(table)) {
-            Ok(t) => scan_keys(&t, prefix, after, limit, reverse),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+    fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(table, Vec::new(), |t| scan_keys(t, scan))
     }
+}
+
+fn get_value(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(t.get(key)?.map(|v| v.value().to_vec()))
 }
 
 /// A table opened in a write transaction.
@@ -199,22 +203,15 @@ impl<'t> Write<'t> {
 
 impl ReadView for Write<'_> {
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with(table, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
+        self.with(table, |t| get_value(t, key))
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
         self.with(table, |t| count_keys(t, prefix, from))
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.with(table, |t| scan_keys(t, prefix, after, limit, reverse))
+    fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.with(table, |t| scan_keys(t, scan))
     }
 }
 
@@ -249,11 +246,14 @@ fn count_keys(
 
 fn scan_keys(
     t: &impl ReadableTable<&'static str, &'static [u8]>,
-    prefix: &str,
-    after: Option<&str>,
-    limit: usize,
-    reverse: bool,
+    scan: Scan<'_>,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let Scan {
+        prefix,
+        after,
+        limit,
+        reverse,
+    } = scan;
     // Every key with `prefix` sorts below `prefix` + U+10FFFF.
     let end = format!("{prefix}\u{10ffff}");
     let mut out = Vec::new();

@@ -42,7 +42,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use backend::{Backend, ReadView, WriteView};
+pub use backend::{Backend, ReadView, Scan, WriteView};
 pub use embedded::Embedded;
 pub use writer::MAX_BATCH;
 
@@ -237,11 +237,18 @@ fn decode<T: DeserializeOwned>(table: &Table, bytes: &[u8]) -> Result<T, StoreEr
 /// Reading, the same way from a snapshot or inside a write transaction, so
 /// a check made during a call can be made again at commit.
 pub trait Reader {
+    /// The backend's view this reads through.
+    fn view(&self) -> &dyn ReadView;
+
     /// The raw bytes at `key`, if any.
-    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.view().get(table, key)
+    }
 
     /// How many keys start with `prefix` and sort at or after `from`.
-    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError>;
+    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
+        self.view().count_from(table, prefix, from)
+    }
 
     /// Up to `limit` entries whose key starts with `prefix`, in key order
     /// (or reverse order), starting strictly after `after` when given.
@@ -252,7 +259,15 @@ pub trait Reader {
         after: Option<&str>,
         limit: usize,
         reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let scan = Scan {
+            prefix,
+            after,
+            limit,
+            reverse,
+        };
+        self.view().scan(table, scan)
+    }
 
     /// The JSON records of [`Reader::scan_raw`].
     fn scan_page<T: DeserializeOwned>(
@@ -368,23 +383,8 @@ pub fn below_cap(
 pub struct Snapshot(Box<dyn ReadView + Send + Sync>);
 
 impl Reader for Snapshot {
-    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(table, key)
-    }
-
-    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        self.0.count_from(table, prefix, from)
-    }
-
-    fn scan_raw(
-        &self,
-        table: Table,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.0.scan(table, prefix, after, limit, reverse)
+    fn view(&self) -> &dyn ReadView {
+        &*self.0
     }
 }
 
@@ -404,23 +404,8 @@ impl<'t> Tx<'t> {
 
 /// Inside a write transaction, reads see the transaction's own writes.
 impl Reader for Tx<'_> {
-    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.view.get(table, key)
-    }
-
-    fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        self.view.count_from(table, prefix, from)
-    }
-
-    fn scan_raw(
-        &self,
-        table: Table,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.view.scan(table, prefix, after, limit, reverse)
+    fn view(&self) -> &dyn ReadView {
+        self.view
     }
 }
 
