@@ -175,3 +175,101 @@ where
         .write(move |tx| guarded(tx, &tenant, call.as_ref(), now_ms, status, &mut job))
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const COUNTER: Table = Table::new("test_counter");
+
+    fn call(key: &str, body: &str) -> Option<Call> {
+        Some(Call {
+            key: key.into(),
+            fingerprint: crate::ids::sha256_hex(body.as_bytes()),
+        })
+    }
+
+    /// One increment of the counter under `idem`: its answer is the value
+    /// after it.
+    async fn bump(
+        store: &crate::Store,
+        tenant: &str,
+        idem: Option<Call>,
+        now: i64,
+        runs: Arc<AtomicU64>,
+    ) -> Result<Guarded<u64>, StoreError> {
+        let t = tenant.to_owned();
+        write(store, tenant, idem, 201, now, move |tx| {
+            runs.fetch_add(1, Ordering::Relaxed);
+            let n = tx.get_u64(COUNTER, &t)? + 1;
+            tx.put_u64(COUNTER, &t, n)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// A key replays its first answer (with its status) and acts once, even
+    /// sent 20 times at once; the key with another call is a conflict and
+    /// changes nothing; keys are per tenant; a refused call is not
+    /// remembered, so its key may be retried; past the replay window the
+    /// key is new again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_acts_once_and_replays_its_answer() {
+        let path = std::env::temp_dir().join(format!("engage-idem-{}", crate::ids::random_hex(6)));
+        let dir = crate::files::open_data_dir(&path).expect("dir");
+        let store = crate::Store::open(&dir).expect("store");
+        let runs = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (store, runs) = (store.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                bump(&store, "t", call("k", "a"), 1_000, runs).await
+            }));
+        }
+        let (mut fresh, mut replays) = (0, 0);
+        for t in tasks {
+            match t.await.expect("task").expect("write") {
+                Guarded::Fresh(1) => fresh += 1,
+                Guarded::Replay(r) => {
+                    assert_eq!((r.status, r.body.as_u64()), (201, Some(1)));
+                    replays += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((fresh, replays), (1, 19));
+        let snap = store.read().expect("read");
+        assert_eq!(snap.get_u64(COUNTER, "t").expect("get"), 1, "acted once");
+        drop(snap);
+
+        let other = bump(&store, "t", call("k", "b"), 1_000, runs.clone()).await;
+        assert!(matches!(other, Ok(Guarded::Conflict)));
+        let elsewhere = bump(&store, "u", call("k", "b"), 1_000, runs.clone()).await;
+        assert!(
+            matches!(elsewhere, Ok(Guarded::Fresh(1))),
+            "keys are per tenant"
+        );
+
+        let refused = write(&store, "t", call("r", "x"), 200, 1_000, |_| {
+            Err::<u64, _>(StoreError::CommitFailed("refused".into()))
+        })
+        .await;
+        assert!(refused.is_err());
+        let retried = bump(&store, "t", call("r", "x"), 1_000, runs.clone()).await;
+        assert!(
+            matches!(retried, Ok(Guarded::Fresh(2))),
+            "a refusal is not kept"
+        );
+
+        let later = 1_000 + RETENTION_MS + 1;
+        let again = bump(&store, "t", call("k", "a"), later, runs).await;
+        assert!(
+            matches!(again, Ok(Guarded::Fresh(3))),
+            "past the window: {again:?}"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
