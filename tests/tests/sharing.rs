@@ -890,8 +890,12 @@ async fn the_store_stops_growing_under_churn() {
         "data directory per round: {:?} KB",
         sizes.iter().map(|s| s >> 10).collect::<Vec<_>>()
     );
-    // The file reuses the pages the sweeper freed: it stops growing.
-    assert!(sizes[5] <= sizes[2] + (sizes[2] / 10), "{sizes:?}");
+    // The file reuses the pages the sweeper freed: it stops growing. It may
+    // also shrink for a round (redb trims a free end of the file, which
+    // depends on where the writer's batches put their pages), so the bound
+    // is the high-water mark of the first three rounds, not round 2 alone.
+    let early = sizes[..3].iter().copied().max().unwrap_or(0);
+    assert!(sizes[5] <= early + early / 10, "{sizes:?}");
 }
 
 /// Finding 14: provider credentials are sealed at rest, and open again
