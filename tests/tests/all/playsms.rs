@@ -111,9 +111,20 @@ async fn delivered(s: &Server, user: &str, token: &str, id: &str) -> Value {
     panic!("smslog {id} was not delivered");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_003_user_operations_and_errors() {
-    let s = Server::start("playsms-user", |_| {}).await;
+/// Seed 003's cast, as the walk-through makes it: the demo tenant with IDR
+/// prices for +62, its first admin, `anton` (a user) and `sub` (his
+/// subuser), each with a webservices token; no credit yet.
+struct Cast {
+    s: Server,
+    t: String,
+    adm: String,
+    anton: String,
+    sub_tok: String,
+}
+
+/// The demo tenant with IDR prices for +62 and its first admin.
+async fn seed_003_tenant(name: &str) -> (Server, String, String) {
+    let s = Server::start(name, |_| {}).await;
     let t = s.demo_token().await;
     let prices = json!({ "currency": "IDR", "prices": [ { "channel": "sms", "prefix": "+62", "price": 0.05 } ] });
     assert_eq!(
@@ -123,8 +134,89 @@ async fn seed_003_user_operations_and_errors() {
         200
     );
     let adm = admin(&s, &t).await;
-    let a = |op: &'static str| [("op", op), ("u", "admin"), ("h", adm.as_str())];
+    (s, t, adm)
+}
 
+impl Cast {
+    async fn start(name: &str) -> Cast {
+        let (s, t, adm) = seed_003_tenant(name).await;
+        for add in [
+            [
+                ("data_status", "3"),
+                ("data_parent", ""),
+                ("data_username", "anton"),
+                ("data_password", "anton-pass"),
+                ("data_name", "Anton Raharja"),
+                ("data_email", "anton@example.com"),
+                ("data_mobile", "+6281100000001"),
+            ],
+            [
+                ("data_status", "4"),
+                ("data_parent", "anton"),
+                ("data_username", "sub"),
+                ("data_password", "sub-pass"),
+                ("data_name", "Sub User"),
+                ("data_email", "sub@example.com"),
+                ("data_mobile", ""),
+            ],
+        ] {
+            let mut call = vec![("op", "accountadd"), ("u", "admin"), ("h", adm.as_str())];
+            call.extend(add.into_iter().filter(|(_, v)| !v.is_empty()));
+            let added = ws(&s, &call).await;
+            assert_eq!(code(&added), "0", "{added}");
+        }
+        let token = |v: Value| v["token"].as_str().expect("token").to_owned();
+        let anton = token(anton_token(&s).await);
+        let sub_tok = token(ws(&s, &[("op", "get_token"), ("u", "sub"), ("p", "sub-pass")]).await);
+        Cast {
+            s,
+            t,
+            adm,
+            anton,
+            sub_tok,
+        }
+    }
+
+    /// `amount` of credit for `user`, by the admin.
+    async fn credit(&self, user: &str, amount: &str) {
+        let c = ws(
+            &self.s,
+            &[
+                ("op", "creditadd"),
+                ("u", "admin"),
+                ("h", &self.adm),
+                ("data_username", user),
+                ("data_amount", amount),
+            ],
+        )
+        .await;
+        assert_eq!(code(&c), "0", "{c}");
+    }
+
+    /// anton's local numbers get 62 and his messages a footer.
+    async fn configure_anton(&self) {
+        let c = ws(
+            &self.s,
+            &[
+                ("op", "accountconf"),
+                ("u", "admin"),
+                ("h", &self.adm),
+                ("data_username", "anton"),
+                ("data_replace_zero", "62"),
+                ("data_footer", "via Engage"),
+            ],
+        )
+        .await;
+        assert_eq!(code(&c), "0", "{c}");
+    }
+}
+
+/// Seed 003: errors of any call, adding accounts (a user and its subuser),
+/// tokens by user name or e-mail, and an admin operation refused to a user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_accounts_tokens_and_errors() {
+    let (s, _t, adm) = seed_003_tenant("playsms-accounts").await;
+    let a = |op: &'static str| [("op", op), ("u", "admin"), ("h", adm.as_str())];
     // No operation, an unknown one, a bad token.
     assert_err(&ws(&s, &[]).await, "102", "one or more field empty");
     assert_err(
@@ -207,7 +299,7 @@ async fn seed_003_user_operations_and_errors() {
         "authentication failed",
     );
     let sub_tok = ws(&s, &[("op", "get_token"), ("u", "sub"), ("p", "sub-pass")]).await;
-    let sub_tok = sub_tok["token"].as_str().expect("token").to_owned();
+    assert!(sub_tok["token"].is_string(), "{sub_tok}");
     let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
 
     // A user is not an admin.
@@ -218,24 +310,35 @@ async fn seed_003_user_operations_and_errors() {
         "600",
         "admin level authentication failed",
     );
+}
+
+/// Seed 003: an admin adds, deducts and views a user's credit, each with
+/// its errors; a retried operation with its Idempotency-Key happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_credit_operations() {
+    let c = Cast::start("playsms-credit-ops").await;
+    let s = &c.s;
+    let (adm, anton) = (&c.adm, &c.anton);
+    let a = |op: &'static str| [("op", op), ("u", "admin"), ("h", adm.as_str())];
+    let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
 
     // Credit.
     let mut credit = a("creditadd").to_vec();
     credit.extend([("data_username", "anton"), ("data_amount", "10")]);
-    let c = ws(&s, &credit).await;
+    let c = ws(s, &credit).await;
     assert_eq!(
         (code(&c), c["amount"].as_f64(), c["balance"].as_f64()),
         ("0", Some(10.0), Some(10.0)),
         "{c}"
     );
     assert_err(
-        &ws(&s, &credit[..4]).await,
+        &ws(s, &credit[..4]).await,
         "621",
         "adding credit failed due to missing data",
     );
     let mut nobody = a("creditadd").to_vec();
     nobody.extend([("data_username", "nobody"), ("data_amount", "1")]);
-    assert_err(&ws(&s, &nobody).await, "622", "fail to add credit");
+    assert_err(&ws(s, &nobody).await, "622", "fail to add credit");
     let mut deduct = a("creditdeduct").to_vec();
     deduct.extend([("data_username", "anton"), ("data_amount", "1")]);
     // A credit operation retried with its Idempotency-Key happens once.
@@ -263,27 +366,36 @@ async fn seed_003_user_operations_and_errors() {
     assert_eq!(reused.body["error"], "624", "{reused:?}");
     let mut credit_back = a("creditadd").to_vec();
     credit_back.extend([("data_username", "anton"), ("data_amount", "1")]);
-    assert_eq!(ws(&s, &credit_back).await["balance"].as_f64(), Some(10.0));
-    assert_eq!(ws(&s, &deduct).await["balance"].as_f64(), Some(9.0));
+    assert_eq!(ws(s, &credit_back).await["balance"].as_f64(), Some(10.0));
+    assert_eq!(ws(s, &deduct).await["balance"].as_f64(), Some(9.0));
     deduct[4] = ("data_amount", "100");
-    assert_err(&ws(&s, &deduct).await, "624", "fail to deduct credit");
+    assert_err(&ws(s, &deduct).await, "624", "fail to deduct credit");
     assert_err(
-        &ws(&s, &deduct[..3]).await,
+        &ws(s, &deduct[..3]).await,
         "623",
         "deducting credit failed due to missing data",
     );
     let mut view = a("creditview").to_vec();
     assert_err(
-        &ws(&s, &view).await,
+        &ws(s, &view).await,
         "619",
         "viewing credit failed due to missing data",
     );
     view.push(("data_username", "nobody"));
-    assert_err(&ws(&s, &view).await, "620", "fail to view credit");
+    assert_err(&ws(s, &view).await, "620", "fail to view credit");
     view[3] = ("data_username", "anton");
-    assert_eq!(ws(&s, &view).await["balance"].as_f64(), Some(9.0));
-    let cr = ws(&s, &u("cr")).await;
+    assert_eq!(ws(s, &view).await["balance"].as_f64(), Some(9.0));
+    let cr = ws(s, &u("cr")).await;
     assert_eq!((code(&cr), cr["credit"].as_str()), ("0", Some("9")), "{cr}");
+}
+
+/// Seed 003: `accountconf` and `accountpref`, with their errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_account_configuration_and_preferences() {
+    let c = Cast::start("playsms-conf").await;
+    let s = &c.s;
+    let adm = &c.adm;
+    let a = |op: &'static str| [("op", op), ("u", "admin"), ("h", adm.as_str())];
 
     // accountconf: local numbers get 62, a footer.
     let mut conf = a("accountconf").to_vec();
@@ -292,42 +404,54 @@ async fn seed_003_user_operations_and_errors() {
         ("data_replace_zero", "62"),
         ("data_footer", "via Engage"),
     ]);
-    assert_eq!(code(&ws(&s, &conf).await), "0");
+    assert_eq!(code(&ws(s, &conf).await), "0");
     assert_err(
-        &ws(&s, &conf[..4]).await,
+        &ws(s, &conf[..4]).await,
         "617",
         "editing account configuration failed due to missing data",
     );
     let mut bad_conf = conf[..4].to_vec();
     bad_conf.push(("data_fwd_to_inbox", "maybe"));
     assert_err(
-        &ws(&s, &bad_conf).await,
+        &ws(s, &bad_conf).await,
         "618",
         "fail to edit account configuration",
     );
     // accountpref.
     let mut pref = a("accountpref").to_vec();
     pref.extend([("data_username", "sub"), ("data_mobile", "+6281100000002")]);
-    assert_eq!(code(&ws(&s, &pref).await), "0");
+    assert_eq!(code(&ws(s, &pref).await), "0");
     assert_err(
-        &ws(&s, &pref[..4]).await,
+        &ws(s, &pref[..4]).await,
         "615",
         "editing account preferences failed due to missing data",
     );
     pref[4] = ("data_email", "not-an-address");
     assert_err(
-        &ws(&s, &pref).await,
+        &ws(s, &pref).await,
         "616",
         "fail to edit account preferences",
     );
+}
 
+/// Seed 003: the seed's `pv` example (a local number, the account's footer,
+/// 0.05 of credit) and `ds` by id, queue and destination, with its errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_pv_and_ds() {
+    let c = Cast::start("playsms-pv").await;
+    let s = &c.s;
+    let anton = &c.anton;
+    let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
+
+    c.credit("anton", "9").await;
+    c.configure_anton().await;
     // pv: the seed's example, a local number.
     let pv = ws(
-        &s,
+        s,
         &[
             ("op", "pv"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("to", "0987654321"),
             ("msg", "test only"),
         ],
@@ -349,32 +473,32 @@ async fn seed_003_user_operations_and_errors() {
         "{pv}"
     );
     let id = item["smslog_id"].as_str().expect("smslog_id").to_owned();
-    let ds = delivered(&s, "anton", &anton, &id).await;
+    let ds = delivered(s, "anton", anton, &id).await;
     let row = &ds["data"][0];
     assert_eq!(row["smslog_id"], id.as_str());
     assert_eq!(row["dst"], "0987654321");
     assert_eq!(row["msg"], "test only via Engage");
     assert!(row["dt"].as_str().is_some_and(|d| d.len() == 19), "{ds}");
     // The message went to +62987654321 and cost 0.05 of anton's credit.
-    assert_eq!(ws(&s, &u("cr")).await["credit"], "8.95");
+    assert_eq!(ws(s, &u("cr")).await["credit"], "8.95");
     let queue = item["queue"].as_str().unwrap_or_default().to_owned();
     let by_queue = ws(
-        &s,
+        s,
         &[
             ("op", "ds"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("queue", &queue),
         ],
     )
     .await;
     assert_eq!(by_queue["data"][0]["smslog_id"], id.as_str());
     let by_dst = ws(
-        &s,
+        s,
         &[
             ("op", "ds"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("dst", "0987654321"),
             ("c", "5"),
         ],
@@ -385,11 +509,11 @@ async fn seed_003_user_operations_and_errors() {
     // ds errors: unknown id, processed but filtered out, still queued.
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "ds"),
                 ("u", "anton"),
-                ("h", &anton),
+                ("h", anton),
                 ("smslog_id", "999999"),
             ],
         )
@@ -399,11 +523,11 @@ async fn seed_003_user_operations_and_errors() {
     );
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "ds"),
                 ("u", "anton"),
-                ("h", &anton),
+                ("h", anton),
                 ("smslog_id", &id),
                 ("src", "nobody"),
             ],
@@ -413,11 +537,11 @@ async fn seed_003_user_operations_and_errors() {
         "no delivery status retrieved and SMS has been processed from queue",
     );
     let later = ws(
-        &s,
+        s,
         &[
             ("op", "pv"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("to", "+6281234500001"),
             ("msg", "later"),
             ("schedule", "2099-01-01 10:00:00"),
@@ -431,11 +555,11 @@ async fn seed_003_user_operations_and_errors() {
         .to_owned();
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "ds"),
                 ("u", "anton"),
-                ("h", &anton),
+                ("h", anton),
                 ("queue", &later_q),
             ],
         )
@@ -443,15 +567,26 @@ async fn seed_003_user_operations_and_errors() {
         "401",
         "no delivery status retrieved and SMS still in queue",
     );
+}
 
+/// Seed 003: `pv` with nothing to send, a date that is not one, and a number
+/// that is not one beside one that is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_pv_errors() {
+    let c = Cast::start("playsms-pv-errors").await;
+    let s = &c.s;
+    let anton = &c.anton;
+
+    c.credit("anton", "9").await;
+    c.configure_anton().await;
     // pv errors: nothing to send, a date that is not one, a number that is not one.
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "pv"),
                 ("u", "anton"),
-                ("h", &anton),
+                ("h", anton),
                 ("to", "0987654321"),
             ],
         )
@@ -461,11 +596,11 @@ async fn seed_003_user_operations_and_errors() {
     );
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "pv"),
                 ("u", "anton"),
-                ("h", &anton),
+                ("h", anton),
                 ("to", "0987654321"),
                 ("msg", "x"),
                 ("schedule", "tomorrow"),
@@ -476,11 +611,11 @@ async fn seed_003_user_operations_and_errors() {
         "send message failed",
     );
     let mixed = ws(
-        &s,
+        s,
         &[
             ("op", "pv"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("to", "12,+6281234500002"),
             ("msg", "x"),
         ],
@@ -489,15 +624,26 @@ async fn seed_003_user_operations_and_errors() {
     assert_eq!(mixed["data"][0]["error"], "200", "{mixed}");
     assert_eq!(mixed["data"][0]["to"], "12");
     assert_eq!(mixed["data"][1]["error"], "0");
+}
 
+/// Seed 003: a subuser spends its own credit; phonebook groups and
+/// contacts, `#group` and `@user` destinations, `bc`; `query` counts what
+/// was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_subusers_phonebook_groups_and_inboxes() {
+    let c = Cast::start("playsms-phonebook").await;
+    let (s, t, adm, anton, sub_tok) = (&c.s, &c.t, &c.adm, &c.anton, &c.sub_tok);
+    let a = |op: &'static str| [("op", op), ("u", "admin"), ("h", adm.as_str())];
+    let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
+    c.credit("anton", "9").await;
     // A subuser spends its own credit: none yet.
     assert_err(
         &ws(
-            &s,
+            s,
             &[
                 ("op", "pv"),
                 ("u", "sub"),
-                ("h", &sub_tok),
+                ("h", sub_tok),
                 ("to", "+6281234500003"),
                 ("msg", "hi"),
             ],
@@ -506,16 +652,16 @@ async fn seed_003_user_operations_and_errors() {
         "103",
         "not enough credit for this operation",
     );
-    let before = ws(&s, &u("cr")).await["credit"].clone();
+    let before = ws(s, &u("cr")).await["credit"].clone();
     let mut sub_credit = a("creditadd").to_vec();
     sub_credit.extend([("data_username", "sub"), ("data_amount", "1")]);
-    assert_eq!(code(&ws(&s, &sub_credit).await), "0");
+    assert_eq!(code(&ws(s, &sub_credit).await), "0");
     let sent = ws(
-        &s,
+        s,
         &[
             ("op", "pv"),
             ("u", "sub"),
-            ("h", &sub_tok),
+            ("h", sub_tok),
             ("to", "+6281234500003"),
             ("msg", "hi"),
         ],
@@ -523,16 +669,16 @@ async fn seed_003_user_operations_and_errors() {
     .await;
     assert_eq!(sent["data"][0]["error"], "0", "{sent}");
     assert_eq!(
-        ws(&s, &[("op", "cr"), ("u", "sub"), ("h", &sub_tok)]).await["credit"],
+        ws(s, &[("op", "cr"), ("u", "sub"), ("h", sub_tok)]).await["credit"],
         "0.95"
     );
-    assert_eq!(ws(&s, &u("cr")).await["credit"], before);
+    assert_eq!(ws(s, &u("cr")).await["credit"], before);
 
     // Phonebook (through /v1), #group and @username destinations.
     let book = "/v1/gateway/accounts/anton";
     let g = v1(
-        &s,
-        &t,
+        s,
+        t,
         "POST",
         &format!("{book}/groups"),
         Some(json!({ "name": "Test Group", "code": "testgroup" })),
@@ -544,8 +690,8 @@ async fn seed_003_user_operations_and_errors() {
         ("Sari", "+6281200000002"),
     ] {
         let c = v1(
-            &s,
-            &t,
+            s,
+            t,
             "POST",
             &format!("{book}/contacts"),
             Some(json!({ "name": name, "mobile": mobile, "groups": ["TESTGROUP"] })),
@@ -554,11 +700,11 @@ async fn seed_003_user_operations_and_errors() {
         assert_eq!(c.status, 201, "{c:?}");
     }
     let contact = ws(
-        &s,
+        s,
         &[
             ("op", "get_contact"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("kwd", "budi"),
         ],
     )
@@ -583,27 +729,27 @@ async fn seed_003_user_operations_and_errors() {
     );
     assert!(c0["pid"].is_string() && c0["gpid"].is_string() && c0["email"].is_string());
     assert_err(
-        &ws(&s, &[("op", "get_contact"), ("u", "anton"), ("h", &anton)]).await,
+        &ws(s, &[("op", "get_contact"), ("u", "anton"), ("h", anton)]).await,
         "102",
         "one or more field empty",
     );
     let groups = ws(
-        &s,
+        s,
         &[
             ("op", "get_contact_group"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("kwd", "test"),
         ],
     )
     .await;
     assert_eq!(groups["data"][0]["code"], "TESTGROUP", "{groups}");
     let to_group = ws(
-        &s,
+        s,
         &[
             ("op", "pv"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("to", "#testgroup,@sub"),
             ("msg", "hello all"),
         ],
@@ -624,7 +770,7 @@ async fn seed_003_user_operations_and_errors() {
             .is_some_and(|d| d.iter().all(|i| i["error"] == "0"))
     );
     // `@sub` is an internal message into sub's inbox (as playSMS), not an SMS.
-    let sub_inbox = ws(&s, &[("op", "ix"), ("u", "sub"), ("h", &sub_tok)]).await;
+    let sub_inbox = ws(s, &[("op", "ix"), ("u", "sub"), ("h", sub_tok)]).await;
     let rows = sub_inbox["data"].as_array().cloned().unwrap_or_default();
     assert!(
         rows.iter()
@@ -638,11 +784,11 @@ async fn seed_003_user_operations_and_errors() {
     );
     // `bc`, as playSMS's PHP client still sends it: group codes in `to`.
     let bc = ws(
-        &s,
+        s,
         &[
             ("op", "bc"),
             ("u", "anton"),
-            ("h", &anton),
+            ("h", anton),
             ("to", "TESTGROUP"),
             ("msg", "hello group"),
         ],
@@ -655,45 +801,56 @@ async fn seed_003_user_operations_and_errors() {
     assert_eq!(tos, ["+6281200000001", "+6281200000002"], "{bc}");
 
     // query.
-    let q = ws(&s, &u("query")).await;
+    let q = ws(s, &u("query")).await;
     assert_eq!(q["data"]["user"]["username"], "anton");
     assert_eq!(q["data"]["user"]["status"], 3);
     assert!(
         q["data"]["last_id"]["user_outgoing"].as_u64().unwrap_or(0) >= 4,
         "{q}"
     );
+}
 
+/// Seed 003: a new token retires the old one; 104 / 105 / 106; XML, a POSTed
+/// form and the tenant-qualified path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_tokens_access_and_formats() {
+    let c = Cast::start("playsms-tokens").await;
+    let s = &c.s;
+    let (t, anton, sub_tok) = (&c.t, &c.anton, &c.sub_tok);
+    let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
+
+    c.credit("sub", "0.95").await;
     // set_token: the old token stops working.
-    let new = ws(&s, &u("set_token")).await;
+    let new = ws(s, &u("set_token")).await;
     let new_token = new["token"].as_str().expect("token").to_owned();
-    assert_ne!(new_token, anton);
-    assert_err(&ws(&s, &u("cr")).await, "100", "authentication failed");
+    assert_ne!(&new_token, anton);
+    assert_err(&ws(s, &u("cr")).await, "100", "authentication failed");
     let anton = new_token;
     let u = |op: &'static str| [("op", op), ("u", "anton"), ("h", anton.as_str())];
-    assert_eq!(code(&ws(&s, &u("cr")).await), "0");
+    assert_eq!(code(&ws(s, &u("cr")).await), "0");
 
     // 104 / 105 / 106: no token, webservices disabled, not from this address.
     let acct = "/v1/gateway/accounts/anton";
     assert_eq!(
-        v1(&s, &t, "PATCH", acct, Some(json!({ "webservices": false })))
+        v1(s, t, "PATCH", acct, Some(json!({ "webservices": false })))
             .await
             .status,
         200
     );
     assert_err(
-        &ws(&s, &u("cr")).await,
+        &ws(s, &u("cr")).await,
         "105",
         "webservice token not enable for this user",
     );
     assert_err(
-        &anton_token(&s).await,
+        &anton_token(s).await,
         "105",
         "webservice token not enable for this user",
     );
     assert_eq!(
         v1(
-            &s,
-            &t,
+            s,
+            t,
             "PATCH",
             acct,
             Some(json!({ "webservices": true, "webservices_ip": ["10.0.0.0/8"] }))
@@ -703,19 +860,19 @@ async fn seed_003_user_operations_and_errors() {
         200
     );
     assert_err(
-        &ws(&s, &u("cr")).await,
+        &ws(s, &u("cr")).await,
         "106",
         "webservice token not allowed from this IP address",
     );
     assert_err(
-        &anton_token(&s).await,
+        &anton_token(s).await,
         "106",
         "webservice token not allowed from this IP address",
     );
     assert_eq!(
         v1(
-            &s,
-            &t,
+            s,
+            t,
             "PATCH",
             acct,
             Some(json!({ "webservices_ip": ["127.0.0.0/8", "::1"] }))
@@ -724,17 +881,17 @@ async fn seed_003_user_operations_and_errors() {
         .status,
         200
     );
-    assert_eq!(code(&ws(&s, &u("cr")).await), "0");
-    let revoked = v1(&s, &t, "DELETE", &format!("{acct}/token"), None).await;
+    assert_eq!(code(&ws(s, &u("cr")).await), "0");
+    let revoked = v1(s, t, "DELETE", &format!("{acct}/token"), None).await;
     assert_eq!(revoked.status, 200, "{revoked:?}");
     assert_err(
-        &anton_token(&s).await,
+        &anton_token(s).await,
         "104",
         "webservice token is not available",
     );
 
     // Both formats, and POST with a form body: the XML error shape.
-    let xml = ws_xml(&s, &[("op", "nosuchop")]).await;
+    let xml = ws_xml(s, &[("op", "nosuchop")]).await;
     assert_eq!(
         xml,
         "<?xml version=\"1.0\"?>\n<response><status>ERR</status><error>101</error><error_string>type of action is invalid or unknown</error_string></response>\n"
