@@ -316,13 +316,8 @@ mod tests {
             max_keys: 12,
             max_bytes: 2_000,
         };
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut seeded = engage_store::ids::Seeded::new(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = |n: u64| seeded.below(n);
         let (mut refused, mut conflicts, mut applied) = (0, 0, 0);
         for _ in 0..400 {
             let tenant = ["a", "b"][next(2) as usize].to_owned();

@@ -196,3 +196,23 @@ mod tests {
         assert!(valid_id("player1") && !valid_id("") && !valid_id("a\u{1f}b"));
     }
 }
+
+/// A deterministic generator (xorshift64) for seeded property tests: the
+/// same seed gives the same cases, so a failure replays. Not for secrets.
+#[derive(Debug, Clone)]
+pub struct Seeded(u64);
+
+impl Seeded {
+    /// A generator from `seed` (not 0).
+    pub fn new(seed: u64) -> Seeded {
+        Seeded(seed.max(1))
+    }
+
+    /// The next number below `n` (at least 1).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}

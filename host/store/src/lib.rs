@@ -460,13 +460,8 @@ mod tests {
     #[test]
     fn keys_round_trip_and_prefixes_bound_their_keys() {
         let alphabet: Vec<char> = "ab0_-.:~ é".chars().collect();
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut seeded = crate::ids::Seeded::new(0x2545_F491_4F6C_DD1Du64);
+        let mut next = |n: usize| seeded.below(n as u64) as usize;
         for _ in 0..2000 {
             let count = 1 + next(4);
             let parts: Vec<String> = (0..count)

@@ -274,13 +274,8 @@ mod tests {
     async fn nothing_is_lost_or_done_twice_across_restarts() {
         let path = std::env::temp_dir().join(format!("engage-q-{}", crate::ids::random_hex(6)));
         let mut store = open(&path);
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut seeded = crate::ids::Seeded::new(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = |n: u64| seeded.below(n);
         let (mut now, lease) = (0i64, 1_000i64);
         let mut pushed = 0u64;
         let mut done: BTreeMap<u64, u32> = BTreeMap::new();
