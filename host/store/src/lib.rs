@@ -369,14 +369,15 @@ pub trait Reader {
 
 /// Whether fewer than `cap` keys start with `prefix`: what a tenant may
 /// keep of one kind of record is capped, so every list of them is one
-/// bounded read. Counts at most `cap` keys.
+/// bounded read. Counts keys without reading their values; creations past
+/// the cap are refused, so there are at most `cap` to count.
 pub fn below_cap(
     src: &impl Reader,
     table: Table,
     prefix: &str,
     cap: usize,
 ) -> Result<bool, StoreError> {
-    Ok(src.scan_raw(table, prefix, None, cap, false)?.len() < cap)
+    Ok(src.count_from(table, prefix, prefix)? < cap as u64)
 }
 
 /// A read snapshot.
