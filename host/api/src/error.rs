@@ -145,6 +145,7 @@ impl From<PluginsError> for ApiError {
             PluginsError::TooManyConflicts(_) => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
             PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::PluginQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            PluginsError::VersionBound { .. } => (StatusCode::CONFLICT, "version_bound"),
             PluginsError::Store(s) => return ApiError::internal(s),
             PluginsError::Internal(s) => return ApiError::internal(s),
         };

@@ -3,12 +3,14 @@
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::TenantAuth;
+use super::mutation::{self, Mutation};
 use super::tenants::parse;
 use super::{ApiError, AppState, RequestId};
 use engage_runtime::{BindRequest, Input, PluginsError, Point};
@@ -21,6 +23,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/plugins/{name}",
             get(get_one).put(upload).layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            "/v1/plugins/{name}/versions/{version}",
+            delete(remove_version),
+        )
         .route("/v1/bindings", get(bindings))
         .route(
             "/v1/bindings/{point}",
@@ -31,6 +37,21 @@ pub fn routes() -> Router<AppState> {
 
 fn point(s: &str) -> Result<Point, ApiError> {
     Point::parse(s).ok_or_else(|| PluginsError::UnknownPoint(s.to_owned()).into())
+}
+
+/// Delete a version the tenant no longer needs (not a bound one): it stops
+/// counting against the tenant's plugin storage.
+async fn remove_version(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path((name, version)): Path<(String, u32)>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    let g = s
+        .plugins
+        .remove_version(&tenant, &name, version, m.idem.clone())
+        .await?;
+    Ok(mutation::respond(g, StatusCode::NO_CONTENT))
 }
 
 async fn upload(

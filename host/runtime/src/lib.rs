@@ -47,13 +47,19 @@ pub fn params(map: &std::collections::BTreeMap<String, String>) -> Vec<io::Param
 }
 
 use crate::config::RuntimeConfig;
+use engage_store::idempotency::{Call, Guarded};
 use engage_store::ids::{now_ms, sha256_hex};
-use engage_store::{Reader, Snapshot, Store, StoreError, Table, key, prefix};
+use engage_store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix};
 use engine::Flavor;
 use runtime::{Prepared, WarmPool, WorldPre};
 use stats::Stats;
 
 const PLUGINS: Table = Table::new("plugins");
+/// component sha256 → how many stored versions (of any tenant) are that
+/// component (u64 LE); [`REFS_INDEXED`] once counted. A component file is
+/// deleted when its count reaches 0.
+const BLOB_REFS: Table = Table::new("plugin_blob_refs");
+const REFS_INDEXED: &str = "~indexed";
 /// First-party versions a tenant may hold beside its quota (one per
 /// first-party plugin per Engage release that changed it).
 const BUILTIN_VERSIONS_ALLOWANCE: usize = 256;
@@ -234,6 +240,14 @@ pub enum PluginsError {
     KvQuota(#[from] kv::QuotaExceeded),
     #[error("{0}")]
     PluginQuota(String),
+    #[error(
+        "version {version} of `{plugin}` is bound at the {point} point; bind another version first"
+    )]
+    VersionBound {
+        plugin: String,
+        version: u32,
+        point: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -388,6 +402,10 @@ pub struct Plugins {
     /// One compilation at a time: an upload flood queues instead of taking
     /// every core from the requests being served.
     compiling: tokio::sync::Semaphore,
+    /// Held while a component file is written or deleted together with the
+    /// write that counts its references, so an upload and a deletion of the
+    /// same component cannot interleave.
+    blob_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Plugins {
@@ -407,6 +425,66 @@ fn valid_plugin_name(name: &str) -> bool {
 
 const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 const MODULE_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// Whether `tenant` may keep one more version of `size` bytes: at most
+/// `max_versions` uploaded versions and `max_bytes` of them (first-party
+/// versions do not count). Reads at most the cap (and the first-party
+/// versions beside it).
+fn check_plugin_quota(
+    src: &impl Reader,
+    tenant: &str,
+    size: usize,
+    max_versions: usize,
+    max_bytes: u64,
+) -> Result<(), PluginsError> {
+    let kept: Vec<VersionInfo> = src
+        .scan_page::<VersionInfo>(
+            VERSIONS,
+            &prefix(&[tenant]),
+            None,
+            max_versions + BUILTIN_VERSIONS_ALLOWANCE,
+            false,
+        )?
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| !builtin::is_builtin_name(&v.name))
+        .collect();
+    if kept.len() >= max_versions {
+        return Err(PluginsError::PluginQuota(format!(
+            "this tenant keeps {} plugin versions, the most it may; delete one (DELETE /v1/plugins/{{name}}/versions/{{version}}) or ask the operator to raise max_plugin_versions_per_tenant",
+            kept.len()
+        )));
+    }
+    let bytes: u64 = kept.iter().map(|v| v.size as u64).sum();
+    if bytes.saturating_add(size as u64) > max_bytes {
+        return Err(PluginsError::PluginQuota(format!(
+            "this tenant keeps {bytes} bytes of components; {size} more would pass the {max_bytes} it may keep (delete a version first)"
+        )));
+    }
+    Ok(())
+}
+
+/// Count the stored versions of every component once (data from before
+/// the counts were kept); inside a write job, before its other writes.
+fn index_blob_refs(tx: &mut Tx) -> Result<(), StoreError> {
+    if tx.get_raw(BLOB_REFS, REFS_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.scan_page::<VersionInfo>(VERSIONS, "", after.as_deref(), 512, false)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (_, v) in page {
+            *counts.entry(v.sha256).or_default() += 1;
+        }
+    }
+    for (sha, n) in counts {
+        tx.put_u64(BLOB_REFS, &sha, n)?;
+    }
+    tx.put_raw(BLOB_REFS, REFS_INDEXED, b"")
+}
 
 impl Plugins {
     /// Start the runtime over `data` (the data directory), loading every
@@ -448,6 +526,7 @@ impl Plugins {
             gates,
             idle,
             compiling: tokio::sync::Semaphore::new(1),
+            blob_lock: tokio::sync::Mutex::new(()),
             linkers: [small_linker?, large_linker?],
             caches: [small_cache?, large_cache?],
             engines,
@@ -682,11 +761,27 @@ impl Plugins {
             ));
         }
         let sha256 = sha256_hex(&bytes);
+        let max_versions = self.config.max_plugin_versions_per_tenant.max(1);
+        let max_bytes = self.config.max_plugin_bytes_per_tenant;
+        if quota {
+            // Refused before compiling: a tenant at its quota costs nothing.
+            let snap = self.store.read()?;
+            check_plugin_quota(&snap, tenant, bytes.len(), max_versions, max_bytes)?;
+        }
+        if self
+            .store
+            .read()?
+            .get_raw(BLOB_REFS, REFS_INDEXED)?
+            .is_none()
+        {
+            self.store.write(index_blob_refs).await?;
+        }
         let _compiling = self
             .compiling
             .acquire()
             .await
             .map_err(|e| PluginsError::Internal(e.to_string()))?;
+        let _blobs = self.blob_lock.lock().await;
         // Compiling takes milliseconds to seconds: keep it off the async workers.
         let this = self.clone();
         let (sha, blob) = (sha256.clone(), bytes);
@@ -708,10 +803,8 @@ impl Plugins {
             .map_err(|e| PluginsError::Internal(e.to_string()))??;
 
         let point = prepared.point;
-        let (tenant_s, name_s) = (tenant.to_owned(), name.to_owned());
-        let max_versions = self.config.max_plugin_versions_per_tenant.max(1);
-        let max_bytes = self.config.max_plugin_bytes_per_tenant;
-        let info = self
+        let (tenant_s, name_s, sha) = (tenant.to_owned(), name.to_owned(), sha256.clone());
+        let stored = self
             .store
             .write(move |tx| {
                 let pkey = key(&[&tenant_s, &name_s]);
@@ -725,34 +818,8 @@ impl Plugins {
                         point.world()
                     )));
                 }
-                // What the tenant keeps already: at most the cap (and the
-                // first-party versions beside it), so the scan is bounded.
-                let kept: Vec<VersionInfo> = if quota {
-                    tx.scan_page::<VersionInfo>(
-                        VERSIONS,
-                        &prefix(&[&tenant_s]),
-                        None,
-                        max_versions + BUILTIN_VERSIONS_ALLOWANCE,
-                        false,
-                    )?
-                    .into_iter()
-                    .map(|(_, v)| v)
-                    .filter(|v| !builtin::is_builtin_name(&v.name))
-                    .collect()
-                } else {
-                    Vec::new()
-                };
-                if kept.len() >= max_versions {
-                    return Err(PluginsError::PluginQuota(format!(
-                        "this tenant keeps {} plugin versions, the most it may; ask the operator to raise max_plugin_versions_per_tenant",
-                        kept.len()
-                    )));
-                }
-                let bytes: u64 = kept.iter().map(|v| v.size as u64).sum();
-                if quota && bytes.saturating_add(size as u64) > max_bytes {
-                    return Err(PluginsError::PluginQuota(format!(
-                        "this tenant keeps {bytes} bytes of components; {size} more would pass the {max_bytes} it may keep"
-                    )));
+                if quota {
+                    check_plugin_quota(tx, &tenant_s, size, max_versions, max_bytes)?;
                 }
                 let version = record.map(|r| r.latest + 1).unwrap_or(1);
                 let info = VersionInfo {
@@ -763,13 +830,115 @@ impl Plugins {
                     size,
                     uploaded_at_ms: now_ms(),
                 };
+                let refs = tx.get_u64(BLOB_REFS, &sha256)?;
                 tx.put(VERSIONS, &version_key(&tenant_s, &name_s, version), &info)?;
                 tx.put(PLUGINS, &pkey, &PluginRecord { name: name_s.clone(), latest: version, point })?;
+                tx.put_u64(BLOB_REFS, &sha256, refs + 1)?;
                 Ok(info)
             })
-            .await?;
+            .await;
+        let info = match stored {
+            Ok(info) => info,
+            Err(e) => {
+                // Refused (a quota reached meanwhile, another world): the
+                // files written for it go unless a stored version uses them.
+                self.forget_unused_component(&sha)?;
+                return Err(e);
+            }
+        };
         tracing::info!(tenant, plugin = name, version = info.version, world = %info.world, "plugin version stored");
         Ok(info)
+    }
+
+    /// Delete `version` of the tenant's plugin `name`: refused while a
+    /// binding uses it; the component's files go once no stored version of
+    /// any tenant is that component. Guarded by `idem` (a retry answers as
+    /// the first time). Version numbers are not reused.
+    pub async fn remove_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+        idem: Option<Call>,
+    ) -> Result<Guarded<()>, PluginsError> {
+        if builtin::is_builtin_name(name) {
+            return Err(PluginsError::ReservedName(name.to_owned()));
+        }
+        let _blobs = self.blob_lock.lock().await;
+        let (t, n) = (tenant.to_owned(), name.to_owned());
+        let done = self
+            .store
+            .write(move |tx| {
+                let mut gone = None;
+                let g = engage_store::idempotency::guarded(
+                    tx,
+                    &t,
+                    idem.as_ref(),
+                    now_ms(),
+                    204,
+                    |tx| {
+                        let vk = version_key(&t, &n, version);
+                        let info: VersionInfo = tx
+                            .get(VERSIONS, &vk)?
+                            .ok_or_else(|| PluginsError::NoVersion(n.clone(), version))?;
+                        for point in Point::ALL {
+                            let bound: Option<Binding> =
+                                tx.get(BINDINGS, &key(&[&t, point.as_str()]))?;
+                            if bound.is_some_and(|b| b.plugin == n && b.version == version) {
+                                return Err(PluginsError::VersionBound {
+                                    plugin: n.clone(),
+                                    version,
+                                    point: point.as_str(),
+                                });
+                            }
+                        }
+                        index_blob_refs(tx)?;
+                        tx.remove(VERSIONS, &vk)?;
+                        let refs = tx.get_u64(BLOB_REFS, &info.sha256)?.saturating_sub(1);
+                        if refs == 0 {
+                            tx.remove(BLOB_REFS, &info.sha256)?;
+                            gone = Some(info.sha256.clone());
+                        } else {
+                            tx.put_u64(BLOB_REFS, &info.sha256, refs)?;
+                        }
+                        Ok::<_, PluginsError>(())
+                    },
+                )?;
+                Ok::<_, PluginsError>((g, gone))
+            })
+            .await?;
+        let (g, gone) = done;
+        if let Some(sha) = gone {
+            self.remove_component_files(&sha);
+        }
+        tracing::info!(tenant, plugin = name, version, "plugin version deleted");
+        Ok(g)
+    }
+
+    /// Remove a component's files unless a stored version uses it (call
+    /// with `blob_lock` held).
+    fn forget_unused_component(&self, sha256: &str) -> Result<(), PluginsError> {
+        if self.store.read()?.get_u64(BLOB_REFS, sha256)? == 0 {
+            self.remove_component_files(sha256);
+        }
+        Ok(())
+    }
+
+    /// The component's file, its compiled forms and what is prepared of it.
+    fn remove_component_files(&self, sha256: &str) {
+        let file = format!("{sha256}.wasm");
+        if let Err(e) = self.blobs.remove_file(&file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file, error = %e, "could not remove an unused component");
+        }
+        for cache in &self.caches {
+            cache.remove(sha256);
+        }
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k != sha256 && !k.starts_with(&format!("{sha256}+")));
     }
 
     fn version_info(

@@ -196,6 +196,96 @@ async fn plugin_storage_is_bounded_per_tenant() {
         other.status, 201,
         "another tenant's quota is its own: {other:?}"
     );
+
+    // Deleting a version frees the quota; a retry with its key answers the
+    // same, without one finds nothing; a bound version stays.
+    let sha = other.body["sha256"].as_str().expect("sha").to_owned();
+    let blob = server
+        .config
+        .data_dir
+        .join("plugins/blobs")
+        .join(format!("{sha}.wasm"));
+    let delete = |name: &'static str, key: Option<&'static str>| {
+        let mut r = server.request(
+            "DELETE",
+            &format!("/v1/plugins/{name}/versions/1"),
+            Some(&a),
+        );
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        server.send(r)
+    };
+    let (gone, again) = (
+        delete("one", Some("d1")).await,
+        delete("one", Some("d1")).await,
+    );
+    assert_eq!(
+        (gone.status, again.status),
+        (204, 204),
+        "{gone:?} {again:?}"
+    );
+    assert!(again.replayed, "{again:?}");
+    let missing = delete("one", None).await;
+    assert_eq!(
+        (missing.status, missing.body["error"]["code"].as_str()),
+        (404, Some("version_not_found"))
+    );
+    assert!(
+        blob.exists(),
+        "the other versions of the component keep its file"
+    );
+    assert_eq!(
+        server.upload(&a, "three", components::HOSTILE).await.status,
+        201
+    );
+    let bind = server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&a),
+            Some(json!({ "plugin": "two" })),
+        )
+        .await;
+    assert_eq!(bind.status, 200, "{bind:?}");
+    let bound = delete("two", None).await;
+    assert_eq!(
+        (bound.status, bound.body["error"]["code"].as_str()),
+        (409, Some("version_bound")),
+        "{bound:?}"
+    );
+    let builtin = server
+        .call(
+            "DELETE",
+            "/v1/plugins/rules-table/versions/1",
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(
+        builtin.body["error"]["code"], "reserved_name",
+        "{builtin:?}"
+    );
+    // The last version of the component anywhere takes its file with it.
+    let unbind = server
+        .call("DELETE", "/v1/bindings/rules", Some(&a), None)
+        .await;
+    assert!(unbind.status < 300, "{unbind:?}");
+    for (tenant, name) in [(&a, "two"), (&a, "three"), (&b, "one")] {
+        let d = server
+            .call(
+                "DELETE",
+                &format!("/v1/plugins/{name}/versions/1"),
+                Some(tenant),
+                None,
+            )
+            .await;
+        assert_eq!(d.status, 204, "{name}: {d:?}");
+    }
+    assert!(
+        !blob.exists(),
+        "no version uses the component: its file is gone"
+    );
     drop(server);
 
     // The byte quota: a version that fits the count but not the bytes.
