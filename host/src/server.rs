@@ -92,6 +92,9 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         store.clone(),
         config.runtime.clone(),
     )?);
+    // Before serving: data from before component references were counted
+    // is counted once, here, not in the first upload's request.
+    plugins.count_component_references().await?;
     let live = crate::notifications::Live::default();
     let gifts = crate::gifts::Gifts::new(store.clone(), plugins.clone(), live.clone());
     let mut background = Background::default();

@@ -768,14 +768,7 @@ impl Plugins {
             let snap = self.store.read()?;
             check_plugin_quota(&snap, tenant, bytes.len(), max_versions, max_bytes)?;
         }
-        if self
-            .store
-            .read()?
-            .get_raw(BLOB_REFS, REFS_INDEXED)?
-            .is_none()
-        {
-            self.store.write(index_blob_refs).await?;
-        }
+        self.count_component_references().await?;
         let _compiling = self
             .compiling
             .acquire()
@@ -848,6 +841,20 @@ impl Plugins {
         };
         tracing::info!(tenant, plugin = name, version = info.version, world = %info.world, "plugin version stored");
         Ok(info)
+    }
+
+    /// Count, once, how many stored versions each component has (for data
+    /// from before the counts were kept); a no-op afterwards.
+    pub async fn count_component_references(&self) -> Result<(), PluginsError> {
+        if self
+            .store
+            .read()?
+            .get_raw(BLOB_REFS, REFS_INDEXED)?
+            .is_none()
+        {
+            self.store.write(index_blob_refs).await?;
+        }
+        Ok(())
     }
 
     /// Delete `version` of the tenant's plugin `name`: refused while a
