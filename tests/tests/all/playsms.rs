@@ -1485,6 +1485,27 @@ async fn a_real_kannel_brings_stop_in_and_reports_delivery_to_ds() {
     assert_eq!(ds["data"][0]["src"], "");
 }
 
+/// `anton`, a gateway account made through /v1 with `amount` of credit on
+/// its credit account; his webservices token.
+async fn funded_anton(s: &Server, t: &str, amount: u64) -> String {
+    let acct = v1(s, t, "POST", "/v1/gateway/accounts",
+        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
+    assert_eq!(acct.status, 201, "{acct:?}");
+    let credit_account = acct.body["credit_account"]
+        .as_str()
+        .expect("credit account");
+    let top = v1(
+        s,
+        t,
+        "POST",
+        &format!("/v1/messaging/accounts/{credit_account}/credit"),
+        Some(json!({ "amount": amount })),
+    )
+    .await;
+    assert_eq!(top.status, 200, "{top:?}");
+    acct.body["token"].as_str().expect("token").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_is_never_overspent_by_concurrent_sends() {
     let s = Server::start("playsms-credit", |_| {}).await;
@@ -1496,22 +1517,7 @@ async fn credit_is_never_overspent_by_concurrent_sends() {
             .status,
         200
     );
-    let acct = v1(&s, &t, "POST", "/v1/gateway/accounts",
-        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
-    let token = acct.body["token"].as_str().expect("token").to_owned();
-    let credit_account = acct.body["credit_account"]
-        .as_str()
-        .expect("credit account")
-        .to_owned();
-    let top = v1(
-        &s,
-        &t,
-        "POST",
-        &format!("/v1/messaging/accounts/{credit_account}/credit"),
-        Some(json!({ "amount": 1 })),
-    )
-    .await;
-    assert_eq!(top.status, 200, "{top:?}");
+    let token = funded_anton(&s, &t, 1).await;
 
     // 30 sends at once for credit that pays 10.
     let mut tasks = Vec::new();
@@ -1939,19 +1945,7 @@ async fn a_retried_send_with_its_key_is_sent_and_charged_once() {
     let set = v1(&s, &t, "PUT", "/v1/messaging/prices", Some(prices)).await;
     assert_eq!(set.status, 200, "{set:?}");
     let adm = admin(&s, &t).await;
-    let acct = v1(&s, &t, "POST", "/v1/gateway/accounts",
-        Some(json!({ "username": "anton", "password": "anton-pass", "name": "Anton", "email": "anton@example.com" }))).await;
-    let token = acct.body["token"].as_str().expect("token").to_owned();
-    let credit_account = acct.body["credit_account"].as_str().expect("account");
-    let top = v1(
-        &s,
-        &t,
-        "POST",
-        &format!("/v1/messaging/accounts/{credit_account}/credit"),
-        Some(json!({ "amount": 1 })),
-    )
-    .await;
-    assert_eq!(top.status, 200, "{top:?}");
+    let token = funded_anton(&s, &t, 1).await;
     let keyed = |params: Vec<(&'static str, String)>, key: &'static str| {
         s.send(
             s.request("GET", "/playsms/index.php", None)
