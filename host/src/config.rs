@@ -8,10 +8,43 @@ use serde::Deserialize;
 
 pub use crate::plugins::config::RuntimeConfig;
 
+/// Which storage backend keeps the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// One redb file in the data directory: nothing to install, one host.
+    #[default]
+    Embedded,
+    /// A PostgreSQL (or PostgreSQL-protocol) database at `url`: any number
+    /// of hosts.
+    Postgres,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "embedded" => Ok(BackendKind::Embedded),
+            "postgres" => Ok(BackendKind::Postgres),
+            other => Err(format!(
+                "unknown storage backend {other:?}: use \"embedded\" or \"postgres\""
+            )),
+        }
+    }
+}
+
 /// Storage settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `embedded` (the default) or `postgres`; also `ENGAGE_STORAGE_BACKEND`.
+    pub backend: BackendKind,
+    /// The database for `postgres`: `postgres://user:password@host:port/db`;
+    /// also `ENGAGE_STORAGE_URL`.
+    pub url: Option<String>,
+    /// The most database connections one host opens (`postgres`).
+    pub pool_size: usize,
     /// The most writes one durable commit carries (group commit). 1 makes
     /// every write its own commit: only useful to measure the difference.
     pub max_batch: usize,
@@ -20,8 +53,38 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: BackendKind::Embedded,
+            url: None,
+            pool_size: 16,
             max_batch: crate::store::MAX_BATCH,
         }
+    }
+}
+
+impl StorageConfig {
+    /// Open the configured backend; `data` is the data directory (the
+    /// embedded backend's file lives there).
+    pub fn open(&self, data: &cap_std::fs::Dir) -> anyhow::Result<crate::store::Store> {
+        use std::sync::Arc;
+        Ok(match self.backend {
+            BackendKind::Embedded => crate::store::Store::open_with(data, self.max_batch)?,
+            BackendKind::Postgres => {
+                let pg = engage_store_postgres::Postgres::open(&self.pg_config()?)?;
+                crate::store::Store::on(Arc::new(pg), self.max_batch)
+            }
+        })
+    }
+
+    /// The PostgreSQL settings, or what is missing.
+    pub fn pg_config(&self) -> anyhow::Result<engage_store_postgres::PgConfig> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "[storage] backend = \"postgres\" needs a url: set [storage] url or ENGAGE_STORAGE_URL to postgres://user:password@host:port/database"
+            )
+        })?;
+        let mut pg = engage_store_postgres::PgConfig::new(url);
+        pg.pool_size = self.pool_size.max(2);
+        Ok(pg)
     }
 }
 

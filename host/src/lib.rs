@@ -9,7 +9,8 @@
 //!
 //! | crate | folder | what it keeps |
 //! |---|---|---|
-//! | `engage-store` | `host/store` | tables, key codec, group-commit writer, durable queue, idempotency records, sweeper, sealed secrets (the only crate that names redb) |
+//! | `engage-store` | `host/store` | tables, key codec, the backend traits and the embedded (redb) backend, group-commit writer, durable queue, idempotency records, sweeper, sealed secrets (the only crate that names redb) |
+//! | `engage-store-postgres` | `host/store-postgres` | the PostgreSQL backend of the store's traits: many hosts on one database |
 //! | `engage-ledger` | `host/ledger` | points: entries, balances, totals; the read views plugins see |
 //! | `engage-runtime` | `host/runtime` | wasmtime engine, sandbox, per-tenant registry, plugin key-value state, the judged commit |
 //! | `engage-messaging` | `host/messaging` | outbox, dispatcher, providers, pricing, opt-outs, the SMS gateway |
@@ -34,6 +35,7 @@ pub use engage_messaging::gateway;
 pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
+pub use engage_store_postgres as store_postgres;
 
 pub mod config;
 pub mod server;

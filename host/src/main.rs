@@ -20,6 +20,22 @@ struct Cli {
     /// Where Engage keeps its data.
     #[arg(long, global = true, env = "ENGAGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the data lives: `embedded` (a redb file in the data
+    /// directory) or `postgres` (at --storage-url).
+    #[arg(long, global = true, env = "ENGAGE_STORAGE_BACKEND")]
+    storage_backend: Option<engage::config::BackendKind>,
+    /// The PostgreSQL database: postgres://user:password@host:port/database.
+    #[arg(
+        long,
+        global = true,
+        env = "ENGAGE_STORAGE_URL",
+        hide_env_values = true
+    )]
+    storage_url: Option<String>,
+    /// The key that seals provider credentials at rest (64 hex digits);
+    /// every host on one database needs the same.
+    #[arg(long, global = true, env = "ENGAGE_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,9 +50,14 @@ enum Command {
         /// Set the admin token (otherwise one is generated on first start).
         #[arg(long, env = "ENGAGE_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
-        /// The key that seals provider credentials at rest (64 hex digits).
-        #[arg(long, env = "ENGAGE_SECRET_KEY", hide_env_values = true)]
-        secret_key: Option<String>,
+    },
+    /// Apply the storage schema's migrations (a server applies them at
+    /// start too) and print which are applied.
+    Migrate,
+    /// Work on a whole store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Manage tenants.
     Tenant {
@@ -91,6 +112,21 @@ enum PluginCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy everything from one store into an empty one, from one
+    /// snapshot, then verify both hold the same (counts and a digest of
+    /// every table: balances, codes and credit included). A location is a
+    /// data directory (embedded) or a postgres:// url. Stop the servers on
+    /// an embedded source first; a PostgreSQL source may stay in use.
+    Copy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum TenantCommand {
     /// Create a tenant and print its credentials as JSON. Works whether or
     /// not a server runs on the data directory (through its admin API if so).
@@ -109,6 +145,19 @@ fn load_config(cli: &Cli) -> anyhow::Result<ServerConfig> {
     };
     if let Some(d) = &cli.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Some(b) = cli.storage_backend {
+        config.storage.backend = b;
+    }
+    if let Some(u) = &cli.storage_url {
+        config.storage.url = Some(u.clone());
+        if cli.storage_backend.is_none() {
+            // A url says which backend.
+            config.storage.backend = engage::config::BackendKind::Postgres;
+        }
+    }
+    if cli.secret_key.is_some() {
+        config.secret_key = cli.secret_key.clone();
     }
     Ok(config)
 }
@@ -130,11 +179,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             admin_token,
-            secret_key,
         } => {
-            if secret_key.is_some() {
-                config.secret_key = secret_key;
-            }
             if let Some(l) = listen {
                 config.listen = l;
             }
@@ -150,7 +195,69 @@ fn main() -> anyhow::Result<()> {
             command: TenantCommand::Create { name, admin_token },
         } => runtime.block_on(create_tenant(&config, &name, admin_token)),
         Command::Plugin { auth, command } => runtime.block_on(plugin(&config, auth, command)),
+        Command::Migrate => runtime.block_on(migrate(&config)),
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => runtime.block_on(copy(&config, &from, &to)),
     }
+}
+
+async fn migrate(config: &ServerConfig) -> anyhow::Result<()> {
+    match config.storage.backend {
+        engage::config::BackendKind::Postgres => {
+            let pg = engage::store_postgres::Postgres::connect(&config.storage.pg_config()?)?;
+            let applied = pg.migrate()?;
+            println!(
+                "{}",
+                serde_json::json!({ "backend": "postgres", "applied_now": applied, "applied": pg.applied()?,
+                                    "latest": engage::store_postgres::LATEST_MIGRATION })
+            );
+        }
+        engage::config::BackendKind::Embedded => {
+            // Opening migrates the redb file to this build's schema.
+            let data = engage::store::files::open_data_dir(&config.data_dir)?;
+            drop(config.storage.open(&data)?);
+            println!(
+                "{}",
+                serde_json::json!({ "backend": "embedded", "schema": engage::store::SCHEMA_VERSION })
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A store at `location`: a postgres:// url or a data directory.
+fn open_location(config: &ServerConfig, location: &str) -> anyhow::Result<engage::store::Store> {
+    let mut storage = config.storage.clone();
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        storage.backend = engage::config::BackendKind::Postgres;
+        storage.url = Some(location.to_owned());
+        let data = engage::store::files::open_data_dir(&std::env::temp_dir())?;
+        return storage.open(&data);
+    }
+    storage.backend = engage::config::BackendKind::Embedded;
+    let data = engage::store::files::open_data_dir(std::path::Path::new(location))?;
+    storage
+        .open(&data)
+        .with_context(|| format!("opening the store in {location} (is a server running on it?)"))
+}
+
+async fn copy(config: &ServerConfig, from: &str, to: &str) -> anyhow::Result<()> {
+    let source = open_location(config, from)?;
+    let target = open_location(config, to)?;
+    // Components kept as files by older versions go into the source first.
+    if !from.contains("://") {
+        let data = engage::store::files::open_data_dir(std::path::Path::new(from))?;
+        engage::plugins::import_component_files(&source, &data).await?;
+    }
+    let report = engage::store::copy::copy(&source, &target).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let closing = [source.closing(), target.closing()];
+    drop((source, target));
+    for c in closing {
+        c.wait(std::time::Duration::from_secs(10)).await;
+    }
+    Ok(())
 }
 
 async fn create_tenant(

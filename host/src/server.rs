@@ -14,7 +14,6 @@ use crate::config::ServerConfig;
 use crate::ids::random_hex;
 use crate::plugins::{BindRequest, Plugins, Point};
 use crate::shutdown::Background;
-use crate::store::Store;
 use crate::store::files::{open_data_dir, write_private};
 use crate::tenants;
 
@@ -84,8 +83,16 @@ pub fn sweeps() -> Vec<crate::sweeper::Sweep> {
 /// provision every tenant with the current first-party plugins.
 pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background)> {
     let data = open_data_dir(&config.data_dir)?;
-    let store = Store::open_with(&data, config.storage.max_batch)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
+    let store = match config.storage.backend {
+        crate::config::BackendKind::Embedded => config
+            .storage
+            .open(&data)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?,
+        crate::config::BackendKind::Postgres => config.storage.open(&data)?,
+    };
+    // Components live in the store; installations from before kept them
+    // as files.
+    crate::plugins::import_component_files(&store, &data).await?;
     let plugins = Arc::new(Plugins::open(
         &data,
         &config.data_dir,
@@ -95,16 +102,28 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
     // Before serving: data from before component references were counted
     // is counted once, here, not in the first upload's request.
     plugins.count_component_references().await?;
-    let live = crate::notifications::Live::default();
-    let gifts = crate::gifts::Gifts::new(store.clone(), plugins.clone(), live.clone());
+    let p = plugins.clone();
     let mut background = Background::default();
+    let hosts = Arc::new(crate::store::hosts::Hosts::default());
+    if store.is_shared() {
+        // Counted before serving, so the first sends take this host's share.
+        hosts.beat(&store).await?;
+    }
+    let (h, st) = (hosts.clone(), store.clone());
+    background.spawn("host heartbeat", |stop| h.heartbeat_loop(st, stop));
+    background.spawn("plugin bindings", |stop| p.refresh_loop(stop));
+    let live = crate::notifications::Live::new(store.is_shared());
+    let (l, st) = (live.clone(), store.clone());
+    background.spawn("notification relay", |stop| l.relay_loop(st, stop));
+    let gifts = crate::gifts::Gifts::new(store.clone(), plugins.clone(), live.clone());
     if config.gifts.post_hooks_paused {
         tracing::warn!("gift post hooks are paused; they stay queued");
     } else {
         let g = gifts.clone();
         background.spawn("gift post hooks", |stop| g.post_hook_loop(stop));
     }
-    let sealer = crate::secrets::Sealer::load(config.secret_key.as_deref(), &data)?;
+    let sealer =
+        crate::secrets::Sealer::load(config.secret_key.as_deref(), &data, store.is_shared())?;
     let sealed = crate::messaging::providers::seal_stored(&store, &sealer).await?;
     if sealed > 0 {
         tracing::info!(
@@ -117,6 +136,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         plugins.clone(),
         Duration::from_millis(config.messaging.provider_timeout_ms.max(1)),
         sealer,
+        hosts.clone(),
     );
     let m = messaging.clone();
     background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));

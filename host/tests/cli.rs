@@ -118,3 +118,69 @@ async fn tenants_and_plugins_from_the_cli() {
     running.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `engage store copy` and `engage migrate` as an operator runs them: an
+/// embedded data directory into a new PostgreSQL database, then the CLI
+/// working on that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_and_migrate_from_the_cli() {
+    let base = std::env::var("ENGAGE_TEST_POSTGRES")
+        .expect("ENGAGE_TEST_POSTGRES: run ./scripts/test, which starts a throw-away PostgreSQL");
+    let data = std::env::temp_dir().join(format!("engage-cli-copy-{}", engage::ids::random_hex(6)));
+    let (ok, acme, err) = engage_async(&data, &["tenant", "create", "acme"]).await;
+    assert!(ok, "{err}");
+    let name = format!("cli_copy_{}", engage::ids::random_hex(6));
+    let url = engage::store_postgres::create_database(&base, &name).expect("database");
+
+    let (ok, report, err) = engage_async(
+        &data,
+        &[
+            "store",
+            "copy",
+            "--from",
+            &data.to_string_lossy(),
+            "--to",
+            &url,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let tables = report["tables"].as_array().cloned().unwrap_or_default();
+    assert!(
+        tables
+            .iter()
+            .any(|t| t["table"] == "tenants" && t["entries"].as_u64() > Some(0)),
+        "{report}"
+    );
+    // Again into the same database: refused, saying why.
+    let (ok, _, err) = engage_async(
+        &data,
+        &[
+            "store",
+            "copy",
+            "--from",
+            &data.to_string_lossy(),
+            "--to",
+            &url,
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("already holds data"), "{err}");
+
+    let key = "--secret-key=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let on_pg = ["--storage-url", url.as_str(), key];
+    let (ok, migrated, err) = engage_async(&data, &[&on_pg[..], &["migrate"]].concat()).await;
+    assert!(ok, "{err}");
+    assert_eq!(migrated["backend"], "postgres");
+    assert_eq!(migrated["applied"], serde_json::json!([1]), "{migrated}");
+    // The copied tenant is there: a second one with its name is refused.
+    let (ok, _, err) =
+        engage_async(&data, &[&on_pg[..], &["tenant", "create", "acme"]].concat()).await;
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, beta, err) =
+        engage_async(&data, &[&on_pg[..], &["tenant", "create", "beta"]].concat()).await;
+    assert!(ok, "{err}");
+    assert_eq!(beta["tenant"], "beta");
+    assert_ne!(beta["api_key"], acme["api_key"]);
+    let _ = std::fs::remove_dir_all(&data);
+}

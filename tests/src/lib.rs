@@ -27,6 +27,87 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Whether this run's servers keep their data in PostgreSQL
+/// (`ENGAGE_TEST_STORAGE=postgres`, as `scripts/test` sets for its second
+/// pass) rather than the embedded default.
+pub fn on_postgres() -> bool {
+    std::env::var("ENGAGE_TEST_STORAGE").is_ok_and(|v| v == "postgres")
+}
+
+/// A fresh database on the test PostgreSQL server (`ENGAGE_TEST_POSTGRES`,
+/// started by `scripts/test`).
+pub fn test_database(tag: &str) -> String {
+    let base = std::env::var("ENGAGE_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "ENGAGE_TEST_POSTGRES is not set: run ./scripts/test, which starts a throw-away PostgreSQL"
+        )
+    });
+    let tag: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    let name = format!("e2e_{tag}_{}", engage::ids::random_hex(6));
+    engage::store_postgres::create_database(&base, &name).expect("create a test database")
+}
+
+/// The sealing key every test host on one database shares.
+pub const TEST_SECRET_KEY: &str =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Point `config` at this run's backend: a fresh PostgreSQL database when
+/// the run is on PostgreSQL, else nothing (the data directory's redb file).
+pub fn on_test_backend(config: &mut ServerConfig, tag: &str) {
+    if on_postgres() {
+        config.storage.backend = engage::config::BackendKind::Postgres;
+        config.storage.url = Some(test_database(tag));
+        config.secret_key = Some(TEST_SECRET_KEY.into());
+    }
+}
+
+/// kunalg (fb:kunalg) and abcd (fb:abcd) are friends; abcd plays.
+pub async fn friends(s: &Server, t: &str) {
+    for (id, first, last) in [("kunal", "Kunal", "TestHG"), ("abcd", "Abc", "D")] {
+        let r = s
+            .call(
+                "POST",
+                "/v1/players",
+                Some(t),
+                Some(json!({ "id": id, "first_name": first, "last_name": last })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let l = s
+        .call(
+            "PUT",
+            "/v1/players/kunal/identities/fb",
+            Some(t),
+            Some(json!({ "id": "kunalg" })),
+        )
+        .await;
+    assert_eq!(l.status, 200, "{l:?}");
+    let l = s
+        .call(
+            "PUT",
+            "/v1/players/abcd/identities/fb",
+            Some(t),
+            Some(json!({ "id": "abcd" })),
+        )
+        .await;
+    assert_eq!(l.status, 200, "{l:?}");
+    let f = s
+        .call("PUT", "/v1/players/kunal/friends", Some(t), Some(json!({ "friends": [{ "mode": "fb", "id": "abcd" }, { "mode": "fb", "id": "not-playing-yet" }] })))
+        .await;
+    assert_eq!(f.status, 200, "{f:?}");
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct Server {
     pub running: Option<Running>,
@@ -54,6 +135,7 @@ impl Server {
             listen: "127.0.0.1:0".parse().expect("addr"),
             ..ServerConfig::default()
         };
+        on_test_backend(&mut config, tag);
         tweak(&mut config);
         Server::start_with(config).await
     }
@@ -84,6 +166,45 @@ impl Server {
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().expect("addr");
         Server::start_with(config).await
+    }
+
+    /// Another host on this server's database (PostgreSQL): a data
+    /// directory of its own, the same tenants, credentials and secret key.
+    pub async fn another_host(&self) -> Server {
+        assert!(
+            self.config.storage.backend == engage::config::BackendKind::Postgres,
+            "hosts share a PostgreSQL database, not a data directory"
+        );
+        let mut config = self.config.clone();
+        config.data_dir = temp_dir("host");
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        std::fs::copy(
+            self.config.data_dir.join("credentials.json"),
+            config.data_dir.join("credentials.json"),
+        )
+        .expect("credentials");
+        let running = engage::server::start(&config)
+            .await
+            .expect("another host starts");
+        Server {
+            base: format!("http://{}", running.addr),
+            running: Some(running),
+            config,
+            http: reqwest::Client::new(),
+            admin_token: self.admin_token.clone(),
+        }
+    }
+
+    /// A server whose data is in a fresh PostgreSQL database, whatever the
+    /// run's backend (for the tests of hosts sharing one).
+    pub async fn start_on_postgres(tag: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+        Server::start(tag, |c| {
+            c.storage.backend = engage::config::BackendKind::Postgres;
+            c.storage.url = Some(test_database(tag));
+            c.secret_key = Some(TEST_SECRET_KEY.into());
+            tweak(c);
+        })
+        .await
     }
 
     /// The running server's shared state (for white-box checks).

@@ -34,6 +34,11 @@ struct Inner {
     violations: Mutex<Vec<String>>,
     fail_next: Mutex<u32>,
     hang: std::sync::atomic::AtomicBool,
+    /// How long each answer takes (ms).
+    delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests being answered now, and the most at once so far.
+    open: std::sync::atomic::AtomicU32,
+    most_open: std::sync::atomic::AtomicU32,
 }
 
 /// `CreateMessage`'s request schema, from twilio/twilio-oai.
@@ -155,6 +160,20 @@ impl FakeTwilio {
             .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Take `ms` to answer each request (so sends overlap).
+    pub fn delay(&self, ms: u64) {
+        self.inner
+            .delay_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The most requests it was answering at one time.
+    pub fn most_at_once(&self) -> u32 {
+        self.inner
+            .most_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every way a request so far broke Twilio's CreateMessage spec.
     pub fn violations(&self) -> Vec<String> {
         self.inner
@@ -207,6 +226,16 @@ async fn create(
     };
     if inner.hang.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = inner.open.fetch_add(1, SeqCst) + 1;
+        inner.most_open.fetch_max(now, SeqCst);
+        let delay = inner.delay_ms.load(SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        inner.open.fetch_sub(1, SeqCst);
     }
     let to = seen.field("To").map(str::to_owned);
     let broken = violations_of(&seen);

@@ -49,6 +49,22 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// A storage failure: 503 with `Retry-After` while the database is
+    /// away or busy (nothing was done; try again), else 500.
+    pub fn store(e: impl std::borrow::Borrow<StoreError>) -> ApiError {
+        let e = e.borrow();
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "storage unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "storage is unavailable for a moment; try again (with the same Idempotency-Key, if any)",
+            )
+            .retry_after(1);
+        }
+        ApiError::internal(e)
+    }
+
     fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %e, "internal error");
         ApiError::new(
@@ -93,14 +109,14 @@ impl From<engage_domain::cors::CorsError> for ApiError {
             engage_domain::cors::CorsError::Invalid(m) => {
                 ApiError::bad_request("invalid_origin", m)
             }
-            engage_domain::cors::CorsError::Store(s) => ApiError::internal(s),
+            engage_domain::cors::CorsError::Store(s) => ApiError::store(s),
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::internal(e)
+        ApiError::store(e)
     }
 }
 
@@ -113,7 +129,7 @@ impl From<TenantError> for ApiError {
             TenantError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             TenantError::BadToken => (StatusCode::UNAUTHORIZED, "bad_token"),
             TenantError::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            TenantError::Store(s) => return ApiError::internal(s),
+            TenantError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -146,7 +162,7 @@ impl From<PluginsError> for ApiError {
             PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::PluginQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::VersionBound { .. } => (StatusCode::CONFLICT, "version_bound"),
-            PluginsError::Store(s) => return ApiError::internal(s),
+            PluginsError::Store(s) => return ApiError::store(s),
             PluginsError::Internal(s) => return ApiError::internal(s),
         };
         ApiError::new(status, code, e.to_string())
@@ -171,7 +187,7 @@ impl From<PlayerError> for ApiError {
             PlayerError::InvalidEmail(_) => (StatusCode::BAD_REQUEST, "invalid_email"),
             PlayerError::UsernameTaken(_) => (StatusCode::CONFLICT, "username_taken"),
             PlayerError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            PlayerError::Store(s) => return ApiError::internal(s),
+            PlayerError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -200,7 +216,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
             LedgerError::AlreadyReversed { .. } => (StatusCode::CONFLICT, "already_reversed"),
             LedgerError::ReverseOfReversal => (StatusCode::BAD_REQUEST, "reverse_of_reversal"),
-            LedgerError::Store(s) => return ApiError::internal(s),
+            LedgerError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -220,7 +236,7 @@ impl From<ActionError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "contention")
             }
             ActionError::Plugin(p) => return p.into(),
-            ActionError::Store(s) => return ApiError::internal(s),
+            ActionError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -239,7 +255,7 @@ impl From<GoodsError> for ApiError {
                 (StatusCode::CONFLICT, "insufficient_balance")
             }
             GoodsError::RedemptionNotFound(_) => (StatusCode::NOT_FOUND, "redemption_not_found"),
-            GoodsError::Store(s) => return ApiError::internal(s),
+            GoodsError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -298,35 +298,39 @@ async fn stream(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    players::get(&s.store.read()?, &tenant, &id)?;
+    let snap = s.store.read()?;
+    players::get(&snap, &tenant, &id)?;
     let rx = s.live.subscribe();
-    let events = futures_util::stream::unfold((rx, s.shutdown), move |(mut rx, mut stop)| {
-        let (tenant, id) = (tenant.clone(), id.clone());
-        async move {
-            loop {
-                let received = tokio::select! {
-                    _ = stop.requested() => return None,
-                    r = rx.recv() => r,
-                };
-                match received {
-                    Ok(p) if p.tenant == tenant && p.notification.player == id => {
-                        let data = serde_json::to_string(&p.notification).unwrap_or_default();
-                        let ev = Event::default()
-                            .event("notification")
-                            .id(p.notification.id.clone())
-                            .data(data);
-                        return Some((Ok(ev), (rx, stop)));
+    let watch = s.live.watch(&snap, &tenant)?;
+    drop(snap);
+    let events =
+        futures_util::stream::unfold((rx, s.shutdown, watch), move |(mut rx, mut stop, watch)| {
+            let (tenant, id) = (tenant.clone(), id.clone());
+            async move {
+                loop {
+                    let received = tokio::select! {
+                        _ = stop.requested() => return None,
+                        r = rx.recv() => r,
+                    };
+                    match received {
+                        Ok(p) if p.tenant == tenant && p.notification.player == id => {
+                            let data = serde_json::to_string(&p.notification).unwrap_or_default();
+                            let ev = Event::default()
+                                .event("notification")
+                                .id(p.notification.id.clone())
+                                .data(data);
+                            return Some((Ok(ev), (rx, stop, watch)));
+                        }
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let ev = Event::default().event("lagged").data(n.to_string());
+                            return Some((Ok(ev), (rx, stop, watch)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let ev = Event::default().event("lagged").data(n.to_string());
-                        return Some((Ok(ev), (rx, stop)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        }
-    });
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 

@@ -443,6 +443,13 @@ pub struct Messaging {
     lanes: Mutex<HashMap<(String, String), Arc<Lane>>>,
     /// Opens the providers' stored credentials.
     sealer: Sealer,
+    /// How long a host sharing the store holds a message it is sending
+    /// before another host may take it over: the provider timeout and a
+    /// margin.
+    claim_ms: i64,
+    /// The hosts sharing the store: each takes its share of a provider's
+    /// limits, so they hold across all hosts together.
+    hosts: Arc<engage_store::hosts::Hosts>,
 }
 
 impl Messaging {
@@ -456,6 +463,7 @@ impl Messaging {
         plugins: Arc<Plugins>,
         provider_timeout: Duration,
         sealer: Sealer,
+        hosts: Arc<engage_store::hosts::Hosts>,
     ) -> Arc<Messaging> {
         let http = reqwest::Client::builder()
             .timeout(provider_timeout)
@@ -470,6 +478,10 @@ impl Messaging {
             public_url: RwLock::new(String::new()),
             lanes: Mutex::new(HashMap::new()),
             sealer,
+            hosts,
+            claim_ms: i64::try_from(provider_timeout.as_millis())
+                .unwrap_or(i64::MAX / 2)
+                .saturating_add(CLAIM_MARGIN_MS),
         })
     }
 
@@ -1051,9 +1063,35 @@ impl Messaging {
         let sender = plan.sender.clone().or_else(|| m.sender.clone());
         // The lane's slot is held until the outcome is recorded, so its
         // bound is also the most sends a crash can repeat.
+        // This host's share of the provider's limits (all of them, alone).
+        let limits = Limits {
+            max_in_flight: self.hosts.share(limits.max_in_flight),
+            max_per_s: limits.max_per_s.map(|r| self.hosts.share_rate(r)),
+        };
+        if config.is_some() && limits.max_in_flight == 0 {
+            // Its share is another host's: it stays due for them.
+            return Ok(());
+        }
         let _slot = match &config {
             Some(_) => self.lane(&tenant, &plan.provider, limits).enter().await,
             None => None,
+        };
+        // Hosts sharing the store claim a message before sending it: its
+        // outbox entry moves to when the claim ends, so no other host sees
+        // it due meanwhile, and a host that dies mid-send leaves it to the
+        // others once the claim ends. Alone on its store, the in-memory
+        // set of sends in flight is claim enough.
+        let claimed;
+        let entry: &str = if self.store.is_shared() {
+            match self.claim(entry, &tenant, &id).await? {
+                Some(k) => {
+                    claimed = k;
+                    &claimed
+                }
+                None => return Ok(()), // another host has it
+            }
+        } else {
+            entry
         };
         let result = match &config {
             None => Err(SendError::Permanent(format!(
@@ -1140,6 +1178,32 @@ impl Messaging {
                 .await
             }
         }
+    }
+
+    /// Claim message `id` for [`Messaging::claim_ms`] if `entry` is still
+    /// its outbox entry: its new entry, due when the claim ends; none when
+    /// another host (or a report) moved it on.
+    async fn claim(
+        &self,
+        entry: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<String>, MessageError> {
+        let (k, t, id) = (entry.to_owned(), tenant.to_owned(), id.to_owned());
+        let claim_ms = self.claim_ms;
+        self.store
+            .write(move |tx| {
+                if tx.get_raw(OUTBOX, &k)?.is_none() {
+                    return Ok::<_, MessageError>(None);
+                }
+                let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
+                    return Ok(None);
+                };
+                let until = now_ms().saturating_add(claim_ms);
+                requeue(tx, &t, &mut m, Some(until))?;
+                Ok(Some(outbox_key(until, &t, &id)))
+            })
+            .await
     }
 
     /// Change message `id` in one write, if `entry` is still its outbox
@@ -1474,6 +1538,9 @@ fn check_channel(channel: &str) -> Result<(), MessageError> {
         )))
     }
 }
+
+/// What a claim adds to the provider timeout.
+const CLAIM_MARGIN_MS: i64 = 5_000;
 
 fn outbox_key(due: i64, tenant: &str, id: &str) -> String {
     key(&[&time_part(due), tenant, id])

@@ -59,12 +59,24 @@ const PLUGINS: Table = Table::new("plugins");
 /// component (u64 LE); [`REFS_INDEXED`] once counted. A component file is
 /// deleted when its count reaches 0.
 const BLOB_REFS: Table = Table::new("plugin_blob_refs");
+/// The components themselves, by content hash, stored once however many
+/// versions (of any tenant) are that component; in the store, so every
+/// host sharing it has them.
+const BLOBS: Table = Table::new("plugin_blobs");
 const REFS_INDEXED: &str = "~indexed";
 /// First-party versions a tenant may hold beside its quota (one per
 /// first-party plugin per Engage release that changed it).
 const BUILTIN_VERSIONS_ALLOWANCE: usize = 256;
 const VERSIONS: Table = Table::new("plugin_versions");
 const BINDINGS: Table = Table::new("plugin_bindings");
+/// Every binding change, in commit order: sequence → tenant. Hosts sharing
+/// a store read it to apply changes made through another host.
+const BINDING_LOG: Table = Table::new("plugin_binding_log");
+/// The most entries the binding log keeps; a host further behind than
+/// that reloads every binding.
+const BINDING_LOG_KEEP: u64 = 10_000;
+/// How often a host sharing its store looks for binding changes.
+pub const BINDING_REFRESH: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// An extension point a tenant binds a plugin to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -387,7 +399,6 @@ pub struct Plugins {
     engines: [Engine; 2],
     linkers: [Linker<CallState>; 2],
     caches: [engine::Cache; 2],
-    blobs: cap_std::fs::Dir,
     store: Store,
     config: RuntimeConfig,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
@@ -395,6 +406,8 @@ pub struct Plugins {
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     stop_ticker: Arc<AtomicBool>,
     compilations: AtomicU64,
+    /// The last binding-log entry this host applied.
+    binding_log_seen: AtomicU64,
     /// Admission to each engine's instance pool for tenants' plugins.
     gates: [gate::Gate; 2],
     /// What idle warm instances may hold, per engine.
@@ -402,10 +415,6 @@ pub struct Plugins {
     /// One compilation at a time: an upload flood queues instead of taking
     /// every core from the requests being served.
     compiling: tokio::sync::Semaphore,
-    /// Held while a component file is written or deleted together with the
-    /// write that counts its references, so an upload and a deletion of the
-    /// same component cannot interleave.
-    blob_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Plugins {
@@ -486,6 +495,71 @@ fn index_blob_refs(tx: &mut Tx) -> Result<(), StoreError> {
     tx.put_raw(BLOB_REFS, REFS_INDEXED, b"")
 }
 
+/// Move components kept as files by earlier versions
+/// (`plugins/blobs/SHA.wasm` in the data directory) into the store, one
+/// commit each, then delete the files. Runs before [`Plugins::open`].
+pub async fn import_component_files(
+    store: &Store,
+    data: &cap_std::fs::Dir,
+) -> anyhow::Result<usize> {
+    const DIR: &str = "plugins/blobs";
+    if !data.exists(DIR) {
+        return Ok(0);
+    }
+    let dir = data.open_dir(DIR)?;
+    let mut moved = 0;
+    for entry in dir.entries()? {
+        let name = entry?.file_name();
+        let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+            continue;
+        };
+        let bytes = Arc::new(dir.read(&name)?);
+        if sha256_hex(&bytes) != sha {
+            tracing::warn!(
+                file = sha,
+                "a stored component file does not match its hash; left in place"
+            );
+            continue;
+        }
+        let sha_s = sha.to_owned();
+        store
+            .write(move |tx| {
+                if tx.count_from(BLOBS, &sha_s, &sha_s)? == 0 {
+                    tx.put_raw(BLOBS, &sha_s, &bytes)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        dir.remove_file(&name)?;
+        moved += 1;
+    }
+    if moved > 0 {
+        tracing::info!(moved, "components moved from files into storage");
+    }
+    let _ = data.remove_dir(DIR);
+    Ok(moved)
+}
+
+/// The sequence of the newest binding-log entry (0: none).
+fn latest_logged(src: &impl Reader) -> Result<u64, StoreError> {
+    Ok(src
+        .scan_raw(BINDING_LOG, "", None, 1, true)?
+        .first()
+        .and_then(|(k, _)| k.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Record that `tenant`'s bindings changed, in the write that changes them.
+fn log_binding_change(tx: &mut Tx, tenant: &str) -> Result<(), StoreError> {
+    // The empty tenant is no tenant's: a sequence of the whole store.
+    let n = tx.next_seq("", "binding_log")?;
+    tx.put_raw(BINDING_LOG, &engage_store::seq_part(n), tenant.as_bytes())?;
+    if n > BINDING_LOG_KEEP {
+        tx.remove(BINDING_LOG, &engage_store::seq_part(n - BINDING_LOG_KEEP))?;
+    }
+    Ok(())
+}
+
 impl Plugins {
     /// Start the runtime over `data` (the data directory), loading every
     /// bound plugin from the compiled cache.
@@ -502,9 +576,7 @@ impl Plugins {
         ];
         let stop_ticker = Arc::new(AtomicBool::new(false));
         engine::start_ticker(engines.to_vec(), stop_ticker.clone());
-        data.create_dir_all("plugins/blobs")?;
         data.create_dir_all("plugins/compiled")?;
-        let blobs = data.open_dir("plugins/blobs")?;
         let caches = [0, 1].map(|i| -> anyhow::Result<engine::Cache> {
             Ok(engine::Cache::new(
                 engines[i].clone(),
@@ -526,11 +598,9 @@ impl Plugins {
             gates,
             idle,
             compiling: tokio::sync::Semaphore::new(1),
-            blob_lock: tokio::sync::Mutex::new(()),
             linkers: [small_linker?, large_linker?],
             caches: [small_cache?, large_cache?],
             engines,
-            blobs,
             store,
             config,
             prepared: Mutex::new(HashMap::new()),
@@ -538,7 +608,11 @@ impl Plugins {
             stats: Mutex::new(HashMap::new()),
             stop_ticker,
             compilations: AtomicU64::new(0),
+            binding_log_seen: AtomicU64::new(0),
         };
+        // Changes logged from here on are applied by `refresh_bindings`.
+        let seen = latest_logged(&plugins.store.read()?)?;
+        plugins.binding_log_seen.store(seen, Ordering::Relaxed);
         plugins.load_bindings()?;
         Ok(plugins)
     }
@@ -592,7 +666,11 @@ impl Plugins {
         if let Some(p) = self.cached(&prepared_key(sha256, grants)) {
             return Ok((p, false));
         }
-        let bytes = self.blobs.read(format!("{sha256}.wasm"))?;
+        let bytes = self
+            .store
+            .read()?
+            .get_raw(BLOBS, sha256)?
+            .ok_or_else(|| anyhow::anyhow!("component {sha256} is missing from storage"))?;
         self.prepare(sha256, &bytes, grants)
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
@@ -774,23 +852,14 @@ impl Plugins {
             .acquire()
             .await
             .map_err(|e| PluginsError::Internal(e.to_string()))?;
-        let _blobs = self.blob_lock.lock().await;
         // Compiling takes milliseconds to seconds: keep it off the async workers.
         let this = self.clone();
-        let (sha, blob) = (sha256.clone(), bytes);
+        let blob = Arc::new(bytes);
+        let (sha, compiled_blob) = (sha256.clone(), blob.clone());
         let size = blob.len();
         let prepared =
             tokio::task::spawn_blocking(move || -> Result<Arc<Prepared>, PluginsError> {
-                let (prepared, _) = this.prepare(&sha, &blob, &[])?;
-                let file = format!("{sha}.wasm");
-                if !this.blobs.exists(&file) {
-                    let tmp = format!("{file}.tmp");
-                    this.blobs.write(&tmp, &blob).map_err(StoreError::from)?;
-                    this.blobs
-                        .rename(&tmp, &this.blobs, &file)
-                        .map_err(StoreError::from)?;
-                }
-                Ok(prepared)
+                Ok(this.prepare(&sha, &compiled_blob, &[])?.0)
             })
             .await
             .map_err(|e| PluginsError::Internal(e.to_string()))??;
@@ -823,18 +892,25 @@ impl Plugins {
                     size,
                     uploaded_at_ms: now_ms(),
                 };
+                index_blob_refs(tx)?;
                 let refs = tx.get_u64(BLOB_REFS, &sha256)?;
+                // The component is stored with its first version, in the
+                // same commit that counts it.
+                let stored = tx.count_from(BLOBS, &sha256, &sha256)? > 0;
                 tx.put(VERSIONS, &version_key(&tenant_s, &name_s, version), &info)?;
                 tx.put(PLUGINS, &pkey, &PluginRecord { name: name_s.clone(), latest: version, point })?;
                 tx.put_u64(BLOB_REFS, &sha256, refs + 1)?;
+                if !stored {
+                    tx.put_raw(BLOBS, &sha256, &blob)?;
+                }
                 Ok(info)
             })
             .await;
         let info = match stored {
             Ok(info) => info,
             Err(e) => {
-                // Refused (a quota reached meanwhile, another world): the
-                // files written for it go unless a stored version uses them.
+                // Refused (a quota reached meanwhile, another world): what
+                // was compiled for it goes unless a stored version uses it.
                 self.forget_unused_component(&sha)?;
                 return Err(e);
             }
@@ -871,7 +947,6 @@ impl Plugins {
         if builtin::is_builtin_name(name) {
             return Err(PluginsError::ReservedName(name.to_owned()));
         }
-        let _blobs = self.blob_lock.lock().await;
         let (t, n) = (tenant.to_owned(), name.to_owned());
         let done = self
             .store
@@ -904,6 +979,7 @@ impl Plugins {
                         let refs = tx.get_u64(BLOB_REFS, &info.sha256)?.saturating_sub(1);
                         if refs == 0 {
                             tx.remove(BLOB_REFS, &info.sha256)?;
+                            tx.remove(BLOBS, &info.sha256)?;
                             gone = Some(info.sha256.clone());
                         } else {
                             tx.put_u64(BLOB_REFS, &info.sha256, refs)?;
@@ -922,8 +998,13 @@ impl Plugins {
         Ok(g)
     }
 
-    /// Remove a component's files unless a stored version uses it (call
-    /// with `blob_lock` held).
+    /// Whether the component with this content hash is stored.
+    pub fn component_stored(&self, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self.store.read()?.count_from(BLOBS, sha256, sha256)? > 0)
+    }
+
+    /// Forget what was compiled of a component unless a stored version
+    /// uses it.
     fn forget_unused_component(&self, sha256: &str) -> Result<(), PluginsError> {
         if self.store.read()?.get_u64(BLOB_REFS, sha256)? == 0 {
             self.remove_component_files(sha256);
@@ -931,14 +1012,9 @@ impl Plugins {
         Ok(())
     }
 
-    /// The component's file, its compiled forms and what is prepared of it.
+    /// The component's compiled forms on this host and what is prepared
+    /// of it.
     fn remove_component_files(&self, sha256: &str) {
-        let file = format!("{sha256}.wasm");
-        if let Err(e) = self.blobs.remove_file(&file)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(file, error = %e, "could not remove an unused component");
-        }
         for cache in &self.caches {
             cache.remove(sha256);
         }
@@ -1012,6 +1088,7 @@ impl Plugins {
         self.store
             .write(move |tx| {
                 tx.put(BINDINGS, &key(&[&t, b.point.as_str()]), &b)?;
+                log_binding_change(tx, &t)?;
                 Ok::<_, PluginsError>(())
             })
             .await?;
@@ -1151,6 +1228,107 @@ impl Plugins {
         Ok(())
     }
 
+    /// Apply the binding changes made since the last look (through any
+    /// host sharing the store): each changed tenant's bindings are read
+    /// again and activated; calls in flight finish on what they started
+    /// with. How many tenants changed. Compiles what this host has not
+    /// compiled yet, so run it off the async workers.
+    pub fn refresh_bindings(&self) -> Result<usize, PluginsError> {
+        let snap = self.store.read()?;
+        let seen = self.binding_log_seen.load(Ordering::Relaxed);
+        let newest = latest_logged(&snap)?;
+        if newest <= seen {
+            return Ok(0);
+        }
+        let mut tenants = std::collections::BTreeSet::new();
+        if newest - seen > BINDING_LOG_KEEP {
+            // Too far behind to read the log: everything, again.
+            drop(snap);
+            self.load_bindings()
+                .map_err(|e| PluginsError::Internal(e.to_string()))?;
+            self.binding_log_seen.store(newest, Ordering::Relaxed);
+            return Ok(usize::MAX);
+        }
+        let mut after = engage_store::seq_part(seen);
+        loop {
+            let page = snap.scan_raw(BINDING_LOG, "", Some(&after), 256, false)?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            for (k, tenant) in page {
+                if k.parse::<u64>().is_ok_and(|n| n <= newest) {
+                    tenants.insert(String::from_utf8_lossy(&tenant).into_owned());
+                }
+            }
+        }
+        for tenant in &tenants {
+            let bound = snap.scan_page::<Binding>(
+                BINDINGS,
+                &prefix(&[tenant]),
+                None,
+                Point::ALL.len(),
+                false,
+            )?;
+            for (_, binding) in bound {
+                let current = self
+                    .active
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(&(tenant.clone(), binding.point)).cloned());
+                if current.is_some_and(|a| a.binding == binding) {
+                    continue;
+                }
+                let info = self.version_info(&snap, tenant, &binding.plugin, binding.version)?;
+                let (prepared, _) = self
+                    .prepare_stored(&info.sha256, &binding.wasi)
+                    .map_err(|e| PluginsError::Internal(e.to_string()))?;
+                tracing::info!(tenant, point = binding.point.as_str(), plugin = %binding.plugin, version = binding.version, "binding changed through another host");
+                self.activate(tenant, binding, prepared);
+            }
+        }
+        self.binding_log_seen.store(newest, Ordering::Relaxed);
+        Ok(tenants.len())
+    }
+
+    /// The stored binding of `point` for `tenant`, activated here.
+    fn load_binding(
+        &self,
+        tenant: &str,
+        point: Point,
+    ) -> Result<Option<Arc<Active>>, PluginsError> {
+        let snap = self.store.read()?;
+        let Some(binding) = snap.get::<Binding>(BINDINGS, &key(&[tenant, point.as_str()]))? else {
+            return Ok(None);
+        };
+        let info = self.version_info(&snap, tenant, &binding.plugin, binding.version)?;
+        let (prepared, _) = self
+            .prepare_stored(&info.sha256, &binding.wasi)
+            .map_err(|e| PluginsError::Internal(e.to_string()))?;
+        self.activate(tenant, binding, prepared);
+        Ok(self
+            .active
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(tenant.to_owned(), point)).cloned()))
+    }
+
+    /// Apply binding changes made through other hosts until shutdown,
+    /// every [`BINDING_REFRESH`]; nothing to do on a store no other host
+    /// shares.
+    pub async fn refresh_loop(self: Arc<Self>, mut stop: engage_store::shutdown::Shutdown) {
+        if !self.store.is_shared() {
+            return;
+        }
+        while !stop.is_requested() {
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.refresh_bindings()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "refreshing plugin bindings"),
+                Err(e) => tracing::warn!(error = %e, "refreshing plugin bindings"),
+            }
+            stop.sleep(BINDING_REFRESH).await;
+        }
+    }
+
     /// The tenant's bindings.
     pub fn bindings(&self, tenant: &str) -> Result<Vec<Binding>, PluginsError> {
         let snap = self.store.read()?;
@@ -1230,11 +1408,16 @@ impl Plugins {
             .read()
             .ok()
             .and_then(|m| m.get(&(tenant.to_owned(), point)).cloned());
-        let Some(active) = active else {
-            return Err(PluginsError::Internal(format!(
-                "tenant `{tenant}` has nothing bound to `{}`",
-                point.as_str()
-            )));
+        let active = match active {
+            Some(a) => a,
+            // Bound through another host a moment ago (a new tenant, say)
+            // and not refreshed here yet: read it now.
+            None => self.load_binding(tenant, point)?.ok_or_else(|| {
+                PluginsError::Internal(format!(
+                    "tenant `{tenant}` has nothing bound to `{}`",
+                    point.as_str()
+                ))
+            })?,
         };
         let tenant_arc: Arc<str> = tenant.into();
         let request_id: Arc<str> = request_id.into();

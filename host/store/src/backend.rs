@@ -7,10 +7,11 @@
 //! sequences, the key codec, group commit and the re-run of a poisoned
 //! batch — is built on these few calls in this crate, once.
 //!
-//! The embedded backend ([`crate::embedded`], redb) is the only one today;
-//! a SQL backend maps `transaction` onto a SERIALIZABLE transaction retried
-//! on a serialization failure, which the writer contract allows: a job
-//! fails before it writes and can be run again.
+//! The embedded backend ([`crate::embedded`], redb) is the default; the
+//! PostgreSQL backend (crate `engage-store-postgres`) maps `transaction`
+//! onto a SERIALIZABLE transaction run again on a serialization failure,
+//! which the writer contract allows: a job fails before it writes and can
+//! be run again.
 
 use crate::{StoreError, Table};
 
@@ -58,4 +59,15 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         body: &mut dyn FnMut(&mut dyn WriteView) -> bool,
     ) -> Result<bool, StoreError>;
+
+    /// The names of the tables that hold (or held) entries, for copying a
+    /// whole store from one backend to another.
+    fn table_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether other processes may work on the same data at the same time
+    /// (many hosts on one database). What a process keeps in memory about
+    /// stored state must then be refreshed from storage.
+    fn shared(&self) -> bool {
+        false
+    }
 }

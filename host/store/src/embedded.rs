@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{Backend, ReadView, Scan, WriteView};
 use crate::{SCHEMA_VERSION, StoreError, Table};
@@ -104,6 +104,11 @@ impl Backend for Embedded {
             txn.abort()?;
         }
         Ok(commit)
+    }
+
+    fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.list_tables()?.map(|t| t.name().to_owned()).collect())
     }
 }
 

@@ -25,8 +25,10 @@
 //! own, which is why a job is `FnMut`.
 
 pub mod backend;
+pub mod copy;
 pub mod embedded;
 pub mod files;
+pub mod hosts;
 pub mod idempotency;
 pub mod ids;
 pub mod queue;
@@ -100,6 +102,10 @@ pub enum StoreError {
         "the data directory was written by a newer Engage (schema {found}, this build knows {SCHEMA_VERSION}); upgrade Engage"
     )]
     NewerSchema { found: u64 },
+    /// The database cannot be reached now, or kept conflicting: a client
+    /// may try again (answered 503).
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("a write job panicked: {0}")]
@@ -118,6 +124,14 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     jobs: mpsc::Sender<writer::Boxed>,
     closed: watch::Receiver<bool>,
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the database is away or
+    /// busy, not broken (the API answers 503 with `Retry-After`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::WriterGone)
+    }
 }
 
 /// Waits for a [`Store`] to close; holds no handle on it.
@@ -157,6 +171,16 @@ impl Store {
             jobs,
             closed,
         }
+    }
+
+    /// Whether other hosts may share this store (see [`Backend::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.backend.shared()
+    }
+
+    /// The backend itself, for copying a whole store.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// Whether the embedded database in `path` is held by a running server.

@@ -39,6 +39,10 @@ pub enum KeyError {
         "secret.key in the data directory is not 64 hex digits; restore it from a backup, or remove it only if nothing sealed with it is stored"
     )]
     BadFile,
+    #[error(
+        "a shared database needs the secret key set (ENGAGE_SECRET_KEY or `secret_key`, 64 hex digits, the same on every host): a key generated into one host's data directory would not open what another host sealed. Generate one with `openssl rand -hex 32`"
+    )]
+    SharedNeedsKey,
     #[error("the secret key file in the data directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,12 +68,20 @@ impl Sealer {
     }
 
     /// The key from `configured` (hex), else from `secret.key` in `data`,
-    /// created on first use.
-    pub fn load(configured: Option<&str>, data: &cap_std::fs::Dir) -> Result<Sealer, KeyError> {
+    /// created on first use; a `shared` store (many hosts) needs it
+    /// configured.
+    pub fn load(
+        configured: Option<&str>,
+        data: &cap_std::fs::Dir,
+        shared: bool,
+    ) -> Result<Sealer, KeyError> {
         if let Some(hex) = configured {
             return Ok(Sealer::new(
                 parse_key(hex.trim()).ok_or(KeyError::BadConfigured)?,
             ));
+        }
+        if shared {
+            return Err(KeyError::SharedNeedsKey);
         }
         const FILE: &str = "secret.key";
         if data.exists(FILE) {

@@ -162,6 +162,9 @@ fn run_alone(db: &Arc<dyn Backend>, mut job: Boxed) {
 
 fn fail_all(jobs: Vec<Boxed>, e: &StoreError) {
     for job in jobs {
-        job.finish(Err(StoreError::CommitFailed(e.to_string())));
+        job.finish(Err(match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            e => StoreError::CommitFailed(e.to_string()),
+        }));
     }
 }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use engage_tests::multipart;
 use engage_tests::{Answer, Server, components};
+use engage_tests::{friends, multipart};
 use serde_json::{Value, json};
 
 async fn curl_f(s: &Server, path: &str, fields: &[(&str, &str)]) -> Answer {
@@ -25,43 +25,6 @@ fn error(code: i64, code_str: &str) -> impl Fn(&Answer) {
         assert_eq!(a.body["error"]["code"], code, "{a:?}");
         assert_eq!(a.body["error"]["code_str"], code_str.as_str(), "{a:?}");
     }
-}
-
-/// kunalg (fb:kunalg) and abcd (fb:abcd) are friends; abcd plays.
-async fn friends(s: &Server, t: &str) {
-    for (id, first, last) in [("kunal", "Kunal", "TestHG"), ("abcd", "Abc", "D")] {
-        let r = s
-            .call(
-                "POST",
-                "/v1/players",
-                Some(t),
-                Some(json!({ "id": id, "first_name": first, "last_name": last })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{r:?}");
-    }
-    let l = s
-        .call(
-            "PUT",
-            "/v1/players/kunal/identities/fb",
-            Some(t),
-            Some(json!({ "id": "kunalg" })),
-        )
-        .await;
-    assert_eq!(l.status, 200, "{l:?}");
-    let l = s
-        .call(
-            "PUT",
-            "/v1/players/abcd/identities/fb",
-            Some(t),
-            Some(json!({ "id": "abcd" })),
-        )
-        .await;
-    assert_eq!(l.status, 200, "{l:?}");
-    let f = s
-        .call("PUT", "/v1/players/kunal/friends", Some(t), Some(json!({ "friends": [{ "mode": "fb", "id": "abcd" }, { "mode": "fb", "id": "not-playing-yet" }] })))
-        .await;
-    assert_eq!(f.status, 200, "{f:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,11 +200,13 @@ async fn plugin_storage_is_bounded_per_tenant() {
     // Deleting a version frees the quota; a retry with its key answers the
     // same, without one finds nothing; a bound version stays.
     let sha = other.body["sha256"].as_str().expect("sha").to_owned();
-    let blob = server
-        .config
-        .data_dir
-        .join("plugins/blobs")
-        .join(format!("{sha}.wasm"));
+    let stored = || {
+        server
+            .state()
+            .plugins
+            .component_stored(&sha)
+            .expect("read the store")
+    };
     let delete = |name: &'static str, key: Option<&'static str>| {
         let mut r = server.request(
             "DELETE",
@@ -232,8 +234,8 @@ async fn plugin_storage_is_bounded_per_tenant() {
         (404, Some("version_not_found"))
     );
     assert!(
-        blob.exists(),
-        "the other versions of the component keep its file"
+        stored(),
+        "the other versions of the component keep it stored"
     );
     assert_eq!(
         server.upload(&a, "three", components::HOSTILE).await.status,
@@ -283,8 +285,8 @@ async fn plugin_storage_is_bounded_per_tenant() {
         assert_eq!(d.status, 204, "{name}: {d:?}");
     }
     assert!(
-        !blob.exists(),
-        "no version uses the component: its file is gone"
+        !stored(),
+        "no version uses the component: it is no longer stored"
     );
     drop(server);
 
