@@ -39,7 +39,12 @@ async fn a_daily_quota_and_an_idempotency_key_hold_across_three_hosts() {
             "PUT",
             "/v1/bindings/gift",
             Some(&t),
-            Some(json!({ "plugin": "gift-quota", "config": { "requests_per_day": 2 } })),
+            // A plugin's deadline includes its reads, each a round trip to
+            // the database here, under a hundred requests on two cores.
+            Some(
+                json!({ "plugin": "gift-quota", "config": { "requests_per_day": 2 },
+                         "limits": { "timeout_ms": 1000 } }),
+            ),
         )
         .await;
     assert_eq!(bound.status, 200, "{bound:?}");
@@ -49,13 +54,22 @@ async fn a_daily_quota_and_an_idempotency_key_hold_across_three_hosts() {
     for i in 0..100 {
         let (s, t) = (hosts[i % 3].clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            s.call(
-                "POST",
-                "/v1/players/kunal/gifts",
-                Some(&t),
-                Some(json!({ "attributes": { "n": i.to_string() } })),
-            )
-            .await
+            // 503 `storage_busy` means nothing was written: a client tries again.
+            for _ in 0..20 {
+                let a = s
+                    .call(
+                        "POST",
+                        "/v1/players/kunal/gifts",
+                        Some(&t),
+                        Some(json!({ "attributes": { "n": i.to_string() } })),
+                    )
+                    .await;
+                if a.status != 503 || a.body["error"]["code"] != "storage_busy" {
+                    return a;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("busy twenty times");
         }));
     }
     let mut created = 0;
@@ -73,18 +87,30 @@ async fn a_daily_quota_and_an_idempotency_key_hold_across_three_hosts() {
     assert_eq!(created, 2, "a quota of two, whichever host answers");
 
     // One key, sent to the three hosts at once, ten times each: one effect,
-    // one answer.
+    // one answer. Thirty writers of the same rows at once may be told to
+    // come back (503 `storage_busy`, `Retry-After`); they do.
     hosts[0].player(&t, "p").await;
     let mut tasks = Vec::new();
     for i in 0..30 {
         let (s, t) = (hosts[i % 3].clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            s.send(
-                s.request("POST", "/v1/actions", Some(&t))
-                    .header("idempotency-key", "order-42")
-                    .json(&json!({ "player": "p", "action": "buy" })),
-            )
-            .await
+            // As a client does: a 503 says to try again, with the same key.
+            let mut tries = 0;
+            loop {
+                let a = s
+                    .send(
+                        s.request("POST", "/v1/actions", Some(&t))
+                            .header("idempotency-key", "order-42")
+                            .json(&json!({ "player": "p", "action": "buy" })),
+                    )
+                    .await;
+                tries += 1;
+                if a.status != 503 || tries == 20 {
+                    return a;
+                }
+                assert_eq!(a.body["error"]["code"], "storage_busy", "{a:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }));
     }
     let mut bodies = Vec::new();

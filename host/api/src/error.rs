@@ -55,12 +55,17 @@ impl ApiError {
         let e = e.borrow();
         if e.is_unavailable() {
             tracing::warn!(error = %e, "storage unavailable");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "storage is unavailable for a moment; try again (with the same Idempotency-Key, if any)",
-            )
-            .retry_after(1);
+            let (code, message) = match e {
+                StoreError::Conflict(_) => (
+                    "storage_busy",
+                    "too many writes to the same records at once; try again (with the same Idempotency-Key, if any)",
+                ),
+                _ => (
+                    "storage_unavailable",
+                    "storage is unavailable for a moment; try again (with the same Idempotency-Key, if any)",
+                ),
+            };
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(1);
         }
         ApiError::internal(e)
     }

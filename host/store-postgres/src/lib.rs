@@ -45,9 +45,12 @@ pub struct PgConfig {
     /// How long a statement may wait for a free connection, or a new
     /// connection may take, before the call fails as unavailable.
     pub acquire_timeout: Duration,
-    /// How many times a write transaction runs again after a
-    /// serialization failure before it fails as unavailable.
-    pub max_retries: u32,
+    /// How long a write transaction keeps running again after
+    /// serialization failures before it fails as busy (503). Under SSI a
+    /// transaction that runs again does not lose to the one that beat it,
+    /// so a hot row's writers all get through, one after another, within
+    /// this.
+    pub retry_budget: Duration,
 }
 
 impl PgConfig {
@@ -56,7 +59,7 @@ impl PgConfig {
             url: url.into(),
             pool_size: 16,
             acquire_timeout: Duration::from_secs(5),
-            max_retries: 12,
+            retry_budget: Duration::from_secs(2),
         }
     }
 }
@@ -99,8 +102,8 @@ impl From<tokio_postgres::Error> for PgError {
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> StoreError {
         match e {
-            PgError::Retry(e) => StoreError::Unavailable(format!(
-                "the database kept reporting conflicts ({e}); try again"
+            PgError::Retry(e) => StoreError::Conflict(format!(
+                "the database kept reporting conflicts with other writes ({e}); try again"
             )),
             PgError::Unavailable(m) => StoreError::Unavailable(m),
             PgError::Other(e) => StoreError::Db(Box::new(e)),
@@ -118,7 +121,7 @@ pub(crate) struct Inner {
     /// background) on drop, which may happen on a runtime thread.
     rt: Option<tokio::runtime::Runtime>,
     pool: Arc<Pool>,
-    max_retries: u32,
+    retry_budget: Duration,
     pub(crate) stats: Stats,
 }
 
@@ -164,26 +167,24 @@ impl Inner {
         }
     }
 
-    /// Run `fut` on the backend's runtime and wait for it here.
+    /// Run `fut` here, on the calling thread, with the backend's runtime
+    /// driving the connections, and wait for it: inside `block_in_place` on
+    /// a tokio worker (its other tasks move on meanwhile); directly on any
+    /// other thread (the writer's). A current-thread runtime cannot give
+    /// its thread away, so there the future runs on a thread of its own.
     pub(crate) fn block<T: Send + 'static>(
         &self,
         fut: impl Future<Output = T> + Send + 'static,
     ) -> Result<T, PgError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
         Stats::bump(&self.stats.statements);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle().spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        let wait = move || rx.recv();
-        let got = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            // A current-thread runtime (or none): the work runs on the
-            // backend's own threads, so waiting here cannot deadlock.
-            _ => wait(),
-        };
-        got.map_err(|_| PgError::Unavailable("the storage runtime stopped".into()))
+        let rt = self.handle();
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(|| rt.block_on(fut))),
+            Err(_) => Ok(rt.block_on(fut)),
+            Ok(_) => std::thread::scope(|s| s.spawn(|| rt.block_on(fut)).join())
+                .map_err(|_| PgError::Unavailable("a storage call panicked".into())),
+        }
     }
 
     fn lease(&self, begin: &'static str) -> Result<Lease, PgError> {
@@ -224,7 +225,7 @@ impl Postgres {
         let inner = Arc::new(Inner {
             rt: Some(rt),
             pool,
-            max_retries: config.max_retries,
+            retry_budget: config.retry_budget,
             stats: Stats::default(),
         });
         // Fail at start, with the database's own words, not at the first request.
@@ -285,12 +286,14 @@ fn check_schema(pg: &Postgres) -> Result<(), StoreError> {
 impl Backend for Postgres {
     fn snapshot(&self) -> Result<Box<dyn ReadView + Send + Sync>, StoreError> {
         Stats::bump(&self.inner.stats.snapshots);
-        let lease = self
-            .inner
-            .lease("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let pool = self.inner.pool.clone();
+        // The transaction begins with the first read, in the same round
+        // trip; a snapshot never read costs none.
+        let lease = self.inner.block(async move { pool.get().await })??;
         Ok(Box::new(Snap {
             inner: self.inner.clone(),
-            lease,
+            lease: std::sync::Mutex::new(lease),
+            cache: Default::default(),
         }))
     }
 
@@ -320,25 +323,65 @@ impl Backend for Postgres {
 }
 
 /// A read snapshot: a REPEATABLE READ READ ONLY transaction on a leased
-/// connection, rolled back (and the connection returned) on drop.
+/// connection, begun with its first read and rolled back (the connection
+/// returned) on drop. What it read once it answers again from memory: it
+/// is one point in time.
 struct Snap {
     inner: Arc<Inner>,
-    lease: Lease,
+    lease: std::sync::Mutex<Lease>,
+    cache: std::sync::Mutex<ReadCache>,
+}
+
+/// What a snapshot read, by (table, key).
+type ReadCache = std::collections::HashMap<(&'static str, String), Option<Vec<u8>>>;
+
+const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+impl Snap {
+    /// Run `read` on the snapshot's connection, beginning the transaction
+    /// in the same round trip the first time.
+    fn run<T: Send + 'static, F>(&self, read: impl FnOnce(&Lease) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, PgError>> + Send + 'static,
+    {
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let fut = read(&lease);
+        if lease.is_in_transaction() {
+            return Ok(self.inner.block(fut)??);
+        }
+        let conn = lease.conn().clone();
+        let got = self.inner.block(async move {
+            // Both requests go out before either answer is awaited: the
+            // client pipelines them on the connection, in this order.
+            let (begun, read) = tokio::join!(conn.client.batch_execute(SNAPSHOT_BEGIN), fut);
+            begun?;
+            read
+        })??;
+        lease.mark_in_transaction();
+        Ok(got)
+    }
 }
 
 impl ReadView for Snap {
     fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.block(query::get(&self.lease, table, key))??)
+        let k = (table.name(), key.to_owned());
+        if let Some(v) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&k) {
+            return Ok(v.clone());
+        }
+        let v = self.run(|l| query::get(l, table, key))?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, v.clone());
+        Ok(v)
     }
 
     fn count_from(&self, table: Table, prefix: &str, from: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .inner
-            .block(query::count_from(&self.lease, table, prefix, from))??)
+        self.run(|l| query::count_from(l, table, prefix, from))
     }
 
     fn scan(&self, table: Table, scan: Scan<'_>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self.inner.block(query::scan(&self.lease, table, scan))??)
+        self.run(|l| query::scan(l, table, scan))
     }
 }
 
@@ -358,7 +401,7 @@ pub(crate) mod query {
         lease: &Lease,
         table: Table,
         key: &str,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, PgError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, PgError>> + Send + use<> {
         let conn = lease.conn().clone();
         let key = key.as_bytes().to_vec();
         async move {
@@ -375,7 +418,7 @@ pub(crate) mod query {
         table: Table,
         prefix: &str,
         from: &str,
-    ) -> impl Future<Output = Result<u64, PgError>> + Send + 'static {
+    ) -> impl Future<Output = Result<u64, PgError>> + Send + use<> {
         let conn = lease.conn().clone();
         let low = from.max(prefix).as_bytes().to_vec();
         let high = upper(prefix);
@@ -392,7 +435,7 @@ pub(crate) mod query {
         lease: &Lease,
         table: Table,
         scan: Scan<'_>,
-    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, PgError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, PgError>> + Send + use<> {
         let conn = lease.conn().clone();
         let Scan {
             prefix,
@@ -461,9 +504,9 @@ pub(crate) mod query {
 }
 
 /// A pause before running a conflicted transaction again: exponential from
-/// 1 ms, capped at 100 ms, with full jitter so conflicting hosts spread out.
+/// 1 ms, capped at 50 ms, with full jitter so conflicting hosts spread out.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    let cap_us = (1000u64 << attempt.min(7)).min(100_000);
+    let cap_us = (1000u64 << attempt.min(6)).min(50_000);
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     Duration::from_micros(u64::from_le_bytes(b) % cap_us.max(1))

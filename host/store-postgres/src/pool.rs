@@ -176,6 +176,16 @@ impl Lease {
         self
     }
 
+    /// Whether a transaction may be open on it.
+    pub fn is_in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// A transaction was begun on it.
+    pub fn mark_in_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
     /// The transaction ended (committed or rolled back).
     pub fn ended(&mut self) {
         self.in_transaction = false;

@@ -157,6 +157,7 @@ pub(crate) fn transaction(
     body: &mut dyn FnMut(&mut dyn WriteView) -> bool,
 ) -> Result<bool, StoreError> {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         crate::Stats::bump(&inner.stats.transactions);
         let lease = inner.lease("BEGIN ISOLATION LEVEL SERIALIZABLE")?;
@@ -193,7 +194,7 @@ pub(crate) fn transaction(
             }
             // Discarded: the lease rolls back as it goes.
             Ok(false) => return Ok(false),
-            Err(PgError::Retry(e)) if attempt < inner.max_retries => {
+            Err(PgError::Retry(e)) if started.elapsed() < inner.retry_budget => {
                 drop(lease);
                 crate::Stats::bump(&inner.stats.retries);
                 attempt += 1;

@@ -106,6 +106,10 @@ pub enum StoreError {
     /// may try again (answered 503).
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// A write kept losing conflicts with other hosts' writes (answered
+    /// 503: trying again later may succeed).
+    #[error("storage is busy: {0}")]
+    Conflict(String),
     #[error("the storage writer has stopped")]
     WriterGone,
     #[error("a write job panicked: {0}")]
@@ -130,7 +134,10 @@ impl StoreError {
     /// Whether trying again later may succeed: the database is away or
     /// busy, not broken (the API answers 503 with `Retry-After`).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::WriterGone)
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::WriterGone
+        )
     }
 }
 

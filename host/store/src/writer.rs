@@ -144,6 +144,14 @@ fn run_batch(db: &Arc<dyn Backend>, mut jobs: Vec<Boxed>) {
                 run_alone(db, job);
             }
         }
+        Err(StoreError::Conflict(e)) if jobs.len() > 1 => {
+            // Other hosts' writes kept winning over this batch: its jobs,
+            // alone, each touch less and each get their own retries.
+            tracing::warn!(jobs = jobs.len(), error = %e, "a batch kept conflicting; running its jobs one at a time");
+            for job in jobs {
+                run_alone(db, job);
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
             fail_all(jobs, &e);
@@ -164,6 +172,7 @@ fn fail_all(jobs: Vec<Boxed>, e: &StoreError) {
     for job in jobs {
         job.finish(Err(match e {
             StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
             e => StoreError::CommitFailed(e.to_string()),
         }));
     }
