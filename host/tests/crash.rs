@@ -94,6 +94,35 @@ struct Acked {
     redemptions: Vec<(String, String)>, // (player, ref_id)
 }
 
+/// Every accepted message is there and reaches a final status (within a
+/// minute).
+async fn all_final(http: &reqwest::Client, b: &str, t: &str, ids: &[String]) {
+    let mut pending: Vec<String> = ids.to_vec();
+    for _ in 0..600 {
+        let mut still = Vec::new();
+        for id in &pending {
+            let (st, m) = call(
+                http,
+                http.get(format!("{b}/v1/messages/{id}")).bearer_auth(t),
+            )
+            .await;
+            assert_eq!(st, 200, "accepted message {id} is there");
+            if !m["final_at_ms"].is_i64() {
+                still.push(id.clone());
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{} accepted messages never reached a final status",
+        pending.len()
+    );
+}
+
 /// After a crash: every acknowledged action and redemption is there, each
 /// player's balance is exactly what its stored actions and redemptions
 /// explain and its entries add up, no code was given twice, and the stock
@@ -500,31 +529,7 @@ async fn sigkill_while_messages_are_queued_and_sending_loses_none() {
 
     let server = start(&data).await;
     let b = server.base.clone();
-    let mut pending: Vec<String> = acked.clone();
-    for _ in 0..600 {
-        let mut still = Vec::new();
-        for id in &pending {
-            let (st, m) = call(
-                &http,
-                http.get(format!("{b}/v1/messages/{id}")).bearer_auth(&t),
-            )
-            .await;
-            assert_eq!(st, 200, "accepted message {id} is there after the restart");
-            if !m["final_at_ms"].is_i64() {
-                still.push(id.clone());
-            }
-        }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        pending.is_empty(),
-        "{} accepted messages never reached a final status",
-        pending.len()
-    );
+    all_final(&http, &b, &t, &acked).await;
     let sends = log.sends.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let unsent: Vec<&String> = acked.iter().filter(|id| !sends.contains_key(*id)).collect();
     assert!(
@@ -890,31 +895,7 @@ async fn sigkill_of_one_of_three_hosts_loses_nothing_acknowledged() {
 
     // Every accepted message reaches a final status (the dead host's
     // claims end after the provider timeout and 5 s).
-    let mut pending = messages.clone();
-    for _ in 0..600 {
-        let mut still = Vec::new();
-        for id in &pending {
-            let (st, m) = call(
-                &http,
-                http.get(format!("{b}/v1/messages/{id}")).bearer_auth(&t),
-            )
-            .await;
-            assert_eq!(st, 200, "accepted message {id} is there");
-            if !m["final_at_ms"].is_i64() {
-                still.push(id.clone());
-            }
-        }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        pending.is_empty(),
-        "{} accepted messages never reached a final status",
-        pending.len()
-    );
+    all_final(&http, &b, &t, &messages).await;
     let sends = log.sends.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert!(
         messages.iter().all(|id| sends.contains_key(id)),
