@@ -94,6 +94,46 @@ struct Acked {
     redemptions: Vec<(String, String)>, // (player, ref_id)
 }
 
+/// The goods group `g` with [`CODES`] codes at [`PRICE`], and [`PLAYERS`]
+/// players with [`START_CREDIT`] points each.
+async fn goods_and_funded_players(http: &reqwest::Client, b: &str, t: &str) {
+    let (st, _) = call(
+        http,
+        http.put(format!("{b}/v1/goods/g"))
+            .bearer_auth(t)
+            .json(&json!({ "name": "g", "price": PRICE })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let file: String = (0..CODES).map(|i| format!("K{i:06}\n")).collect();
+    let (st, up) = call(
+        http,
+        http.post(format!("{b}/v1/goods/g/codes"))
+            .bearer_auth(t)
+            .body(file),
+    )
+    .await;
+    assert_eq!((st, up["added"].as_u64()), (200, Some(CODES as u64)));
+    for i in 0..PLAYERS {
+        let (st, _) = call(
+            http,
+            http.post(format!("{b}/v1/players"))
+                .bearer_auth(t)
+                .json(&json!({ "id": format!("p{i}") })),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, _) = call(
+            http,
+            http.post(format!("{b}/v1/ledger/credit"))
+                .bearer_auth(t)
+                .json(&json!({ "player": format!("p{i}"), "amount": START_CREDIT })),
+        )
+        .await;
+        assert_eq!(st, 201);
+    }
+}
+
 /// Every accepted message is there and reaches a final status (within a
 /// minute).
 async fn all_final(http: &reqwest::Client, b: &str, t: &str, ids: &[String]) {
@@ -207,41 +247,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let http = reqwest::Client::new();
     let t = demo_token(&data, &server.base, &http).await;
     let b = server.base.clone();
-    let (st, _) = call(
-        &http,
-        http.put(format!("{b}/v1/goods/g"))
-            .bearer_auth(&t)
-            .json(&json!({ "name": "g", "price": PRICE })),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let file: String = (0..CODES).map(|i| format!("K{i:06}\n")).collect();
-    let (st, up) = call(
-        &http,
-        http.post(format!("{b}/v1/goods/g/codes"))
-            .bearer_auth(&t)
-            .body(file),
-    )
-    .await;
-    assert_eq!((st, up["added"].as_u64()), (200, Some(CODES as u64)));
-    for i in 0..PLAYERS {
-        let (st, _) = call(
-            &http,
-            http.post(format!("{b}/v1/players"))
-                .bearer_auth(&t)
-                .json(&json!({ "id": format!("p{i}") })),
-        )
-        .await;
-        assert_eq!(st, 201);
-        let (st, _) = call(
-            &http,
-            http.post(format!("{b}/v1/ledger/credit"))
-                .bearer_auth(&t)
-                .json(&json!({ "player": format!("p{i}"), "amount": START_CREDIT })),
-        )
-        .await;
-        assert_eq!(st, 201);
-    }
+    goods_and_funded_players(&http, &b, &t).await;
 
     // The load: every player alternates actions (+100) and redemptions (-10).
     let acked = Arc::new(Mutex::new(Acked::default()));
@@ -735,42 +741,7 @@ async fn sigkill_of_one_of_three_hosts_loses_nothing_acknowledged() {
     let http = reqwest::Client::new();
     let a = hosts[0].base.clone();
     let t = demo_token(&dirs[0], &a, &http).await;
-    let (st, _) = call(
-        &http,
-        http.put(format!("{a}/v1/goods/g"))
-            .bearer_auth(&t)
-            .json(&json!({ "name": "g", "price": PRICE })),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let file: String = (0..CODES).map(|i| format!("K{i:06}\n")).collect();
-    let (st, _) = call(
-        &http,
-        http.post(format!("{a}/v1/goods/g/codes"))
-            .bearer_auth(&t)
-            .body(file),
-    )
-    .await;
-    assert_eq!(st, 200);
-    for i in 0..PLAYERS {
-        let p = format!("p{i}");
-        let (st, _) = call(
-            &http,
-            http.post(format!("{a}/v1/players"))
-                .bearer_auth(&t)
-                .json(&json!({ "id": p })),
-        )
-        .await;
-        assert_eq!(st, 201);
-        let (st, _) = call(
-            &http,
-            http.post(format!("{a}/v1/ledger/credit"))
-                .bearer_auth(&t)
-                .json(&json!({ "player": p, "amount": START_CREDIT })),
-        )
-        .await;
-        assert_eq!(st, 201);
-    }
+    goods_and_funded_players(&http, &a, &t).await;
     let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
                            "from": "+15005550006", "base_url": provider_url, "max_in_flight": 16 });
     let (st, _) = call(
