@@ -332,6 +332,12 @@ struct Snap {
     cache: std::sync::Mutex<ReadCache>,
 }
 
+/// The most reads a snapshot or a write transaction remembers, and the
+/// largest value it remembers: past them it reads again (what a plugin
+/// reads in one call is bounded by its fuel, not by this).
+pub(crate) const CACHE_ENTRIES: usize = 4096;
+pub(crate) const CACHE_VALUE_BYTES: usize = 64 << 10;
+
 /// What a snapshot read, by (table, key).
 type ReadCache = std::collections::HashMap<(&'static str, String), Option<Vec<u8>>>;
 
@@ -369,10 +375,11 @@ impl ReadView for Snap {
             return Ok(v.clone());
         }
         let v = self.run(|l| query::get(l, table, key))?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k, v.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a plugin may read many keys in one call.
+        if cache.len() < CACHE_ENTRIES && v.as_ref().is_none_or(|v| v.len() <= CACHE_VALUE_BYTES) {
+            cache.insert(k, v.clone());
+        }
         Ok(v)
     }
 

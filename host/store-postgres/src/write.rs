@@ -83,13 +83,21 @@ impl ReadView for View<'_> {
             return Ok(c.value.clone());
         }
         let value = self.run(query::get(&self.lease, table, key))?;
-        self.cache.borrow_mut().insert(
-            (table.name(), key.to_owned()),
-            Cached {
-                value: value.clone(),
-                dirty: false,
-            },
-        );
+        let mut cache = self.cache.borrow_mut();
+        // Writes are always kept; reads while the cache is within bounds.
+        if cache.len() < crate::CACHE_ENTRIES
+            && value
+                .as_ref()
+                .is_none_or(|v| v.len() <= crate::CACHE_VALUE_BYTES)
+        {
+            cache.insert(
+                (table.name(), key.to_owned()),
+                Cached {
+                    value: value.clone(),
+                    dirty: false,
+                },
+            );
+        }
         Ok(value)
     }
 
