@@ -134,6 +134,30 @@ async fn goods_and_funded_players(http: &reqwest::Client, b: &str, t: &str) {
     }
 }
 
+/// The fake Twilio as provider `twilio` (16 sends in flight), and every
+/// message routed to it.
+async fn twilio_route(http: &reqwest::Client, b: &str, t: &str, provider_url: &str) {
+    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
+                           "from": "+15005550006", "base_url": provider_url, "max_in_flight": 16 });
+    let (st, _) = call(
+        http,
+        http.put(format!("{b}/v1/providers/twilio"))
+            .bearer_auth(t)
+            .json(&provider),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let route = json!({ "plugin": "router", "config": { "default_provider": "twilio" } });
+    let (st, _) = call(
+        http,
+        http.put(format!("{b}/v1/bindings/route"))
+            .bearer_auth(t)
+            .json(&route),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
+
 /// Every accepted message is there and reaches a final status (within a
 /// minute).
 async fn all_final(http: &reqwest::Client, b: &str, t: &str, ids: &[String]) {
@@ -470,26 +494,7 @@ async fn sigkill_while_messages_are_queued_and_sending_loses_none() {
     let http = reqwest::Client::new();
     let b = server.base.clone();
     let t = demo_token(&data, &b, &http).await;
-    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
-                           "from": "+15005550006", "base_url": provider_url,
-                           "max_in_flight": 16 });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{b}/v1/providers/twilio"))
-            .bearer_auth(&t)
-            .json(&provider),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let route = json!({ "plugin": "router", "config": { "default_provider": "twilio" } });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{b}/v1/bindings/route"))
-            .bearer_auth(&t)
-            .json(&route),
-    )
-    .await;
-    assert_eq!(st, 200);
+    twilio_route(&http, &b, &t, &provider_url).await;
 
     // Bulk sends from 4 clients until the kill; remember what was accepted.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -742,25 +747,7 @@ async fn sigkill_of_one_of_three_hosts_loses_nothing_acknowledged() {
     let a = hosts[0].base.clone();
     let t = demo_token(&dirs[0], &a, &http).await;
     goods_and_funded_players(&http, &a, &t).await;
-    let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "x",
-                           "from": "+15005550006", "base_url": provider_url, "max_in_flight": 16 });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{a}/v1/providers/twilio"))
-            .bearer_auth(&t)
-            .json(&provider),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let route = json!({ "plugin": "router", "config": { "default_provider": "twilio" } });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{a}/v1/bindings/route"))
-            .bearer_auth(&t)
-            .json(&route),
-    )
-    .await;
-    assert_eq!(st, 200);
+    twilio_route(&http, &a, &t, &provider_url).await;
     // Every host counts the others (heartbeats) before the load.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

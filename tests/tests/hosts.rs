@@ -424,14 +424,7 @@ async fn a_populated_store_copies_to_postgres_and_back() {
     s.credit(&t, "p", 250).await;
     let codes: Vec<String> = (1..=3).map(|i| format!("CODE-{i}")).collect();
     s.goods(&t, "coupon", 100, &codes).await;
-    let first = s
-        .call(
-            "POST",
-            "/v1/goods/coupon/redeem",
-            Some(&t),
-            Some(json!({ "player": "p" })),
-        )
-        .await;
+    let first = redeem(&s, &t).await;
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(
         s.upload(&t, "streaks", components::RUST_RULES).await.status,
@@ -506,19 +499,23 @@ async fn a_populated_store_copies_to_postgres_and_back() {
         "the same after the round trip"
     );
     // The copy is live data: the next redemption takes the next code.
-    let next = back
-        .call(
-            "POST",
-            "/v1/goods/coupon/redeem",
-            Some(&t),
-            Some(json!({ "player": "p" })),
-        )
-        .await;
+    let next = redeem(&back, &t).await;
     assert_eq!(next.status, 201, "{next:?}");
     assert_ne!(
         next.body["codes"], first.body["codes"],
         "no code given twice"
     );
+}
+
+/// Player `p` redeems a coupon.
+async fn redeem(s: &Server, t: &str) -> engage_tests::Answer {
+    s.call(
+        "POST",
+        "/v1/goods/coupon/redeem",
+        Some(t),
+        Some(json!({ "player": "p" })),
+    )
+    .await
 }
 
 /// What a client sees of the copied tenant.
