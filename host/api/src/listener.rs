@@ -215,19 +215,35 @@ pub async fn body_deadline(req: Request, next: axum::middleware::Next) -> axum::
     let Some(BodyDeadline(limit)) = req.extensions().get::<BodyDeadline>().copied() else {
         return next.run(req).await;
     };
+    let has_body = !http_body::Body::is_end_stream(req.body());
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = finished.clone();
     let req = req.map(|body| {
         axum::body::Body::new(TimedBody {
             inner: body,
             deadline: Box::pin(tokio::time::sleep(limit)),
+            finished: seen,
         })
     });
-    next.run(req).await
+    let mut response = next.run(req).await;
+    // Answered before its body was read (refused at once: bad credentials,
+    // too large): the connection closes after the answer, so say so, or a
+    // client reuses it for its next request and loses that one.
+    if has_body && !finished.load(std::sync::atomic::Ordering::Relaxed) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// A body that fails once its deadline passes.
 struct TimedBody {
     inner: axum::body::Body,
     deadline: Pin<Box<Sleep>>,
+    /// Set once the body was read to its end.
+    finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl http_body::Body for TimedBody {
@@ -239,6 +255,10 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if frame.is_none() || self.inner.is_end_stream() {
+                self.finished
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return Poll::Ready(frame);
         }
         ready!(self.deadline.as_mut().poll(cx));
