@@ -356,6 +356,9 @@ pub struct LimitsRequest {
 /// A bound plugin, ready to call.
 struct Active {
     binding: Binding,
+    /// The binding log's position this binding was read at (or written
+    /// as): an activation from an older position never replaces it.
+    logged: u64,
     config: Arc<str>,
     prepared: Arc<Prepared>,
     stats: Arc<Stats>,
@@ -549,15 +552,16 @@ fn latest_logged(src: &impl Reader) -> Result<u64, StoreError> {
         .unwrap_or(0))
 }
 
-/// Record that `tenant`'s bindings changed, in the write that changes them.
-fn log_binding_change(tx: &mut Tx, tenant: &str) -> Result<(), StoreError> {
+/// Record that `tenant`'s bindings changed, in the write that changes them;
+/// the change's position in the log.
+fn log_binding_change(tx: &mut Tx, tenant: &str) -> Result<u64, StoreError> {
     // The empty tenant is no tenant's: a sequence of the whole store.
     let n = tx.next_seq("", "binding_log")?;
     tx.put_raw(BINDING_LOG, &engage_store::seq_part(n), tenant.as_bytes())?;
     if n > BINDING_LOG_KEEP {
         tx.remove(BINDING_LOG, &engage_store::seq_part(n - BINDING_LOG_KEEP))?;
     }
-    Ok(())
+    Ok(n)
 }
 
 impl Plugins {
@@ -625,6 +629,7 @@ impl Plugins {
 
     fn load_bindings(&self) -> anyhow::Result<()> {
         let snap = self.store.read()?;
+        let logged = latest_logged(&snap)?;
         let mut compiled = 0;
         let mut after: Option<String> = None;
         loop {
@@ -640,7 +645,7 @@ impl Plugins {
                 let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
                 let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
                 compiled += usize::from(was_compiled);
-                self.activate(&tenant, binding, prepared);
+                self.activate(&tenant, binding, prepared, logged);
             }
         }
         tracing::info!(
@@ -1085,14 +1090,14 @@ impl Plugins {
             bound_at_ms: now_ms(),
         };
         let (t, b) = (tenant.to_owned(), binding.clone());
-        self.store
+        let logged = self
+            .store
             .write(move |tx| {
                 tx.put(BINDINGS, &key(&[&t, b.point.as_str()]), &b)?;
-                log_binding_change(tx, &t)?;
-                Ok::<_, PluginsError>(())
+                Ok::<_, PluginsError>(log_binding_change(tx, &t)?)
             })
             .await?;
-        self.activate(tenant, binding.clone(), prepared);
+        self.activate(tenant, binding.clone(), prepared, logged);
         tracing::info!(tenant, point = point.as_str(), plugin = %binding.plugin, version, "plugin bound");
         Ok(binding)
     }
@@ -1125,7 +1130,11 @@ impl Plugins {
         Ok(limits)
     }
 
-    fn activate(&self, tenant: &str, binding: Binding, prepared: Arc<Prepared>) {
+    /// Put `binding` in force for new calls, unless what is in force was
+    /// read at a later position of the binding log (`logged`): a refresh
+    /// that read its snapshot before a bind on this host committed, or two
+    /// binds finishing out of order, must not bring back an older binding.
+    fn activate(&self, tenant: &str, binding: Binding, prepared: Arc<Prepared>, logged: u64) {
         let stats = self.stats_for(tenant, &binding.plugin, binding.version);
         let warm = match binding.isolation {
             Isolation::Fresh => None,
@@ -1137,13 +1146,17 @@ impl Plugins {
         };
         let active = Arc::new(Active {
             config: binding.config.to_string().into(),
+            logged,
             binding,
             prepared,
             stats,
             warm,
         });
         if let Ok(mut map) = self.active.write() {
-            map.insert((tenant.to_owned(), active.binding.point), active);
+            let k = (tenant.to_owned(), active.binding.point);
+            if map.get(&k).is_none_or(|current| current.logged <= logged) {
+                map.insert(k, active);
+            }
         }
     }
 
@@ -1282,7 +1295,7 @@ impl Plugins {
                     .prepare_stored(&info.sha256, &binding.wasi)
                     .map_err(|e| PluginsError::Internal(e.to_string()))?;
                 tracing::info!(tenant, point = binding.point.as_str(), plugin = %binding.plugin, version = binding.version, "binding changed through another host");
-                self.activate(tenant, binding, prepared);
+                self.activate(tenant, binding, prepared, newest);
             }
         }
         self.binding_log_seen.store(newest, Ordering::Relaxed);
@@ -1296,6 +1309,7 @@ impl Plugins {
         point: Point,
     ) -> Result<Option<Arc<Active>>, PluginsError> {
         let snap = self.store.read()?;
+        let logged = latest_logged(&snap)?;
         let Some(binding) = snap.get::<Binding>(BINDINGS, &key(&[tenant, point.as_str()]))? else {
             return Ok(None);
         };
@@ -1303,7 +1317,7 @@ impl Plugins {
         let (prepared, _) = self
             .prepare_stored(&info.sha256, &binding.wasi)
             .map_err(|e| PluginsError::Internal(e.to_string()))?;
-        self.activate(tenant, binding, prepared);
+        self.activate(tenant, binding, prepared, logged);
         Ok(self
             .active
             .read()
@@ -1670,4 +1684,92 @@ fn prepared_key(sha256: &str, grants: &[wasi::WasiGrant]) -> String {
 
 fn version_key(tenant: &str, name: &str, version: u32) -> String {
     key(&[tenant, name, &format!("{version:08}")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_force(plugins: &Plugins, tenant: &str, point: Point) -> Option<(Binding, u64)> {
+        let map = plugins.active.read().ok()?;
+        let a = map.get(&(tenant.to_owned(), point))?;
+        Some((a.binding.clone(), a.logged))
+    }
+
+    /// A binding read at an older position of the binding log never
+    /// replaces the one in force: a refresh whose snapshot was taken before
+    /// a bind on this host committed (the race a shared store opens), or
+    /// two binds finishing out of order, cannot bring an old binding back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_binding_never_replaces_a_newer_one() {
+        let path = std::env::temp_dir().join(format!(
+            "engage-bindings-{}",
+            engage_store::ids::random_hex(6)
+        ));
+        let dir = engage_store::files::open_data_dir(&path).expect("dir");
+        let store = Store::open(&dir).expect("store");
+        let plugins =
+            Arc::new(Plugins::open(&dir, &path, store, RuntimeConfig::default()).expect("open"));
+        plugins.provision("t").await.expect("provision");
+        let (first, first_logged) = in_force(&plugins, "t", Point::Rules).expect("bound");
+        let b = builtin::for_point(Point::Rules);
+        let rebind = || BindRequest {
+            plugin: b.name.to_owned(),
+            version: None,
+            config: Some(serde_json::json!({ "rules": [] })),
+            on_error: OnError::Fail,
+            isolation: Isolation::Fresh,
+            limits: None,
+            wasi: Vec::new(),
+        };
+        let newer = plugins
+            .bind("t", Point::Rules, rebind())
+            .await
+            .expect("bind");
+        let (now, logged) = in_force(&plugins, "t", Point::Rules).expect("bound");
+        assert_eq!(now, newer);
+        assert!(logged > first_logged, "{logged} after {first_logged}");
+
+        // What a stale snapshot would activate: refused.
+        let prepared = plugins
+            .prepare_stored(
+                &plugins
+                    .version_info(
+                        &plugins.store.read().expect("read"),
+                        "t",
+                        b.name,
+                        first.version,
+                    )
+                    .expect("version")
+                    .sha256,
+                &[],
+            )
+            .expect("prepared")
+            .0;
+        plugins.activate("t", first.clone(), prepared.clone(), first_logged);
+        assert_eq!(
+            in_force(&plugins, "t", Point::Rules).map(|a| a.0),
+            Some(newer)
+        );
+
+        // Read at the same position or later: in force.
+        plugins.activate("t", first.clone(), prepared, logged);
+        assert_eq!(
+            in_force(&plugins, "t", Point::Rules).map(|a| a.0),
+            Some(first)
+        );
+
+        // A refresh after a local bind applies nothing older either.
+        let newest = plugins
+            .bind("t", Point::Rules, rebind())
+            .await
+            .expect("bind");
+        plugins.refresh_bindings().expect("refresh");
+        assert_eq!(
+            in_force(&plugins, "t", Point::Rules).map(|a| a.0),
+            Some(newest)
+        );
+        drop(plugins);
+        let _ = std::fs::remove_dir_all(&path);
+    }
 }
