@@ -107,6 +107,10 @@ pub struct MessagingConfig {
     /// The base URL providers call back; by default the listen address
     /// (set it when Engage is behind a proxy).
     pub public_url: Option<String>,
+    /// A PEM file of certificates to trust for HTTPS to providers, beside
+    /// the Mozilla roots built in: a private CA, or a proxy that inspects
+    /// TLS. Also `ENGAGE_PROVIDER_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MessagingConfig {
@@ -114,7 +118,32 @@ impl Default for MessagingConfig {
         MessagingConfig {
             provider_timeout_ms: 10_000,
             public_url: None,
+            ca_file: None,
         }
+    }
+}
+
+impl MessagingConfig {
+    /// The certificates of `ca_file`, read and checked at start: a wrong
+    /// path stops the server rather than every later send.
+    pub fn extra_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("[messaging] ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "[messaging] ca_file {}: not PEM certificates: {e}",
+                path.display()
+            )
+        })?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "[messaging] ca_file {} holds no certificate",
+            path.display()
+        );
+        Ok(certs)
     }
 }
 

@@ -50,6 +50,10 @@ enum Command {
         /// Set the admin token (otherwise one is generated on first start).
         #[arg(long, env = "ENGAGE_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// A PEM file of certificates to trust for HTTPS to providers,
+        /// beside the built-in roots.
+        #[arg(long, env = "ENGAGE_PROVIDER_CA_FILE")]
+        provider_ca_file: Option<PathBuf>,
     },
     /// Apply the storage schema's migrations (a server applies them at
     /// start too) and print which are applied.
@@ -179,9 +183,13 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             admin_token,
+            provider_ca_file,
         } => {
             if let Some(l) = listen {
                 config.listen = l;
+            }
+            if provider_ca_file.is_some() {
+                config.messaging.ca_file = provider_ca_file;
             }
             if admin_token.is_some() {
                 config.admin_token = admin_token;

@@ -137,7 +137,9 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         Duration::from_millis(config.messaging.provider_timeout_ms.max(1)),
         sealer,
         hosts.clone(),
-    );
+        config.messaging.extra_roots()?,
+    )
+    .map_err(|e| anyhow::anyhow!("the HTTP client for providers: {e}"))?;
     let m = messaging.clone();
     background.spawn("message dispatcher", |stop| m.dispatch_loop(stop));
     let campaigns = crate::campaigns::engine::Campaigns::new(store.clone(), messaging.clone());

@@ -184,3 +184,52 @@ async fn store_copy_and_migrate_from_the_cli() {
     assert_ne!(beta["api_key"], acme["api_key"]);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// TLS from the command line: a storage url with libpq's
+/// `sslmode=verify-full&sslrootcert=…` reaches the test database through
+/// `localhost` and is refused through an address the certificate does not
+/// name; a provider CA file that cannot be read stops `serve` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_from_the_cli() {
+    let base = std::env::var("ENGAGE_TEST_POSTGRES")
+        .expect("ENGAGE_TEST_POSTGRES: run ./scripts/test, which starts a throw-away PostgreSQL");
+    let ca = std::env::var("ENGAGE_TEST_POSTGRES_CA")
+        .expect("ENGAGE_TEST_POSTGRES_CA: run ./scripts/test");
+    let data = std::env::temp_dir().join(format!("engage-cli-tls-{}", engage::ids::random_hex(6)));
+    let name = format!("cli_tls_{}", engage::ids::random_hex(6));
+    let url = engage::store_postgres::create_database(&base, &name).expect("database");
+    let key = "--secret-key=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let verified = |host: &str| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={ca}",
+            url.replacen("127.0.0.1", host, 1)
+        )
+    };
+    let (ok, migrated, err) = engage_async(
+        &data,
+        &["--storage-url", &verified("localhost"), key, "migrate"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(migrated["applied"], serde_json::json!([1]), "{migrated}");
+    let (ok, _, err) = engage_async(
+        &data,
+        &["--storage-url", &verified("127.0.0.1"), key, "migrate"],
+    )
+    .await;
+    assert!(!ok && err.contains("certificate"), "{err}");
+
+    let (ok, _, err) = engage_async(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--provider-ca-file",
+            "/nonexistent/ca.pem",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("/nonexistent/ca.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -8,6 +8,7 @@ use engage::server::Running;
 use serde_json::{Value, json};
 
 pub mod kannel;
+pub mod tls;
 pub mod twilio;
 
 /// The components built by this crate's build script.

@@ -458,19 +458,25 @@ impl Messaging {
         &self.sealer
     }
 
+    /// `extra_roots`: certificates trusted for HTTPS to providers beside
+    /// the built-in Mozilla roots (a private CA, a TLS-inspecting proxy).
     pub fn new(
         store: Store,
         plugins: Arc<Plugins>,
         provider_timeout: Duration,
         sealer: Sealer,
         hosts: Arc<engage_store::hosts::Hosts>,
-    ) -> Arc<Messaging> {
-        let http = reqwest::Client::builder()
+        extra_roots: Vec<reqwest::Certificate>,
+    ) -> Result<Arc<Messaging>, reqwest::Error> {
+        let mut http = reqwest::Client::builder()
             .timeout(provider_timeout)
             .connect_timeout(provider_timeout.min(Duration::from_secs(5)))
-            .build()
-            .unwrap_or_default();
-        Arc::new(Messaging {
+            .use_rustls_tls();
+        for root in extra_roots {
+            http = http.add_root_certificate(root);
+        }
+        let http = http.build()?;
+        Ok(Arc::new(Messaging {
             store,
             plugins,
             http,
@@ -482,7 +488,7 @@ impl Messaging {
             claim_ms: i64::try_from(provider_timeout.as_millis())
                 .unwrap_or(i64::MAX / 2)
                 .saturating_add(CLAIM_MARGIN_MS),
-        })
+        }))
     }
 
     /// Set the base URL providers call back (known once the server listens).

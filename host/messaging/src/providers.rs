@@ -68,6 +68,21 @@ pub fn limits(src: &impl Reader, tenant: &str, name: &str) -> Result<Limits, Sto
 }
 
 /// BSG's production REST API.
+/// A request that got no answer: reqwest's words name the url, their
+/// innermost cause says why (refused, timed out, a certificate for
+/// another name).
+fn unreached(provider: &str, e: &reqwest::Error) -> SendError {
+    let mut why: &dyn std::error::Error = e;
+    while let Some(cause) = why.source() {
+        why = cause;
+    }
+    SendError::Transient(if std::ptr::addr_eq(why, e) {
+        format!("{provider}: {e}")
+    } else {
+        format!("{provider}: {e}: {why}")
+    })
+}
+
 pub const BSG_BASE_URL: &str = "https://app.bsg.hk/rest";
 
 /// Twilio's production API.
@@ -344,7 +359,7 @@ pub async fn send(
                 ])
                 .send()
                 .await
-                .map_err(|e| SendError::Transient(format!("twilio: {e}")))?;
+                .map_err(|e| unreached("twilio", &e))?;
             let status = resp.status();
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             if status.is_server_error() || status.as_u16() == 429 {
@@ -435,7 +450,7 @@ async fn kannel_send(
         .query(&query)
         .send()
         .await
-        .map_err(|e| SendError::Transient(format!("kannel: {e}")))?;
+        .map_err(|e| unreached("kannel", &e))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_server_error() {
@@ -518,7 +533,7 @@ async fn bsg_send(
         .json(&body)
         .send()
         .await
-        .map_err(|e| SendError::Transient(format!("bsg: {e}")))?;
+        .map_err(|e| unreached("bsg", &e))?;
     let status = resp.status();
     let v: serde_json::Value = resp.json().await.unwrap_or_default();
     if status.is_server_error() || status.as_u16() == 429 {
@@ -535,7 +550,7 @@ async fn bsg_send(
                 .header("X-API-KEY", api_key)
                 .send()
                 .await
-                .map_err(|e| SendError::Transient(format!("bsg: {e}")))?;
+                .map_err(|e| unreached("bsg", &e))?;
             let f: serde_json::Value = found.json().await.unwrap_or_default();
             f["id"].as_str().map(str::to_owned)
         }

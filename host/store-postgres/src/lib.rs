@@ -22,6 +22,7 @@
 
 mod migrations;
 mod pool;
+pub mod tls;
 mod write;
 
 use std::future::Future;
@@ -94,9 +95,26 @@ impl From<tokio_postgres::Error> for PgError {
                 PgError::Unavailable(e.to_string())
             }
             Some(_) => PgError::Other(e),
-            None => PgError::Unavailable(format!("{e}")),
+            None => PgError::Unavailable(with_causes(&e)),
         }
     }
+}
+
+/// An error and what caused it, `: `-separated: the client's own words
+/// ("error performing TLS handshake") do not say which certificate check
+/// failed; its causes do.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl From<PgError> for StoreError {
@@ -208,9 +226,7 @@ impl Postgres {
 
     /// Connect without migrating (`engage migrate` reports first).
     pub fn connect(config: &PgConfig) -> Result<Postgres, StoreError> {
-        let pg_config: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            StoreError::Unavailable(format!("the storage url is not a PostgreSQL url: {e}"))
-        })?;
+        let (pg_config, tls) = parse_url(&config.url)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("engage-postgres")
@@ -218,6 +234,7 @@ impl Postgres {
             .build()?;
         let pool = Arc::new(Pool::new(
             pg_config,
+            tls,
             config.pool_size.max(2),
             config.acquire_timeout,
             rt.handle().clone(),
@@ -519,6 +536,18 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(u64::from_le_bytes(b) % cap_us.max(1))
 }
 
+/// The connection settings and the TLS connector of a storage url (see
+/// [`tls`] for `sslmode` and `sslrootcert`).
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Option<tls::Connector>), StoreError> {
+    let bad = |e: String| StoreError::Unavailable(format!("the storage url: {e}"));
+    let settings = tls::settings(url).map_err(bad)?;
+    let config = settings
+        .url
+        .parse()
+        .map_err(|e| bad(format!("not a PostgreSQL url: {e}")))?;
+    Ok((config, tls::connector(&settings).map_err(bad)?))
+}
+
 /// Create the database `name` on the server `base_url` points at (which
 /// must allow it) and return a url for it: for tests, benchmarks and a
 /// `store copy` into a fresh database. `name` is letters, digits and `_`.
@@ -528,16 +557,11 @@ pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError>
             "{name:?} is not a plain database name"
         )));
     }
-    let config: tokio_postgres::Config = base_url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("not a PostgreSQL url: {e}")))?;
+    let (config, tls) = parse_url(base_url)?;
     let sql = format!("CREATE DATABASE {name}");
     let run = async move {
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        let driver = tokio::spawn(connection);
+        let client = pool::open_client(&config, tls.as_ref()).await?;
         client.batch_execute(&sql).await?;
-        drop(client);
-        let _ = driver.await;
         Ok::<(), tokio_postgres::Error>(())
     };
     // A thread of its own: the runtime may neither start nor stop inside

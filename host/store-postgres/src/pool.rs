@@ -8,6 +8,33 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, NoTls, Statement};
 
+/// Connect (over TLS when `tls` is given) and drive the connection on the
+/// current runtime until the client is dropped or the server closes it.
+pub(crate) async fn open_client(
+    config: &tokio_postgres::Config,
+    tls: Option<&crate::tls::Connector>,
+) -> Result<Client, tokio_postgres::Error> {
+    let client = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
+    Ok(client)
+}
+
+async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "database connection ended");
+    }
+}
+
 use crate::PgError;
 
 /// The statements every view runs, prepared per connection.
@@ -28,6 +55,7 @@ pub(crate) struct Conn {
 
 pub(crate) struct Pool {
     config: tokio_postgres::Config,
+    tls: Option<crate::tls::Connector>,
     idle: Mutex<Vec<Arc<Conn>>>,
     permits: Arc<Semaphore>,
     timeout: Duration,
@@ -38,6 +66,7 @@ pub(crate) struct Pool {
 impl Pool {
     pub fn new(
         config: tokio_postgres::Config,
+        tls: Option<crate::tls::Connector>,
         size: usize,
         timeout: Duration,
         handle: tokio::runtime::Handle,
@@ -45,6 +74,7 @@ impl Pool {
         Pool {
             handle,
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             timeout,
@@ -89,16 +119,14 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Arc<Conn>, PgError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
+        let client = open_client(&self.config, self.tls.as_ref())
             .await
-            .map_err(|e| PgError::Unavailable(format!("connecting to the database: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "database connection ended");
-            }
-        });
+            .map_err(|e| {
+                PgError::Unavailable(format!(
+                    "connecting to the database: {}",
+                    crate::with_causes(&e)
+                ))
+            })?;
         let st = Statements {
             get: client
                 .prepare("SELECT value FROM engage_kv WHERE tbl = $1 AND key = $2")
@@ -139,16 +167,15 @@ impl Pool {
 
     /// A bare connection for the migrations, before the table exists.
     pub async fn connect_bare(&self) -> Result<Client, PgError> {
-        let (client, connection) = tokio::time::timeout(self.timeout, self.config.connect(NoTls))
+        tokio::time::timeout(self.timeout, open_client(&self.config, self.tls.as_ref()))
             .await
             .map_err(|_| PgError::Unavailable("connecting to the database timed out".into()))?
-            .map_err(|e| PgError::Unavailable(format!("connecting to the database: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "database connection ended");
-            }
-        });
-        Ok(client)
+            .map_err(|e| {
+                PgError::Unavailable(format!(
+                    "connecting to the database: {}",
+                    crate::with_causes(&e)
+                ))
+            })
     }
 }
 

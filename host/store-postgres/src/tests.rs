@@ -154,3 +154,64 @@ fn an_unreachable_database_is_unavailable() {
         Ok(_) => panic!("opened a database on port 1"),
     }
 }
+
+/// Whether a connection made with `url` is encrypted, by the server's
+/// own account (`pg_stat_ssl`), or why it could not be made.
+fn encrypted(url: &str) -> Result<bool, String> {
+    let pg = Postgres::connect(&PgConfig::new(url)).map_err(|e| e.to_string())?;
+    let pool = pg.inner.pool.clone();
+    pg.inner
+        .block(async move {
+            let client = pool.connect_bare().await?;
+            let row = client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await?;
+            Ok::<bool, PgError>(row.get(0))
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// The modes mean what they mean to libpq, against the test server's
+/// certificate (for `localhost`, signed by its own CA): verified in full
+/// only by name and with the CA, the chain alone through an address, and
+/// not at all under `require`; `disable` is plain.
+#[test]
+fn tls_to_the_database_as_libpq_means_sslmode() {
+    let base =
+        std::env::var("ENGAGE_TEST_POSTGRES").expect("ENGAGE_TEST_POSTGRES: run ./scripts/test");
+    let ca = std::env::var("ENGAGE_TEST_POSTGRES_CA")
+        .expect("ENGAGE_TEST_POSTGRES_CA (the test server's CA): run ./scripts/test");
+    let port = base
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("a port in ENGAGE_TEST_POSTGRES")
+        .to_owned();
+    let url = |host: &str, query: &str| format!("postgres://engage@{host}:{port}/postgres?{query}");
+    let root = format!("sslrootcert={ca}");
+    assert_eq!(
+        encrypted(&url("localhost", &format!("sslmode=verify-full&{root}"))),
+        Ok(true)
+    );
+    assert_eq!(
+        encrypted(&url("127.0.0.1", &format!("sslmode=verify-ca&{root}"))),
+        Ok(true),
+        "verify-ca checks the chain, not the name"
+    );
+    let e = encrypted(&url("127.0.0.1", &format!("sslmode=verify-full&{root}")))
+        .expect_err("the certificate is for localhost");
+    assert!(e.contains("certificate"), "{e}");
+    let e = encrypted(&url("localhost", "sslmode=verify-full"))
+        .expect_err("the test CA is not among the built-in roots");
+    assert!(e.contains("certificate"), "{e}");
+    assert_eq!(encrypted(&url("127.0.0.1", "sslmode=require")), Ok(true));
+    assert_eq!(
+        encrypted(&url("127.0.0.1", "application_name=engage")),
+        Ok(true),
+        "prefer, the default, takes what the server offers"
+    );
+    assert_eq!(encrypted(&url("127.0.0.1", "sslmode=disable")), Ok(false));
+}

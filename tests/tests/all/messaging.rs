@@ -634,3 +634,76 @@ async fn a_providers_rate_limit_spaces_its_sends() {
     // A burst of 5, then 10 more at 5 per second: at least about 2 s.
     assert!(span >= 1500, "15 sends at 5/s took only {span} ms");
 }
+
+/// Providers are reached over HTTPS, their certificate checked: a private
+/// CA given in `[messaging] ca_file` is trusted beside the built-in roots,
+/// and a certificate for another name is refused (the send fails over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_called_over_verified_https() {
+    let tw = FakeTwilio::start().await;
+    let upstream = tw
+        .url
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .expect("the fake's address");
+    let front = engage_tests::tls::front(upstream).await;
+    let ca = front.ca_file.clone();
+    let s = Server::start("msg-https", move |c| {
+        c.messaging.ca_file = Some(ca);
+        c.messaging.provider_timeout_ms = 1000;
+    })
+    .await;
+    let t = s.demo_token().await;
+    for (name, host) in [("trusted", "localhost"), ("misnamed", "127.0.0.1")] {
+        let p = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef",
+                        "auth_token": "x", "from": "+15005550006",
+                        "base_url": format!("https://{host}:{}", front.port) });
+        let r = s
+            .call("PUT", &format!("/v1/providers/{name}"), Some(&t), Some(p))
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let route = json!({ "plugin": "router", "config": { "routes": [
+        { "prefixes": ["+1415"], "attempts": [ { "channel": "sms", "provider": "trusted" } ] },
+        { "prefixes": ["+1416"], "attempts": [
+            { "channel": "sms", "provider": "misnamed" }, { "channel": "sms", "provider": "console" } ] } ] } });
+    let r = s
+        .call("PUT", "/v1/bindings/route", Some(&t), Some(route))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let a = send(
+        &s,
+        &t,
+        json!({ "to": ["+14155550100"], "body": "over TLS" }),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let m = wait_for(&s, &t, &id, |m| m["attempts"][0]["provider_id"].is_string()).await;
+    assert_eq!(m["attempts"][0]["tries"], 1, "{m}");
+    let reqs = tw.requests();
+    assert_eq!(reqs.len(), 1, "one request reached the fake through TLS");
+    assert_eq!(reqs[0].field("Body"), Some("over TLS"));
+
+    let b = send(
+        &s,
+        &t,
+        json!({ "to": ["+14165550100"], "body": "wrong name" }),
+    )
+    .await;
+    assert_eq!(b.status, 202, "{b:?}");
+    let id = b.body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let m = wait_for(&s, &t, &id, |m| m["final_at_ms"].is_i64()).await;
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(m["attempts"][0]["provider"], "misnamed", "{m}");
+    assert_eq!(m["attempts"][0]["status"], "rejected", "{m}");
+    let why = m["attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("certificate"), "the error says why: {m}");
+    assert_eq!(m["attempts"][1]["provider"], "console", "{m}");
+    assert_eq!(
+        tw.requests().len(),
+        1,
+        "nothing was sent to a misnamed host"
+    );
+}
