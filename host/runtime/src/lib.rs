@@ -72,6 +72,8 @@ const BINDINGS: Table = Table::new("plugin_bindings");
 /// Every binding change, in commit order: sequence → tenant. Hosts sharing
 /// a store read it to apply changes made through another host.
 const BINDING_LOG: Table = Table::new("plugin_binding_log");
+/// The most of one tenant's plugins a refresh prepares ahead of their bind.
+const MAX_PRECOMPILED_PLUGINS: usize = 64;
 /// The most entries the binding log keeps; a host further behind than
 /// that reloads every binding.
 const BINDING_LOG_KEEP: u64 = 10_000;
@@ -908,6 +910,8 @@ impl Plugins {
                 if !stored {
                     tx.put_raw(BLOBS, &sha256, &blob)?;
                 }
+                // Other hosts compile it now, before it is bound.
+                log_binding_change(tx, &tenant_s)?;
                 Ok(info)
             })
             .await;
@@ -1299,7 +1303,41 @@ impl Plugins {
             }
         }
         self.binding_log_seen.store(newest, Ordering::Relaxed);
+        // Bindings first, then what was uploaded: a binding that follows
+        // finds the component compiled here already (a bind is then in
+        // force on every host within one refresh, not one compile later).
+        for tenant in &tenants {
+            self.precompile_latest(&snap, tenant)?;
+        }
         Ok(tenants.len())
+    }
+
+    /// Compile (or load from this host's cache) the newest version of
+    /// each of `tenant`'s plugins that this host does not hold yet.
+    fn precompile_latest(&self, snap: &Snapshot, tenant: &str) -> Result<(), PluginsError> {
+        let records = snap.scan_page::<PluginRecord>(
+            PLUGINS,
+            &prefix(&[tenant]),
+            None,
+            MAX_PRECOMPILED_PLUGINS,
+            false,
+        )?;
+        for (_, record) in records {
+            let info = self.version_info(snap, tenant, &record.name, record.latest)?;
+            if self.cached(&prepared_key(&info.sha256, &[])).is_some() {
+                continue;
+            }
+            match self.prepare_stored(&info.sha256, &[]) {
+                Ok((_, compiled)) => {
+                    tracing::debug!(tenant, plugin = %record.name, version = record.latest, compiled, "uploaded through another host; prepared here")
+                }
+                // Its bind will say so, with the reason; nothing to do now.
+                Err(e) => {
+                    tracing::warn!(tenant, plugin = %record.name, error = %e, "preparing a plugin uploaded through another host")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The stored binding of `point` for `tenant`, activated here.
