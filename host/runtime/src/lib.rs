@@ -72,8 +72,10 @@ const BINDINGS: Table = Table::new("plugin_bindings");
 /// Every binding change, in commit order: sequence → tenant. Hosts sharing
 /// a store read it to apply changes made through another host.
 const BINDING_LOG: Table = Table::new("plugin_binding_log");
-/// The most of one tenant's plugins a refresh prepares ahead of their bind.
+/// How many of one tenant's plugins a refresh looks at, and how many
+/// components it prepares, ahead of their bind.
 const MAX_PRECOMPILED_PLUGINS: usize = 64;
+const PRECOMPILED_PER_REFRESH: usize = 2;
 /// The most entries the binding log keeps; a host further behind than
 /// that reloads every binding.
 const BINDING_LOG_KEEP: u64 = 10_000;
@@ -1306,15 +1308,33 @@ impl Plugins {
         // Bindings first, then what was uploaded: a binding that follows
         // finds the component compiled here already (a bind is then in
         // force on every host within one refresh, not one compile later).
+        // At most a few per look, with the snapshot let go: a tenant
+        // uploading many large components delays the next look by that
+        // much, no more; what is left compiles at its bind, as before.
+        let mut unprepared = Vec::new();
         for tenant in &tenants {
-            self.precompile_latest(&snap, tenant)?;
+            unprepared.extend(self.unprepared_latest(&snap, tenant)?);
+            if unprepared.len() >= PRECOMPILED_PER_REFRESH {
+                break;
+            }
+        }
+        drop(snap);
+        for sha in unprepared.iter().take(PRECOMPILED_PER_REFRESH) {
+            // A failure is its bind's to report, with the reason.
+            if let Err(e) = self.prepare_stored(sha, &[]) {
+                tracing::warn!(component = %sha, error = %e, "preparing a component uploaded through another host");
+            }
         }
         Ok(tenants.len())
     }
 
-    /// Compile (or load from this host's cache) the newest version of
-    /// each of `tenant`'s plugins that this host does not hold yet.
-    fn precompile_latest(&self, snap: &Snapshot, tenant: &str) -> Result<(), PluginsError> {
+    /// The components of the newest versions of `tenant`'s plugins that
+    /// this host has not prepared yet.
+    fn unprepared_latest(
+        &self,
+        snap: &Snapshot,
+        tenant: &str,
+    ) -> Result<Vec<String>, PluginsError> {
         let records = snap.scan_page::<PluginRecord>(
             PLUGINS,
             &prefix(&[tenant]),
@@ -1322,22 +1342,14 @@ impl Plugins {
             MAX_PRECOMPILED_PLUGINS,
             false,
         )?;
+        let mut shas = Vec::new();
         for (_, record) in records {
             let info = self.version_info(snap, tenant, &record.name, record.latest)?;
-            if self.cached(&prepared_key(&info.sha256, &[])).is_some() {
-                continue;
-            }
-            match self.prepare_stored(&info.sha256, &[]) {
-                Ok((_, compiled)) => {
-                    tracing::debug!(tenant, plugin = %record.name, version = record.latest, compiled, "uploaded through another host; prepared here")
-                }
-                // Its bind will say so, with the reason; nothing to do now.
-                Err(e) => {
-                    tracing::warn!(tenant, plugin = %record.name, error = %e, "preparing a plugin uploaded through another host")
-                }
+            if self.cached(&prepared_key(&info.sha256, &[])).is_none() {
+                shas.push(info.sha256);
             }
         }
-        Ok(())
+        Ok(shas)
     }
 
     /// The stored binding of `point` for `tenant`, activated here.
