@@ -13,22 +13,46 @@
 // computes in BigInt and hands s64 values back in whatever representation
 // the engine gave it, so it builds with either.
 //
-// Build: componentize-qjs --wit ../../wit --world rules --js app.js --stub-wasi --sync -o js_rules.wasm
+// Build: componentize-qjs --wit ../../wit/since_v0.2.0 --world rules --js app.js --stub-wasi --sync -o js_rules.wasm
 
-import { log, config, balance } from "engage:plugin/host@0.1.0";
+import { log, config, balance } from "engage:plugin/host@0.2.0";
+
+const DEFAULTS = { rate: 1, gold_at: 1000, gold_bonus: 50 };
+
+// The binding's config with defaults; throws a plugin-error naming what is wrong.
+function parseConfig(text) {
+  let cfg;
+  try {
+    cfg = JSON.parse(text || "{}");
+  } catch (e) {
+    throw { code: "bad-config", message: `the binding's config is not JSON: ${e}` };
+  }
+  if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) {
+    throw { code: "bad-config", message: "the binding's config must be an object" };
+  }
+  for (const [name, value] of Object.entries(cfg)) {
+    if (!(name in DEFAULTS)) {
+      throw { code: "bad-config", message: `unknown field \`${name}\`, expected one of ${Object.keys(DEFAULTS).join(", ")}` };
+    }
+    if (!Number.isInteger(value) || value < 0) {
+      throw { code: "bad-config", message: `\`${name}\` must be a whole number of at least 0, got ${JSON.stringify(value)}` };
+    }
+  }
+  return { ...DEFAULTS, ...cfg };
+}
+
+// Run by the host when the plugin is bound: a config it refuses is never bound.
+export function validateConfig(text) {
+  parseConfig(text);
+}
 
 export const ruleEngine = {
   evaluate(action) {
     const toS64 = typeof action.timeMs === "bigint" ? (v) => BigInt(v) : (v) => Number(v);
-    let cfg;
-    try {
-      cfg = JSON.parse(config() || "{}");
-    } catch (e) {
-      throw { code: "bad-config", message: `the binding's config is not JSON: ${e}` };
-    }
-    const rate = BigInt(cfg.rate ?? 1);
-    const goldAt = BigInt(cfg.gold_at ?? 1000);
-    const goldBonus = BigInt(cfg.gold_bonus ?? 50);
+    const cfg = parseConfig(config());
+    const rate = BigInt(cfg.rate);
+    const goldAt = BigInt(cfg.gold_at);
+    const goldBonus = BigInt(cfg.gold_bonus);
     const outcome = { grants: [], badges: [], messages: [], events: [], trace: [] };
 
     if (action.name !== "purchase") {

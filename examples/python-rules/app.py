@@ -7,12 +7,13 @@ store. Any other action earns nothing and says why in the trace.
 
 Config: {"points_per_unit": 1, "daily_cap": 3}
 
-Build: componentize-py -d ../../wit -w rules componentize app --stub-wasi -o python_rules.wasm
+Build: componentize-py -d ../../wit/since_v0.2.0 -w rules componentize app --stub-wasi -o python_rules.wasm
 """
 
 import json
 
 from componentize_py_types import Err
+import wit_world
 from wit_world import exports
 from wit_world.exports.rule_engine import Action, Grant, Outcome, TraceEntry
 from wit_world.imports import host
@@ -28,14 +29,35 @@ def param(action: Action, name: str):
     return None
 
 
+CONFIG_FIELDS = {"points_per_unit": 1, "daily_cap": 3}
+
+
+def parse_config(text: str) -> dict:
+    """The binding's config with defaults; Err naming what is wrong."""
+    try:
+        config = json.loads(text or "{}")
+    except ValueError as e:
+        raise Err(PluginError("bad-config", f"the binding's config is not JSON: {e}"))
+    if not isinstance(config, dict):
+        raise Err(PluginError("bad-config", "the binding's config must be an object"))
+    for name, value in config.items():
+        if name not in CONFIG_FIELDS:
+            raise Err(PluginError("bad-config", f"unknown field `{name}`, expected one of {', '.join(CONFIG_FIELDS)}"))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise Err(PluginError("bad-config", f"`{name}` must be a whole number of at least 0, got {value!r}"))
+    return {**CONFIG_FIELDS, **config}
+
+
+class WitWorld(wit_world.WitWorld):
+    def validate_config(self, config: str) -> None:
+        parse_config(config)
+
+
 class RuleEngine(exports.RuleEngine):
     def evaluate(self, action: Action) -> Outcome:
-        try:
-            config = json.loads(host.config() or "{}")
-        except ValueError as e:
-            raise Err(PluginError("bad-config", f"the binding's config is not JSON: {e}"))
-        per_unit = int(config.get("points_per_unit", 1))
-        daily_cap = int(config.get("daily_cap", 3))
+        config = parse_config(host.config())
+        per_unit = config["points_per_unit"]
+        daily_cap = config["daily_cap"]
         outcome = Outcome(grants=[], badges=[], messages=[], events=[], trace=[])
 
         if action.name != "buy":
@@ -71,6 +93,6 @@ class RuleEngine(exports.RuleEngine):
 # componentize-py snapshots the interpreter after importing this module, so
 # work done here is paid once at build time, not on every fresh instance:
 # exercise the code paths a call takes (JSON, the generated dataclasses).
-json.loads('{"points_per_unit": 1}')
+parse_config('{"points_per_unit": 1}')
 Outcome(grants=[Grant("points", 1, "warm-up")], badges=[], messages=[], events=[], trace=[TraceEntry("warm-up", True, f"{1} x {2}")])
 int.from_bytes(b"\0" * 8, "little", signed=True)

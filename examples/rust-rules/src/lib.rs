@@ -13,7 +13,7 @@ use engage_plugin_sdk::{PluginError, host};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct Config {
     points: i64,
     streak_bonus: i64,
@@ -82,4 +82,4 @@ impl engage_plugin_sdk::rules::Guest for Streaks {
     }
 }
 
-engage_plugin_sdk::export_rules!(Streaks);
+engage_plugin_sdk::export_rules!(Streaks, config = Config);

@@ -153,6 +153,21 @@ impl From<PluginsError> for ApiError {
             PluginsError::NoVersion(..) => (StatusCode::NOT_FOUND, "version_not_found"),
             PluginsError::WrongWorld { .. } => (StatusCode::BAD_REQUEST, "wrong_world"),
             PluginsError::BadConfig => (StatusCode::BAD_REQUEST, "invalid_config"),
+            PluginsError::ConfigRejected { code, .. } => {
+                let mut err =
+                    ApiError::new(StatusCode::BAD_REQUEST, "config_rejected", e.to_string());
+                err.details = Some(Box::new(json!({ "plugin_code": code })));
+                return err;
+            }
+            PluginsError::ConfigCheckFailed { error, logs, .. } => {
+                let status = match error {
+                    CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let mut err = ApiError::new(status, "config_check_failed", e.to_string());
+                err.details = Some(Box::new(json!({ "error": error, "logs": logs })));
+                return err;
+            }
             PluginsError::BadLimits(_) => (StatusCode::BAD_REQUEST, "invalid_limits"),
             PluginsError::CallFailed { error, logs, .. } => {
                 let status = match error {

@@ -94,7 +94,7 @@ async fn upload(
         StatusCode::CREATED,
         Json(json!({
             "name": info.name, "version": info.version, "sha256": info.sha256,
-            "world": info.world, "size": info.size,
+            "world": info.world, "wit": info.wit, "size": info.size,
         })),
     ))
 }

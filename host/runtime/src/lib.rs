@@ -10,6 +10,7 @@
 //! `Arc` of the version they started on and finish there.
 
 mod bindings;
+mod boundary;
 pub mod builtin;
 pub mod config;
 mod engine;
@@ -21,6 +22,7 @@ mod runtime;
 mod sandbox;
 mod shape;
 mod since_v0_1_0;
+mod since_v0_2_0;
 mod stats;
 mod wasi;
 
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+pub use bindings::WitVersion;
 pub use runtime::{Context, Input, Limits, Output};
 pub use sandbox::{CallState, LogLine};
 pub use stats::StatsView;
@@ -117,16 +120,6 @@ impl Point {
 
     pub fn parse(s: &str) -> Option<Point> {
         Point::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    fn from_export(name: &str) -> Option<Point> {
-        match name {
-            "engage:plugin/rule-engine@0.1.0" => Some(Point::Rules),
-            "engage:plugin/gift-hook@0.1.0" => Some(Point::Gift),
-            "engage:plugin/template@0.1.0" => Some(Point::Template),
-            "engage:plugin/router@0.1.0" => Some(Point::Route),
-            _ => None,
-        }
     }
 }
 
@@ -241,6 +234,20 @@ pub enum PluginsError {
     },
     #[error("the binding's config must be a JSON object")]
     BadConfig,
+    #[error("{plugin} v{version} refuses this config ({code}): {message}; nothing was bound")]
+    ConfigRejected {
+        plugin: String,
+        version: u32,
+        code: String,
+        message: String,
+    },
+    #[error("{plugin} v{version}'s config check failed ({error}); nothing was bound")]
+    ConfigCheckFailed {
+        plugin: String,
+        version: u32,
+        error: CallError,
+        logs: Vec<LogLine>,
+    },
     #[error("limits out of range: {0}")]
     BadLimits(String),
     #[error("the plugin call failed ({plugin} v{version}): {error}")]
@@ -285,8 +292,16 @@ pub struct VersionInfo {
     pub version: u32,
     pub sha256: String,
     pub world: String,
+    /// The `engage:plugin` version it was built against (versions stored
+    /// before 0.2.0 existed were all 0.1.0).
+    #[serde(default = "wit_0_1_0")]
+    pub wit: String,
     pub size: usize,
     pub uploaded_at_ms: i64,
+}
+
+fn wit_0_1_0() -> String {
+    WitVersion::V0_1_0.as_str().to_owned()
 }
 
 /// What to do when the bound plugin fails.
@@ -355,6 +370,15 @@ pub struct LimitsRequest {
     pub timeout_ms: Option<u64>,
     pub fuel: Option<u64>,
     pub memory_mib: Option<usize>,
+}
+
+/// Whether a bind runs the plugin's config check: a tenant's bind does;
+/// carrying an existing binding over to a new first-party version does not
+/// (a config bound before the checks existed must not stop the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Yes,
+    CarriedOver,
 }
 
 /// A bound plugin, ready to call.
@@ -756,9 +780,9 @@ impl Plugins {
         shape.check().map_err(|why| {
             PluginsError::Invalid(format!("the component is too big to run: {why}"))
         })?;
-        let point = runtime::detect_point(engine, component)
+        let (point, version) = runtime::detect_point(engine, component)
             .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
-        let pre = self.link(flavor, component, point, grants)?;
+        let pre = self.link(flavor, component, point, version, grants)?;
         Ok((point, pre, shape))
     }
 
@@ -767,17 +791,20 @@ impl Plugins {
         flavor: usize,
         component: &Component,
         point: Point,
+        version: WitVersion,
         grants: &[wasi::WasiGrant],
     ) -> Result<WorldPre, PluginsError> {
         let ty = component.component_type();
+        let v = version.as_str();
         for (name, _) in ty.imports(&self.engines[flavor]) {
-            let ours = name == "engage:plugin/host@0.1.0" || name == "engage:plugin/types@0.1.0";
+            let ours = name == format!("engage:plugin/host@{v}")
+                || name == format!("engage:plugin/types@{v}");
             if ours || name.starts_with("wasi:") {
                 continue;
             }
             if name.starts_with("engage:plugin/") {
                 return Err(PluginsError::Invalid(format!(
-                    "the component imports `{name}`, but this host provides engage:plugin@0.1.0; rebuild it with an SDK for 0.1.0"
+                    "the component imports `{name}`, but its exports are engage:plugin@{v} and this host provides only {v}'s host interface to them; build it against one version"
                 )));
             }
             return Err(PluginsError::Invalid(format!(
@@ -794,9 +821,9 @@ impl Plugins {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
-        WorldPre::new(point, pre).map_err(|e| {
+        WorldPre::new(point, version, pre).map_err(|e| {
             PluginsError::Invalid(format!(
-                "the component's {} exports do not match engage:plugin@0.1.0: {e:#}",
+                "the component's {} exports do not match engage:plugin@{v}: {e:#}",
                 point.world()
             ))
         })
@@ -874,6 +901,7 @@ impl Plugins {
             .map_err(|e| PluginsError::Internal(e.to_string()))??;
 
         let point = prepared.point;
+        let wit = prepared.pre.version();
         let (tenant_s, name_s, sha) = (tenant.to_owned(), name.to_owned(), sha256.clone());
         let stored = self
             .store
@@ -898,6 +926,7 @@ impl Plugins {
                     version,
                     sha256: sha256.clone(),
                     world: point.world().to_owned(),
+                    wit: wit.as_str().to_owned(),
                     size,
                     uploaded_at_ms: now_ms(),
                 };
@@ -1048,11 +1077,24 @@ impl Plugins {
 
     /// Bind `req.plugin` to `point` for `tenant`. Takes effect for the next
     /// call; calls in flight finish on the previous binding.
+    ///
+    /// A plugin of WIT 0.2.0 or later checks the config first
+    /// (`validate-config`): a config it refuses is never bound.
     pub async fn bind(
         &self,
         tenant: &str,
         point: Point,
         req: BindRequest,
+    ) -> Result<Binding, PluginsError> {
+        self.bind_checked(tenant, point, req, Checked::Yes).await
+    }
+
+    async fn bind_checked(
+        &self,
+        tenant: &str,
+        point: Point,
+        req: BindRequest,
+        checked: Checked,
     ) -> Result<Binding, PluginsError> {
         let snap = self.store.read()?;
         let record: PluginRecord = snap
@@ -1084,6 +1126,9 @@ impl Plugins {
         let (prepared, _) = self
             .prepare_stored(&info.sha256, &req.wasi)
             .map_err(|e| PluginsError::Internal(e.to_string()))?;
+        if checked == Checked::Yes {
+            self.check_config(tenant, &req.plugin, version, &prepared, &config, limits)?;
+        }
         let binding = Binding {
             point,
             plugin: req.plugin,
@@ -1106,6 +1151,64 @@ impl Plugins {
         self.activate(tenant, binding.clone(), prepared, logged);
         tracing::info!(tenant, point = point.as_str(), plugin = %binding.plugin, version, "plugin bound");
         Ok(binding)
+    }
+
+    /// Run the plugin's config check on `config`, as a call of its own
+    /// with the binding's limits and no data (through the tenant's gate
+    /// like any call of a tenant's plugin).
+    fn check_config(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        version: u32,
+        prepared: &Arc<Prepared>,
+        config: &serde_json::Value,
+        limits: Limits,
+    ) -> Result<(), PluginsError> {
+        let tenant_arc: Arc<str> = tenant.into();
+        let ctx = Context {
+            tenant: tenant_arc.clone(),
+            plugin: plugin.into(),
+            config: config.to_string().into(),
+            now_ms: now_ms(),
+            request_id: "bind".into(),
+            snapshot: None,
+            limits,
+            kv_quota: self.config.kv_quota(),
+        };
+        if !prepared.pre.version().checks_config() {
+            return Ok(());
+        }
+        let check = |ctx: &Context| {
+            runtime::check_config(prepared, ctx).unwrap_or_else(|| {
+                runtime::Report::failed(
+                    CallError::Trap {
+                        message: "the component has no config check".into(),
+                    },
+                    std::time::Instant::now(),
+                )
+            })
+        };
+        let report = if builtin::is_builtin_name(plugin) {
+            check(&ctx)
+        } else {
+            off_the_reactor(|| self.admitted(prepared, &tenant_arc, ctx, check))
+        };
+        match report.result {
+            Ok(_) => Ok(()),
+            Err(CallError::Guest { code, message }) => Err(PluginsError::ConfigRejected {
+                plugin: plugin.to_owned(),
+                version,
+                code,
+                message,
+            }),
+            Err(error) => Err(PluginsError::ConfigCheckFailed {
+                plugin: plugin.to_owned(),
+                version,
+                error,
+                logs: report.logs,
+            }),
+        }
     }
 
     fn limits(&self, req: LimitsRequest) -> Result<Limits, PluginsError> {
@@ -1222,7 +1325,7 @@ impl Plugins {
                     self.unbind(tenant, b.point).await?;
                 }
                 Some(old) if old.plugin == b.name && old.version != latest => {
-                    self.bind(
+                    self.bind_checked(
                         tenant,
                         b.point,
                         BindRequest {
@@ -1238,6 +1341,7 @@ impl Plugins {
                             }),
                             wasi: old.wasi,
                         },
+                        Checked::CarriedOver,
                     )
                     .await?;
                 }
@@ -1507,7 +1611,7 @@ impl Plugins {
         let report = if builtin::is_builtin_name(&active.binding.plugin) {
             run(&ctx)
         } else {
-            off_the_reactor(|| self.admitted(&active, &tenant_arc, ctx, run))
+            off_the_reactor(|| self.admitted(&active.prepared, &tenant_arc, ctx, run))
         };
         let error = report.result.as_ref().err().cloned();
         let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
@@ -1551,14 +1655,13 @@ impl Plugins {
     /// than its `timeout_ms`, queued or not.
     fn admitted(
         &self,
-        active: &Active,
+        prepared: &Prepared,
         tenant: &Arc<str>,
         mut ctx: Context,
         run: impl FnOnce(&Context) -> runtime::Report,
     ) -> runtime::Report {
         let started = std::time::Instant::now();
         let timeout = std::time::Duration::from_millis(ctx.limits.timeout_ms);
-        let prepared = &active.prepared;
         let units = gate::Units::call(prepared.shape, ctx.limits.memory_bytes);
         let ticket = self.gates[prepared.flavor].admit(tenant, units, started + timeout);
         let _ticket = match ticket {
@@ -1709,17 +1812,14 @@ fn idle_budget(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Idle
 
 /// A linker with the host interface; WASI is added per component, as traps.
 fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
+    type Own = wasmtime::component::HasSelf<CallState>;
     let mut linker = Linker::new(engine);
-    bindings::rules::engage::plugin::types::add_to_linker::<
-        CallState,
-        wasmtime::component::HasSelf<CallState>,
-    >(&mut linker, |s| s)
-    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    bindings::rules::engage::plugin::host::add_to_linker::<
-        CallState,
-        wasmtime::component::HasSelf<CallState>,
-    >(&mut linker, |s| s)
-    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let e = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
+    // Every version's host interface, so components of each keep linking.
+    bindings::v0_1_0::types::add_to_linker::<CallState, Own>(&mut linker, |s| s).map_err(e)?;
+    bindings::v0_1_0::host::add_to_linker::<CallState, Own>(&mut linker, |s| s).map_err(e)?;
+    bindings::v0_2_0::types::add_to_linker::<CallState, Own>(&mut linker, |s| s).map_err(e)?;
+    bindings::v0_2_0::host::add_to_linker::<CallState, Own>(&mut linker, |s| s).map_err(e)?;
     Ok(linker)
 }
 

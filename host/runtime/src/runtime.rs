@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings;
+use super::bindings::WitVersion;
 use super::engine::EPOCH_TICK;
 use super::gate::{IdleBudget, Units};
 use super::io::{Attempt, GiftReply, GiftRequest, Outcome, Outgoing, Param, PluginError, Verdict};
 use super::sandbox::{CallState, LogLine};
 use super::since_v0_1_0 as v0_1_0;
+use super::since_v0_2_0 as v0_2_0;
 use super::{CallError, Point};
 use crate::kv::Effects;
 
@@ -40,19 +41,16 @@ pub struct Prepared {
     pub shape: super::shape::Shape,
 }
 
-/// A typed `InstancePre` per world.
+/// A typed `InstancePre` of the world and WIT version the component
+/// implements.
 pub enum WorldPre {
-    Rules(bindings::rules::RulesPre<CallState>),
-    Gift(bindings::gift::GiftHooksPre<CallState>),
-    Template(bindings::templating::TemplatingPre<CallState>),
-    Route(bindings::routing::RoutingPre<CallState>),
+    V0_1_0(v0_1_0::Pre),
+    V0_2_0(v0_2_0::Pre),
 }
 
 enum Instance {
-    Rules(bindings::rules::Rules),
-    Gift(bindings::gift::GiftHooks),
-    Template(bindings::templating::Templating),
-    Route(bindings::routing::Routing),
+    V0_1_0(v0_1_0::Instance),
+    V0_2_0(v0_2_0::Instance),
 }
 
 /// What a call asks of a plugin.
@@ -118,74 +116,42 @@ pub struct Context {
 }
 
 impl WorldPre {
-    /// Check that `component`, linked by `pre`, implements `point`'s world.
+    /// Check that `component`, linked by `pre`, implements `point`'s world
+    /// of WIT `version`.
     pub fn new(
         point: Point,
+        version: WitVersion,
         pre: wasmtime::component::InstancePre<CallState>,
     ) -> wasmtime::Result<WorldPre> {
-        Ok(match point {
-            Point::Rules => WorldPre::Rules(bindings::rules::RulesPre::new(pre)?),
-            Point::Gift => WorldPre::Gift(bindings::gift::GiftHooksPre::new(pre)?),
-            Point::Template => WorldPre::Template(bindings::templating::TemplatingPre::new(pre)?),
-            Point::Route => WorldPre::Route(bindings::routing::RoutingPre::new(pre)?),
+        Ok(match version {
+            WitVersion::V0_1_0 => WorldPre::V0_1_0(v0_1_0::Pre::new(point, pre)?),
+            WitVersion::V0_2_0 => WorldPre::V0_2_0(v0_2_0::Pre::new(point, pre)?),
         })
+    }
+
+    /// The WIT version of the component's world.
+    pub fn version(&self) -> WitVersion {
+        match self {
+            WorldPre::V0_1_0(_) => WitVersion::V0_1_0,
+            WorldPre::V0_2_0(_) => WitVersion::V0_2_0,
+        }
     }
 
     fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
         Ok(match self {
-            WorldPre::Rules(p) => Instance::Rules(p.instantiate(store)?),
-            WorldPre::Gift(p) => Instance::Gift(p.instantiate(store)?),
-            WorldPre::Template(p) => Instance::Template(p.instantiate(store)?),
-            WorldPre::Route(p) => Instance::Route(p.instantiate(store)?),
+            WorldPre::V0_1_0(p) => Instance::V0_1_0(p.instantiate(store)?),
+            WorldPre::V0_2_0(p) => Instance::V0_2_0(p.instantiate(store)?),
         })
     }
 }
 
-type GuestResult = wasmtime::Result<Result<Output, PluginError>>;
+/// A call's result as the guest gave it, before it is classified.
+pub(crate) type GuestResult = wasmtime::Result<Result<Output, PluginError>>;
 
 fn invoke(instance: &Instance, store: &mut Store<CallState>, input: &Input) -> GuestResult {
-    let mismatch = || {
-        Err(wasmtime::Error::msg(
-            "the call does not belong to the plugin's world",
-        ))
-    };
-    match (instance, input) {
-        (Instance::Rules(r), Input::Evaluate { action }) => Ok(r
-            .engage_plugin_rule_engine()
-            .call_evaluate(store, &v0_1_0::action(action))?
-            .map(|o| Output::Outcome(v0_1_0::outcome(o)))
-            .map_err(v0_1_0::error)),
-        (Instance::Gift(g), Input::PreRequest { request }) => Ok(g
-            .engage_plugin_gift_hook()
-            .call_pre_request(store, &v0_1_0::gift_request(request))?
-            .map(|v| Output::Verdict(v0_1_0::verdict(v)))
-            .map_err(v0_1_0::error)),
-        (Instance::Gift(g), Input::PostRequest { request }) => Ok(g
-            .engage_plugin_gift_hook()
-            .call_post_request(store, &v0_1_0::gift_request(request))?
-            .map(|()| Output::Done)
-            .map_err(v0_1_0::error)),
-        (Instance::Gift(g), Input::PreReply { reply }) => Ok(g
-            .engage_plugin_gift_hook()
-            .call_pre_reply(store, &v0_1_0::gift_reply(reply))?
-            .map(|v| Output::Verdict(v0_1_0::verdict(v)))
-            .map_err(v0_1_0::error)),
-        (Instance::Gift(g), Input::PostReply { reply }) => Ok(g
-            .engage_plugin_gift_hook()
-            .call_post_reply(store, &v0_1_0::gift_reply(reply))?
-            .map(|()| Output::Done)
-            .map_err(v0_1_0::error)),
-        (Instance::Template(t), Input::Render { template, vars }) => Ok(t
-            .engage_plugin_template()
-            .call_render(store, template, &v0_1_0::vars(vars))?
-            .map(Output::Text)
-            .map_err(v0_1_0::error)),
-        (Instance::Route(r), Input::Route { message }) => Ok(r
-            .engage_plugin_router()
-            .call_route(store, &v0_1_0::outgoing(message))?
-            .map(|list| Output::Attempts(v0_1_0::attempts(list)))
-            .map_err(v0_1_0::error)),
-        _ => mismatch(),
+    match instance {
+        Instance::V0_1_0(i) => v0_1_0::invoke(i, store, input),
+        Instance::V0_2_0(i) => v0_2_0::invoke(i, store, input),
     }
 }
 
@@ -220,6 +186,24 @@ pub fn call_fresh(prepared: &Prepared, ctx: &Context, input: &Input) -> Report {
         .instantiate(&mut store)
         .and_then(|inst| invoke(&inst, &mut store, input));
     finish(store, result, ctx.limits.fuel, started)
+}
+
+/// Run the component's config check (0.2.0 and later) on `ctx.config`, in
+/// a fresh instance with the call's limits. None when the component's WIT
+/// version has no check: every config object binds.
+pub fn check_config(prepared: &Prepared, ctx: &Context) -> Option<Report> {
+    let WorldPre::V0_2_0(pre) = &prepared.pre else {
+        return None;
+    };
+    let started = Instant::now();
+    let mut store = match new_store(&prepared.engine, ctx) {
+        Ok(s) => s,
+        Err(e) => return Some(failed_before_start(e, started)),
+    };
+    let result = pre.instantiate(&mut store).and_then(|i| {
+        v0_2_0::validate(&i, &mut store, &ctx.config).map(|r| r.map(|()| Output::Done))
+    });
+    Some(finish(store, result, ctx.limits.fuel, started))
 }
 
 impl Report {
@@ -457,25 +441,54 @@ impl WarmPool {
     }
 }
 
-/// Load-time facts about a component: which world it implements.
-pub fn detect_point(engine: &Engine, component: &Component) -> Result<Point, String> {
+/// Load-time facts about a component: which world, of which WIT version,
+/// it implements.
+pub fn detect_point(engine: &Engine, component: &Component) -> Result<(Point, WitVersion), String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    let mut found = None;
+    let mut found: Option<(Point, WitVersion)> = None;
+    let mut version: Option<WitVersion> = None;
     for name in &exports {
-        if let Some(point) = Point::from_export(name) {
-            if found.is_some() {
-                return Err("it exports more than one Engage interface; a plugin implements exactly one world".into());
-            }
-            found = Some(point);
-        } else if let Some(rest) = name.strip_prefix("engage:plugin/") {
+        let Some(rest) = name.strip_prefix("engage:plugin/") else {
+            continue;
+        };
+        let (interface, v) = rest.split_once('@').unwrap_or((rest, ""));
+        let Some(v) = WitVersion::ALL.into_iter().find(|k| k.as_str() == v) else {
             return Err(format!(
-                "it exports `engage:plugin/{rest}`, which this host does not know (it speaks engage:plugin@0.1.0); rebuild against that version"
+                "it exports `{name}`, a version of engage:plugin this host does not know (it speaks {}); rebuild against one of those",
+                WitVersion::ALL
+                    .map(|k| format!("engage:plugin@{}", k.as_str()))
+                    .join(", ")
             ));
+        };
+        if version.is_some_and(|seen| seen != v) {
+            return Err(
+                "it exports interfaces of two engage:plugin versions; build it against one".into(),
+            );
         }
+        version = Some(v);
+        let point = match interface {
+            "rule-engine" => Point::Rules,
+            "gift-hook" => Point::Gift,
+            "template" => Point::Template,
+            "router" => Point::Route,
+            other => {
+                return Err(format!(
+                    "it exports `engage:plugin/{other}@{}`, which that version does not have",
+                    v.as_str()
+                ));
+            }
+        };
+        if found.is_some() {
+            return Err(
+                "it exports more than one Engage interface; a plugin implements exactly one world"
+                    .into(),
+            );
+        }
+        found = Some((point, v));
     }
     found.ok_or_else(|| {
         format!(

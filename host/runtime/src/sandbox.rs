@@ -8,7 +8,8 @@ use serde::Serialize;
 use wasmtime::ResourceLimiter;
 
 use super::bindings::Level;
-use super::bindings::rules::engage::plugin::{host, types};
+use super::bindings::v0_1_0::{host, types};
+use super::bindings::v0_2_0 as v2;
 use super::clip;
 use super::kv::{self, Effects, Read, Write};
 use engage_ledger::views;
@@ -348,6 +349,73 @@ impl host::Host for CallState {
             value,
         })?;
         Ok(value)
+    }
+}
+
+impl v2::types::Host for CallState {}
+
+/// 0.2.0's host interface is 0.1.0's, function for function: delegated.
+impl v2::host::Host for CallState {
+    fn log(
+        &mut self,
+        level: v2::host::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        let level = match level {
+            v2::host::Level::Trace => Level::Trace,
+            v2::host::Level::Debug => Level::Debug,
+            v2::host::Level::Info => Level::Info,
+            v2::host::Level::Warn => Level::Warn,
+            v2::host::Level::Error => Level::Error,
+        };
+        host::Host::log(self, level, message, fields)
+    }
+
+    fn now_ms(&mut self) -> wasmtime::Result<i64> {
+        host::Host::now_ms(self)
+    }
+
+    fn config(&mut self) -> wasmtime::Result<String> {
+        host::Host::config(self)
+    }
+
+    fn tenant(&mut self) -> wasmtime::Result<String> {
+        host::Host::tenant(self)
+    }
+
+    fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        host::Host::kv_get(self, key)
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        host::Host::kv_set(self, key, value, ttl_ms)
+    }
+
+    fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
+        host::Host::kv_delete(self, key)
+    }
+
+    fn kv_increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<i64> {
+        host::Host::kv_increment(self, key, delta, ttl_ms)
+    }
+
+    fn balance(&mut self, player: String, currency: String) -> wasmtime::Result<i64> {
+        host::Host::balance(self, player, currency)
+    }
+
+    fn action_count(
+        &mut self,
+        player: String,
+        action: String,
+        since_ms: i64,
+    ) -> wasmtime::Result<u64> {
+        host::Host::action_count(self, player, action, since_ms)
     }
 }
 

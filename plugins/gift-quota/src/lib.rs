@@ -132,7 +132,23 @@ impl engage_plugin_sdk::gift::Guest for GiftQuota {
     }
 }
 
-engage_plugin_sdk::export_gift_hooks!(GiftQuota);
+/// The binding's config check (run by the host at bind time): the config
+/// parses and its offset is an offset.
+pub fn check_config(json: &str) -> Result<(), PluginError> {
+    let config: Config = host::parse_config(json)?;
+    if parse_utc_offset(&config.utc_offset).is_none() {
+        return Err(PluginError::new(
+            "bad-config",
+            format!(
+                "utc_offset `{}` is not an offset like +07:00",
+                config.utc_offset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+engage_plugin_sdk::export_gift_hooks!(GiftQuota, check = check_config);
 
 #[cfg(test)]
 mod tests {

@@ -118,7 +118,7 @@ impl engage_plugin_sdk::routing::Guest for Router {
     }
 }
 
-engage_plugin_sdk::export_routing!(Router);
+engage_plugin_sdk::export_routing!(Router, config = Config);
 
 #[cfg(test)]
 mod tests {

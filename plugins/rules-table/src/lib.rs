@@ -137,6 +137,46 @@ pub trait Env {
     fn kv_set_flag(&mut self, key: &str, ttl_ms: u64);
 }
 
+/// The binding's config check (run by the host at bind time): the config
+/// parses, its offset is an offset, every award names an amount, fixed
+/// amounts are positive and rule names are unique.
+pub fn check_config(json: &str) -> Result<(), PluginError> {
+    let config: Config = host::parse_config(json)?;
+    let bad = |message: String| Err(PluginError::new("bad-config", message));
+    if let Some(text) = &config.utc_offset
+        && parse_utc_offset(text).is_none()
+    {
+        return bad(format!("utc_offset `{text}` is not an offset like +07:00"));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for rule in &config.rules {
+        if !names.insert(rule.name.as_str()) {
+            return bad(format!(
+                "two rules are named `{}`; names must be unique",
+                rule.name
+            ));
+        }
+        if let Some(award) = &rule.award {
+            match (award.amount, &award.amount_param) {
+                (None, None) => {
+                    return bad(format!(
+                        "rule `{}` awards no amount: give `amount` or `amount_param`",
+                        rule.name
+                    ));
+                }
+                (Some(a), _) if a <= 0 => {
+                    return bad(format!(
+                        "rule `{}` awards {a}; awards must be positive",
+                        rule.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Evaluate `action` against `config`.
 pub fn evaluate(
     action: &Action,
@@ -378,12 +418,34 @@ impl engage_plugin_sdk::rules::Guest for RulesTable {
     }
 }
 
-engage_plugin_sdk::export_rules!(RulesTable);
+engage_plugin_sdk::export_rules!(RulesTable, check = check_config);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn the_config_check_refuses_what_evaluation_could_not_use() {
+        let refused = |json: &str| check_config(json).err().map(|e| e.message);
+        assert_eq!(refused(r#"{"rules":[]}"#), None);
+        assert_eq!(refused(""), None);
+        for (json, says) in [
+            (r#"{"points":5}"#, "unknown field `points`"),
+            (r#"{"utc_offset":"+25:00"}"#, "utc_offset `+25:00`"),
+            (
+                r#"{"rules":[{"name":"a","action":"x","award":{"amount":0}}]}"#,
+                "awards 0",
+            ),
+            (
+                r#"{"rules":[{"name":"a","action":"x"},{"name":"a","action":"y"}]}"#,
+                "two rules are named `a`",
+            ),
+        ] {
+            let message = refused(json).unwrap_or_default();
+            assert!(message.contains(says), "{json}: {message}");
+        }
+    }
 
     /// An in-memory key-value store with expiry, like the host's.
     #[derive(Default)]

@@ -151,7 +151,7 @@ impl engage_plugin_sdk::templating::Guest for Template {
     }
 }
 
-engage_plugin_sdk::export_templating!(Template);
+engage_plugin_sdk::export_templating!(Template, config = Config);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Write Engage plugins in Rust.
 //!
 //! An Engage plugin is a WebAssembly component that implements one of the
-//! worlds of the `engage:plugin` WIT package (in `wit/` at the top of the
+//! worlds of the `engage:plugin` WIT package (in `wit/since_v0.2.0/` at the top of the
 //! repository). This crate generates the bindings once, so a plugin is a
 //! trait implementation plus one macro:
 //!
@@ -40,7 +40,7 @@ pub mod rules {
     pub mod bindings {
         wit_bindgen::generate!({
             world: "rules",
-            path: "../../wit",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_rules",
             default_bindings_module: "engage_plugin_sdk::rules::bindings",
@@ -80,15 +80,15 @@ pub mod gift {
     pub mod bindings {
         wit_bindgen::generate!({
             world: "gift-hooks",
-            path: "../../wit",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_gift_hooks",
             default_bindings_module: "engage_plugin_sdk::gift::bindings",
             runtime_path: "engage_plugin_sdk::__rt",
             additional_derives: [PartialEq, Clone],
             with: {
-                "engage:plugin/types@0.1.0": crate::types,
-                "engage:plugin/host@0.1.0": crate::host::raw,
+                "engage:plugin/types@0.2.0": crate::types,
+                "engage:plugin/host@0.2.0": crate::host::raw,
             },
         });
     }
@@ -103,14 +103,14 @@ pub mod templating {
     pub mod bindings {
         wit_bindgen::generate!({
             world: "templating",
-            path: "../../wit",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_templating",
             default_bindings_module: "engage_plugin_sdk::templating::bindings",
             runtime_path: "engage_plugin_sdk::__rt",
             with: {
-                "engage:plugin/types@0.1.0": crate::types,
-                "engage:plugin/host@0.1.0": crate::host::raw,
+                "engage:plugin/types@0.2.0": crate::types,
+                "engage:plugin/host@0.2.0": crate::host::raw,
             },
         });
     }
@@ -123,15 +123,15 @@ pub mod routing {
     pub mod bindings {
         wit_bindgen::generate!({
             world: "routing",
-            path: "../../wit",
+            path: "../../wit/since_v0.2.0",
             pub_export_macro: true,
             export_macro_name: "__export_routing",
             default_bindings_module: "engage_plugin_sdk::routing::bindings",
             runtime_path: "engage_plugin_sdk::__rt",
             additional_derives: [PartialEq, Clone],
             with: {
-                "engage:plugin/types@0.1.0": crate::types,
-                "engage:plugin/host@0.1.0": crate::host::raw,
+                "engage:plugin/types@0.2.0": crate::types,
+                "engage:plugin/host@0.2.0": crate::host::raw,
             },
         });
     }
@@ -183,10 +183,57 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// A config check that accepts every config (what `export_*!(Plugin)` uses).
+pub fn accept_any_config(_config: &str) -> Result<(), PluginError> {
+    Ok(())
+}
+
+/// A config check that accepts a config when it parses as `T` (what
+/// `export_*!(Plugin, config = T)` uses): with `#[serde(deny_unknown_fields)]`
+/// on `T`, a misspelt or foreign field is refused at bind time, with serde's
+/// message naming the field and the ones expected.
+pub fn parses_as<T: serde::de::DeserializeOwned>(config: &str) -> Result<(), PluginError> {
+    host::parse_config::<T>(config).map(|_| ())
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __config_check {
+    ($world:ident, $export:ident, $check:path) => {
+        impl $crate::$world::bindings::Guest for $export {
+            fn validate_config(
+                config: ::std::string::String,
+            ) -> ::core::result::Result<(), $crate::PluginError> {
+                $crate::install_panic_hook();
+                let check: fn(&str) -> ::core::result::Result<(), $crate::PluginError> = $check;
+                check(&config)
+            }
+        }
+    };
+}
+
 /// Export a [`rules::Guest`] implementation as the plugin's `rules` world.
+///
+/// Every world also exports a config check, which the host runs when a
+/// tenant binds the plugin (a config it refuses is never bound):
+///
+/// - `export_rules!(Plugin)` accepts every config;
+/// - `export_rules!(Plugin, config = Config)` accepts a config that parses
+///   as `Config` (a `serde::Deserialize` type);
+/// - `export_rules!(Plugin, check = my_check)` calls
+///   `fn my_check(config: &str) -> Result<(), PluginError>`.
+///
+/// The other `export_*!` macros take the same forms.
 #[macro_export]
 macro_rules! export_rules {
     ($plugin:ty) => {
+        $crate::export_rules!($plugin, check = $crate::accept_any_config);
+    };
+    ($plugin:ty, config = $config:ty) => {
+        $crate::export_rules!($plugin, check = $crate::parses_as::<$config>);
+    };
+    ($plugin:ty, check = $check:path) => {
+            $crate::__config_check!(rules, EngageRulesExport, $check);
             /// The plugin's component export (generated by the SDK).
             #[doc(hidden)]
             pub struct EngageRulesExport;
@@ -209,6 +256,13 @@ macro_rules! export_rules {
 #[macro_export]
 macro_rules! export_gift_hooks {
     ($plugin:ty) => {
+        $crate::export_gift_hooks!($plugin, check = $crate::accept_any_config);
+    };
+    ($plugin:ty, config = $config:ty) => {
+        $crate::export_gift_hooks!($plugin, check = $crate::parses_as::<$config>);
+    };
+    ($plugin:ty, check = $check:path) => {
+            $crate::__config_check!(gift, EngageGiftExport, $check);
             /// The plugin's component export (generated by the SDK).
             #[doc(hidden)]
             pub struct EngageGiftExport;
@@ -249,6 +303,13 @@ macro_rules! export_gift_hooks {
 #[macro_export]
 macro_rules! export_templating {
     ($plugin:ty) => {
+        $crate::export_templating!($plugin, check = $crate::accept_any_config);
+    };
+    ($plugin:ty, config = $config:ty) => {
+        $crate::export_templating!($plugin, check = $crate::parses_as::<$config>);
+    };
+    ($plugin:ty, check = $check:path) => {
+            $crate::__config_check!(templating, EngageTemplatingExport, $check);
             /// The plugin's component export (generated by the SDK).
             #[doc(hidden)]
             pub struct EngageTemplatingExport;
@@ -272,6 +333,13 @@ macro_rules! export_templating {
 #[macro_export]
 macro_rules! export_routing {
     ($plugin:ty) => {
+        $crate::export_routing!($plugin, check = $crate::accept_any_config);
+    };
+    ($plugin:ty, config = $config:ty) => {
+        $crate::export_routing!($plugin, check = $crate::parses_as::<$config>);
+    };
+    ($plugin:ty, check = $check:path) => {
+            $crate::__config_check!(routing, EngageRoutingExport, $check);
             /// The plugin's component export (generated by the SDK).
             #[doc(hidden)]
             pub struct EngageRoutingExport;

@@ -17,3 +17,4 @@ mod messaging;
 mod platform;
 mod playbasis;
 mod playsms;
+mod wit_versions;
