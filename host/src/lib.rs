@@ -38,4 +38,5 @@ pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 pub use engage_store_postgres as store_postgres;
 
 pub mod config;
+pub mod kit;
 pub mod server;

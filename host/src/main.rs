@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engage::config::ServerConfig;
+use engage::kit::remote::{Session, send};
 
 #[derive(Parser)]
 #[command(
@@ -113,6 +114,11 @@ enum PluginCommand {
     },
     /// List the tenant's plugins with versions and statistics.
     List,
+    /// Run a component locally, on the engine configuration production
+    /// uses, and report input, logs, output and usage against every limit.
+    /// Exit status: 0 answered, 1 the plugin erred or refused the config,
+    /// 3 a limit (fuel, memory, deadline, output size) stopped it.
+    Run(Box<engage::kit::RunArgs>),
 }
 
 #[derive(Subcommand)]
@@ -166,7 +172,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENGAGE_LOG")
@@ -179,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    let done = match cli.command {
         Command::Serve {
             listen,
             admin_token,
@@ -202,12 +208,15 @@ fn main() -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::Create { name, admin_token },
         } => runtime.block_on(create_tenant(&config, &name, admin_token)),
-        Command::Plugin { auth, command } => runtime.block_on(plugin(&config, auth, command)),
+        Command::Plugin { auth, command } => {
+            return runtime.block_on(plugin(&config, auth, command));
+        }
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Store {
             command: StoreCommand::Copy { from, to },
         } => runtime.block_on(copy(&config, &from, &to)),
-    }
+    };
+    done.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 async fn migrate(config: &ServerConfig) -> anyhow::Result<()> {
@@ -322,50 +331,25 @@ fn server_url(config: &ServerConfig, explicit: Option<String>) -> anyhow::Result
     ))
 }
 
-/// Send a request and return its JSON body, or the API's error message.
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
-    let resp = req.send().await.context("the server did not answer")?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        let code = body["error"]["code"].as_str().unwrap_or("error");
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("the server refused");
-        anyhow::bail!("{status} {code}: {message}");
-    }
-    Ok(body)
-}
-
 async fn plugin(
     config: &ServerConfig,
     auth: TenantArgs,
     command: PluginCommand,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::process::ExitCode> {
     let base = server_url(config, auth.server)?;
-    let http = reqwest::Client::new();
-    let key = auth
-        .api_key
-        .context("pass --api-key or set ENGAGE_API_KEY")?;
-    let secret = auth
-        .api_secret
-        .context("pass --api-secret or set ENGAGE_API_SECRET")?;
-    let token = send(
-        http.post(format!("{base}/v1/auth/token"))
-            .json(&serde_json::json!({ "api_key": key, "api_secret": secret })),
-    )
-    .await?;
-    let token = token["token"]
-        .as_str()
-        .context("the server issued no token")?
-        .to_owned();
+    let session = || Session::open(base.clone(), auth.api_key.clone(), auth.api_secret.clone());
     let answer = match command {
+        // The authoring commands run here, without a server.
+        PluginCommand::Run(args) => {
+            let code = tokio::task::spawn_blocking(move || engage::kit::run(&args)).await??;
+            return Ok(std::process::ExitCode::from(code));
+        }
         PluginCommand::Upload { name, file } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let req = http
-                .put(format!("{base}/v1/plugins/{name}"))
-                .bearer_auth(&token)
+            let s = session().await?;
+            let req = s
+                .put(&format!("/v1/plugins/{name}"))
                 .header("content-type", "application/wasm")
                 .body(bytes);
             send(req).await?
@@ -387,17 +371,11 @@ async fn plugin(
             if let Some(e) = on_error {
                 body["on_error"] = e.into();
             }
-            send(
-                http.put(format!("{base}/v1/bindings/{point}"))
-                    .bearer_auth(&token)
-                    .json(&body),
-            )
-            .await?
+            let s = session().await?;
+            send(s.put(&format!("/v1/bindings/{point}")).json(&body)).await?
         }
-        PluginCommand::List => {
-            send(http.get(format!("{base}/v1/plugins")).bearer_auth(&token)).await?
-        }
+        PluginCommand::List => send(session().await?.get("/v1/plugins")).await?,
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -14,10 +14,12 @@ mod boundary;
 pub mod builtin;
 pub mod config;
 mod engine;
+pub mod fixture;
 mod gate;
 pub mod io;
 pub mod judged;
 pub mod kv;
+pub mod local;
 mod runtime;
 mod sandbox;
 mod shape;
@@ -35,8 +37,8 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 pub use bindings::WitVersion;
-pub use runtime::{Context, Input, Limits, Output};
-pub use sandbox::{CallState, LogLine};
+pub use runtime::{Context, Input, Limits, Output, Report};
+pub use sandbox::{CallState, Data, LogLine};
 pub use stats::StatsView;
 
 /// Name/value pairs as the WIT `param` list plugins take.
@@ -757,8 +759,6 @@ impl Plugins {
         Ok((prepared, compiled))
     }
 
-    /// Everything checked once a component is compiled: its world, its
-    /// shape against the pool's per-component limits, its imports.
     fn check_compiled(
         &self,
         flavor: usize,
@@ -766,67 +766,13 @@ impl Plugins {
         core_instances: u32,
         grants: &[wasi::WasiGrant],
     ) -> Result<(Point, WorldPre, shape::Shape), PluginsError> {
-        let engine = &self.engines[flavor];
-        let Some(res) = component.resources_required() else {
-            return Err(PluginsError::Invalid(
-                "the component instantiates core modules it imports; a plugin must contain its modules".into(),
-            ));
-        };
-        let shape = shape::Shape {
+        check_compiled(
+            &self.engines[flavor],
+            &self.linkers[flavor],
+            component,
             core_instances,
-            memories: res.num_memories,
-            tables: res.num_tables,
-        };
-        shape.check().map_err(|why| {
-            PluginsError::Invalid(format!("the component is too big to run: {why}"))
-        })?;
-        let (point, version) = runtime::detect_point(engine, component)
-            .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
-        let pre = self.link(flavor, component, point, version, grants)?;
-        Ok((point, pre, shape))
-    }
-
-    fn link(
-        &self,
-        flavor: usize,
-        component: &Component,
-        point: Point,
-        version: WitVersion,
-        grants: &[wasi::WasiGrant],
-    ) -> Result<WorldPre, PluginsError> {
-        let ty = component.component_type();
-        let v = version.as_str();
-        for (name, _) in ty.imports(&self.engines[flavor]) {
-            let ours = name == format!("engage:plugin/host@{v}")
-                || name == format!("engage:plugin/types@{v}");
-            if ours || name.starts_with("wasi:") {
-                continue;
-            }
-            if name.starts_with("engage:plugin/") {
-                return Err(PluginsError::Invalid(format!(
-                    "the component imports `{name}`, but its exports are engage:plugin@{v} and this host provides only {v}'s host interface to them; build it against one version"
-                )));
-            }
-            return Err(PluginsError::Invalid(format!(
-                "the component imports `{name}`, which Engage does not provide"
-            )));
-        }
-        let mut linker = self.linkers[flavor].clone();
-        wasi::define(&mut linker, &self.engines[flavor], component, grants)
-            .map_err(|e| PluginsError::Invalid(format!("linking granted WASI: {e:#}")))?;
-        // Every other WASI function the guest imports traps if called.
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
-        WorldPre::new(point, version, pre).map_err(|e| {
-            PluginsError::Invalid(format!(
-                "the component's {} exports do not match engage:plugin@{v}: {e:#}",
-                point.world()
-            ))
-        })
+            grants,
+        )
     }
 
     /// Store a new version of `name` for `tenant` from component `bytes`.
@@ -855,25 +801,7 @@ impl Plugins {
         bytes: Vec<u8>,
         quota: bool,
     ) -> Result<VersionInfo, PluginsError> {
-        if bytes.is_empty() {
-            return Err(PluginsError::Empty);
-        }
-        if bytes.len() > self.config.max_component_bytes {
-            return Err(PluginsError::TooLarge {
-                size: bytes.len(),
-                limit: self.config.max_component_bytes,
-            });
-        }
-        if bytes.starts_with(&MODULE_PREAMBLE) {
-            return Err(PluginsError::Invalid(
-                "this is a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".into(),
-            ));
-        }
-        if !bytes.starts_with(&COMPONENT_PREAMBLE) {
-            return Err(PluginsError::Invalid(
-                "this is not a WebAssembly component (it lacks the component preamble)".into(),
-            ));
-        }
+        check_bytes(&self.config, &bytes)?;
         let sha256 = sha256_hex(&bytes);
         let max_versions = self.config.max_plugin_versions_per_tenant.max(1);
         let max_bytes = self.config.max_plugin_bytes_per_tenant;
@@ -1172,7 +1100,7 @@ impl Plugins {
             config: config.to_string().into(),
             now_ms: now_ms(),
             request_id: "bind".into(),
-            snapshot: None,
+            data: sandbox::Data::None,
             limits,
             kv_quota: self.config.kv_quota(),
         };
@@ -1212,31 +1140,7 @@ impl Plugins {
     }
 
     fn limits(&self, req: LimitsRequest) -> Result<Limits, PluginsError> {
-        let c = &self.config;
-        let limits = Limits {
-            timeout_ms: req.timeout_ms.unwrap_or(c.default_timeout_ms),
-            fuel: req.fuel.unwrap_or(c.default_fuel),
-            memory_bytes: req.memory_mib.unwrap_or(c.default_memory_mib) << 20,
-        };
-        if limits.timeout_ms == 0 || limits.timeout_ms > c.max_timeout_ms {
-            return Err(PluginsError::BadLimits(format!(
-                "timeout_ms must be 1..={}",
-                c.max_timeout_ms
-            )));
-        }
-        if limits.fuel == 0 || limits.fuel > c.max_fuel {
-            return Err(PluginsError::BadLimits(format!(
-                "fuel must be 1..={}",
-                c.max_fuel
-            )));
-        }
-        if limits.memory_bytes == 0 || limits.memory_bytes > c.max_memory_mib << 20 {
-            return Err(PluginsError::BadLimits(format!(
-                "memory_mib must be 1..={}",
-                c.max_memory_mib
-            )));
-        }
-        Ok(limits)
+        binding_limits(&self.config, req)
     }
 
     /// Put `binding` in force for new calls, unless what is in force was
@@ -1595,7 +1499,7 @@ impl Plugins {
             config: active.config.clone(),
             now_ms,
             request_id: request_id.clone(),
-            snapshot: snapshot.clone(),
+            data: snapshot.clone().into(),
             limits: active.binding.limits,
             kv_quota: self.config.kv_quota(),
         };
@@ -1701,7 +1605,7 @@ impl Plugins {
             config: b.default_config.into(),
             now_ms,
             request_id,
-            snapshot,
+            data: snapshot.into(),
             limits: self.limits(LimitsRequest::default())?,
             kv_quota: self.config.kv_quota(),
         };
@@ -1810,8 +1714,156 @@ fn idle_budget(config: &RuntimeConfig, slots: u32, flavor: Flavor) -> gate::Idle
     ))
 }
 
+/// Everything checked once a component is compiled: its world, its
+/// shape against the pool's per-component limits, its imports.
+pub(crate) fn check_compiled(
+    engine: &Engine,
+    linker: &Linker<CallState>,
+    component: &Component,
+    core_instances: u32,
+    grants: &[wasi::WasiGrant],
+) -> Result<(Point, WorldPre, shape::Shape), PluginsError> {
+    let Some(res) = component.resources_required() else {
+        return Err(PluginsError::Invalid(
+            "the component instantiates core modules it imports; a plugin must contain its modules"
+                .into(),
+        ));
+    };
+    let shape = shape::Shape {
+        core_instances,
+        memories: res.num_memories,
+        tables: res.num_tables,
+    };
+    shape
+        .check()
+        .map_err(|why| PluginsError::Invalid(format!("the component is too big to run: {why}")))?;
+    let (point, version) = runtime::detect_point(engine, component)
+        .map_err(|why| PluginsError::Invalid(format!("not an Engage plugin: {why}")))?;
+    let pre = link(engine, linker, component, point, version, grants)?;
+    Ok((point, pre, shape))
+}
+
+fn link(
+    engine: &Engine,
+    linker: &Linker<CallState>,
+    component: &Component,
+    point: Point,
+    version: WitVersion,
+    grants: &[wasi::WasiGrant],
+) -> Result<WorldPre, PluginsError> {
+    let ty = component.component_type();
+    let v = version.as_str();
+    for (name, _) in ty.imports(engine) {
+        let ours =
+            name == format!("engage:plugin/host@{v}") || name == format!("engage:plugin/types@{v}");
+        if ours || name.starts_with("wasi:") {
+            continue;
+        }
+        if name.starts_with("engage:plugin/") {
+            return Err(PluginsError::Invalid(format!(
+                "the component imports `{name}`, but its exports are engage:plugin@{v} and this host provides only {v}'s host interface to them; build it against one version"
+            )));
+        }
+        return Err(PluginsError::Invalid(format!(
+            "the component imports `{name}`, which Engage does not provide"
+        )));
+    }
+    let mut linker = linker.clone();
+    wasi::define(&mut linker, engine, component, grants)
+        .map_err(|e| PluginsError::Invalid(format!("linking granted WASI: {e:#}")))?;
+    // Every other WASI function the guest imports traps if called.
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| PluginsError::Invalid(format!("linking: {e:#}")))?;
+    WorldPre::new(point, version, pre).map_err(|e| {
+        PluginsError::Invalid(format!(
+            "the component's {} exports do not match engage:plugin@{v}: {e:#}",
+            point.world()
+        ))
+    })
+}
+
+/// The per-call limits that are the same for every binding (the others,
+/// fuel, memory and deadline, are the binding's [`Limits`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CallCaps {
+    pub max_output_bytes: usize,
+    pub max_log_lines: usize,
+    pub max_log_bytes: usize,
+    pub max_reads: usize,
+    pub max_writes: usize,
+}
+
+/// The per-call limits every binding gets.
+pub fn call_caps() -> CallCaps {
+    CallCaps {
+        max_output_bytes: runtime::MAX_OUTPUT_BYTES,
+        max_log_lines: sandbox::MAX_LOG_LINES,
+        max_log_bytes: sandbox::MAX_LOG_BYTES,
+        max_reads: kv::MAX_READS,
+        max_writes: kv::MAX_WRITES,
+    }
+}
+
+/// What an upload's bytes must be before anything compiles them: a
+/// component (not a core module), within the size limit.
+pub fn check_bytes(config: &RuntimeConfig, bytes: &[u8]) -> Result<(), PluginsError> {
+    if bytes.is_empty() {
+        return Err(PluginsError::Empty);
+    }
+    if bytes.len() > config.max_component_bytes {
+        return Err(PluginsError::TooLarge {
+            size: bytes.len(),
+            limit: config.max_component_bytes,
+        });
+    }
+    if bytes.starts_with(&MODULE_PREAMBLE) {
+        return Err(PluginsError::Invalid(
+            "this is a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)".into(),
+        ));
+    }
+    if !bytes.starts_with(&COMPONENT_PREAMBLE) {
+        return Err(PluginsError::Invalid(
+            "this is not a WebAssembly component (it lacks the component preamble)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A binding's limits: what it asks for, each defaulting to the server's,
+/// checked against the server's maximums.
+pub fn binding_limits(c: &RuntimeConfig, req: LimitsRequest) -> Result<Limits, PluginsError> {
+    let limits = Limits {
+        timeout_ms: req.timeout_ms.unwrap_or(c.default_timeout_ms),
+        fuel: req.fuel.unwrap_or(c.default_fuel),
+        memory_bytes: req.memory_mib.unwrap_or(c.default_memory_mib) << 20,
+    };
+    if limits.timeout_ms == 0 || limits.timeout_ms > c.max_timeout_ms {
+        return Err(PluginsError::BadLimits(format!(
+            "timeout_ms must be 1..={}",
+            c.max_timeout_ms
+        )));
+    }
+    if limits.fuel == 0 || limits.fuel > c.max_fuel {
+        return Err(PluginsError::BadLimits(format!(
+            "fuel must be 1..={}",
+            c.max_fuel
+        )));
+    }
+    if limits.memory_bytes == 0 || limits.memory_bytes > c.max_memory_mib << 20 {
+        return Err(PluginsError::BadLimits(format!(
+            "memory_mib must be 1..={}",
+            c.max_memory_mib
+        )));
+    }
+    Ok(limits)
+}
+
 /// A linker with the host interface; WASI is added per component, as traps.
-fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
+pub(crate) fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> {
     type Own = wasmtime::component::HasSelf<CallState>;
     let mut linker = Linker::new(engine);
     let e = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");

@@ -99,6 +99,8 @@ pub struct Report {
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
     pub fuel_used: u64,
+    /// The call's linear memories at the end (they never shrink: the peak).
+    pub memory_bytes: usize,
     pub elapsed: Duration,
 }
 
@@ -109,7 +111,7 @@ pub struct Context {
     pub config: Arc<str>,
     pub now_ms: i64,
     pub request_id: Arc<str>,
-    pub snapshot: Option<Arc<engage_store::Snapshot>>,
+    pub data: super::sandbox::Data,
     pub limits: Limits,
     /// The tenant's key-value quota, checked when the call's writes apply.
     pub kv_quota: crate::kv::Quota,
@@ -215,6 +217,7 @@ impl Report {
             logs: Vec::new(),
             logs_dropped: 0,
             fuel_used: 0,
+            memory_bytes: 0,
             elapsed: started.elapsed(),
         }
     }
@@ -237,6 +240,7 @@ fn finish(store: Store<CallState>, result: GuestResult, fuel: u64, started: Inst
         logs: state.logs,
         logs_dropped: state.logs_dropped,
         fuel_used,
+        memory_bytes: state.limiter.total,
         elapsed: started.elapsed(),
     }
 }
@@ -421,6 +425,7 @@ impl WarmPool {
             logs: std::mem::take(&mut state.logs),
             logs_dropped: state.logs_dropped,
             fuel_used,
+            memory_bytes: state.limiter.total,
             elapsed: started.elapsed(),
             result,
         };
@@ -428,7 +433,7 @@ impl WarmPool {
         let reusable =
             report.result.is_ok() || matches!(report.result, Err(CallError::Guest { .. }));
         if reusable && warm.calls < self.max_calls {
-            warm.store.data_mut().snapshot = None;
+            warm.store.data_mut().data = super::sandbox::Data::None;
             warm.held = Units::call(prepared.shape, warm.store.data().limiter.total);
             if let Ok(mut idle) = self.idle.lock()
                 && idle.len() < self.max_idle

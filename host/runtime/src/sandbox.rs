@@ -11,6 +11,7 @@ use super::bindings::Level;
 use super::bindings::v0_1_0::{host, types};
 use super::bindings::v0_2_0 as v2;
 use super::clip;
+use super::fixture::Fixture;
 use super::kv::{self, Effects, Read, Write};
 use engage_ledger::views;
 use engage_store::{Reader, Snapshot};
@@ -36,6 +37,24 @@ pub struct LogLine {
     pub fields: Vec<(String, String)>,
 }
 
+/// What a call's reads see.
+#[derive(Clone, Default)]
+pub enum Data {
+    /// Nothing: every key and view reads as empty (a config check).
+    #[default]
+    None,
+    /// The store, as of the snapshot the call runs on (the server).
+    Snapshot(Arc<Snapshot>),
+    /// Given data (`engage plugin run`, a replay).
+    Fixture(Arc<Fixture>),
+}
+
+impl From<Option<Arc<Snapshot>>> for Data {
+    fn from(s: Option<Arc<Snapshot>>) -> Data {
+        s.map(Data::Snapshot).unwrap_or_default()
+    }
+}
+
 /// Everything the host knows about the call in progress.
 pub struct CallState {
     pub limiter: Limiter,
@@ -43,7 +62,7 @@ pub struct CallState {
     pub config: Arc<str>,
     pub now_ms: i64,
     pub request_id: Arc<str>,
-    pub snapshot: Option<Arc<Snapshot>>,
+    pub data: Data,
     pub effects: Effects,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
@@ -117,7 +136,7 @@ impl CallState {
             config: ctx.config.clone(),
             now_ms: ctx.now_ms,
             request_id: ctx.request_id.clone(),
-            snapshot: ctx.snapshot.clone(),
+            data: ctx.data.clone(),
             logs: Vec::new(),
             logs_dropped: 0,
             log_bytes: 0,
@@ -172,15 +191,16 @@ impl CallState {
             Some(Write::Delete) => return Ok(None),
             None => {}
         }
-        let raw = match &self.snapshot {
-            Some(snap) => {
+        let raw = match &self.data {
+            Data::Snapshot(snap) => {
                 let stored = kv::kv_key(&self.tenant, &self.effects.plugin, key);
                 match snap.get_raw(kv::KV, &stored) {
                     Ok(raw) => raw,
                     Err(e) => return Err(self.fail(format!("storage: {e}"))),
                 }
             }
-            None => None,
+            Data::Fixture(f) => f.kv_raw(key),
+            Data::None => None,
         };
         let live = kv::live(raw.as_deref(), self.now_ms);
         self.record(Read::Key {
@@ -312,12 +332,15 @@ impl host::Host for CallState {
     }
 
     fn balance(&mut self, player: String, currency: String) -> wasmtime::Result<i64> {
-        let value = match &self.snapshot {
-            Some(snap) => match views::balance(snap.as_ref(), &self.tenant, &player, &currency) {
-                Ok(v) => v,
-                Err(e) => return Err(self.fail(format!("storage: {e}"))),
-            },
-            None => 0,
+        let value = match &self.data {
+            Data::Snapshot(snap) => {
+                match views::balance(snap.as_ref(), &self.tenant, &player, &currency) {
+                    Ok(v) => v,
+                    Err(e) => return Err(self.fail(format!("storage: {e}"))),
+                }
+            }
+            Data::Fixture(f) => f.balance(&player, &currency),
+            Data::None => 0,
         };
         self.record(Read::Balance {
             player,
@@ -333,14 +356,15 @@ impl host::Host for CallState {
         action: String,
         since_ms: i64,
     ) -> wasmtime::Result<u64> {
-        let value = match &self.snapshot {
-            Some(snap) => {
+        let value = match &self.data {
+            Data::Snapshot(snap) => {
                 match views::action_count(snap.as_ref(), &self.tenant, &player, &action, since_ms) {
                     Ok(v) => v,
                     Err(e) => return Err(self.fail(format!("storage: {e}"))),
                 }
             }
-            None => 0,
+            Data::Fixture(f) => f.action_count(&player, &action, since_ms),
+            Data::None => 0,
         };
         self.record(Read::ActionCount {
             player,
