@@ -134,6 +134,17 @@ pub fn fixture(kv: Option<&Value>, views: Option<&Value>) -> anyhow::Result<Fixt
 
 /// `engage plugin run`: print the report, return the exit status.
 pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
+    let ran = run_report(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ran.report)?);
+    } else {
+        print!("{}", report::render(&ran.report, report::colour()));
+    }
+    Ok(ran.outcome.exit_code())
+}
+
+/// What `engage plugin run` reports, without printing it.
+pub fn run_report(args: &RunArgs) -> anyhow::Result<report::Ran> {
     let local = Local::new(RuntimeConfig::default())?;
     let plugin = load(&local, &args.file)?;
     let input = input_from(read_json(&args.input)?, plugin.point)?;
@@ -158,13 +169,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
         fixture: fixture(kv.as_ref(), views.as_ref())?,
         limits: local.limits(args.limits.request())?,
     };
-    let ran = report::run(&local, &plugin, &call, &input);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&ran.report)?);
-    } else {
-        print!("{}", report::render(&ran.report, report::colour()));
-    }
-    Ok(ran.outcome.exit_code())
+    Ok(report::run(&local, &plugin, &call, &input))
 }
 
 /// The plugin's name a local run uses for its key-value scope: the file's stem.

@@ -13,6 +13,7 @@ mod bsg;
 mod core;
 mod gifts;
 mod guests;
+mod kit;
 mod messaging;
 mod platform;
 mod playbasis;
