@@ -119,6 +119,53 @@ enum PluginCommand {
     /// Exit status: 0 answered, 1 the plugin erred or refused the config,
     /// 3 a limit (fuel, memory, deadline, output size) stopped it.
     Run(Box<engage::kit::RunArgs>),
+    /// Make a plugin project in ./NAME (or --dir): a template for the
+    /// world in the language, the WIT it is built against, the SDK, a
+    /// fixture and a README.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        world: engage::kit::scaffold::World,
+        #[arg(long, value_enum)]
+        lang: engage::kit::scaffold::Lang,
+        /// Where to make it (default ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the project's component into build/NAME.wasm with its
+    /// language's toolchain (installed on first use when missing).
+    Build {
+        /// The project (default: the current directory).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build the project, then run every fixture in fixtures/ and report
+    /// pass or fail with a diff. Exit status 1 when any fails.
+    Test {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// Test the component as it is in build/, without building.
+        #[arg(long)]
+        no_build: bool,
+        /// Print the verdicts and reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The plugin's last calls recorded in production, newest first.
+    Invocations {
+        name: String,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Fetch a recorded call and run it again on FILE (a new build) with
+    /// exactly what it saw; show where the answer differs from
+    /// production's. Exit status 0 same answer, 4 a different one.
+    Replay {
+        id: String,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +389,56 @@ async fn plugin(
         // The authoring commands run here, without a server.
         PluginCommand::Run(args) => {
             let code = tokio::task::spawn_blocking(move || engage::kit::run(&args)).await??;
+            return Ok(std::process::ExitCode::from(code));
+        }
+        PluginCommand::New {
+            name,
+            world,
+            lang,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            engage::kit::scaffold::new(&dir, &name, world, lang)?;
+            println!(
+                "made {} ({} world, {lang:?}): cd there and run `engage plugin test`",
+                dir.display(),
+                world.wit_name()
+            );
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        PluginCommand::Build { path } => {
+            let out =
+                tokio::task::spawn_blocking(move || engage::kit::toolchain::build(&path)).await??;
+            println!("{}", out.display());
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        PluginCommand::Test {
+            path,
+            no_build,
+            json,
+        } => {
+            let code =
+                tokio::task::spawn_blocking(move || engage::kit::test(&path, !no_build, json))
+                    .await??;
+            return Ok(std::process::ExitCode::from(code));
+        }
+        PluginCommand::Invocations { name, limit } => {
+            let q = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+            send(
+                session()
+                    .await?
+                    .get(&format!("/v1/plugins/{name}/invocations{q}")),
+            )
+            .await?
+        }
+        PluginCommand::Replay { id, file, json } => {
+            let record = send(session().await?.get(&format!("/v1/invocations/{id}"))).await?;
+            let record: engage::plugins::invocations::Invocation =
+                serde_json::from_value(record).context("the server's invocation record")?;
+            let code = tokio::task::spawn_blocking(move || {
+                engage::kit::replay_and_print(&record, &file, json)
+            })
+            .await??;
             return Ok(std::process::ExitCode::from(code));
         }
         PluginCommand::Upload { name, file } => {

@@ -112,6 +112,8 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
     let (h, st) = (hosts.clone(), store.clone());
     background.spawn("host heartbeat", |stop| h.heartbeat_loop(st, stop));
     background.spawn("plugin bindings", |stop| p.refresh_loop(stop));
+    let p = plugins.clone();
+    background.spawn("plugin invocations", |stop| p.record_loop(stop));
     let live = crate::notifications::Live::new(store.is_shared());
     let (l, st) = (live.clone(), store.clone());
     background.spawn("notification relay", |stop| l.relay_loop(st, stop));

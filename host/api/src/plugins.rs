@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
             "/v1/plugins/{name}/versions/{version}",
             delete(remove_version),
         )
+        .route("/v1/plugins/{name}/invocations", get(invocations))
+        .route("/v1/invocations/{id}", get(invocation))
         .route("/v1/bindings", get(bindings))
         .route(
             "/v1/bindings/{point}",
@@ -114,6 +116,67 @@ async fn get_one(
     Ok(Json(
         serde_json::to_value(s.plugins.get(&tenant, &name)?).unwrap_or_default(),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvocationsQuery {
+    limit: Option<usize>,
+}
+
+/// The plugin's last recorded calls, newest first, in brief (the whole
+/// record, reads included, at `/v1/invocations/{id}`).
+async fn invocations(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InvocationsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let max = engage_runtime::invocations::KEEP_PER_BINDING as usize * Point::ALL.len();
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1..={max}"),
+        ));
+    }
+    let list: Vec<Value> = s
+        .plugins
+        .invocations(&tenant, &name)?
+        .into_iter()
+        .take(limit)
+        .map(|r| {
+            json!({
+                "id": r.id, "at_ms": r.at_ms, "request_id": r.request_id, "point": r.point,
+                "plugin": r.plugin, "version": r.version, "call": call_name(&r.input),
+                "error": r.error, "fuel_used": r.fuel_used, "memory_bytes": r.memory_bytes,
+                "elapsed_us": r.elapsed_us, "replayable": r.replayable(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "invocations": list })))
+}
+
+/// One recorded call, whole: what `engage plugin replay` runs again.
+async fn invocation(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let r = s.plugins.invocation(&tenant, &id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invocation_not_found",
+            format!(
+                "no kept invocation `{id}` (each binding keeps its last {})",
+                engage_runtime::invocations::KEEP_PER_BINDING
+            ),
+        )
+    })?;
+    let replayable = r.replayable();
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["replayable"] = json!(replayable);
+    Ok(Json(v))
 }
 
 async fn bindings(

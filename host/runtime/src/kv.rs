@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use engage_ledger::views;
 use engage_store::{Reader, StoreError, Table, Tx, key};
@@ -148,7 +148,7 @@ pub fn live(raw: Option<&[u8]>, now_ms: i64) -> Option<(i64, Vec<u8>)> {
 }
 
 /// One thing a call read, with what it saw.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Read {
     /// A key, with its raw stored entry (expiry included).

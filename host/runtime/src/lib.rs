@@ -16,6 +16,7 @@ pub mod config;
 mod engine;
 pub mod fixture;
 mod gate;
+pub mod invocations;
 pub mod io;
 pub mod judged;
 pub mod kv;
@@ -126,7 +127,7 @@ impl Point {
 }
 
 /// How a call went wrong. Every kind is counted in the plugin's statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CallError {
     #[error("the plugin ran past its deadline")]
@@ -448,6 +449,8 @@ pub struct Plugins {
     /// One compilation at a time: an upload flood queues instead of taking
     /// every core from the requests being served.
     compiling: tokio::sync::Semaphore,
+    /// The last invocations of each binding, for authors.
+    recorder: invocations::Recorder,
 }
 
 impl Drop for Plugins {
@@ -632,6 +635,7 @@ impl Plugins {
             gates,
             idle,
             compiling: tokio::sync::Semaphore::new(1),
+            recorder: invocations::Recorder::default(),
             linkers: [small_linker?, large_linker?],
             caches: [small_cache?, large_cache?],
             engines,
@@ -1386,6 +1390,32 @@ impl Plugins {
     /// Apply binding changes made through other hosts until shutdown,
     /// every [`BINDING_REFRESH`]; nothing to do on a store no other host
     /// shares.
+    /// Write the recorded invocations until `stop` (see [`invocations`]).
+    pub async fn record_loop(self: Arc<Self>, stop: engage_store::shutdown::Shutdown) {
+        self.recorder.flush_loop(self.store.clone(), stop).await;
+    }
+
+    /// The kept invocations of `tenant`'s plugin `name`, newest first.
+    pub fn invocations(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<invocations::Invocation>, PluginsError> {
+        let snap = self.store.read()?;
+        snap.get::<PluginRecord>(PLUGINS, &key(&[tenant, name]))?
+            .ok_or_else(|| PluginsError::NoPlugin(name.to_owned()))?;
+        Ok(invocations::list(&snap, tenant, name)?)
+    }
+
+    /// One kept invocation of `tenant`'s.
+    pub fn invocation(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<invocations::Invocation>, PluginsError> {
+        Ok(invocations::get(&self.store.read()?, tenant, id)?)
+    }
+
     pub async fn refresh_loop(self: Arc<Self>, mut stop: engage_store::shutdown::Shutdown) {
         if !self.store.is_shared() {
             return;
@@ -1493,6 +1523,7 @@ impl Plugins {
         };
         let tenant_arc: Arc<str> = tenant.into();
         let request_id: Arc<str> = request_id.into();
+        let ctx_now = now_ms;
         let ctx = Context {
             tenant: tenant_arc.clone(),
             plugin: active.binding.plugin.as_str().into(),
@@ -1518,6 +1549,30 @@ impl Plugins {
             off_the_reactor(|| self.admitted(&active.prepared, &tenant_arc, ctx, run))
         };
         let error = report.result.as_ref().err().cloned();
+        if self.recorder.due(tenant, point, error.is_some()) {
+            self.recorder.offer(invocations::Invocation {
+                id: String::new(),
+                at_ms: engage_store::ids::now_ms(),
+                request_id: request_id.to_string(),
+                tenant: tenant.to_owned(),
+                point,
+                plugin: active.binding.plugin.clone(),
+                version: active.binding.version,
+                config: active.config.to_string(),
+                now_ms: ctx_now,
+                limits: active.binding.limits,
+                input: input.clone(),
+                reads: report.effects.reads.clone(),
+                output: report.result.as_ref().ok().cloned(),
+                error: error.clone(),
+                logs: report.logs.clone(),
+                logs_dropped: report.logs_dropped,
+                fuel_used: report.fuel_used,
+                memory_bytes: report.memory_bytes,
+                elapsed_us: report.elapsed.as_micros() as u64,
+                truncated: false,
+            });
+        }
         let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
         active.stats.record(
             report.elapsed,

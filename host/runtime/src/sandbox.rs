@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use wasmtime::ResourceLimiter;
 
 use super::bindings::Level;
@@ -212,6 +212,36 @@ impl CallState {
 }
 
 impl types::Host for CallState {}
+
+/// A recorded line (its level one of [`level_name`]'s names).
+impl<'de> Deserialize<'de> for LogLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LogLine, D::Error> {
+        #[derive(Deserialize)]
+        struct Recorded {
+            level: String,
+            message: String,
+            #[serde(default)]
+            fields: Vec<(String, String)>,
+        }
+        let r = Recorded::deserialize(d)?;
+        let level = [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ]
+        .into_iter()
+        .map(level_name)
+        .find(|n| *n == r.level)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown log level `{}`", r.level)))?;
+        Ok(LogLine {
+            level,
+            message: r.message,
+            fields: r.fields,
+        })
+    }
+}
 
 fn level_name(level: Level) -> &'static str {
     match level {

@@ -3,8 +3,13 @@
 //! [`crate::plugins::local`], the engine configuration production uses, so
 //! an author sees the limits production enforces before uploading.
 
+pub mod diff;
+pub mod fixtures;
 pub mod remote;
+pub mod replay;
 pub mod report;
+pub mod scaffold;
+pub mod toolchain;
 
 use std::path::{Path, PathBuf};
 
@@ -178,4 +183,92 @@ fn plugin_name(file: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or("local")
         .replace('_', "-")
+}
+
+/// `engage plugin test`: build (unless told not to), run every fixture,
+/// print the verdicts; exit status 1 when one fails.
+pub fn test(dir: &Path, build: bool, json: bool) -> anyhow::Result<u8> {
+    let manifest = scaffold::Manifest::read(dir)?;
+    let component = if build {
+        toolchain::build(dir)?
+    } else {
+        manifest.component(dir)
+    };
+    let files = fixtures::find(&dir.join("fixtures"))?;
+    if files.is_empty() {
+        anyhow::bail!("no fixtures in {}", dir.join("fixtures").display());
+    }
+    let verdicts = fixtures::run_all(&component, &files)?;
+    let failed = verdicts.iter().filter(|v| !v.failures.is_empty()).count();
+    if json {
+        let list: Vec<Value> = verdicts
+            .iter()
+            .map(|v| serde_json::json!({ "file": v.file, "name": v.name, "passed": v.failures.is_empty(), "failures": v.failures, "report": v.report }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "passed": verdicts.len() - failed, "failed": failed, "fixtures": list })
+            )?
+        );
+    } else {
+        let colour = report::colour();
+        let paint = |code: &str, s: &str| {
+            if colour {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
+        for v in &verdicts {
+            if v.failures.is_empty() {
+                println!("{} {}", paint("32", "pass"), v.name);
+            } else {
+                println!("{} {} ({})", paint("31", "FAIL"), v.name, v.file.display());
+                for f in &v.failures {
+                    for line in f.lines() {
+                        let line = match line.chars().next() {
+                            Some('-') => paint("31", line),
+                            Some('+') => paint("32", line),
+                            _ => line.to_owned(),
+                        };
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+        println!("{} passed, {failed} failed", verdicts.len() - failed);
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// `engage plugin replay`: print the replay's report; exit status 0 when
+/// the answer is production's, 4 when it differs.
+pub fn replay_and_print(
+    record: &crate::plugins::invocations::Invocation,
+    file: &Path,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let (ran, same) = replay::replay(record, file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ran.report)?);
+    } else {
+        print!("{}", report::render(&ran.report, report::colour()));
+        let r = &ran.report["recorded"];
+        println!(
+            "replayed      {} ({} v{}, request {})",
+            record.id,
+            r["plugin"].as_str().unwrap_or(""),
+            r["version"],
+            r["request_id"].as_str().unwrap_or("")
+        );
+        match ran.report["diff"].as_str() {
+            None => println!("compared      the same answer as production"),
+            Some(d) => {
+                println!("compared      a different answer (-production +this build):");
+                d.lines().for_each(|l| println!("    {l}"));
+            }
+        }
+    }
+    Ok(if same { 0 } else { 4 })
 }

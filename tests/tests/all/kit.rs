@@ -34,7 +34,13 @@ fn run_locally(file: &std::path::Path, input: &Value, limits: LimitArgs) -> (Val
 async fn the_runner_enforces_the_limits_production_does() {
     let server = Server::start("kit-limits", |_| {}).await;
     let token = server.tenant("kit").await;
-    assert_eq!(server.upload(&token, "hostile", components::HOSTILE).await.status, 201);
+    assert_eq!(
+        server
+            .upload(&token, "hostile", components::HOSTILE)
+            .await
+            .status,
+        201
+    );
     let dir = temp_dir("kit-limits-local");
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("hostile.wasm");
@@ -48,36 +54,78 @@ async fn the_runner_enforces_the_limits_production_does() {
         ("panic", 200_000_000, 5_000, 64, "panic"),
     ] {
         let bind = json!({ "plugin": "hostile", "limits": { "fuel": fuel, "timeout_ms": timeout_ms, "memory_mib": memory_mib } });
-        let b = server.call("PUT", "/v1/bindings/rules", Some(&token), Some(bind)).await;
+        let b = server
+            .call("PUT", "/v1/bindings/rules", Some(&token), Some(bind))
+            .await;
         assert_eq!(b.status, 200, "{b:?}");
-        let prod = server.call("POST", "/v1/bindings/rules/invoke", Some(&token), Some(call(action))).await;
-        assert_eq!(prod.body["error"]["details"]["error"]["kind"], kind, "server, {action}: {prod:?}");
+        let prod = server
+            .call(
+                "POST",
+                "/v1/bindings/rules/invoke",
+                Some(&token),
+                Some(call(action)),
+            )
+            .await;
+        assert_eq!(
+            prod.body["error"]["details"]["error"]["kind"], kind,
+            "server, {action}: {prod:?}"
+        );
 
         let (report, outcome) = run_locally(
             &file,
             &call(action),
-            LimitArgs { fuel: Some(fuel), timeout_ms: Some(timeout_ms), memory_mib: Some(memory_mib) },
+            LimitArgs {
+                fuel: Some(fuel),
+                timeout_ms: Some(timeout_ms),
+                memory_mib: Some(memory_mib),
+            },
         );
         assert_eq!(report["error"]["kind"], kind, "runner, {action}: {report}");
-        let expected = if kind == "panic" { Outcome::Failed } else { Outcome::LimitExceeded };
+        let expected = if kind == "panic" {
+            Outcome::Failed
+        } else {
+            Outcome::LimitExceeded
+        };
         assert_eq!(outcome, expected, "{action}");
         assert_eq!(outcome.exit_code(), if kind == "panic" { 1 } else { 3 });
         if kind == "out_of_fuel" {
             assert_eq!(report["usage"]["fuel"]["used"], json!(fuel), "{report}");
         }
         if kind == "memory_limit" {
-            let peak = report["usage"]["memory_bytes"]["used"].as_u64().unwrap_or(0);
+            let peak = report["usage"]["memory_bytes"]["used"]
+                .as_u64()
+                .unwrap_or(0);
             assert!(peak <= 16 << 20, "{peak}");
         }
         if kind == "panic" {
-            assert!(report["error"]["message"].as_str().unwrap_or("").contains("boom: player p1"), "{report}");
+            assert!(
+                report["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("boom: player p1"),
+                "{report}"
+            );
         }
     }
 
     // And an answer: same output in both, usage reported.
-    let b = server.call("PUT", "/v1/bindings/rules", Some(&token), Some(json!({ "plugin": "hostile" }))).await;
+    let b = server
+        .call(
+            "PUT",
+            "/v1/bindings/rules",
+            Some(&token),
+            Some(json!({ "plugin": "hostile" })),
+        )
+        .await;
     assert_eq!(b.status, 200);
-    let prod = server.call("POST", "/v1/bindings/rules/invoke", Some(&token), Some(call("ok"))).await;
+    let prod = server
+        .call(
+            "POST",
+            "/v1/bindings/rules/invoke",
+            Some(&token),
+            Some(call("ok")),
+        )
+        .await;
     let (report, outcome) = run_locally(&file, &call("ok"), LimitArgs::default());
     assert_eq!(outcome, Outcome::Answered);
     assert_eq!(report["output"], prod.body["output"], "{report}");

@@ -1,0 +1,71 @@
+//! A line diff of two JSON documents, for `plugin test` and `replay`.
+
+use serde_json::Value;
+
+/// The longest documents diffed line by line; longer ones are shown whole.
+const MAX_LINES: usize = 2000;
+
+/// `expected` against `actual`, pretty-printed, as `-`/`+`/` ` lines;
+/// None when they are equal.
+pub fn json_diff(expected: &Value, actual: &Value) -> Option<String> {
+    if expected == actual {
+        return None;
+    }
+    let a = serde_json::to_string_pretty(expected).unwrap_or_default();
+    let b = serde_json::to_string_pretty(actual).unwrap_or_default();
+    Some(lines(&a, &b))
+}
+
+fn lines(a: &str, b: &str) -> String {
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    if a.len() > MAX_LINES || b.len() > MAX_LINES {
+        let mut out = String::new();
+        a.iter().for_each(|l| out.push_str(&format!("-{l}\n")));
+        b.iter().for_each(|l| out.push_str(&format!("+{l}\n")));
+        return out;
+    }
+    // Longest common subsequence, then walk it.
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            out.push_str(&format!(" {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shows_what_changed_between_the_documents() {
+        assert_eq!(json_diff(&json!({"a": 1}), &json!({"a": 1})), None);
+        let d = json_diff(&json!({"a": 1, "b": 2}), &json!({"a": 1, "b": 3})).unwrap_or_default();
+        assert!(
+            d.contains("-  \"b\": 2") && d.contains("+  \"b\": 3") && d.contains("   \"a\": 1,"),
+            "{d}"
+        );
+    }
+}
