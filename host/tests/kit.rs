@@ -1,0 +1,522 @@
+//! The plugin authoring kit as an author uses it: `engage plugin new`,
+//! `test` (which builds), `run`, `upload`, `bind` and then a real request
+//! through the server that the new plugin decides, in Rust (every world),
+//! Python and JavaScript; then `invocations` and `replay` of what the
+//! server recorded, and a percentage rollout.
+//!
+//! Toolchains: cargo builds the Rust projects into one shared target
+//! directory (`target/kit-projects`); componentize-py and componentize-qjs
+//! are installed by the kit itself into `target/kit-toolchains` on first use.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use engage::config::ServerConfig;
+use serde_json::{Value, json};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// Run `engage ARGS` in `cwd`; exit code, stdout, stderr.
+fn engage(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let target = workspace().join("target");
+    let out = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .current_dir(cwd)
+        .args(args)
+        .env("ENGAGE_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .env("CARGO_TARGET_DIR", target.join("kit-projects"))
+        .env("ENGAGE_TOOLCHAINS", target.join("kit-toolchains"))
+        .output()
+        .expect("run engage");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn engage_async(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let cwd = cwd.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        engage(&cwd, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("cli task")
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+    key: String,
+    secret: String,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("answer");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn auth(&self) -> Vec<String> {
+        vec![
+            "--server".into(),
+            self.base.clone(),
+            "--api-key".into(),
+            self.key.clone(),
+            "--api-secret".into(),
+            self.secret.clone(),
+        ]
+    }
+}
+
+async fn start(tag: &str) -> (engage::server::Running, Api, PathBuf) {
+    let data =
+        std::env::temp_dir().join(format!("engage-kit-{tag}-{}", engage::ids::random_hex(6)));
+    let config = ServerConfig {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..ServerConfig::default()
+    };
+    let running = engage::server::start(&config).await.expect("server starts");
+    let base = format!("http://{}", running.addr);
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
+    )
+    .expect("json");
+    let http = reqwest::Client::new();
+    let made: Value = http
+        .post(format!("{base}/admin/tenants"))
+        .bearer_auth(creds["admin_token"].as_str().unwrap_or_default())
+        .json(&json!({ "name": tag }))
+        .send()
+        .await
+        .expect("tenant")
+        .json()
+        .await
+        .expect("json");
+    let (key, secret) = (
+        made["api_key"].as_str().unwrap_or_default().to_owned(),
+        made["api_secret"].as_str().unwrap_or_default().to_owned(),
+    );
+    let token: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({ "api_key": key, "api_secret": secret }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let api = Api {
+        base,
+        http,
+        token: token["token"].as_str().unwrap_or_default().to_owned(),
+        key,
+        secret,
+    };
+    (running, api, data)
+}
+
+/// `new`, `test`, `run`, `upload`, `bind` (a bad config refused first):
+/// the component's path.
+async fn make_and_bind(
+    api: &Api,
+    dir: &Path,
+    name: &str,
+    world: &str,
+    lang: &str,
+    point: &str,
+    config: &str,
+    bad_config: &str,
+) -> PathBuf {
+    let project = dir.join(name);
+    let (code, out, err) = engage_async(
+        dir,
+        &["plugin", "new", name, "--world", world, "--lang", lang],
+    )
+    .await;
+    assert_eq!(code, 0, "new {lang} {world}: {out}{err}");
+    for f in [
+        "engage-plugin.toml",
+        "README.md",
+        "fixtures/example.json",
+        "wit/since_v0.2.0/host.wit",
+    ] {
+        assert!(project.join(f).exists(), "{f}");
+    }
+
+    let (code, out, err) = engage_async(&project, &["plugin", "test"]).await;
+    assert_eq!(code, 0, "test {lang} {world}: {out}{err}");
+    assert!(out.contains("1 passed, 0 failed"), "{out}");
+    let component = project.join("build").join(format!("{name}.wasm"));
+    assert!(component.exists());
+
+    // `run` on the fixture's input prints the report and usage.
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join("fixtures/example.json")).expect("fixture"),
+    )
+    .expect("json");
+    std::fs::write(project.join("input.json"), fixture["input"].to_string()).expect("input");
+    let wasm = component.to_string_lossy().into_owned();
+    let (code, out, err) =
+        engage_async(&project, &["plugin", "run", &wasm, "--input", "input.json"]).await;
+    assert_eq!(code, 0, "run: {out}{err}");
+    for label in [
+        "config check  ok",
+        "usage",
+        "fuel",
+        "memory",
+        "wall time",
+        "module",
+        "result        ok",
+    ] {
+        assert!(out.contains(label), "`{label}` in {out}");
+    }
+
+    let mut args = vec![
+        "plugin".to_string(),
+        "upload".into(),
+        name.into(),
+        wasm.clone(),
+    ];
+    args.extend(api.auth());
+    let (code, out, err) = engage_async(
+        &project,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(code, 0, "upload: {out}{err}");
+    let up: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (up["world"].as_str(), up["wit"].as_str()),
+        (Some(world), Some("0.2.0"))
+    );
+
+    // The plugin's own config check refuses a config it cannot use.
+    let bind = |config: &str| {
+        let mut args: Vec<String> = ["plugin", "bind", point, name, "--plugin-config", config]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(api.auth());
+        args
+    };
+    let args = bind(bad_config);
+    let (code, out, err) = engage_async(
+        &project,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("config_rejected") && err.contains("nothing was bound"),
+        "{err}"
+    );
+    let args = bind(config);
+    let (code, out, err) = engage_async(
+        &project,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(code, 0, "bind: {out}{err}");
+    component
+}
+
+async fn balance(api: &Api, player: &str) -> i64 {
+    let (_, p) = api
+        .call("GET", &format!("/v1/players/{player}/balances"), None)
+        .await;
+    p["balances"]["points"].as_i64().unwrap_or(0)
+}
+
+/// A rules plugin decides real actions: 10 points a `buy`, 3 a day.
+async fn rules_decide(api: &Api, player: &str) {
+    let (s, b) = api
+        .call("POST", "/v1/players", Some(json!({ "id": player })))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    for _ in 0..4 {
+        let (s, b) = api
+            .call(
+                "POST",
+                "/v1/actions",
+                Some(json!({ "player": player, "action": "buy" })),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert_eq!(
+        balance(api, player).await,
+        30,
+        "3 awards of 10, the fourth capped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_plugins_for_every_world_from_an_empty_folder() {
+    let (running, api, data) = start("kit-rust").await;
+    let dir = data.join("projects");
+    std::fs::create_dir_all(&dir).expect("dir");
+
+    let started = Instant::now();
+    make_and_bind(
+        &api,
+        &dir,
+        "my-rules",
+        "rules",
+        "rust",
+        "rules",
+        r#"{"points":10}"#,
+        r#"{"pionts":10}"#,
+    )
+    .await;
+    rules_decide(&api, "p1").await;
+    eprintln!(
+        "rust rules: plugin new to a bound plugin answering its first request in {:?}",
+        started.elapsed()
+    );
+
+    // Gift hooks: one request a day.
+    make_and_bind(
+        &api,
+        &dir,
+        "my-gifts",
+        "gift-hooks",
+        "rust",
+        "gift",
+        r#"{"requests_per_day":1}"#,
+        r#"{"requests_per_day":"one"}"#,
+    )
+    .await;
+    for p in ["g1", "g2"] {
+        assert_eq!(
+            api.call("POST", "/v1/players", Some(json!({ "id": p })))
+                .await
+                .0,
+            201
+        );
+    }
+    let (s, b) = api
+        .call(
+            "PUT",
+            "/v1/players/g1/friends",
+            Some(json!({ "friends": [{ "mode": "player", "id": "g2" }] })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api
+        .call("POST", "/v1/players/g1/gifts", Some(json!({})))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = api
+        .call("POST", "/v1/players/g1/gifts", Some(json!({})))
+        .await;
+    assert_eq!(
+        (s, b["error"]["details"]["code_str"].as_str()),
+        (422, Some("E_GIFT_QUOTA_EXCEEDED")),
+        "{b}"
+    );
+
+    // Templating and routing: a message rendered and routed by them.
+    make_and_bind(
+        &api,
+        &dir,
+        "my-template",
+        "templating",
+        "rust",
+        "template",
+        r#"{"missing":"keep"}"#,
+        r#"{"missing":"drop"}"#,
+    )
+    .await;
+    make_and_bind(
+        &api,
+        &dir,
+        "my-route",
+        "routing",
+        "rust",
+        "route",
+        r#"{"provider":"console"}"#,
+        r#"{"provider":"console","fallback":true}"#,
+    )
+    .await;
+    let (s, m) = api
+        .call("POST", "/v1/messages", Some(json!({ "to": ["+6681234567"], "template": "Hi {{name}} {{unknown}}", "vars": { "name": "Ann" }, "reference": "kit-1" })))
+        .await;
+    assert!(s < 300, "{m}");
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        let (_, list) = api.call("GET", "/v1/messages?reference=kit-1", None).await;
+        shown = list["messages"][0].clone();
+        if shown["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown["body"], "Hi Ann {{unknown}}", "{shown}");
+    assert_eq!(shown["attempts"][0]["provider"], "console", "{shown}");
+
+    invocations_and_replay(&api, &dir).await;
+
+    running.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// What the server recorded of `my-rules`' calls, replayed locally on the
+/// same build: the same answer, exactly; on a changed build: the diff.
+async fn invocations_and_replay(api: &Api, dir: &Path) {
+    let project = dir.join("my-rules");
+    let mut args: Vec<String> = ["plugin", "invocations", "my-rules"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(api.auth());
+    // The recorder writes in the background.
+    let mut listed = Value::Null;
+    for _ in 0..40 {
+        let (code, out, err) = engage_async(
+            &project,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(code, 0, "{out}{err}");
+        listed = serde_json::from_str(&out).expect("json");
+        if listed["invocations"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first = listed["invocations"][0].clone();
+    assert_eq!(
+        (first["plugin"].as_str(), first["call"].as_str()),
+        (Some("my-rules"), Some("evaluate")),
+        "{listed}"
+    );
+    let id = first["id"].as_str().unwrap_or_default().to_owned();
+    let (s, record) = api
+        .call("GET", &format!("/v1/invocations/{id}"), None)
+        .await;
+    assert_eq!(s, 200, "{record}");
+    assert!(
+        record["reads"].as_array().is_some_and(|r| !r.is_empty()),
+        "the daily counter was read: {record}"
+    );
+
+    let wasm = project
+        .join("build/my-rules.wasm")
+        .to_string_lossy()
+        .into_owned();
+    let mut args: Vec<String> = ["plugin", "replay", &id, &wasm, "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(api.auth());
+    let (code, out, err) = engage_async(
+        &project,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let replay: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(replay["same"], true, "{replay}");
+    assert_eq!(
+        replay["output"], record["output"],
+        "exactly production's output"
+    );
+
+    // A changed build: 20 points. The replay shows where it differs.
+    let src = project.join("src/lib.rs");
+    let code_text = std::fs::read_to_string(&src).expect("src");
+    std::fs::write(
+        &src,
+        code_text.replace("amount: config.points,", "amount: config.points * 2,"),
+    )
+    .expect("write");
+    let (code, out, err) = engage_async(&project, &["plugin", "build"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = engage_async(
+        &project,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(code, 4, "{out}{err}");
+    let replay: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(replay["same"], false);
+    let diff = replay["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.contains("-") && diff.contains("\"amount\": 20"),
+        "{diff}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_from_an_empty_folder() {
+    let (running, api, data) = start("kit-python").await;
+    let dir = data.join("projects");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let started = Instant::now();
+    make_and_bind(
+        &api,
+        &dir,
+        "py-rules",
+        "rules",
+        "python",
+        "rules",
+        r#"{"points":10}"#,
+        r#"{"points":"ten"}"#,
+    )
+    .await;
+    rules_decide(&api, "p1").await;
+    eprintln!(
+        "python rules: plugin new to a bound plugin answering its first request in {:?}",
+        started.elapsed()
+    );
+    running.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_plugin_from_an_empty_folder() {
+    let (running, api, data) = start("kit-js").await;
+    let dir = data.join("projects");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let started = Instant::now();
+    make_and_bind(
+        &api,
+        &dir,
+        "js-rules",
+        "rules",
+        "js",
+        "rules",
+        r#"{"points":10}"#,
+        r#"{"daily_cap":1.5}"#,
+    )
+    .await;
+    rules_decide(&api, "p1").await;
+    eprintln!(
+        "javascript rules: plugin new to a bound plugin answering its first request in {:?}",
+        started.elapsed()
+    );
+    running.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&data);
+}
