@@ -136,6 +136,7 @@ async fn start(tag: &str) -> (engage::server::Running, Api, PathBuf) {
 
 /// `new`, `test`, `run`, `upload`, `bind` (a bad config refused first):
 /// the component's path.
+#[allow(clippy::too_many_arguments)]
 async fn make_and_bind(
     api: &Api,
     dir: &Path,
