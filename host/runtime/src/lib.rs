@@ -728,11 +728,7 @@ impl Plugins {
         }
         let flavor = Flavor::for_size(bytes.len()) as usize;
         let engine = &self.engines[flavor];
-        let measured = shape::measure(bytes).map_err(PluginsError::Invalid)?;
-        measured.check().map_err(|why| {
-            PluginsError::Invalid(format!("the component is too big to run: {why}"))
-        })?;
-        let core_instances = measured.core_instances;
+        let core_instances = measured_core_instances(bytes)?;
         let (component, compiled) = self.caches[flavor]
             .load_or_compile(sha256, bytes)
             .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
@@ -1861,6 +1857,16 @@ pub fn call_caps() -> CallCaps {
         max_reads: kv::MAX_READS,
         max_writes: kv::MAX_WRITES,
     }
+}
+
+/// The component's core instances, once its shape (read before
+/// compiling) fits the pool's per-component limits.
+pub(crate) fn measured_core_instances(bytes: &[u8]) -> Result<u32, PluginsError> {
+    let measured = shape::measure(bytes).map_err(PluginsError::Invalid)?;
+    measured
+        .check()
+        .map_err(|why| PluginsError::Invalid(format!("the component is too big to run: {why}")))?;
+    Ok(measured.core_instances)
 }
 
 /// What an upload's bytes must be before anything compiles them: a

@@ -22,7 +22,7 @@ use crate::runtime::{self, Context, Input, Limits, Prepared, Report};
 use crate::sandbox::{CallState, Data};
 use crate::{
     LimitsRequest, PluginsError, Point, WitVersion, base_linker, binding_limits, check_bytes,
-    check_compiled, shape,
+    check_compiled, measured_core_instances,
 };
 
 /// An engine pair and linkers, as the server builds them, for local runs.
@@ -90,17 +90,14 @@ impl Local {
         check_bytes(&self.config, bytes)?;
         let flavor = Flavor::for_size(bytes.len()) as usize;
         let engine = &self.engines[flavor];
-        let measured = shape::measure(bytes).map_err(PluginsError::Invalid)?;
-        measured.check().map_err(|why| {
-            PluginsError::Invalid(format!("the component is too big to run: {why}"))
-        })?;
+        let core_instances = measured_core_instances(bytes)?;
         let component = Component::new(engine, bytes)
             .map_err(|e| PluginsError::Invalid(format!("the component does not compile: {e}")))?;
         let (point, pre, shape) = check_compiled(
             engine,
             &self.linkers[flavor],
             &component,
-            measured.core_instances,
+            core_instances,
             &[],
         )?;
         let wit = pre.version();
