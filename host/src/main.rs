@@ -166,6 +166,22 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build the project, replay the calls production recorded for the
+    /// bound version on the build and show where its answers differ, then
+    /// upload it and bind it (with --percent, for that share of players
+    /// beside the bound version). Exit status: 0 deployed, 4 a dry run
+    /// found differences, 5 the build fails calls production answered.
+    Deploy(Box<engage::kit::deploy::DeployArgs>),
+    /// The canary at POINT and its statistics beside the stable version's.
+    Canary {
+        point: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the canary at POINT the binding for every player.
+    Promote { point: String },
+    /// End the canary at POINT: every player back on the stable version.
+    Rollback { point: String },
 }
 
 #[derive(Subcommand)]
@@ -472,6 +488,22 @@ async fn plugin(
             send(s.put(&format!("/v1/bindings/{point}")).json(&body)).await?
         }
         PluginCommand::List => send(session().await?.get("/v1/plugins")).await?,
+        PluginCommand::Deploy(args) => {
+            let code = engage::kit::deploy::deploy(&session().await?, &args).await?;
+            return Ok(std::process::ExitCode::from(code));
+        }
+        PluginCommand::Canary { point, json } => {
+            let code = engage::kit::deploy::status(&session().await?, &point, json).await?;
+            return Ok(std::process::ExitCode::from(code));
+        }
+        PluginCommand::Promote { point } => {
+            let s = session().await?;
+            send(s.post(&format!("/v1/bindings/{point}/canary/promote"))).await?
+        }
+        PluginCommand::Rollback { point } => {
+            let s = session().await?;
+            send(s.delete(&format!("/v1/bindings/{point}/canary"))).await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(std::process::ExitCode::SUCCESS)

@@ -375,6 +375,7 @@ async fn rust_plugins_for_every_world_from_an_empty_folder() {
     assert_eq!(shown["attempts"][0]["provider"], "console", "{shown}");
 
     invocations_and_replay(&api, &dir).await;
+    deploy_as_a_canary_then_for_everyone(&api, &dir).await;
 
     running.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&data);
@@ -468,6 +469,164 @@ async fn invocations_and_replay(api: &Api, dir: &Path) {
         diff.contains("-") && diff.contains("\"amount\": 20"),
         "{diff}"
     );
+}
+
+/// `engage ARGS` against the server, in `project`.
+async fn engage_on(api: &Api, project: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(api.auth());
+    engage_async(project, &all.iter().map(String::as_str).collect::<Vec<_>>()).await
+}
+
+/// A player's first `buy` of the day: the points it earned.
+async fn first_buy(api: &Api, player: &str) -> i64 {
+    let (s, b) = api
+        .call("POST", "/v1/players", Some(json!({ "id": player })))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    buy(api, player).await
+}
+
+/// One more `buy`: the points it earned.
+async fn buy(api: &Api, player: &str) -> i64 {
+    let before = balance(api, player).await;
+    let (s, b) = api
+        .call(
+            "POST",
+            "/v1/actions",
+            Some(json!({ "player": player, "action": "buy" })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    balance(api, player).await - before
+}
+
+/// The build that grants 20 (`invocations_and_replay` made it) deployed:
+/// compared with what production recorded, as a canary for half the
+/// players, rolled back, deployed for everyone; a build failing calls
+/// production answered is not deployed.
+async fn deploy_as_a_canary_then_for_everyone(api: &Api, dir: &Path) {
+    let project = dir.join("my-rules");
+    let latest = || async {
+        let (_, p) = api.call("GET", "/v1/plugins/my-rules", None).await;
+        p["latest"].as_u64()
+    };
+    let (code, out, err) = engage_on(
+        api,
+        &project,
+        &["plugin", "deploy", "--no-build", "--dry-run", "--json"],
+    )
+    .await;
+    assert_eq!(code, 4, "differences found: {out}{err}");
+    let compared: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(compared["bound"]["version"], 1, "{compared}");
+    assert!(compared["different"].as_u64() >= Some(1), "{compared}");
+    assert_eq!(compared["now_failing"], 0, "{compared}");
+    assert_eq!(latest().await, Some(1), "a dry run uploads nothing");
+
+    let (code, out, err) = engage_on(
+        api,
+        &project,
+        &["plugin", "deploy", "--no-build", "--percent", "50"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("different") && out.contains("\"amount\": 20"),
+        "the diff: {out}"
+    );
+    assert!(out.contains("for 50% of players"), "{out}");
+    eprintln!("engage plugin deploy --percent 50:\n{out}");
+    // Half the players earn the new version's 20, the others 10; each
+    // player keeps the version it met.
+    let mut earned = std::collections::BTreeMap::new();
+    for i in 0..16 {
+        let p = format!("c{i}");
+        let first = first_buy(api, &p).await;
+        assert!(first == 10 || first == 20, "{p}: {first}");
+        assert_eq!(buy(api, &p).await, first, "{p} changed versions");
+        earned.insert(p, first);
+    }
+    let on_canary = earned.values().filter(|&&n| n == 20).count();
+    assert!(
+        (1..16).contains(&on_canary),
+        "{on_canary} of 16 on the canary at 50%"
+    );
+
+    let (code, out, err) = engage_on(api, &project, &["plugin", "canary", "rules"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("my-rules v2 for 50% of players (canary)"),
+        "{out}"
+    );
+    eprintln!("engage plugin canary rules:\n{out}");
+    let (_, status, _) = engage_on(api, &project, &["plugin", "canary", "rules", "--json"]).await;
+    let status: Value = serde_json::from_str(&status).expect("json");
+    let calls = |arm: &str| {
+        status["canary"]["stats"][arm]["calls"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (calls("canary"), calls("stable")),
+        (2 * on_canary as u64, 2 * (16 - on_canary as u64)),
+        "{status}"
+    );
+
+    // Rolled back in one call: the canary's players earn 10 again.
+    let (code, out, err) = engage_on(api, &project, &["plugin", "rollback", "rules"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    for (p, _) in earned.iter().filter(|(_, n)| **n == 20) {
+        assert_eq!(buy(api, p).await, 10, "{p} after the rollback");
+    }
+
+    // For every player, with the binding's config carried over.
+    let (code, out, err) = engage_on(api, &project, &["plugin", "deploy", "--no-build"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("for every player"), "{out}");
+    let (_, b) = api.call("GET", "/v1/bindings/rules", None).await;
+    assert_eq!(
+        (b["version"].as_u64(), b["config"].clone(), b.get("canary")),
+        (Some(3), json!({ "points": 10 }), None),
+        "{b}"
+    );
+    assert_eq!(first_buy(api, "everyone").await, 20);
+
+    // A build that fails what production answered stops at the comparison.
+    let mut recorded = false;
+    for _ in 0..40 {
+        let (_, l) = api
+            .call("GET", "/v1/plugins/my-rules/invocations", None)
+            .await;
+        if l["invocations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|i| i["version"] == 3)
+        {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recorded, "a call of v3 was recorded");
+    let src = project.join("src/lib.rs");
+    let text = std::fs::read_to_string(&src).expect("src");
+    std::fs::write(
+        &src,
+        text.replace(
+            "let config: Config = host::config()?;",
+            "let config: Config = host::config()?;\n        if action.name == config.action {\n            return Err(PluginError::new(\"broken\", \"on purpose\"));\n        }",
+        ),
+    )
+    .expect("write");
+    let (code, out, err) = engage_on(api, &project, &["plugin", "deploy"]).await;
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(
+        out.contains("now failing") && out.contains("not deployed"),
+        "{out}"
+    );
+    assert_eq!(latest().await, Some(3), "nothing uploaded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,6 +209,86 @@ async fn a_binding_made_through_one_host_is_in_force_on_every_host() {
     }
 }
 
+/// The version answering `player`'s rules call (a dry run) on host `s`.
+async fn version_for(s: &Server, t: &str, player: &str) -> Option<u64> {
+    let body = json!({ "call": "evaluate", "action": {
+        "player": player, "name": "ok", "params": [], "url": null, "time_ms": 0 } });
+    let req = s
+        .request("POST", "/v1/bindings/rules/invoke?dry_run=true", Some(t))
+        .json(&body);
+    s.send(req).await.body["version"].as_u64()
+}
+
+/// A canary started through one host is in force on the others within a
+/// refresh, and they give every player the same version; a rollback
+/// through another host ends it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_gives_a_player_the_same_canary_version() {
+    let hosts = three_hosts("canary").await;
+    let t = hosts[0].tenant("spread").await;
+    for _ in 0..2 {
+        hosts[0].upload(&t, "hostile", components::HOSTILE).await;
+    }
+    let bind = json!({ "plugin": "hostile", "version": 1 });
+    hosts[0]
+        .call("PUT", "/v1/bindings/rules", Some(&t), Some(bind))
+        .await;
+    let canary = json!({ "version": 2, "percent": 30 });
+    let c = hosts[0]
+        .call("PUT", "/v1/bindings/rules/canary", Some(&t), Some(canary))
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    // A player host A gives the canary: once the other hosts give it too,
+    // the canary is in force there.
+    let mut first = None;
+    for i in 0..100 {
+        let p = format!("p{i}");
+        if version_for(&hosts[0], &t, &p).await == Some(2) {
+            first = Some(p);
+            break;
+        }
+    }
+    let first = first.expect("a player on the canary among 100 at 30%");
+    let since = Instant::now();
+    for h in &hosts[1..] {
+        while version_for(h, &t, &first).await != Some(2) {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "never in force on {}",
+                h.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut on_canary = 0;
+    for i in 0..300 {
+        let p = format!("p{i}");
+        let v = version_for(&hosts[0], &t, &p).await;
+        for h in &hosts[1..] {
+            assert_eq!(version_for(h, &t, &p).await, v, "{p} on {}", h.base);
+        }
+        on_canary += usize::from(v == Some(2));
+    }
+    // 30% of 300 is 90, give or take 8 (one standard deviation).
+    assert!((50..=130).contains(&on_canary), "{on_canary} of 300 at 30%");
+
+    let back = hosts[1]
+        .call("DELETE", "/v1/bindings/rules/canary", Some(&t), None)
+        .await;
+    assert_eq!(back.status, 200, "{back:?}");
+    let since = Instant::now();
+    for h in &hosts {
+        while version_for(h, &t, &first).await != Some(1) {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "never rolled back on {}",
+                h.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_reaches_an_app_connected_to_another_host() {
     let hosts = three_hosts("sse").await;

@@ -182,6 +182,10 @@ impl From<PluginsError> for ApiError {
             PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::PluginQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
             PluginsError::VersionBound { .. } => (StatusCode::CONFLICT, "version_bound"),
+            PluginsError::NotBound(_) => (StatusCode::NOT_FOUND, "not_bound"),
+            PluginsError::NoCanary(_) => (StatusCode::CONFLICT, "no_canary"),
+            PluginsError::BadCanary(_) => (StatusCode::BAD_REQUEST, "invalid_canary"),
+            PluginsError::BindingChanged(_) => (StatusCode::CONFLICT, "binding_changed"),
             PluginsError::Store(s) => return ApiError::store(s),
             PluginsError::Internal(s) => return ApiError::internal(s),
         };

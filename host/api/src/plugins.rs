@@ -13,7 +13,7 @@ use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::tenants::parse;
 use super::{ApiError, AppState, RequestId};
-use engage_runtime::{BindRequest, Input, PluginsError, Point};
+use engage_runtime::{BindRequest, Binding, CanaryRequest, Input, PluginsError, Point};
 use engage_store::ids::now_ms;
 
 pub fn routes() -> Router<AppState> {
@@ -35,6 +35,11 @@ pub fn routes() -> Router<AppState> {
             get(binding).put(bind).delete(unbind),
         )
         .route("/v1/bindings/{point}/invoke", post(invoke))
+        .route(
+            "/v1/bindings/{point}/canary",
+            get(canary).put(start_canary).delete(roll_back_canary),
+        )
+        .route("/v1/bindings/{point}/canary/promote", post(promote_canary))
 }
 
 fn point(s: &str) -> Result<Point, ApiError> {
@@ -196,15 +201,77 @@ async fn binding(
         .plugins
         .bindings(&tenant)?
         .into_iter()
-        .find(|b| b.point == p);
-    let b = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_bound",
-            format!("nothing is bound to `{}`", p.as_str()),
-        )
-    })?;
-    Ok(Json(serde_json::to_value(b).unwrap_or_default()))
+        .find(|b| b.point == p)
+        .ok_or(PluginsError::NotBound(p.as_str()))?;
+    Ok(Json(binding_view(&s, &tenant, found)))
+}
+
+/// A binding as the API shows it: with a canary, the canary's statistics
+/// beside the stable version's since it started (this host's counts).
+fn binding_view(s: &AppState, tenant: &str, b: Binding) -> Value {
+    let point = b.point;
+    let mut v = serde_json::to_value(b).unwrap_or_default();
+    if let (Some(c), Some(stats)) = (v.get_mut("canary"), s.plugins.canary_stats(tenant, point)) {
+        c["stats"] = serde_json::to_value(stats).unwrap_or_default();
+    }
+    v
+}
+
+/// The running canary of `point`, with its statistics beside the stable
+/// version's.
+async fn canary(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let found = s
+        .plugins
+        .bindings(&tenant)?
+        .into_iter()
+        .find(|b| b.point == p)
+        .ok_or(PluginsError::NotBound(p.as_str()))?;
+    let view = binding_view(&s, &tenant, found);
+    match view.get("canary") {
+        Some(c) => Ok(Json(c.clone())),
+        None => Err(PluginsError::NoCanary(p.as_str()).into()),
+    }
+}
+
+/// Bind another version for a share of players beside the stable one (or
+/// change the share of the running canary).
+async fn start_canary(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let req: CanaryRequest = parse(&body)?;
+    let b = s.plugins.start_canary(&tenant, p, req).await?;
+    Ok(Json(binding_view(&s, &tenant, b)))
+}
+
+/// The canary becomes the binding for every player.
+async fn promote_canary(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let b = s.plugins.promote_canary(&tenant, p).await?;
+    Ok(Json(binding_view(&s, &tenant, b)))
+}
+
+/// End the canary: every player is back on the stable version.
+async fn roll_back_canary(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let p = point(&p)?;
+    let b = s.plugins.roll_back_canary(&tenant, p).await?;
+    Ok(Json(binding_view(&s, &tenant, b)))
 }
 
 async fn bind(

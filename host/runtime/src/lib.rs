@@ -12,6 +12,7 @@
 mod bindings;
 mod boundary;
 pub mod builtin;
+mod canary;
 pub mod config;
 mod engine;
 pub mod fixture;
@@ -38,6 +39,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 pub use bindings::WitVersion;
+pub use canary::{Canary, CanaryRequest, CanaryStats};
 pub use runtime::{Context, Input, Limits, Output, Report};
 pub use sandbox::{CallState, Data, LogLine};
 pub use stats::StatsView;
@@ -274,6 +276,14 @@ pub enum PluginsError {
         version: u32,
         point: &'static str,
     },
+    #[error("nothing is bound to `{0}`")]
+    NotBound(&'static str),
+    #[error("no canary runs at the `{0}` point")]
+    NoCanary(&'static str),
+    #[error("{0}")]
+    BadCanary(String),
+    #[error("the `{0}` binding changed while this request was deciding; read it again and retry")]
+    BindingChanged(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -345,6 +355,10 @@ pub struct Binding {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wasi: Vec<wasi::WasiGrant>,
     pub bound_at_ms: i64,
+    /// Another version answering a share of players beside this one (with
+    /// this binding's limits, isolation, WASI and error policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
 }
 
 /// What a tenant asks for when binding.
@@ -390,10 +404,44 @@ struct Active {
     /// The binding log's position this binding was read at (or written
     /// as): an activation from an older position never replaces it.
     logged: u64,
+    stable: Arm,
+    canary: Option<Arm>,
+}
+
+/// One version a binding calls: the stable one, or its canary.
+struct Arm {
+    plugin: String,
+    version: u32,
     config: Arc<str>,
     prepared: Arc<Prepared>,
+    /// The version's counters since this host started.
     stats: Arc<Stats>,
+    /// Its counters since the binding's canary started (none without one).
+    session: Option<Arc<Stats>>,
     warm: Option<WarmPool>,
+}
+
+impl Active {
+    /// The version that answers `input`: the canary for its share of
+    /// players, else the stable one.
+    fn arm(&self, tenant: &str, input: &Input) -> &Arm {
+        match (&self.binding.canary, &self.canary) {
+            (Some(c), Some(arm))
+                if canary::chosen(tenant, self.binding.point, c, canary::subject(input)) =>
+            {
+                arm
+            }
+            _ => &self.stable,
+        }
+    }
+}
+
+/// What a binding's versions were prepared as.
+struct Arms {
+    stable: Arc<Prepared>,
+    canary: Option<Arc<Prepared>>,
+    /// How many of them this host compiled (rather than found cached).
+    compiled: usize,
 }
 
 /// The result of a successful call (possibly by the fallback plugin).
@@ -438,6 +486,8 @@ pub struct Plugins {
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
     active: RwLock<HashMap<(String, Point), Arc<Active>>>,
     stats: Mutex<HashMap<String, Arc<Stats>>>,
+    /// This host's counters of each running canary.
+    canaries: Mutex<HashMap<(String, Point), Arc<canary::Session>>>,
     stop_ticker: Arc<AtomicBool>,
     compilations: AtomicU64,
     /// The last binding-log entry this host applied.
@@ -644,6 +694,7 @@ impl Plugins {
             prepared: Mutex::new(HashMap::new()),
             active: RwLock::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
+            canaries: Mutex::new(HashMap::new()),
             stop_ticker,
             compilations: AtomicU64::new(0),
             binding_log_seen: AtomicU64::new(0),
@@ -676,10 +727,9 @@ impl Plugins {
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                let info = self.version_info(&snap, &tenant, &binding.plugin, binding.version)?;
-                let (prepared, was_compiled) = self.prepare_stored(&info.sha256, &binding.wasi)?;
-                compiled += usize::from(was_compiled);
-                self.activate(&tenant, binding, prepared, logged);
+                let arms = self.prepare_arms(&snap, &tenant, &binding)?;
+                compiled += arms.compiled;
+                self.activate(&tenant, binding, arms, logged);
             }
         }
         tracing::info!(
@@ -712,6 +762,34 @@ impl Plugins {
             .ok_or_else(|| anyhow::anyhow!("component {sha256} is missing from storage"))?;
         self.prepare(sha256, &bytes, grants)
             .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Prepare the versions `binding` calls: its own and its canary's.
+    fn prepare_arms(
+        &self,
+        snap: &Snapshot,
+        tenant: &str,
+        binding: &Binding,
+    ) -> Result<Arms, PluginsError> {
+        let mut compiled = 0;
+        let mut prepare = |plugin: &str, version: u32| {
+            let info = self.version_info(snap, tenant, plugin, version)?;
+            let (prepared, was_compiled) = self
+                .prepare_stored(&info.sha256, &binding.wasi)
+                .map_err(|e| PluginsError::Internal(e.to_string()))?;
+            compiled += usize::from(was_compiled);
+            Ok::<_, PluginsError>(prepared)
+        };
+        let stable = prepare(&binding.plugin, binding.version)?;
+        let canary = match &binding.canary {
+            Some(c) => Some(prepare(&c.plugin, c.version)?),
+            None => None,
+        };
+        Ok(Arms {
+            stable,
+            canary,
+            compiled,
+        })
     }
 
     /// Compile (or load from cache), check the world and the imports, and
@@ -934,7 +1012,13 @@ impl Plugins {
                         for point in Point::ALL {
                             let bound: Option<Binding> =
                                 tx.get(BINDINGS, &key(&[&t, point.as_str()]))?;
-                            if bound.is_some_and(|b| b.plugin == n && b.version == version) {
+                            let uses = |b: &Binding| {
+                                (b.plugin == n && b.version == version)
+                                    || b.canary
+                                        .as_ref()
+                                        .is_some_and(|c| c.plugin == n && c.version == version)
+                            };
+                            if bound.as_ref().is_some_and(uses) {
                                 return Err(PluginsError::VersionBound {
                                     plugin: n.clone(),
                                     version,
@@ -1014,7 +1098,8 @@ impl Plugins {
         point: Point,
         req: BindRequest,
     ) -> Result<Binding, PluginsError> {
-        self.bind_checked(tenant, point, req, Checked::Yes).await
+        self.bind_checked(tenant, point, req, Checked::Yes, None)
+            .await
     }
 
     async fn bind_checked(
@@ -1023,11 +1108,10 @@ impl Plugins {
         point: Point,
         req: BindRequest,
         checked: Checked,
+        canary: Option<Canary>,
     ) -> Result<Binding, PluginsError> {
         let snap = self.store.read()?;
-        let record: PluginRecord = snap
-            .get(PLUGINS, &key(&[tenant, &req.plugin]))?
-            .ok_or_else(|| PluginsError::NoPlugin(req.plugin.clone()))?;
+        let record = self.record(&snap, tenant, &req.plugin)?;
         let version = req.version.unwrap_or(record.latest);
         let info = self.version_info(&snap, tenant, &req.plugin, version)?;
         if record.point != point {
@@ -1067,7 +1151,10 @@ impl Plugins {
             limits,
             wasi: req.wasi,
             bound_at_ms: now_ms(),
+            canary,
         };
+        let arms = self.prepare_arms(&snap, tenant, &binding)?;
+        drop(snap);
         let (t, b) = (tenant.to_owned(), binding.clone());
         let logged = self
             .store
@@ -1076,9 +1163,20 @@ impl Plugins {
                 Ok::<_, PluginsError>(log_binding_change(tx, &t)?)
             })
             .await?;
-        self.activate(tenant, binding.clone(), prepared, logged);
+        self.activate(tenant, binding.clone(), arms, logged);
         tracing::info!(tenant, point = point.as_str(), plugin = %binding.plugin, version, "plugin bound");
         Ok(binding)
+    }
+
+    /// The tenant's plugin `name`.
+    fn record(
+        &self,
+        snap: &impl Reader,
+        tenant: &str,
+        name: &str,
+    ) -> Result<PluginRecord, PluginsError> {
+        snap.get(PLUGINS, &key(&[tenant, name]))?
+            .ok_or_else(|| PluginsError::NoPlugin(name.to_owned()))
     }
 
     /// Run the plugin's config check on `config`, as a call of its own
@@ -1147,23 +1245,53 @@ impl Plugins {
     /// read at a later position of the binding log (`logged`): a refresh
     /// that read its snapshot before a bind on this host committed, or two
     /// binds finishing out of order, must not bring back an older binding.
-    fn activate(&self, tenant: &str, binding: Binding, prepared: Arc<Prepared>, logged: u64) {
-        let stats = self.stats_for(tenant, &binding.plugin, binding.version);
-        let warm = match binding.isolation {
-            Isolation::Fresh => None,
-            Isolation::Warm { recycle_after } => Some(WarmPool::new(
-                recycle_after,
-                4,
-                self.idle[prepared.flavor].clone(),
+    fn activate(&self, tenant: &str, binding: Binding, arms: Arms, logged: u64) {
+        let session = self.session(tenant, &binding);
+        let arm = |plugin: &str,
+                   version,
+                   config: &serde_json::Value,
+                   prepared: Arc<Prepared>,
+                   session| {
+            let warm = match binding.isolation {
+                Isolation::Fresh => None,
+                Isolation::Warm { recycle_after } => Some(WarmPool::new(
+                    recycle_after,
+                    4,
+                    self.idle[prepared.flavor].clone(),
+                )),
+            };
+            Arm {
+                plugin: plugin.to_owned(),
+                version,
+                config: config.to_string().into(),
+                prepared,
+                stats: self.stats_for(tenant, plugin, version),
+                session,
+                warm,
+            }
+        };
+        let stable = arm(
+            &binding.plugin,
+            binding.version,
+            &binding.config,
+            arms.stable,
+            session.as_ref().map(|s| s.stable.clone()),
+        );
+        let canary = match (&binding.canary, arms.canary) {
+            (Some(c), Some(prepared)) => Some(arm(
+                &c.plugin,
+                c.version,
+                &c.config,
+                prepared,
+                session.as_ref().map(|s| s.canary.clone()),
             )),
+            _ => None,
         };
         let active = Arc::new(Active {
-            config: binding.config.to_string().into(),
             logged,
             binding,
-            prepared,
-            stats,
-            warm,
+            stable,
+            canary,
         });
         if let Ok(mut map) = self.active.write() {
             let k = (tenant.to_owned(), active.binding.point);
@@ -1246,6 +1374,7 @@ impl Plugins {
                             wasi: old.wasi,
                         },
                         Checked::CarriedOver,
+                        old.canary,
                     )
                     .await?;
                 }
@@ -1304,12 +1433,9 @@ impl Plugins {
                 if current.is_some_and(|a| a.binding == binding) {
                     continue;
                 }
-                let info = self.version_info(&snap, tenant, &binding.plugin, binding.version)?;
-                let (prepared, _) = self
-                    .prepare_stored(&info.sha256, &binding.wasi)
-                    .map_err(|e| PluginsError::Internal(e.to_string()))?;
+                let arms = self.prepare_arms(&snap, tenant, &binding)?;
                 tracing::info!(tenant, point = binding.point.as_str(), plugin = %binding.plugin, version = binding.version, "binding changed through another host");
-                self.activate(tenant, binding, prepared, newest);
+                self.activate(tenant, binding, arms, newest);
             }
         }
         self.binding_log_seen.store(newest, Ordering::Relaxed);
@@ -1371,11 +1497,8 @@ impl Plugins {
         let Some(binding) = snap.get::<Binding>(BINDINGS, &key(&[tenant, point.as_str()]))? else {
             return Ok(None);
         };
-        let info = self.version_info(&snap, tenant, &binding.plugin, binding.version)?;
-        let (prepared, _) = self
-            .prepare_stored(&info.sha256, &binding.wasi)
-            .map_err(|e| PluginsError::Internal(e.to_string()))?;
-        self.activate(tenant, binding, prepared, logged);
+        let arms = self.prepare_arms(&snap, tenant, &binding)?;
+        self.activate(tenant, binding, arms, logged);
         Ok(self
             .active
             .read()
@@ -1517,32 +1640,33 @@ impl Plugins {
                 ))
             })?,
         };
+        let arm = active.arm(tenant, input);
         let tenant_arc: Arc<str> = tenant.into();
         let request_id: Arc<str> = request_id.into();
         let ctx_now = now_ms;
         let ctx = Context {
             tenant: tenant_arc.clone(),
-            plugin: active.binding.plugin.as_str().into(),
-            config: active.config.clone(),
+            plugin: arm.plugin.as_str().into(),
+            config: arm.config.clone(),
             now_ms,
             request_id: request_id.clone(),
             data: snapshot.clone().into(),
             limits: active.binding.limits,
             kv_quota: self.config.kv_quota(),
         };
-        let run = |ctx: &Context| match &active.warm {
-            Some(pool) => pool.call(&active.prepared, ctx, input),
-            None => runtime::call_fresh(&active.prepared, ctx, input),
+        let run = |ctx: &Context| match &arm.warm {
+            Some(pool) => pool.call(&arm.prepared, ctx, input),
+            None => runtime::call_fresh(&arm.prepared, ctx, input),
         };
         // First-party plugins are ours and answer in microseconds: run them
         // on the async worker, on the pool's reserved part. A tenant's plugin
         // is admitted through its pool's gate first and may run to its
         // deadline, so the worker first hands its other tasks to another
         // thread.
-        let report = if builtin::is_builtin_name(&active.binding.plugin) {
+        let report = if builtin::is_builtin_name(&arm.plugin) {
             run(&ctx)
         } else {
-            off_the_reactor(|| self.admitted(&active.prepared, &tenant_arc, ctx, run))
+            off_the_reactor(|| self.admitted(&arm.prepared, &tenant_arc, ctx, run))
         };
         let error = report.result.as_ref().err().cloned();
         if self.recorder.due(tenant, point, error.is_some()) {
@@ -1552,9 +1676,9 @@ impl Plugins {
                 request_id: request_id.to_string(),
                 tenant: tenant.to_owned(),
                 point,
-                plugin: active.binding.plugin.clone(),
-                version: active.binding.version,
-                config: active.config.to_string(),
+                plugin: arm.plugin.clone(),
+                version: arm.version,
+                config: arm.config.to_string(),
                 now_ms: ctx_now,
                 limits: active.binding.limits,
                 input: input.clone(),
@@ -1570,30 +1694,32 @@ impl Plugins {
             });
         }
         let fall_back = error.is_some() && active.binding.on_error == OnError::Default;
-        active.stats.record(
-            report.elapsed,
-            report.fuel_used,
-            error.as_ref().map(CallError::kind),
-            fall_back,
-        );
+        for stats in std::iter::once(&arm.stats).chain(&arm.session) {
+            stats.record(
+                report.elapsed,
+                report.fuel_used,
+                error.as_ref().map(CallError::kind),
+                fall_back,
+            );
+        }
         match report.result {
             Ok(output) => Ok(Called {
                 output,
                 effects: report.effects,
                 logs: report.logs,
                 logs_dropped: report.logs_dropped,
-                plugin: active.binding.plugin.clone(),
-                version: active.binding.version,
+                plugin: arm.plugin.clone(),
+                version: arm.version,
                 fallback: None,
                 fuel_used: report.fuel_used,
                 elapsed_us: report.elapsed.as_micros() as u64,
             }),
             Err(error) => {
-                tracing::warn!(tenant, plugin = %active.binding.plugin, version = active.binding.version, kind = error.kind(), %error, "plugin call failed");
+                tracing::warn!(tenant, plugin = %arm.plugin, version = arm.version, kind = error.kind(), %error, "plugin call failed");
                 if !fall_back {
                     return Err(PluginsError::CallFailed {
-                        plugin: active.binding.plugin.clone(),
-                        version: active.binding.version,
+                        plugin: arm.plugin.clone(),
+                        version: arm.version,
                         error,
                         logs: report.logs,
                     });
@@ -1994,29 +2120,19 @@ mod tests {
         assert!(logged > first_logged, "{logged} after {first_logged}");
 
         // What a stale snapshot would activate: refused.
-        let prepared = plugins
-            .prepare_stored(
-                &plugins
-                    .version_info(
-                        &plugins.store.read().expect("read"),
-                        "t",
-                        b.name,
-                        first.version,
-                    )
-                    .expect("version")
-                    .sha256,
-                &[],
-            )
-            .expect("prepared")
-            .0;
-        plugins.activate("t", first.clone(), prepared.clone(), first_logged);
+        let arms = || {
+            plugins
+                .prepare_arms(&plugins.store.read().expect("read"), "t", &first)
+                .expect("prepared")
+        };
+        plugins.activate("t", first.clone(), arms(), first_logged);
         assert_eq!(
             in_force(&plugins, "t", Point::Rules).map(|a| a.0),
             Some(newer)
         );
 
         // Read at the same position or later: in force.
-        plugins.activate("t", first.clone(), prepared, logged);
+        plugins.activate("t", first.clone(), arms(), logged);
         assert_eq!(
             in_force(&plugins, "t", Point::Rules).map(|a| a.0),
             Some(first)

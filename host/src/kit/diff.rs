@@ -37,22 +37,52 @@ fn lines(a: &str, b: &str) -> String {
             };
         }
     }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
+    let (mut i, mut j, mut walked) = (0, 0, Vec::new());
     while i < n || j < m {
         if i < n && j < m && a[i] == b[j] {
-            out.push_str(&format!(" {}\n", a[i]));
+            walked.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+{}\n", b[j]));
-            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // What went, before what came in its place.
+            walked.push(('-', a[i]));
+            i += 1;
         } else {
-            out.push_str(&format!("-{}\n", a[i]));
-            i += 1;
+            walked.push(('+', b[j]));
+            j += 1;
+        }
+    }
+    // Unchanged lines more than CONTEXT away from a change are elided.
+    let changed: Vec<usize> = (0..walked.len()).filter(|&k| walked[k].0 != ' ').collect();
+    let near = |k: usize| {
+        changed
+            .binary_search_by(|&c| {
+                if c + CONTEXT < k {
+                    std::cmp::Ordering::Less
+                } else if c > k + CONTEXT {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .is_ok()
+    };
+    let mut out = String::new();
+    let mut elided = false;
+    for (k, (mark, line)) in walked.iter().enumerate() {
+        if near(k) {
+            out.push_str(&format!("{mark}{line}\n"));
+            elided = false;
+        } else if !elided {
+            out.push_str(" …\n");
+            elided = true;
         }
     }
     out
 }
+
+/// Unchanged lines shown around a change.
+const CONTEXT: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -66,6 +96,18 @@ mod tests {
         assert!(
             d.contains("-  \"b\": 2") && d.contains("+  \"b\": 3") && d.contains("   \"a\": 1,"),
             "{d}"
+        );
+        assert!(
+            d.find("-  \"b\"") < d.find("+  \"b\""),
+            "what went first: {d}"
+        );
+        let long: Vec<i32> = (0..20).collect();
+        let mut changed = long.clone();
+        changed[10] = 99;
+        let d = json_diff(&json!(long), &json!(changed)).unwrap_or_default();
+        assert_eq!(
+            d, " …\n   7,\n   8,\n   9,\n-  10,\n+  99,\n   11,\n   12,\n   13,\n …\n",
+            "three lines of context around a change"
         );
     }
 }

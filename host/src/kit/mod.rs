@@ -3,6 +3,7 @@
 //! [`crate::plugins::local`], the engine configuration production uses, so
 //! an author sees the limits production enforces before uploading.
 
+pub mod deploy;
 pub mod diff;
 pub mod fixtures;
 pub mod remote;

@@ -46,6 +46,12 @@ impl Session {
             .bearer_auth(&self.token)
     }
 
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
@@ -55,15 +61,35 @@ impl Session {
 
 /// Send a request and return its JSON body, or the API's error message.
 pub async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let (status, body) = exchange(req).await?;
+    refused(status, &body)?;
+    Ok(body)
+}
+
+/// [`send`], with a 404 answered as `None`.
+pub async fn send_or_missing(req: reqwest::RequestBuilder) -> anyhow::Result<Option<Value>> {
+    let (status, body) = exchange(req).await?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    refused(status, &body)?;
+    Ok(Some(body))
+}
+
+async fn exchange(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
     let resp = req.send().await.context("the server did not answer")?;
     let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        let code = body["error"]["code"].as_str().unwrap_or("error");
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or("the server refused");
-        anyhow::bail!("{status} {code}: {message}");
+    Ok((status, resp.json().await.unwrap_or_default()))
+}
+
+/// The API's error, when `status` is one.
+fn refused(status: reqwest::StatusCode, body: &Value) -> anyhow::Result<()> {
+    if status.is_success() {
+        return Ok(());
     }
-    Ok(body)
+    let code = body["error"]["code"].as_str().unwrap_or("error");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("the server refused");
+    anyhow::bail!("{status} {code}: {message}")
 }

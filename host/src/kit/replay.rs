@@ -12,29 +12,59 @@ use super::{diff, load};
 use crate::plugins::config::RuntimeConfig;
 use crate::plugins::fixture::Fixture;
 use crate::plugins::invocations::Invocation;
-use crate::plugins::local::{Local, LocalCall};
+use crate::plugins::local::{Local, LocalCall, LocalPlugin};
 
 /// The replay's report: the run's own, plus `recorded` (production's
 /// answer), `same` and, when they differ, `diff`.
 pub fn replay(record: &Invocation, file: &Path) -> anyhow::Result<(Ran, bool)> {
+    let local = Local::new(RuntimeConfig::default())?;
+    let plugin = load(&local, file)?;
+    replay_on(&local, &plugin, record, &Instead::default())
+}
+
+/// What a replay changes of the recorded call: a new plugin (its own,
+/// empty, key-value state) and config, for trying a replacement.
+#[derive(Debug, Default)]
+pub struct Instead {
+    pub plugin: Option<String>,
+    pub config: Option<String>,
+}
+
+/// [`replay`] on a loaded component.
+pub fn replay_on(
+    local: &Local,
+    plugin: &LocalPlugin,
+    record: &Invocation,
+    instead: &Instead,
+) -> anyhow::Result<(Ran, bool)> {
     if !record.replayable() {
         anyhow::bail!(
             "invocation {} was too large to keep whole (its reads were dropped); it cannot be replayed exactly",
             record.id
         );
     }
-    let local = Local::new(RuntimeConfig::default())?;
-    let plugin = load(&local, file)?;
+    let mut fixture = Fixture::from_reads(&record.reads);
+    let name = match &instead.plugin {
+        Some(other) if *other != record.plugin => {
+            // Another plugin's keys are not this one's.
+            fixture.kv.clear();
+            other.clone()
+        }
+        _ => record.plugin.clone(),
+    };
     let call = LocalCall {
         tenant: record.tenant.clone(),
-        plugin: record.plugin.clone(),
-        config: record.config.clone(),
+        plugin: name,
+        config: instead
+            .config
+            .clone()
+            .unwrap_or_else(|| record.config.clone()),
         now_ms: record.now_ms,
         request_id: record.request_id.clone(),
-        fixture: Fixture::from_reads(&record.reads),
+        fixture,
         limits: record.limits,
     };
-    let mut ran = report::run(&local, &plugin, &call, &record.input);
+    let mut ran = report::run(local, plugin, &call, &record.input);
     let recorded = answer(&json!(record.output), &json!(record.error));
     let replayed = answer(&ran.report["output"], &ran.report["error"]);
     let changed = diff::json_diff(&recorded, &replayed);

@@ -10,6 +10,7 @@
 mod attentive;
 mod audiences;
 mod bsg;
+mod canary;
 mod core;
 mod gifts;
 mod guests;
