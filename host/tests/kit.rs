@@ -294,19 +294,33 @@ async fn rust_plugins_for_every_world_from_an_empty_folder() {
         started.elapsed()
     );
 
+    other_worlds_decide(&api, &dir, "rust", "my").await;
+
+    invocations_and_replay(&api, &dir).await;
+    deploy_as_a_canary_then_for_everyone(&api, &dir).await;
+
+    running.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Gift hooks, templating and routing in `lang`, made, bound and deciding
+/// real requests: a second gift request of the day refused, a message
+/// rendered and routed.
+async fn other_worlds_decide(api: &Api, dir: &Path, lang: &str, prefix: &str) {
+    let (g1, g2) = (format!("{prefix}-g1"), format!("{prefix}-g2"));
     // Gift hooks: one request a day.
     make_and_bind(
-        &api,
-        &dir,
-        "my-gifts",
+        api,
+        dir,
+        &format!("{prefix}-gifts"),
         "gift-hooks",
-        "rust",
+        lang,
         "gift",
         r#"{"requests_per_day":1}"#,
         r#"{"requests_per_day":"one"}"#,
     )
     .await;
-    for p in ["g1", "g2"] {
+    for p in [g1.as_str(), g2.as_str()] {
         assert_eq!(
             api.call("POST", "/v1/players", Some(json!({ "id": p })))
                 .await
@@ -317,17 +331,17 @@ async fn rust_plugins_for_every_world_from_an_empty_folder() {
     let (s, b) = api
         .call(
             "PUT",
-            "/v1/players/g1/friends",
-            Some(json!({ "friends": [{ "mode": "player", "id": "g2" }] })),
+            &format!("/v1/players/{g1}/friends"),
+            Some(json!({ "friends": [{ "mode": "player", "id": g2 }] })),
         )
         .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = api
-        .call("POST", "/v1/players/g1/gifts", Some(json!({})))
+        .call("POST", &format!("/v1/players/{g1}/gifts"), Some(json!({})))
         .await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = api
-        .call("POST", "/v1/players/g1/gifts", Some(json!({})))
+        .call("POST", &format!("/v1/players/{g1}/gifts"), Some(json!({})))
         .await;
     assert_eq!(
         (s, b["error"]["details"]["code_str"].as_str()),
@@ -337,34 +351,36 @@ async fn rust_plugins_for_every_world_from_an_empty_folder() {
 
     // Templating and routing: a message rendered and routed by them.
     make_and_bind(
-        &api,
-        &dir,
-        "my-template",
+        api,
+        dir,
+        &format!("{prefix}-template"),
         "templating",
-        "rust",
+        lang,
         "template",
         r#"{"missing":"keep"}"#,
         r#"{"missing":"drop"}"#,
     )
     .await;
     make_and_bind(
-        &api,
-        &dir,
-        "my-route",
+        api,
+        dir,
+        &format!("{prefix}-route"),
         "routing",
-        "rust",
+        lang,
         "route",
         r#"{"provider":"console"}"#,
         r#"{"provider":"console","fallback":true}"#,
     )
     .await;
     let (s, m) = api
-        .call("POST", "/v1/messages", Some(json!({ "to": ["+6681234567"], "template": "Hi {{name}} {{unknown}}", "vars": { "name": "Ann" }, "reference": "kit-1" })))
+        .call("POST", "/v1/messages", Some(json!({ "to": ["+6681234567"], "template": "Hi {{name}} {{unknown}}", "vars": { "name": "Ann" }, "reference": format!("kit-{prefix}") })))
         .await;
     assert!(s < 300, "{m}");
     let mut shown = Value::Null;
     for _ in 0..100 {
-        let (_, list) = api.call("GET", "/v1/messages?reference=kit-1", None).await;
+        let (_, list) = api
+            .call("GET", &format!("/v1/messages?reference=kit-{prefix}"), None)
+            .await;
         shown = list["messages"][0].clone();
         if shown["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
             break;
@@ -373,12 +389,6 @@ async fn rust_plugins_for_every_world_from_an_empty_folder() {
     }
     assert_eq!(shown["body"], "Hi Ann {{unknown}}", "{shown}");
     assert_eq!(shown["attempts"][0]["provider"], "console", "{shown}");
-
-    invocations_and_replay(&api, &dir).await;
-    deploy_as_a_canary_then_for_everyone(&api, &dir).await;
-
-    running.stop().await.expect("stop");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// What the server recorded of `my-rules`' calls, replayed locally on the
@@ -651,6 +661,12 @@ async fn a_python_plugin_from_an_empty_folder() {
         "python rules: plugin new to a bound plugin answering its first request in {:?}",
         started.elapsed()
     );
+    let started = Instant::now();
+    other_worlds_decide(&api, &dir, "python", "py").await;
+    eprintln!(
+        "python gift hooks, templating and routing: made, bound and deciding in {:?}",
+        started.elapsed()
+    );
     running.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -675,6 +691,12 @@ async fn a_javascript_plugin_from_an_empty_folder() {
     rules_decide(&api, "p1").await;
     eprintln!(
         "javascript rules: plugin new to a bound plugin answering its first request in {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    other_worlds_decide(&api, &dir, "js", "js").await;
+    eprintln!(
+        "javascript gift hooks, templating and routing: made, bound and deciding in {:?}",
         started.elapsed()
     );
     running.stop().await.expect("stop");

@@ -21,6 +21,12 @@ export function toS64(v) {
   return big ? BigInt(v) : Number(v);
 }
 
+/** The request's clock as a Number, ms since the epoch (fixed for the
+ * whole call: the only clock a plugin may use). */
+export function now() {
+  return Number(nowMs());
+}
+
 /** The error a plugin throws to return a plugin-error. */
 export function fail(code, message) {
   return { code, message };
@@ -57,6 +63,11 @@ export function parseConfig(text, defaults) {
 /** The current call's config over `defaults`. */
 export function config(defaults) {
   return parseConfig(hostConfig(), defaults);
+}
+
+/** The current call's config text, as bound. */
+export function configText() {
+  return hostConfig();
 }
 
 /** The 64-bit counter at `key` as a Number (0 when absent or expired). */

@@ -10,6 +10,7 @@ module adds what every plugin needs on top of them:
   defaults, refusing unknown fields and values of the wrong type (use it
   in `validate_config` too, so a bad config is refused when bound);
 - `config(defaults)`: the same, for the current call's config;
+- `now_ms()`: the request's clock (the only clock a plugin may use);
 - `counter(key)` / `increment(key, delta, ttl_ms)`: 64-bit counters in the
   plugin's key-value store, as `kv-increment` keeps them;
 - `get_json(key)` / `set_json(key, value, ttl_ms)`: JSON values;
@@ -56,6 +57,11 @@ def parse_config(text: str, defaults: dict) -> dict:
 def config(defaults: dict) -> dict:
     """The current call's config over `defaults` (see `parse_config`)."""
     return parse_config(host.config(), defaults)
+
+
+def now_ms() -> int:
+    """The request's clock, ms since the epoch (fixed for the whole call)."""
+    return host.now_ms()
 
 
 def counter(key: str) -> int:

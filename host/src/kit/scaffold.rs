@@ -150,9 +150,28 @@ fn source(lang: Lang, world: World) -> (&'static str, &'static str) {
             "app.py",
             include_str!("../../../sdk/templates/python/rules.py"),
         ),
+        (Lang::Python, GiftHooks) => (
+            "app.py",
+            include_str!("../../../sdk/templates/python/gift.py"),
+        ),
+        (Lang::Python, Templating) => (
+            "app.py",
+            include_str!("../../../sdk/templates/python/templating.py"),
+        ),
+        (Lang::Python, Routing) => (
+            "app.py",
+            include_str!("../../../sdk/templates/python/routing.py"),
+        ),
         (Lang::Js, Rules) => ("app.js", include_str!("../../../sdk/templates/js/rules.js")),
-        (Lang::Python, _) => ("app.py", ""),
-        (Lang::Js, _) => ("app.js", ""),
+        (Lang::Js, GiftHooks) => ("app.js", include_str!("../../../sdk/templates/js/gift.js")),
+        (Lang::Js, Templating) => (
+            "app.js",
+            include_str!("../../../sdk/templates/js/templating.js"),
+        ),
+        (Lang::Js, Routing) => (
+            "app.js",
+            include_str!("../../../sdk/templates/js/routing.js"),
+        ),
     }
 }
 
@@ -183,12 +202,6 @@ pub fn new(dir: &Path, name: &str, world: World, lang: Lang) -> anyhow::Result<V
         );
     }
     let (source_path, source_text) = source(lang, world);
-    if source_text.is_empty() {
-        anyhow::bail!(
-            "there is no {lang:?} template for the {} world yet; the rust templates cover every world (--lang rust)",
-            world.wit_name()
-        );
-    }
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         anyhow::bail!(
             "{} exists and is not empty; choose another place",
