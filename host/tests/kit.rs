@@ -391,6 +391,88 @@ async fn other_worlds_decide(api: &Api, dir: &Path, lang: &str, prefix: &str) {
     assert_eq!(shown["attempts"][0]["provider"], "console", "{shown}");
 }
 
+/// The SDK's helpers for JSON values, deletes and the host's views, in
+/// `lang` (python or js): a rules project changed to use them, run on
+/// given views.
+async fn sdk_helpers_work(dir: &Path, lang: &str) {
+    let name = format!("{lang}-helpers");
+    let (code, out, err) = engage_async(
+        dir,
+        &["plugin", "new", &name, "--world", "rules", "--lang", lang],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let project = dir.join(&name);
+    let (file, from, to) = match lang {
+        "python" => (
+            "app.py",
+            "        config = sdk.config(DEFAULTS)\n",
+            "        config = sdk.config(DEFAULTS)\n        sdk.set_json(\"j\", {\"n\": sdk.balance(action.player), \"c\": sdk.action_count(action.player, \"buy\", 2), \"s\": \"é\"})\n        sdk.info(\"seen\", n=sdk.get_json(\"j\")[\"n\"], c=sdk.get_json(\"j\")[\"c\"], s=sdk.get_json(\"j\")[\"s\"])\n        sdk.delete(\"gone\")\n",
+        ),
+        _ => (
+            "app.js",
+            "    const cfg = config(DEFAULTS);\n",
+            "    const cfg = config(DEFAULTS);\n    setJson(\"j\", { n: balance(action.player), c: actionCount(action.player, \"buy\", 2), s: \"é\" });\n    const j = getJson(\"j\");\n    info(\"seen\", { n: j.n, c: j.c, s: j.s });\n    remove(\"gone\");\n",
+        ),
+    };
+    let path = project.join(file);
+    let text = std::fs::read_to_string(&path).expect("source");
+    let text = text.replace(from, to).replace(
+        "import { config, counter,",
+        "import { actionCount, balance, getJson, remove, setJson, config, counter,",
+    );
+    std::fs::write(&path, text).expect("write");
+    let (code, out, err) = engage_async(&project, &["plugin", "build"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        project.join("views.json"),
+        r#"{"balances":{"p1":{"points":42}},"actions":{"p1":{"buy":[1,2,3]}}}"#,
+    )
+    .expect("views");
+    std::fs::write(
+        project.join("input.json"),
+        r#"{"player":"p1","name":"buy","params":[],"url":null,"time_ms":1700000000000}"#,
+    )
+    .expect("input");
+    let wasm = format!("build/{name}.wasm");
+    let (code, out, err) = engage_async(
+        &project,
+        &[
+            "plugin",
+            "run",
+            &wasm,
+            "--input",
+            "input.json",
+            "--views",
+            "views.json",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("json");
+    let seen = &report["logs"][0];
+    assert_eq!(seen["message"], "seen", "{report}");
+    let field = |k: &str| {
+        seen["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f[0] == k)
+            .map(|f| f[1].clone())
+    };
+    assert_eq!(
+        (field("n"), field("c"), field("s")),
+        (Some(json!("42")), Some(json!("2")), Some(json!("é"))),
+        "{report}"
+    );
+    assert_eq!(
+        report["kv_writes"].get("gone"),
+        Some(&Value::Null),
+        "a delete: {report}"
+    );
+}
+
 /// What the server recorded of `my-rules`' calls, replayed locally on the
 /// same build: the same answer, exactly; on a changed build: the diff.
 async fn invocations_and_replay(api: &Api, dir: &Path) {
@@ -662,6 +744,7 @@ async fn a_python_plugin_from_an_empty_folder() {
         started.elapsed()
     );
     let started = Instant::now();
+    sdk_helpers_work(&dir, "python").await;
     other_worlds_decide(&api, &dir, "python", "py").await;
     eprintln!(
         "python gift hooks, templating and routing: made, bound and deciding in {:?}",
@@ -694,6 +777,7 @@ async fn a_javascript_plugin_from_an_empty_folder() {
         started.elapsed()
     );
     let started = Instant::now();
+    sdk_helpers_work(&dir, "js").await;
     other_worlds_decide(&api, &dir, "js", "js").await;
     eprintln!(
         "javascript gift hooks, templating and routing: made, bound and deciding in {:?}",

@@ -9,7 +9,17 @@
 // componentize-qjs (exact up to 2^53). `toS64` hands a value back in the
 // representation the engine uses, so a plugin builds with either.
 
-import { config as hostConfig, kvGet, kvIncrement, log, nowMs } from "engage:plugin/host@0.2.0";
+import {
+  actionCount as hostActionCount,
+  balance as hostBalance,
+  config as hostConfig,
+  kvDelete,
+  kvGet,
+  kvIncrement,
+  kvSet,
+  log,
+  nowMs,
+} from "engage:plugin/host@0.2.0";
 
 // Asked on first use: host functions cannot be called while the module
 // is being initialised (at build time).
@@ -80,6 +90,47 @@ export function counter(key) {
 /** Add `delta` to the counter at `key`; the new value as a Number. */
 export function increment(key, delta = 1, ttlMs = undefined) {
   return Number(kvIncrement(key, toS64(delta), ttlMs === undefined ? undefined : toS64(ttlMs)));
+}
+
+/** The JSON value at `key`, or undefined. */
+export function getJson(key) {
+  const raw = kvGet(key);
+  if (raw === undefined || raw === null) return undefined;
+  return JSON.parse(utf8Decode(Uint8Array.from(raw)));
+}
+
+/** Store `value` as JSON at `key`, expiring after `ttlMs` when given. */
+export function setJson(key, value, ttlMs = undefined) {
+  kvSet(key, utf8Encode(JSON.stringify(value)), ttlMs === undefined ? undefined : toS64(ttlMs));
+}
+
+// UTF-8 without TextEncoder, which QuickJS does not have.
+function utf8Encode(text) {
+  const binary = unescape(encodeURIComponent(text));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function utf8Decode(bytes) {
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return decodeURIComponent(escape(binary));
+}
+
+/** Remove `key` from the plugin's key-value store. */
+export function remove(key) {
+  kvDelete(key);
+}
+
+/** The player's balance in `currency` as a Number (a view of the ledger). */
+export function balance(player, currency = "points") {
+  return Number(hostBalance(player, currency));
+}
+
+/** How often the player did `action` at or after `sinceMs`, as a Number. */
+export function actionCount(player, action, sinceMs) {
+  return Number(hostActionCount(player, action, toS64(sinceMs)));
 }
 
 /** The value of the first parameter called `name`, or undefined. */

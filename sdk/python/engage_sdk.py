@@ -13,7 +13,9 @@ module adds what every plugin needs on top of them:
 - `now_ms()`: the request's clock (the only clock a plugin may use);
 - `counter(key)` / `increment(key, delta, ttl_ms)`: 64-bit counters in the
   plugin's key-value store, as `kv-increment` keeps them;
-- `get_json(key)` / `set_json(key, value, ttl_ms)`: JSON values;
+- `get_json(key)` / `set_json(key, value, ttl_ms)` / `delete(key)`: JSON values;
+- `balance(player, currency)` / `action_count(player, action, since_ms)`:
+  the host's views of the ledger and the action log;
 - `param(params, name)`: a parameter's value, or None;
 - `fail(code, message)`: the exception that returns a plugin error.
 
@@ -82,6 +84,21 @@ def get_json(key: str):
 
 def set_json(key: str, value, ttl_ms=None) -> None:
     host.kv_set(key, json.dumps(value).encode(), ttl_ms)
+
+
+def delete(key: str) -> None:
+    """Remove `key` from the plugin's key-value store."""
+    host.kv_delete(key)
+
+
+def balance(player: str, currency: str = "points") -> int:
+    """The player's balance in `currency` (a view of the ledger)."""
+    return host.balance(player, currency)
+
+
+def action_count(player: str, action: str, since_ms: int) -> int:
+    """How often the player did `action` at or after `since_ms`."""
+    return host.action_count(player, action, since_ms)
 
 
 def param(params, name: str):
