@@ -173,6 +173,9 @@ pub struct ServerConfig {
     /// also `ENGAGE_SECRET_KEY`. Without one, a key is generated into the
     /// data directory.
     pub secret_key: Option<String>,
+    /// Prometheus metrics at `/metrics`: which tenants get their own
+    /// label, and whether scraping needs the admin token.
+    pub metrics: engage_api::MetricsConfig,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +193,7 @@ impl Default for ServerConfig {
             auth: engage_api::throttle::ThrottleConfig::default(),
             retention: crate::sweeper::RetentionConfig::default(),
             secret_key: None,
+            metrics: engage_api::MetricsConfig::default(),
         }
     }
 }

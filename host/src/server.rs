@@ -82,6 +82,9 @@ pub fn sweeps() -> Vec<crate::sweeper::Sweep> {
 /// Open storage and the plugin runtime, bootstrap on first start, and
 /// provision every tenant with the current first-party plugins.
 pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background)> {
+    // Metrics are recorded from here on (once per process).
+    engage_telemetry::install();
+    engage_telemetry::label_tenants(config.metrics.tenants.iter().map(String::as_str));
     let data = open_data_dir(&config.data_dir)?;
     let store = match config.storage.backend {
         crate::config::BackendKind::Embedded => config
@@ -163,6 +166,7 @@ pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Background
         messaging,
         campaigns,
         throttle: Arc::new(crate::throttle::Throttle::new(config.auth.clone())),
+        ops: Arc::new(api::Ops::new(config.metrics.clone())),
     };
 
     let first_start = !tenants::has_admin_token(&store.read()?)?;
@@ -252,11 +256,21 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
     let (tx, rx) = oneshot::channel::<()>();
     let streams = background.switch();
     let http = config.http.clone();
+    let drain = Duration::from_millis(http.drain_ms);
+    let ops = state.ops.clone();
     let task = tokio::spawn(async move {
         crate::listener::serve(listener, app, http, async move {
             tokio::select! {
                 _ = rx => {}
                 _ = shutdown_signal() => {}
+            }
+            ops.drain();
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "shutting down: /ready answers 503 while load balancers stop sending here"
+                );
+                tokio::time::sleep(drain).await;
             }
             tracing::info!("shutting down: finishing requests in flight");
             streams.request();

@@ -100,6 +100,7 @@ impl FromRequestParts<AppState> for TenantAuth {
         let tenant = throttled(state, &subject, || {
             tenants::verify_token(&snap, token, now_ms())
         })??;
+        crate::identified(&tenant);
         Ok(TenantAuth(tenant))
     }
 }
@@ -131,10 +132,14 @@ pub fn bearer_key_tenant(
     let Ok(credential) = bearer(parts) else {
         return Ok(None);
     };
-    if let Ok(t) = tenants::by_api_key(snap, credential) {
-        return Ok(Some(t));
+    let found = match tenants::by_api_key(snap, credential) {
+        Ok(t) => Some(t),
+        Err(_) => tenants::verify_token(snap, credential, now_ms()).ok(),
+    };
+    if let Some(t) = &found {
+        crate::identified(t);
     }
-    Ok(tenants::verify_token(snap, credential, now_ms()).ok())
+    Ok(found)
 }
 
 /// [`bearer_key_tenant`] under the throttle: a credential that names no

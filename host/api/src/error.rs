@@ -65,6 +65,7 @@ impl ApiError {
                     "storage is unavailable for a moment; try again (with the same Idempotency-Key, if any)",
                 ),
             };
+            engage_telemetry::refused(code);
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(1);
         }
         ApiError::internal(e)
@@ -100,6 +101,7 @@ impl IntoResponse for ApiError {
 impl From<crate::wire::BodyError> for ApiError {
     fn from(e: crate::wire::BodyError) -> ApiError {
         let code = if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+            engage_telemetry::refused("body_too_large");
             "body_too_large"
         } else {
             "invalid_body"
@@ -178,9 +180,14 @@ impl From<PluginsError> for ApiError {
                 err.details = Some(Box::new(json!({ "error": error, "logs": logs })));
                 return err;
             }
-            PluginsError::TooManyConflicts(_) => (StatusCode::SERVICE_UNAVAILABLE, "contention"),
-            PluginsError::KvQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
-            PluginsError::PluginQuota(_) => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+            PluginsError::TooManyConflicts(_) => {
+                engage_telemetry::refused("contention");
+                (StatusCode::SERVICE_UNAVAILABLE, "contention")
+            }
+            PluginsError::KvQuota(_) | PluginsError::PluginQuota(_) => {
+                engage_telemetry::refused("quota");
+                (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded")
+            }
             PluginsError::VersionBound { .. } => (StatusCode::CONFLICT, "version_bound"),
             PluginsError::NotBound(_) => (StatusCode::NOT_FOUND, "not_bound"),
             PluginsError::NoCanary(_) => (StatusCode::CONFLICT, "no_canary"),

@@ -21,6 +21,7 @@ mod ledger;
 pub mod listener;
 mod messages;
 mod mutation;
+mod observe;
 mod players;
 mod plugins;
 mod social;
@@ -34,17 +35,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tracing::Instrument;
 
 pub use error::ApiError;
 
 use engage_runtime::Plugins;
 use engage_store::Store;
-use engage_store::ids::random_hex;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -61,13 +59,11 @@ pub struct AppState {
     pub campaigns: Arc<engage_domain::campaigns::engine::Campaigns>,
     /// Failed credential checks, per login and per client address.
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// Who may read `/metrics`, the readiness answer, draining.
+    pub ops: Arc<observe::Ops>,
 }
 
-/// The request's id: the client's `x-request-id` if sane, else a new one.
-#[derive(Clone)]
-pub struct RequestId(pub Arc<str>);
-
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use observe::{MetricsConfig, Ops, RequestId, identified};
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -76,6 +72,8 @@ pub fn router(state: AppState) -> Router {
             "/health",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
         )
+        .route("/ready", get(observe::ready))
+        .route("/metrics", get(observe::metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(tenants::routes())
         .merge(plugins::routes())
@@ -98,7 +96,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn(crate::listener::body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(observe::request))
         .with_state(state)
 }
 
@@ -162,31 +160,4 @@ async fn openapi() -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         include_str!("openapi.json"),
     )
-}
-
-async fn request_id(mut req: Request, next: Next) -> Response {
-    let id: Arc<str> = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(Arc::from)
-        .unwrap_or_else(|| random_hex(8).into());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span =
-        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    // The span is entered only while the request's future is polled
-    // (`instrument`), never held across an await: a guard held across
-    // `.await` is entered on one thread and left on another, which made
-    // tracing-subscriber panic under load and log under the wrong id.
-    async move {
-        let mut resp = next.run(req).await;
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            resp.headers_mut().insert(REQUEST_ID.clone(), v);
-        }
-        tracing::debug!(status = resp.status().as_u16(), "answered");
-        resp
-    }
-    .instrument(span)
-    .await
 }

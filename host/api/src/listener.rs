@@ -41,6 +41,11 @@ pub struct HttpConfig {
     /// The most connections open at once (lowered to what the process's
     /// open-files limit allows); further clients wait to be accepted.
     pub max_connections: usize,
+    /// On SIGTERM, keep serving this long with `/ready` answering 503, so
+    /// a load balancer stops sending new requests before the server stops
+    /// accepting them (set it a little above the balancer's probe period
+    /// times its failure threshold). 0: stop accepting at once.
+    pub drain_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +55,7 @@ impl Default for HttpConfig {
             body_timeout_ms: 60_000,
             write_timeout_ms: 30_000,
             max_connections: 10_000,
+            drain_ms: 0,
         }
     }
 }

@@ -178,7 +178,10 @@ impl Throttle {
             .filter_map(|(k, max)| locked(k, max))
             .max();
         match wait {
-            Some(retry_after) => Err(Locked { retry_after }),
+            Some(retry_after) => {
+                engage_telemetry::refused("credential_throttle");
+                Err(Locked { retry_after })
+            }
             None => Ok(()),
         }
     }

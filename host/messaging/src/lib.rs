@@ -950,6 +950,24 @@ impl Messaging {
         while running.join_next().await.is_some() {}
     }
 
+    /// Record the outbox's depth, how many entries are due and how late the
+    /// oldest due one is (a scrape of `/metrics` calls this; it counts
+    /// every entry, so it is cheap only next to a scrape interval).
+    pub fn record_outbox(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let snap = self.store.read()?;
+        let all = snap.count_from(OUTBOX, "", "")?;
+        let later = snap.count_from(OUTBOX, "", &prefix(&[&time_part(now)]))?;
+        let oldest = snap
+            .scan_raw(OUTBOX, "", None, 1, false)?
+            .first()
+            .and_then(|(k, _)| engage_store::parts(k).next()?.parse::<i64>().ok())
+            .filter(|due| *due < now)
+            .map(|due| Duration::from_millis((now - due) as u64));
+        engage_telemetry::outbox(all, all.saturating_sub(later), oldest);
+        Ok(())
+    }
+
     /// Up to `limit` outbox keys that are due now, oldest first.
     fn due(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let bound = prefix(&[&time_part(now_ms())]);
@@ -1099,6 +1117,7 @@ impl Messaging {
         } else {
             entry
         };
+        let sending = std::time::Instant::now();
         let result = match &config {
             None => Err(SendError::Permanent(format!(
                 "no provider named `{}`",
@@ -1131,6 +1150,14 @@ impl Messaging {
             }
         };
         let kind = config.as_ref().map(|c| c.kind_name()).unwrap_or("none");
+        if config.is_some() {
+            let outcome = match &result {
+                Ok(_) => "accepted",
+                Err(SendError::Transient(_)) => "unavailable",
+                Err(SendError::Permanent(_)) => "failed",
+            };
+            engage_telemetry::send(kind, &plan.channel, outcome, &tenant, sending.elapsed());
+        }
         // When the provider answered (a paced lane may have waited).
         let now = now_ms();
         let mut attempt = AttemptRecord {
@@ -1259,7 +1286,7 @@ impl Messaging {
         let (t, kind_, pid) = (tenant.to_owned(), kind.to_owned(), provider_id.to_owned());
         // One write: the send's record and this report cannot pass each
         // other between a lookup and a write.
-        let (matched, woke) = self
+        let (matched, woke, lag_ms) = self
             .store
             .write(move |tx| {
                 let Some((owner, id)) = tx.get::<(String, String)>(PROVIDER_IDS, &link)? else {
@@ -1277,14 +1304,14 @@ impl Messaging {
                         };
                         tx.put(EARLY_REPORTS, &link, &early)?;
                     }
-                    return Ok::<_, MessageError>((false, false));
+                    return Ok::<_, MessageError>((false, false, None));
                 };
                 if owner != t {
                     tracing::warn!(kind = %kind_, provider_id = %pid, "delivery report for another tenant's message");
-                    return Ok((false, false));
+                    return Ok((false, false, None));
                 }
                 let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
-                    return Ok((false, false));
+                    return Ok((false, false, None));
                 };
                 let now = now_ms();
                 let last = m.attempts.len().saturating_sub(1);
@@ -1296,11 +1323,12 @@ impl Messaging {
                     .rev()
                     .find(|(_, a)| a.provider_id.as_deref() == Some(pid.as_str()))
                 else {
-                    return Ok((false, false));
+                    return Ok((false, false, None));
                 };
                 if a.status.is_final() || a.status.is_failure() {
-                    return Ok((true, false)); // a late or repeated report
+                    return Ok((true, false, None)); // a late or repeated report
                 }
+                let lag = now - a.at_ms;
                 a.status = status;
                 a.error = error.clone();
                 a.updated_at_ms = now;
@@ -1308,7 +1336,7 @@ impl Messaging {
                     // An earlier attempt already timed out and was replaced.
                     m.updated_at_ms = now;
                     tx.put(MESSAGES, &key(&[&t, &m.id]), &m)?;
-                    return Ok((true, false));
+                    return Ok((true, false, Some(lag)));
                 }
                 let step = if status.is_failure() {
                     Step::NextAttempt
@@ -1319,9 +1347,12 @@ impl Messaging {
                     m.status = status;
                     Step::Keep
                 };
-                Ok((true, apply(tx, &t, &mut m, step, now)?))
+                Ok((true, apply(tx, &t, &mut m, step, now)?, Some(lag)))
             })
             .await?;
+        if let Some(ms) = lag_ms {
+            engage_telemetry::delivery_report(kind, Duration::from_millis(ms.max(0) as u64));
+        }
         if woke {
             self.wake.notify_one();
         }

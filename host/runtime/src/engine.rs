@@ -121,21 +121,54 @@ pub fn build(config: &RuntimeConfig, flavor: Flavor) -> anyhow::Result<Engine> {
 /// wake-up now adds every tick that is due, so a deadline holds to within
 /// one late wake-up. The thread also asks for a higher scheduling priority
 /// (it succeeds where the process may raise priorities).
-pub fn start_ticker(engines: Vec<Engine>, stop: Arc<AtomicBool>) {
+/// The epoch ticker's controls: a stop flag, and when it last ticked (a
+/// ticker that stopped means no plugin deadline fires: not ready).
+pub struct Ticker {
+    stop: AtomicBool,
+    started: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Ticker {
+    fn default() -> Self {
+        Ticker {
+            stop: AtomicBool::new(false),
+            started: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Ticker {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// How long ago the ticker last advanced the engines' epochs.
+    pub fn since_last_tick(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+pub fn start_ticker(engines: Vec<Engine>, ticker: Arc<Ticker>) {
     let spawned = std::thread::Builder::new()
         .name("engage-epoch".into())
         .spawn(move || {
             raise_priority();
-            let started = std::time::Instant::now();
             let tick = EPOCH_TICK.as_micros().max(1);
             let mut ticks: u128 = 0;
-            while !stop.load(Ordering::Relaxed) {
+            while !ticker.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
-                let due = started.elapsed().as_micros() / tick;
+                let now = ticker.started.elapsed();
+                let due = now.as_micros() / tick;
                 while ticks < due {
                     engines.iter().for_each(Engine::increment_epoch);
                     ticks += 1;
                 }
+                ticker
+                    .last_ms
+                    .store(now.as_millis() as u64, Ordering::Relaxed);
             }
         });
     if let Err(e) = spawned {

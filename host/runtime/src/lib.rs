@@ -31,7 +31,7 @@ mod stats;
 mod wasi;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -488,7 +488,7 @@ pub struct Plugins {
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     /// This host's counters of each running canary.
     canaries: Mutex<HashMap<(String, Point), Arc<canary::Session>>>,
-    stop_ticker: Arc<AtomicBool>,
+    ticker: Arc<engine::Ticker>,
     compilations: AtomicU64,
     /// The last binding-log entry this host applied.
     binding_log_seen: AtomicU64,
@@ -505,8 +505,7 @@ pub struct Plugins {
 
 impl Drop for Plugins {
     fn drop(&mut self) {
-        self.stop_ticker
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -661,8 +660,8 @@ impl Plugins {
             engine::build(&config, Flavor::Small)?,
             engine::build(&config, Flavor::Large)?,
         ];
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        engine::start_ticker(engines.to_vec(), stop_ticker.clone());
+        let ticker = Arc::new(engine::Ticker::default());
+        engine::start_ticker(engines.to_vec(), ticker.clone());
         data.create_dir_all("plugins/compiled")?;
         let caches = [0, 1].map(|i| -> anyhow::Result<engine::Cache> {
             Ok(engine::Cache::new(
@@ -695,7 +694,7 @@ impl Plugins {
             active: RwLock::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             canaries: Mutex::new(HashMap::new()),
-            stop_ticker,
+            ticker,
             compilations: AtomicU64::new(0),
             binding_log_seen: AtomicU64::new(0),
         };
@@ -1612,6 +1611,20 @@ impl Plugins {
         })
     }
 
+    /// Whether plugins can run here now: the engines are built (they are,
+    /// once [`Plugins::open`] returned) and the epoch ticker that enforces
+    /// every call's deadline is ticking. `Err` says what is wrong.
+    pub fn ready(&self) -> Result<(), String> {
+        let since = self.ticker.since_last_tick();
+        if since > std::time::Duration::from_secs(1) {
+            return Err(format!(
+                "the epoch ticker has not ticked for {} ms: plugin deadlines would not fire",
+                since.as_millis()
+            ));
+        }
+        Ok(())
+    }
+
     /// Call the plugin bound to `input`'s point for `tenant`, on `snapshot`
     /// (none: the plugin sees empty data), applying the binding's `on_error`
     /// policy. Runs on the calling thread; the deadline bounds it.
@@ -1702,6 +1715,17 @@ impl Plugins {
                 fall_back,
             );
         }
+        if let Some(CallError::Busy { .. }) = &error {
+            engage_telemetry::refused("plugin_busy");
+        }
+        engage_telemetry::plugin_call(
+            point.as_str(),
+            error.as_ref().map_or("ok", CallError::kind),
+            if arm.warm.is_some() { "warm" } else { "fresh" },
+            tenant,
+            report.elapsed,
+            report.fuel_used,
+        );
         match report.result {
             Ok(output) => Ok(Called {
                 output,

@@ -9,7 +9,6 @@
 //! kind — is what it does in production.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use wasmtime::Engine;
@@ -30,7 +29,7 @@ pub struct Local {
     engines: [Engine; 2],
     linkers: [Linker<CallState>; 2],
     config: RuntimeConfig,
-    stop_ticker: Arc<AtomicBool>,
+    ticker: Arc<engine::Ticker>,
 }
 
 /// A component compiled and checked for local runs.
@@ -44,8 +43,7 @@ pub struct LocalPlugin {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        self.stop_ticker
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -63,14 +61,14 @@ impl Local {
             engine::build(&pool, Flavor::Small)?,
             engine::build(&pool, Flavor::Large)?,
         ];
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        engine::start_ticker(engines.to_vec(), stop_ticker.clone());
+        let ticker = Arc::new(engine::Ticker::default());
+        engine::start_ticker(engines.to_vec(), ticker.clone());
         let linkers = [base_linker(&engines[0])?, base_linker(&engines[1])?];
         Ok(Local {
             engines,
             linkers,
             config,
-            stop_ticker,
+            ticker,
         })
     }
 

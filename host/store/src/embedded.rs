@@ -8,7 +8,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{Backend, ReadView, Scan, WriteView};
-use crate::{SCHEMA_VERSION, StoreError, Table};
+use crate::{META, SCHEMA_VERSION, StoreError, Table};
 
 /// The file in the data directory.
 const FILE: &str = "engage.redb";
@@ -19,8 +19,6 @@ type Def = TableDefinition<'static, &'static str, &'static [u8]>;
 fn def(t: Table) -> Def {
     TableDefinition::new(t.name())
 }
-
-const META: Table = Table::new("meta");
 
 // What redb says goes up as the store's `Db` error.
 macro_rules! redb_errors {

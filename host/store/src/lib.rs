@@ -75,6 +75,10 @@ impl std::fmt::Display for Table {
 pub const SCHEMA_VERSION: u64 = 1;
 
 const SEQUENCES: Table = Table::new("sequences");
+/// The schema version (`schema_version`, little-endian u64), in every backend.
+pub(crate) const META: Table = Table::new("meta");
+/// Where readiness checks write.
+const READY_PROBE: Table = Table::new("ready_probe");
 
 /// The most records one filtered read ([`Reader::matching`]) examines.
 pub const MAX_EXAMINED: usize = 20_000;
@@ -204,6 +208,29 @@ impl Store {
     /// A consistent snapshot for reading; never waits for writers.
     pub fn read(&self) -> Result<Snapshot, StoreError> {
         Ok(Snapshot(self.backend.snapshot()?))
+    }
+
+    /// What a readiness check asks of storage: is the schema the one this
+    /// build writes (another host may have migrated a shared store past
+    /// it), and does a write go through the writer and become durable?
+    /// Writes one small record, overwritten each time.
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        let found = self
+            .read()?
+            .get_raw(META, "schema_version")?
+            .and_then(|v| v.try_into().ok().map(u64::from_le_bytes));
+        match found {
+            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::NewerSchema { found: v }),
+            Some(v) if v == SCHEMA_VERSION => {}
+            _ => {
+                return Err(StoreError::Unavailable(
+                    "the storage schema is not migrated".into(),
+                ));
+            }
+        }
+        let now = ids::now_ms();
+        self.write(move |tx| tx.put_raw(READY_PROBE, "last", &now.to_le_bytes()))
+            .await
     }
 
     /// Run `job` in the next group commit and return its answer once the

@@ -188,6 +188,11 @@ impl Queue {
         }
     }
 
+    /// How many items wait, due or leased (all counted: for metrics).
+    pub fn count(&self, src: &impl Reader) -> Result<u64, StoreError> {
+        src.count_from(self.0, "", "")
+    }
+
     /// How many items wait, due or leased (at most `limit` counted).
     pub fn len(&self, src: &impl Reader, limit: usize) -> Result<usize, StoreError> {
         Ok(src.scan_raw(self.0, "", None, limit, false)?.len())

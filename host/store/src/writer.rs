@@ -98,6 +98,7 @@ pub(super) fn spawn(
                         Err(_) => break,
                     }
                 }
+                engage_telemetry::store_queue(rx.len());
                 run_batch(&db, std::mem::take(&mut batch));
             }
             drop(db);
@@ -125,6 +126,7 @@ fn run_batch(db: &Arc<dyn Backend>, mut jobs: Vec<Boxed>) {
         }
         true
     });
+    engage_telemetry::store_commit(jobs.len(), matches!(committed, Ok(true)), started.elapsed());
     match committed {
         Ok(true) => {
             tracing::debug!(

@@ -16,6 +16,7 @@ mod gifts;
 mod guests;
 mod kit;
 mod messaging;
+mod operations;
 mod platform;
 mod playbasis;
 mod playsms;

@@ -129,9 +129,9 @@ impl FromRequestParts<AppState> for Tenant {
                 .headers
                 .get("x-annexcloud-site")
                 .and_then(|v| v.to_str().ok());
-            return jwt_tenant(&snap, bearer, site, now_ms() / 1000)
-                .map(Tenant)
-                .ok_or_else(denied);
+            let tenant = jwt_tenant(&snap, bearer, site, now_ms() / 1000).ok_or_else(denied)?;
+            crate::identified(&tenant);
+            return Ok(Tenant(tenant));
         }
         // Annex's access token: base64 of [token, site id] or {…}.
         let decoded = base64::engine::general_purpose::STANDARD
@@ -157,6 +157,7 @@ impl FromRequestParts<AppState> for Tenant {
         if !strings.contains(&tenant) {
             return Err(denied()); // the site id must name the key's tenant
         }
+        crate::identified(&tenant);
         Ok(Tenant(tenant))
     }
 }

@@ -129,7 +129,7 @@ impl FromRequestParts<AppState> for BsgTenant {
         if let Some(key) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
             return crate::auth::throttled(s, &subject, || tenants::by_api_key(&snap, key.trim()))
                 .map_err(|_| denied())?
-                .map(BsgTenant)
+                .map(BsgTenant::identified)
                 .map_err(|_| denied());
         }
         let token = parts
@@ -142,8 +142,15 @@ impl FromRequestParts<AppState> for BsgTenant {
             tenants::verify_token(&snap, token.trim(), now_ms())
         })
         .map_err(|_| denied())?
-        .map(BsgTenant)
+        .map(BsgTenant::identified)
         .map_err(|_| denied())
+    }
+}
+
+impl BsgTenant {
+    fn identified(tenant: String) -> BsgTenant {
+        crate::identified(&tenant);
+        BsgTenant(tenant)
     }
 }
 

@@ -348,6 +348,12 @@ impl FromRequest<AppState> for Params {
 /// The tenant of a Playbasis call: `token` (writes and reads) or `api_key`
 /// (reads), as Playbasis accepts them.
 fn tenant_of(s: &AppState, method: &Method, p: &Params) -> Result<String, PbError> {
+    let t = tenant_of_credential(s, method, p)?;
+    crate::identified(&t);
+    Ok(t)
+}
+
+fn tenant_of_credential(s: &AppState, method: &Method, p: &Params) -> Result<String, PbError> {
     let snap = s.store.read()?;
     let subject = Subject::address(p.1);
     if let Some(token) = p.get("token") {

@@ -202,7 +202,7 @@ fn authenticate(
     match crate::auth::throttled(s, &subject, || {
         tenants::check_tenant_secret(&snap, app, secret)
     }) {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => crate::identified(app),
         Ok(Err(_)) => {
             return Err(Refused(
                 -10001,

@@ -386,6 +386,7 @@ fn authenticate(c: &Call, snap: &Snapshot) -> Result<(String, Account), Fail> {
     if !a.ip_allowed(c.ip) {
         return Err(fail("106"));
     }
+    crate::identified(&tenant);
     Ok((tenant, a))
 }
 

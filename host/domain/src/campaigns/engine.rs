@@ -170,6 +170,12 @@ impl Campaigns {
         Ok(())
     }
 
+    /// Record how many campaign jobs wait (for a scrape of `/metrics`).
+    pub fn record_queue(&self) -> Result<(), StoreError> {
+        engage_telemetry::campaign_jobs_queued(QUEUE.count(&self.store.read()?)?);
+        Ok(())
+    }
+
     /// Claim up to `limit` due jobs (a read first: no write while idle).
     async fn due(&self, limit: usize) -> Result<Vec<Claimed<Queued>>, StoreError> {
         let now = now_ms();
@@ -246,29 +252,35 @@ impl Campaigns {
         let Some(campaign) = campaign else {
             drop(snap);
             let e = entry.to_owned();
-            return Ok(self
-                .store
+            self.store
                 .write(move |tx| QUEUE.done(tx, &e).map(|_| ()))
-                .await?);
+                .await?;
+            engage_telemetry::campaign_job_done("dropped");
+            return Ok(());
         };
-        match job {
+        let (outcome, done) = match job {
             Job::Audience { trigger, after } => {
                 drop(snap);
-                self.expand(entry, &tenant, &campaign, trigger, after).await
+                let done = self.expand(entry, &tenant, &campaign, trigger, after).await;
+                ("expanded", done)
             }
             Job::Person { player, trigger } => {
                 let settings = settings(&snap, &tenant)?;
                 let verdict = self.consider(&snap, &tenant, &campaign, &player)?;
                 drop(snap);
                 match verdict {
-                    Err(skip) => self.skip(entry, &tenant, &cid, skip).await,
+                    Err(skip) => ("skipped", self.skip(entry, &tenant, &cid, skip).await),
                     Ok((p, phone)) => {
-                        self.send(entry, &tenant, &campaign, &p, phone, &trigger, &settings)
-                            .await
+                        let sent = self
+                            .send(entry, &tenant, &campaign, &p, phone, &trigger, &settings)
+                            .await;
+                        ("sent", sent)
                     }
                 }
             }
-        }
+        };
+        engage_telemetry::campaign_job_done(if done.is_ok() { outcome } else { "failed" });
+        done
     }
 
     /// One page of the audience: a person job for each member, and the
