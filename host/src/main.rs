@@ -235,14 +235,39 @@ fn load_config(cli: &Cli) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
+/// Logs go to stderr (stdout stays machine-readable). `ENGAGE_LOG` filters
+/// them (`info` by default; `engage_api=debug,info`, say);
+/// `ENGAGE_LOG_FORMAT=json` writes one JSON object per line with the
+/// spans it happened in (the request's id and tenant, a dispatch's message
+/// and the request that queued it); colour only on a terminal, and never
+/// with `NO_COLOR` set.
+fn init_logs() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ENGAGE_LOG").unwrap_or_else(|_| "info".into());
+    let format = std::env::var("ENGAGE_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.as_str() {
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        "" | "text" => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        other => {
+            anyhow::bail!("ENGAGE_LOG_FORMAT is `{other}`: use `text` (the default) or `json`")
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<std::process::ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ENGAGE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs()?;
     let cli = Cli::parse();
     let mut config = load_config(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

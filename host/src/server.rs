@@ -225,11 +225,19 @@ async fn bootstrap(
     }
     let text = serde_json::to_string_pretty(&creds)?;
     write_private(data, "credentials.json", &text)?;
-    // stderr: stdout stays machine-readable (`engage tenant create` prints JSON).
-    eprintln!(
-        "Engage first start: credentials (also in {}/credentials.json, mode 0600):\n{text}",
-        config.data_dir.display()
-    );
+    // The secrets go to a person at a terminal (on stderr: stdout stays
+    // machine-readable), never into a log file or a log collector.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
+            "Engage first start: credentials (also in {}/credentials.json, mode 0600):\n{text}",
+            config.data_dir.display()
+        );
+    } else {
+        tracing::info!(
+            file = %config.data_dir.join("credentials.json").display(),
+            "first start: the admin token and the demo tenant's credentials are in this file (mode 0600)"
+        );
+    }
     Ok(())
 }
 

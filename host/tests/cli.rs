@@ -233,3 +233,149 @@ async fn tls_settings_from_the_cli() {
     assert!(!ok && err.contains("/nonexistent/ca.pem"), "{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `engage serve` with `ENGAGE_LOG_FORMAT=json`: every line is a JSON
+/// object; a request's lines carry its id and tenant, and the
+/// dispatcher's lines for the message it queued carry that request's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_follow_a_request_to_the_provider() {
+    let data = std::env::temp_dir().join(format!("engage-logs-{}", engage::ids::random_hex(6)));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let log_path = data.join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("ENGAGE_ADMIN_TOKEN")
+        .env("ENGAGE_LOG_FORMAT", "json")
+        .env("ENGAGE_LOG", "info,engage_api=debug,engage_messaging=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start engage serve");
+    let mut addr = None;
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(data.join("server.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            addr = v["listen"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let base = format!("http://{}", addr.expect("the server wrote server.json"));
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
+    )
+    .expect("json");
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&serde_json::json!({
+            "api_key": creds["demo"]["api_key"], "api_secret": creds["demo"]["api_secret"],
+        }))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["token"].as_str().expect("token").to_owned();
+    let sent: Value = http
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(&token)
+        .header("x-request-id", "trace-me-1")
+        .json(&serde_json::json!({ "to": ["+14155550123"], "body": "followed" }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let id = sent["messages"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(sent["messages"][0]["request_id"], "trace-me-1", "{sent}");
+    let mut delivered = false;
+    for _ in 0..200 {
+        let m: Value = http
+            .get(format!("{base}/v1/messages/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if m["status"] == "delivered" {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(delivered);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file");
+    let in_span = |line: &Value, name: &str, field: &str, value: &str| {
+        line["spans"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|sp| sp["name"] == name && sp[field] == value))
+    };
+    let answered = lines
+        .iter()
+        .find(|l| l["message"] == "answered" && in_span(l, "request", "id", "trace-me-1"))
+        .unwrap_or_else(|| panic!("the request's answer is logged in its span:\n{text}"));
+    assert!(in_span(answered, "request", "tenant", "demo"), "{answered}");
+    assert!(
+        in_span(answered, "request", "route", "/v1/messages"),
+        "{answered}"
+    );
+    let dispatched = lines
+        .iter()
+        .find(|l| l["message"] == "sent to the provider")
+        .unwrap_or_else(|| panic!("the send is logged:\n{text}"));
+    assert!(
+        in_span(dispatched, "dispatch", "request_id", "trace-me-1"),
+        "{dispatched}"
+    );
+    assert!(
+        in_span(dispatched, "dispatch", "message", &id),
+        "{dispatched}"
+    );
+    assert_eq!(dispatched["provider"], "console");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+
+    // A format it does not know: refused with what to use.
+    let out = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["tenant", "create", "x"])
+        .env("ENGAGE_LOG_FORMAT", "yaml")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use `text` (the default) or `json`"), "{err}");
+
+    // Plain text into a pipe: no colour codes either.
+    let out = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["tenant", "create", "plain"])
+        .env("ENGAGE_LOG", "debug")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.is_empty() && !err.contains('\u{1b}'), "{err}");
+}

@@ -37,6 +37,7 @@ use engage_store::shutdown::Shutdown;
 use engage_store::{Reader, Snapshot, Store, StoreError, Table, Tx, key, prefix, seq_part};
 use pricing::{PriceList, PricingError};
 use providers::{Limits, SendError, Sent};
+use tracing::Instrument;
 
 /// (tenant, message id) → [`Message`].
 const MESSAGES: Table = Table::new("messages");
@@ -233,6 +234,12 @@ pub struct Message {
     pub final_at_ms: Option<i64>,
     pub expires_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The request that accepted it (its `x-request-id`): the dispatcher's
+    /// log lines for the message carry it, so a send is followed from the
+    /// request through to the provider's answer. Empty on messages stored
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
 }
 
 /// An attempt the route plugin planned.
@@ -699,7 +706,11 @@ impl Messaging {
                 final_at_ms: None,
                 expires_at_ms: start.unwrap_or(now) + validity_s * 1000,
                 updated_at_ms: now,
+                request_id: String::new(),
             });
+        }
+        for m in &mut messages {
+            m.request_id = rid.to_owned();
         }
         Ok((messages, seg, prices))
     }
@@ -917,12 +928,23 @@ impl Messaging {
                             }
                             if in_flight.insert(k.clone()) {
                                 let this = self.clone();
-                                running.spawn(async move {
-                                    if let Err(e) = this.dispatch_one(&k).await {
-                                        tracing::warn!(error = %e, "dispatching a message");
+                                // Filled once the message is read: its
+                                // tenant, id and the request that made it.
+                                let span = tracing::info_span!(
+                                    "dispatch",
+                                    tenant = tracing::field::Empty,
+                                    message = tracing::field::Empty,
+                                    request_id = tracing::field::Empty,
+                                );
+                                running.spawn(
+                                    async move {
+                                        if let Err(e) = this.dispatch_one(&k).await {
+                                            tracing::warn!(error = %e, "dispatching a message");
+                                        }
+                                        k
                                     }
-                                    k
-                                });
+                                    .instrument(span),
+                                );
                             }
                         }
                     }
@@ -1008,6 +1030,12 @@ impl Messaging {
                 .await
                 .map_err(Into::into);
         };
+        let span = tracing::Span::current();
+        span.record("tenant", tenant.as_str());
+        span.record("message", id.as_str());
+        if !m.request_id.is_empty() {
+            span.record("request_id", m.request_id.as_str());
+        }
         let now = now_ms();
         let awaiting_report = m
             .attempts
@@ -1156,7 +1184,15 @@ impl Messaging {
                 Err(SendError::Transient(_)) => "unavailable",
                 Err(SendError::Permanent(_)) => "failed",
             };
-            engage_telemetry::send(kind, &plan.channel, outcome, &tenant, sending.elapsed());
+            let elapsed = sending.elapsed();
+            tracing::debug!(
+                provider = %plan.provider,
+                kind,
+                outcome,
+                us = elapsed.as_micros() as u64,
+                "sent to the provider"
+            );
+            engage_telemetry::send(kind, &plan.channel, outcome, &tenant, elapsed);
         }
         // When the provider answered (a paced lane may have waited).
         let now = now_ms();
@@ -1628,6 +1664,7 @@ fn blocked(
         final_at_ms: Some(now),
         expires_at_ms: now,
         updated_at_ms: now,
+        request_id: String::new(),
     }
 }
 

@@ -20,10 +20,14 @@ pub(super) trait Job: Send {
     fn run(&mut self, tx: &mut Tx<'_>) -> bool;
     /// Answer the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// The span the job was submitted in (a request's, usually): the job
+    /// runs in it, so its log lines carry the request's id.
+    fn span(&self) -> &tracing::Span;
 }
 
 struct Typed<T, E, F> {
     f: F,
+    span: tracing::Span,
     result: Option<Result<T, E>>,
     reply: oneshot::Sender<Result<T, E>>,
 }
@@ -36,6 +40,7 @@ where
 {
     Box::new(Typed {
         f,
+        span: tracing::Span::current(),
         result: None,
         reply,
     })
@@ -47,7 +52,12 @@ where
     E: From<StoreError> + Send + 'static,
     F: FnMut(&mut Tx) -> Result<T, E> + Send + 'static,
 {
+    fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     fn run(&mut self, tx: &mut Tx<'_>) -> bool {
+        let _in = self.span.clone().entered();
         let result = match catch_unwind(AssertUnwindSafe(|| (self.f)(tx))) {
             Ok(r) => r,
             Err(panic) => {
@@ -114,6 +124,13 @@ pub(super) fn spawn(
 
 fn run_batch(db: &Arc<dyn Backend>, mut jobs: Vec<Boxed>) {
     let started = std::time::Instant::now();
+    // One span per group commit, following from each job's request: a
+    // trace shows which requests shared a commit and how long it took.
+    let commit = tracing::debug_span!("commit", jobs = jobs.len());
+    for job in &jobs {
+        commit.follows_from(job.span());
+    }
+    let _commit = commit.entered();
     let mut poisoned = false;
     let committed = db.transaction(&mut |view| {
         let mut tx = Tx::new(view);
