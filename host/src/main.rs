@@ -64,6 +64,30 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Take a consistent backup of the whole store into FILE while the
+    /// server runs (through its admin API; no downtime: one snapshot,
+    /// streamed), or of a stopped server's store. The file is checked
+    /// before the command says it is done. Keep the data directory's
+    /// `secret.key` (or ENGAGE_SECRET_KEY) apart from it: provider
+    /// credentials in the backup are sealed with it.
+    Backup {
+        file: PathBuf,
+        /// The running server's base URL (default: the data directory's
+        /// server.json when a server holds it).
+        #[arg(long, env = "ENGAGE_SERVER")]
+        server: Option<String>,
+        /// The admin token (default: the data directory's credentials.json).
+        #[arg(long, env = "ENGAGE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+    /// Restore a backup into an empty store: the data directory's, or
+    /// --to (a data directory or a postgres:// url). No server may run on
+    /// it. Every table's count and digest is checked.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -300,6 +324,12 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             return runtime.block_on(plugin(&config, auth, command));
         }
         Command::Migrate => runtime.block_on(migrate(&config)),
+        Command::Backup {
+            file,
+            server,
+            admin_token,
+        } => runtime.block_on(backup(&config, &file, server, admin_token)),
+        Command::Restore { file, to } => runtime.block_on(restore(&config, &file, to)),
         Command::Store {
             command: StoreCommand::Copy { from, to },
         } => runtime.block_on(copy(&config, &from, &to)),
@@ -365,6 +395,98 @@ async fn copy(config: &ServerConfig, from: &str, to: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+async fn backup(
+    config: &ServerConfig,
+    file: &std::path::Path,
+    server: Option<String>,
+    admin_token: Option<String>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let partial = file.with_extension("partial");
+    let out = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut out = std::io::BufWriter::new(out);
+    let online = server.is_some()
+        || (config.storage.backend == engage::config::BackendKind::Embedded
+            && engage::store::Store::is_locked(&config.data_dir));
+    if online {
+        let token = match admin_token {
+            Some(t) => t,
+            None => admin_token_from_file(config)?,
+        };
+        let base = server_url(config, server)?;
+        let mut resp = reqwest::Client::new()
+            .get(format!("{base}/admin/backup"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("asking {base} for a backup"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            anyhow::bail!("{base} answered {status}: {text}");
+        }
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .context("the server stopped sending the backup")?
+        {
+            out.write_all(&chunk)?;
+        }
+    } else {
+        let store = config
+            .storage
+            .open(&engage::store::files::open_data_dir(&config.data_dir)?)?;
+        let snap = store.read()?;
+        let s = store.clone();
+        out = tokio::task::spawn_blocking(move || {
+            engage::store::backup::write(&s, &snap, &mut out).map(|_| out)
+        })
+        .await??;
+        let closing = store.closing();
+        drop(store);
+        closing.wait(std::time::Duration::from_secs(10)).await;
+    }
+    let out = out.into_inner().map_err(|e| e.into_error())?;
+    out.sync_all()?;
+    drop(out);
+    // Read back whole before it is called a backup.
+    let report =
+        engage::store::backup::verify(std::io::BufReader::new(std::fs::File::open(&partial)?))
+            .await
+            .with_context(|| format!("checking {}", partial.display()))?;
+    std::fs::rename(&partial, file)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn restore(
+    config: &ServerConfig,
+    file: &std::path::Path,
+    to: Option<String>,
+) -> anyhow::Result<()> {
+    let location = to.unwrap_or_else(|| config.data_dir.display().to_string());
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let store = open_location(config, &location)?;
+    let report = engage::store::backup::restore(&store, std::io::BufReader::new(input)).await;
+    let closing = store.closing();
+    drop(store);
+    closing.wait(std::time::Duration::from_secs(10)).await;
+    let report = report.with_context(|| format!("restoring {} into {location}", file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn admin_token_from_file(config: &ServerConfig) -> anyhow::Result<String> {
+    let creds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        config.data_dir.join("credentials.json"),
+    )?)?;
+    Ok(creds["admin_token"]
+        .as_str()
+        .context("pass --admin-token or set ENGAGE_ADMIN_TOKEN")?
+        .to_owned())
+}
+
 async fn create_tenant(
     config: &ServerConfig,
     name: &str,
@@ -374,15 +496,7 @@ async fn create_tenant(
         // A server holds the database: ask it.
         let token = match admin_token {
             Some(t) => t,
-            None => {
-                let creds: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-                    config.data_dir.join("credentials.json"),
-                )?)?;
-                creds["admin_token"]
-                    .as_str()
-                    .context("pass --admin-token or set ENGAGE_ADMIN_TOKEN")?
-                    .to_owned()
-            }
+            None => admin_token_from_file(config)?,
         };
         let base = server_url(config, None)?;
         let req = reqwest::Client::new()

@@ -11,6 +11,7 @@
 mod actions;
 mod audiences;
 mod auth;
+mod backup;
 mod campaigns;
 mod compat;
 mod cors;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(observe::metrics))
         .route("/v1/openapi.json", get(openapi))
         .merge(tenants::routes())
+        .merge(backup::routes())
         .merge(plugins::routes())
         .merge(players::routes())
         .merge(ledger::routes())

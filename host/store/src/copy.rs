@@ -44,7 +44,7 @@ pub enum CopyError {
 
 /// Table names come from the backend at run time; a [`Table`] names a
 /// `'static` one. A copy touches each of the few dozen names once.
-fn table(name: &str) -> Table {
+pub(crate) fn table(name: &str) -> Table {
     Table::new(Box::leak(name.to_owned().into_boxed_str()))
 }
 
@@ -69,20 +69,42 @@ fn each_page(
     }
 }
 
+/// A table's entry count and SHA-256 over every key and value in key
+/// order: what a copy and a backup check on both sides.
+#[derive(Default)]
+pub(crate) struct Summary {
+    n: u64,
+    h: Sha256,
+}
+
+impl Summary {
+    pub(crate) fn add(&mut self, k: &str, v: &[u8]) {
+        self.n += 1;
+        self.h.update((k.len() as u64).to_le_bytes());
+        self.h.update(k.as_bytes());
+        self.h.update((v.len() as u64).to_le_bytes());
+        self.h.update(v);
+    }
+
+    pub(crate) fn finish(self) -> (u64, [u8; 32]) {
+        (self.n, self.h.finalize().into())
+    }
+}
+
 /// The count and digest of `t` in `src`.
-fn summary(src: &impl Reader, t: Table) -> Result<(u64, String), CopyError> {
-    let (mut n, mut h) = (0u64, Sha256::new());
+pub(crate) fn summary(src: &impl Reader, t: Table) -> Result<(u64, [u8; 32]), StoreError> {
+    let mut sum = Summary::default();
     each_page(src, t, |page| {
         for (k, v) in page {
-            n += 1;
-            h.update((k.len() as u64).to_le_bytes());
-            h.update(k.as_bytes());
-            h.update((v.len() as u64).to_le_bytes());
-            h.update(&v);
+            sum.add(&k, &v);
         }
         Ok(())
+    })
+    .map_err(|e| match e {
+        CopyError::Store(e) => e,
+        e => StoreError::Unavailable(e.to_string()),
     })?;
-    Ok((n, crate::ids::hex(&h.finalize())))
+    Ok(sum.finish())
 }
 
 /// Copy everything in `from` into `to`, which must hold nothing yet.
@@ -139,7 +161,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<CopyReport, CopyError> {
         tables.push(TableReport {
             table: name,
             entries: n,
-            sha256,
+            sha256: crate::ids::hex(&sha256),
         });
     }
     Ok(CopyReport {

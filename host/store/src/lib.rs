@@ -25,6 +25,7 @@
 //! own, which is why a job is `FnMut`.
 
 pub mod backend;
+pub mod backup;
 pub mod copy;
 pub mod embedded;
 pub mod files;

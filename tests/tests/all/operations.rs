@@ -470,3 +470,165 @@ async fn a_stopping_server_is_not_ready_while_it_drains() {
     );
     stopping.await.expect("joined").expect("stops");
 }
+
+/// A backup taken over HTTP while four clients keep crediting points,
+/// restored into a new store: every credit acknowledged before the backup
+/// was asked for is there, and every balance matches the entries it holds
+/// (nothing torn), whatever was in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_load_restores_every_acknowledged_write() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::Mutex;
+
+    let s = Arc::new(Server::start("backup", |_| {}).await);
+    let t = s.demo_token().await;
+    let players: Vec<String> = (0..8).map(|i| format!("b{i}")).collect();
+    for p in &players {
+        s.player(&t, p).await;
+    }
+    // Some bulk for the snapshot to stream while the writes go on.
+    let codes: Vec<String> = (0..5_000).map(|i| format!("CODE-{i:06}")).collect();
+    s.goods(&t, "bulk", 10, &codes).await;
+
+    // (player, entry id) of every acknowledged credit, in order.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (s, t, acked, stop, players) = (
+            s.clone(),
+            t.clone(),
+            acked.clone(),
+            stop.clone(),
+            players.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let p = &players[i % players.len()];
+                let a = s
+                    .call(
+                        "POST",
+                        "/v1/ledger/credit",
+                        Some(&t),
+                        Some(json!({ "player": p, "amount": 1 })),
+                    )
+                    .await;
+                assert_eq!(a.status, 201, "{a:?}");
+                let id = a.body["id"].as_str().expect("entry id").to_owned();
+                acked.lock().await.push((p.clone(), id));
+                i += 4;
+            }
+        }));
+    }
+    while acked.lock().await.len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before: Vec<(String, String)> = acked.lock().await.clone();
+    let resp = s
+        .request("GET", "/admin/backup", Some(&s.admin_token))
+        .send()
+        .await
+        .expect("backup");
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.bytes().await.expect("the whole backup");
+    // The writes went on meanwhile; let a few more land, then stop.
+    let during = acked.lock().await.len();
+    while acked.lock().await.len() < during + 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+    let all: Vec<(String, String)> = acked.lock().await.clone();
+    assert!(all.len() > before.len() + 100);
+
+    // A tenant's token cannot take one; a damaged copy is refused.
+    let denied = s.call("GET", "/admin/backup", Some(&t), None).await;
+    assert_eq!(denied.status, 401, "{denied:?}");
+    let mut damaged = bytes.to_vec();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    let dir = engage_tests::temp_dir("restore-damaged");
+    let store =
+        engage::store::Store::open(&engage::store::files::open_data_dir(&dir).expect("dir"))
+            .expect("store");
+    let refused = engage::store::backup::restore(&store, &damaged[..]).await;
+    assert!(
+        matches!(refused, Err(engage::store::backup::BackupError::Damaged(_))),
+        "{refused:?}"
+    );
+    let truncated = engage::store::backup::verify(&bytes[..bytes.len() - 10]).await;
+    assert!(truncated.is_err(), "a truncated backup is refused");
+    drop(store);
+
+    // Restore into a new data directory and serve it.
+    let dir = engage_tests::temp_dir("restored");
+    let store =
+        engage::store::Store::open(&engage::store::files::open_data_dir(&dir).expect("dir"))
+            .expect("store");
+    let report = engage::store::backup::restore(&store, &bytes[..])
+        .await
+        .expect("restores");
+    assert!(report.entries > 5_000, "{report:?}");
+    let again = engage::store::backup::restore(&store, &bytes[..]).await;
+    assert!(
+        matches!(
+            again,
+            Err(engage::store::backup::BackupError::TargetNotEmpty(_))
+        ),
+        "only into an empty store: {again:?}"
+    );
+    let closing = store.closing();
+    drop(store);
+    assert!(closing.wait(Duration::from_secs(10)).await);
+    for f in ["credentials.json", "secret.key"] {
+        let from = s.config.data_dir.join(f);
+        if from.exists() {
+            std::fs::copy(&from, dir.join(f)).expect("copy");
+        }
+    }
+    let mut config = s.config.clone();
+    config.data_dir = dir;
+    config.storage.backend = engage::config::BackendKind::Embedded;
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let r = Server::start_with(config).await;
+    let t2 = r.demo_token().await;
+
+    let mut present: HashMap<String, i64> = HashMap::new();
+    let known_before: std::collections::HashSet<&str> =
+        before.iter().map(|(_, id)| id.as_str()).collect();
+    for (p, id) in &all {
+        let e = r
+            .call("GET", &format!("/v1/ledger/entries/{id}"), Some(&t2), None)
+            .await;
+        match e.status {
+            200 => *present.entry(p.clone()).or_default() += 1,
+            404 => assert!(
+                !known_before.contains(id.as_str()),
+                "a credit acknowledged before the backup is missing: {id}"
+            ),
+            other => panic!("{other}: {e:?}"),
+        }
+    }
+    for p in &players {
+        let balance = r.balance(&t2, p).await;
+        assert_eq!(
+            balance,
+            present.get(p).copied().unwrap_or(0),
+            "{p}: the balance is the sum of the entries the backup holds"
+        );
+    }
+    let restored: i64 = present.values().sum();
+    assert!(restored as usize >= before.len());
+    eprintln!(
+        "backup: {} bytes, {} entries; credits acknowledged before it {}, in it {restored}, after it {}",
+        bytes.len(),
+        report.entries,
+        before.len(),
+        all.len()
+    );
+}
