@@ -1,7 +1,8 @@
 //! `/v1/actions`: a player did something; the rules plugin decides what
 //! it earns.
 
-use axum::extract::{Path, Query, State};
+use crate::wire::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

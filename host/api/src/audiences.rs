@@ -1,6 +1,7 @@
 //! `/v1/audiences/*`: sign-up sources and subscriptions.
 
-use axum::extract::{Path, Query, State};
+use crate::wire::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};

@@ -1,7 +1,8 @@
 //! `/v1/campaigns`: campaigns, their statistics, send-now, and the
 //! tenant's quiet hours and frequency cap.
 
-use axum::extract::{Path, State};
+use crate::wire::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

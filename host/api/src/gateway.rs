@@ -2,7 +2,8 @@
 //! settings and inbound SMS, and `/v1/messaging/opt-outs`; plus the
 //! providers' inbound-SMS webhooks under `/hooks`.
 
-use axum::extract::{Extension, Path, Query, State};
+use crate::wire::{Path, Query};
+use axum::extract::{Extension, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};

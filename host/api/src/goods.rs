@@ -1,8 +1,9 @@
 //! `/v1/goods` and `/v1/redemptions`: goods groups, coupon code uploads,
 //! availability and redemption.
 
+use crate::wire::{Path, Query};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};

@@ -1,7 +1,8 @@
 //! `/v1/ledger` and `/v1/currencies`: manual credits and debits, entries,
 //! reversals.
 
-use axum::extract::{Path, State};
+use crate::wire::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};

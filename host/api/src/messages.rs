@@ -1,8 +1,9 @@
 //! `/v1/messages`, `/v1/providers`, `/v1/messaging/*` and the providers'
 //! delivery-report webhooks under `/hooks`.
 
+use crate::wire::{Path, Query};
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post, put};

@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::auth::TenantAuth;
 use super::{ApiError, AppState};
-use axum::extract::{Path, State};
+use crate::wire::Path;
+use axum::extract::State;
 use engage_store::idempotency::{self, Call, Guarded};
 use engage_store::ids::now_ms;
 use engage_store::ids::sha256_hex;

@@ -1,6 +1,7 @@
 //! `/v1/players`: profiles, balances, ledger history, redemptions.
 
-use axum::extract::{Path, Query, State};
+use crate::wire::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;

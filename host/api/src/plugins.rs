@@ -1,7 +1,8 @@
 //! `/v1/plugins` and `/v1/bindings`: upload, inspect, bind, roll back, try.
 
+use crate::wire::{Path, Query};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{delete, get, post};

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use crate::wire::{Path, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};

@@ -1,6 +1,7 @@
 //! `/admin/tenants` and `/v1/auth/*`.
 
-use axum::extract::{Query, State};
+use crate::wire::Query;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};

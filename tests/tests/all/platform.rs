@@ -1059,3 +1059,48 @@ async fn unknown_paths_answer_in_each_vendors_format() {
         "{native:?}"
     );
 }
+
+/// A query or path the native API cannot read is its JSON error, like
+/// every other refusal, never axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_path_errors_are_json() {
+    let s = Server::start("json-errors", |_| {}).await;
+    let t = s.demo_token().await;
+    for (path, code) in [
+        ("/v1/players?limit=many", "invalid_query"),
+        ("/v1/messages?status=not-a-status", "invalid_query"),
+        ("/v1/plugins/rules-table/versions/first", "invalid_path"),
+        (
+            "/v1/plugins/rules-table/versions/99999999999",
+            "invalid_path",
+        ),
+    ] {
+        let method = if path.contains("/versions/") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let r = s
+            .request(method, path, Some(&t))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), 400, "{path}");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.starts_with("application/json"), "{path}: {ct}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{path}: says what is wrong"
+        );
+    }
+}
