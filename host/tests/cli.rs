@@ -454,3 +454,105 @@ async fn backup_and_restore_from_the_cli() {
     assert_eq!(token.status(), 200);
     running.stop().await.expect("stops");
 }
+
+/// The README's Quick start is `examples/quickstart.sh` line for line, and
+/// that script runs, in order, against a fresh `engage serve`: every curl
+/// fails it on an HTTP error, and no vendor API answers an error in its
+/// own envelope either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_start_works_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = std::fs::read_to_string(root.join("examples/quickstart.sh")).expect("script");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("readme");
+    let body = script
+        .split_once("# ---- the README's Quick start ----\n")
+        .expect("the script's marker")
+        .1;
+    let section = readme
+        .split_once("## Quick start")
+        .expect("a Quick start section")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .expect("its sh block")
+        .0;
+    assert_eq!(
+        block, body,
+        "the README's Quick start and examples/quickstart.sh differ"
+    );
+
+    // A fresh directory, as a new user's, with the server in it.
+    let dir = std::env::temp_dir().join(format!("engage-qs-{}", engage::ids::random_hex(6)));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_engage"))
+        .current_dir(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("ENGAGE_ADMIN_TOKEN")
+        .env("ENGAGE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("engage serve");
+    let mut addr = None;
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(dir.join("data/server.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            addr = v["listen"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let addr = addr.expect("the server wrote data/server.json");
+    let target = root.join("target");
+    let run = {
+        let (dir, root) = (dir.clone(), root.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new("bash")
+                .arg(root.join("examples/quickstart.sh"))
+                .current_dir(&dir)
+                .env("E", &addr)
+                .env("ENGAGE_BIN", env!("CARGO_BIN_EXE_engage"))
+                .env_remove("ENGAGE_API_KEY")
+                .env_remove("ENGAGE_API_SECRET")
+                .env("ENGAGE_LOG", "warn")
+                // The kit's build shares the kit test's target directory
+                // and toolchains: a warm build.
+                .env("CARGO_TARGET_DIR", target.join("kit-projects"))
+                .env("ENGAGE_TOOLCHAINS", target.join("kit-toolchains"))
+                .output()
+                .expect("run the quick start")
+        })
+        .await
+        .expect("joined")
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the Quick start failed:\n{out}\n{err}"
+    );
+    for bad in [
+        "\"success\":false",       // Playbasis
+        "\"status\":\"ERR\"",      // playSMS
+        "\"errorDescription\":\"", // BSG, when not "No errors"
+    ] {
+        for line in out.lines().filter(|l| l.contains(bad)) {
+            assert!(
+                line.contains("\"errorDescription\":\"No errors\""),
+                "an error in a vendor's envelope: {line}"
+            );
+        }
+    }
+    // The walk-through's own results: the redemption, the delivered SMS,
+    // the uploaded plugin's award.
+    assert!(out.contains("\"added\":2"), "{out}");
+    assert!(out.contains("\"status\":\"delivered\""), "{out}");
+    assert!(
+        out.contains("\"amount\":5,\"reason\":\"points\""),
+        "the bound plugin awards 5 points:\n{out}"
+    );
+}
