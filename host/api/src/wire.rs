@@ -101,13 +101,13 @@ pub async fn read(req: Request, _state: &AppState) -> Result<BTreeMap<String, St
     let body = read_limited(req.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|e| e.message)?;
-    map.extend(body_fields(&content_type, &body));
+    map.extend(body_fields(&content_type, &body).await);
     Ok(map)
 }
 
 /// The fields of a form body, `multipart/form-data` (as curl and PHP send
 /// it) or URL-encoded (anything else).
-pub fn body_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
+pub async fn body_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
     if let Some(boundary) = content_type
         .strip_prefix("multipart/form-data")
         .and_then(|rest| rest.split("boundary=").nth(1))
@@ -117,7 +117,7 @@ pub fn body_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
             .next()
             .unwrap_or_default()
             .trim_matches('"');
-        return multipart_fields(body, boundary);
+        return multipart_fields(body, boundary).await;
     }
     if body.is_empty() {
         return Vec::new();
@@ -125,34 +125,97 @@ pub fn body_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default()
 }
 
-/// The text fields of a `multipart/form-data` body (file parts are read as
-/// text too).
-fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
+/// The fields of a `multipart/form-data` body, in order (file parts are
+/// read as text too), parsed by `multer`: quoted and `filename` parameters,
+/// header case and folding as RFC 7578 has them. A body that breaks off
+/// gives the fields before the break.
+async fn multipart_fields(body: &[u8], boundary: &str) -> Vec<(String, String)> {
+    let data = Bytes::copy_from_slice(body);
+    let whole = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(data) });
+    let mut parts = multer::Multipart::new(whole, boundary);
     let mut out = Vec::new();
-    for part in text.split(delimiter.as_str()).skip(1) {
-        if part.starts_with("--") {
-            break;
-        }
-        let part = part.strip_prefix("\r\n").unwrap_or(part);
-        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+    while let Ok(Some(field)) = parts.next_field().await {
+        let Some(name) = field.name().map(str::to_owned) else {
             continue;
         };
-        let name = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
-            .and_then(|l| l.split("name=\"").nth(1))
-            .and_then(|n| n.split('"').next());
-        if let Some(name) = name {
-            let value = value.strip_suffix("\r\n").unwrap_or(value);
-            out.push((name.to_owned(), value.to_owned()));
+        match field.bytes().await {
+            Ok(value) => out.push((name, String::from_utf8_lossy(&value).into_owned())),
+            Err(_) => break,
         }
     }
     out
 }
 
-/// Text escaped for XML content and attribute values.
+/// How a JSON answer becomes a vendor's XML.
+#[derive(Clone, Copy, PartialEq)]
+pub enum XmlStyle {
+    /// PHP's array-to-XML (playSMS): list items are `<item>`; null, false
+    /// and "" are empty elements (`<x/>`), true is `1`.
+    Php,
+    /// Playblazer's: list items are named by the list's singular
+    /// (`requests` → `request`, else `item`), null is `<x></x>`, booleans
+    /// `true` / `false`.
+    Singular,
+}
+
+/// `v` as the element `name`, objects as child elements named by their
+/// keys. A key that is not an XML name (custom attributes may be
+/// anything) becomes `<attr name="…">`, so no stored key can break the
+/// document.
+///
+/// Hand-written rather than a writer crate's: the mapping is each
+/// vendor's own, and [`escape`] also replaces what XML 1.0 cannot carry
+/// at all, which the writers' escaping passes through into an unparseable
+/// answer.
+pub fn write_xml(out: &mut String, name: &str, v: &serde_json::Value, style: XmlStyle) {
+    use serde_json::Value;
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let tag = if valid {
+        name.to_owned()
+    } else {
+        format!("attr name=\"{}\"", escape(name))
+    };
+    let close = if valid { name } else { "attr" };
+    let empty = matches!(v, Value::Null | Value::Bool(false))
+        || matches!(v, Value::String(s) if s.is_empty());
+    if style == XmlStyle::Php && empty {
+        out.push_str(&format!("<{tag}/>"));
+        return;
+    }
+    out.push_str(&format!("<{tag}>"));
+    match v {
+        Value::Null => {}
+        Value::Bool(_) if style == XmlStyle::Php => out.push('1'), // false was empty
+        Value::Bool(b) => out.push_str(&b.to_string()),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(&escape(s)),
+        Value::Array(items) => {
+            let item = match style {
+                XmlStyle::Php => "item",
+                XmlStyle::Singular => name
+                    .strip_suffix('s')
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("item"),
+            };
+            for i in items {
+                write_xml(out, item, i, style);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                write_xml(out, k, v, style);
+            }
+        }
+    }
+    out.push_str(&format!("</{close}>"));
+}
+
 /// Text for an XML 1.0 element or attribute value: markup escaped, and
 /// every character XML 1.0 cannot carry at all (C0 controls other than tab,
 /// newline and carriage return; U+FFFE, U+FFFF) replaced by U+FFFD, so a
@@ -178,6 +241,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn xml_keys_that_are_not_names_cannot_break_the_document() {
+        let v =
+            serde_json::json!({ "ok": true, "no": false, "blank": "", "a b<": "x", "c d": null });
+        let mut php = String::new();
+        write_xml(&mut php, "r", &v, XmlStyle::Php);
+        assert_eq!(
+            php,
+            "<r><ok>1</ok><no/><blank/><attr name=\"a b&lt;\">x</attr><attr name=\"c d\"/></r>"
+        );
+        let mut singular = String::new();
+        write_xml(&mut singular, "r", &v, XmlStyle::Singular);
+        assert_eq!(
+            singular,
+            "<r><ok>true</ok><no>false</no><blank></blank><attr name=\"a b&lt;\">x</attr><attr name=\"c d\"></attr></r>"
+        );
+    }
+
+    #[test]
     fn xml_text_never_carries_what_xml_forbids() {
         assert_eq!(escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
         assert_eq!(
@@ -187,15 +268,33 @@ mod tests {
         assert_eq!(escape("\u{FFFF}\u{202E}ok"), "\u{FFFD}\u{202E}ok");
     }
 
-    #[test]
-    fn multipart_fields_as_curl_sends_them() {
+    #[tokio::test]
+    async fn multipart_fields_as_curl_sends_them() {
         let body = "--XyZ\r\nContent-Disposition: form-data; name=\"secret_key\"\r\n\r\ncb8d\r\n--XyZ\r\nContent-Disposition: form-data; name=\"custom:item_name\"\r\n\r\nitem 1\r\nline 2\r\n--XyZ--\r\n";
         assert_eq!(
-            multipart_fields(body.as_bytes(), "XyZ"),
+            multipart_fields(body.as_bytes(), "XyZ").await,
             vec![
                 ("secret_key".to_owned(), "cb8d".to_owned()),
                 ("custom:item_name".to_owned(), "item 1\r\nline 2".to_owned())
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_part_is_named_by_name_not_filename() {
+        let body = "--b\r\nContent-Disposition: form-data; filename=\"codes.txt\"; name=\"file\"\r\nContent-Type: text/plain\r\n\r\nA1\nA2\r\n--b\r\ncontent-disposition: form-data; name=\"group\"\r\n\r\ncoupon\r\n--b--\r\n";
+        assert_eq!(
+            multipart_fields(body.as_bytes(), "b").await,
+            vec![
+                ("file".to_owned(), "A1\nA2".to_owned()),
+                ("group".to_owned(), "coupon".to_owned())
+            ]
+        );
+        // Cut off mid-part: the fields before the cut.
+        let cut = &body.as_bytes()[..body.find("coupon").expect("there")];
+        assert_eq!(
+            multipart_fields(cut, "b").await,
+            vec![("file".to_owned(), "A1\nA2".to_owned())]
         );
     }
 }

@@ -304,15 +304,11 @@ impl FromRequest<AppState> for Params {
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        let mut map: HashMap<String, String> = req
-            .uri()
-            .query()
-            .map(|q| {
-                crate::wire::body_fields("", q.as_bytes())
-                    .into_iter()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        let mut map: HashMap<String, String> = crate::wire::body_fields("", query.as_bytes())
+            .await
+            .into_iter()
+            .collect();
         let content_type = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
@@ -338,7 +334,7 @@ impl FromRequest<AppState> for Params {
             }
         } else {
             // URL-encoded, or multipart as the PHP library's curl sends it.
-            map.extend(crate::wire::body_fields(&content_type, &body));
+            map.extend(crate::wire::body_fields(&content_type, &body).await);
         }
         let idem = crate::mutation::call_of(key, &method, &uri, &body);
         Ok(Params(map, ip, idem))

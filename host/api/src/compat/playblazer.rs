@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{Value, json};
 
-use crate::wire::escape;
+use crate::wire::{XmlStyle, write_xml};
 use crate::{AppState, RequestId};
 use engage_domain::gifts::{self, GiftError};
 use engage_domain::players;
@@ -84,55 +84,11 @@ impl FromRequest<AppState> for Params {
 fn render(xml: bool, v: Value) -> Response {
     if xml {
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        write_xml(&mut s, "response", &v);
+        write_xml(&mut s, "response", &v, XmlStyle::Singular);
         ([(CONTENT_TYPE, "application/xml; charset=utf-8")], s).into_response()
     } else {
         axum::Json(v).into_response()
     }
-}
-
-/// JSON as XML: objects become elements named by their keys, array items
-/// elements named by the array's singular (`requests` → `request`), null an
-/// empty element. Keys that are not XML names (custom attributes may be
-/// anything) become `<attr name="…">`.
-fn write_xml(out: &mut String, name: &str, v: &Value) {
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    let (open, close) = if valid {
-        (format!("<{name}>"), format!("</{name}>"))
-    } else {
-        (
-            format!("<attr name=\"{}\">", escape(name)),
-            "</attr>".to_owned(),
-        )
-    };
-    out.push_str(&open);
-    match v {
-        Value::Null => {}
-        Value::Bool(b) => out.push_str(&b.to_string()),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => out.push_str(&escape(s)),
-        Value::Array(items) => {
-            let item = name
-                .strip_suffix('s')
-                .filter(|s| !s.is_empty())
-                .unwrap_or("item");
-            for i in items {
-                write_xml(out, item, i);
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                write_xml(out, k, v);
-            }
-        }
-    }
-    out.push_str(&close);
 }
 
 /// A path or method under `/playblazer` that Engage does not serve.
@@ -430,6 +386,7 @@ mod tests {
             &mut s,
             "response",
             &json!({ "status": "ok", "count": 1, "requests": [{ "id": "a<b", "extra": { "item id": "1" }, "user": { "fbid": null } }] }),
+            XmlStyle::Singular,
         );
         assert_eq!(
             s,

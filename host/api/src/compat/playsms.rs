@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::throttled_async;
 use crate::throttle::Subject;
-use crate::wire::escape;
+use crate::wire::{XmlStyle, write_xml};
 use crate::{AppState, RequestId};
 use engage_messaging::gateway::accounts::{self, Account, Changes, Level, NewAccount};
 use engage_messaging::gateway::inbound::{self, Inbound};
@@ -319,42 +319,13 @@ fn render(xml: bool, answer: Answer) -> Response {
     if xml {
         let mut out = String::from("<?xml version=\"1.0\"?>\n<response>");
         for (k, v) in &body {
-            write_xml(&mut out, k, v);
+            write_xml(&mut out, k, v, XmlStyle::Php);
         }
         out.push_str("</response>\n");
         (http, [(CONTENT_TYPE, "text/xml")], out).into_response()
     } else {
         (http, axum::Json(Value::Object(body))).into_response()
     }
-}
-
-/// PHP's array-to-XML: keys are elements, list items `<item>`, null and
-/// false empty, true `1`.
-fn write_xml(out: &mut String, name: &str, v: &Value) {
-    let empty = matches!(v, Value::Null | Value::Bool(false))
-        || matches!(v, Value::String(s) if s.is_empty());
-    if empty {
-        out.push_str(&format!("<{name}/>"));
-        return;
-    }
-    out.push_str(&format!("<{name}>"));
-    match v {
-        Value::Bool(_) => out.push('1'),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => out.push_str(&escape(s)),
-        Value::Array(items) => {
-            for i in items {
-                write_xml(out, "item", i);
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                write_xml(out, k, v);
-            }
-        }
-        Value::Null => {}
-    }
-    out.push_str(&format!("</{name}>"));
 }
 
 // ------------------------------------------------------------------------
@@ -1263,7 +1234,7 @@ mod tests {
         let r = {
             let mut out = String::new();
             for (k, v) in &m {
-                write_xml(&mut out, k, v);
+                write_xml(&mut out, k, v, XmlStyle::Php);
             }
             out
         };
