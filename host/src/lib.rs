@@ -36,6 +36,7 @@ pub use engage_runtime as plugins;
 pub use engage_store as store;
 pub use engage_store::{idempotency, ids, secrets, shutdown, sweeper};
 pub use engage_store_postgres as store_postgres;
+pub use engage_time as time;
 
 pub mod config;
 pub mod kit;

@@ -4,18 +4,22 @@
 //! Binding config (JSON, every field optional):
 //!
 //! ```json
-//! { "requests_per_day": 3, "replies_per_day": null, "utc_offset": "+00:00",
+//! { "requests_per_day": 3, "replies_per_day": null, "time_zone": "Europe/Berlin",
 //!   "code": -30004, "code_str": "E_GIFT_QUOTA_EXCEEDED",
 //!   "message": "You have exceeded your quota of gifts" }
 //! ```
 //!
+//! The day is the local day of `time_zone` (an IANA name: 23 or 25 hours
+//! long on the days clocks change), or of the fixed `utc_offset` configs
+//! gave before time zones (`"+07:00"`); UTC by default, one or the other.
 //! `null` (or absent) for a quota means unlimited. The count lives in the
 //! plugin's key-value store and commits with the request it allowed, so the
 //! quota holds exactly under concurrent requests.
 
 use engage_plugin_sdk::gift::{GiftReply, GiftRequest, Rejection, Verdict};
-use engage_plugin_sdk::time::{Period, parse_utc_offset, period_bounds};
+use engage_plugin_sdk::time::{Period, period_bounds};
 use engage_plugin_sdk::{PluginError, host};
+use engage_time::Zone;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -23,7 +27,8 @@ use serde::Deserialize;
 pub struct Config {
     pub requests_per_day: Option<u32>,
     pub replies_per_day: Option<u32>,
-    pub utc_offset: String,
+    pub time_zone: Option<String>,
+    pub utc_offset: Option<String>,
     pub code: i32,
     pub code_str: String,
     pub message: String,
@@ -34,7 +39,8 @@ impl Default for Config {
         Config {
             requests_per_day: Some(10),
             replies_per_day: None,
-            utc_offset: "+00:00".into(),
+            time_zone: None,
+            utc_offset: None,
             code: -30004,
             code_str: "E_GIFT_QUOTA_EXCEEDED".into(),
             message: "You have exceeded your quota of gifts".into(),
@@ -60,16 +66,11 @@ pub fn take(
     let Some(limit) = limit else {
         return Ok(Verdict::Allow);
     };
-    let offset = parse_utc_offset(&config.utc_offset).ok_or_else(|| {
-        PluginError::new(
-            "bad-config",
-            format!(
-                "utc_offset `{}` is not an offset like +07:00",
-                config.utc_offset
-            ),
-        )
-    })?;
-    let (day_start, day_end) = period_bounds(now_ms, offset, Period::Day);
+    let zone = zone_of(config).map_err(|m| PluginError::new("bad-config", m))?;
+    // Out of range (a clock beyond year 9999) counts in UTC days.
+    let (day_start, day_end) = zone
+        .day_bounds(now_ms)
+        .unwrap_or_else(|| period_bounds(now_ms, 0, Period::Day));
     let key = format!("{what}/{player}/{day_start}");
     if counter.get(&key) >= i64::from(limit) {
         return Ok(Verdict::Reject(Rejection {
@@ -132,19 +133,16 @@ impl engage_plugin_sdk::gift::Guest for GiftQuota {
     }
 }
 
+/// The zone of the config (see [`Zone::of_config`]).
+fn zone_of(config: &Config) -> Result<Zone, String> {
+    Zone::of_config(config.time_zone.as_deref(), config.utc_offset.as_deref())
+}
+
 /// The binding's config check (run by the host at bind time): the config
-/// parses and its offset is an offset.
+/// parses and its zone is a zone.
 pub fn check_config(json: &str) -> Result<(), PluginError> {
     let config: Config = host::parse_config(json)?;
-    if parse_utc_offset(&config.utc_offset).is_none() {
-        return Err(PluginError::new(
-            "bad-config",
-            format!(
-                "utc_offset `{}` is not an offset like +07:00",
-                config.utc_offset
-            ),
-        ));
-    }
+    zone_of(&config).map_err(|m| PluginError::new("bad-config", m))?;
     Ok(())
 }
 
@@ -208,7 +206,7 @@ mod tests {
     fn unlimited_and_bad_offset() {
         let mut mem = Mem::default();
         let config = Config {
-            utc_offset: "nowhere".into(),
+            utc_offset: Some("nowhere".into()),
             ..Config::default()
         };
         assert_eq!(

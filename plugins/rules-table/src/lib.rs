@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {
-//!   "utc_offset": "+07:00",
+//!   "time_zone": "Asia/Bangkok",
 //!   "rules": [
 //!     { "name": "buy-100", "action": "buy",
 //!       "when": [ { "param": "amount", "op": "gte", "value": "10" } ],
@@ -24,14 +24,20 @@
 //! kept in the plugin's key-value store, so they hold under concurrency.
 
 use engage_plugin_sdk::rules::{Action, CustomEvent, Grant, Message, Outcome, TraceEntry};
-use engage_plugin_sdk::time::{Period, parse_utc_offset, period_bounds};
+use engage_plugin_sdk::time::{Period, period_bounds};
 use engage_plugin_sdk::{Param, PluginError, host, param};
+use engage_time::Zone;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The zone caps reset in, as a UTC offset (default UTC).
+    /// The zone caps reset in: an IANA name (`Europe/Berlin`, with its
+    /// daylight-saving changes: a day cap resets at local midnight, on
+    /// 23- and 25-hour days too). Default UTC.
+    pub time_zone: Option<String>,
+    /// A fixed UTC offset instead (`+07:00`), as configs before time zones
+    /// said; give one or the other.
     pub utc_offset: Option<String>,
     pub rules: Vec<Rule>,
 }
@@ -138,16 +144,12 @@ pub trait Env {
 }
 
 /// The binding's config check (run by the host at bind time): the config
-/// parses, its offset is an offset, every award names an amount, fixed
+/// parses, its zone is a zone, every award names an amount, fixed
 /// amounts are positive and rule names are unique.
 pub fn check_config(json: &str) -> Result<(), PluginError> {
     let config: Config = host::parse_config(json)?;
     let bad = |message: String| Err(PluginError::new("bad-config", message));
-    if let Some(text) = &config.utc_offset
-        && parse_utc_offset(text).is_none()
-    {
-        return bad(format!("utc_offset `{text}` is not an offset like +07:00"));
-    }
+    zone_of(&config).map_err(|m| PluginError::new("bad-config", m))?;
     let mut names = std::collections::BTreeSet::new();
     for rule in &config.rules {
         if !names.insert(rule.name.as_str()) {
@@ -183,23 +185,15 @@ pub fn evaluate(
     config: &Config,
     env: &mut dyn Env,
 ) -> Result<Outcome, PluginError> {
-    let offset = match &config.utc_offset {
-        None => 0,
-        Some(text) => parse_utc_offset(text).ok_or_else(|| {
-            PluginError::new(
-                "bad-config",
-                format!("utc_offset `{text}` is not an offset like +07:00"),
-            )
-        })?,
-    };
+    let zone = zone_of(config).map_err(|m| PluginError::new("bad-config", m))?;
     let mut outcome = Outcome::default();
     // Only rules that listen to this action are traced: an empty trace
     // tells the host that no rule knows the action.
     for rule in config.rules.iter().filter(|r| listens(r, action)) {
-        let verdict = check(rule, action, offset, env);
+        let verdict = check(rule, action, &zone, env);
         let matched = verdict.is_ok();
         let reason = match verdict {
-            Ok(()) => fire(rule, action, offset, env, &mut outcome)?,
+            Ok(()) => fire(rule, action, &zone, env, &mut outcome)?,
             Err(why) => why,
         };
         outcome.trace.push(TraceEntry {
@@ -215,7 +209,7 @@ fn listens(rule: &Rule, action: &Action) -> bool {
     rule.action == "*" || rule.action == action.name
 }
 
-fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result<(), String> {
+fn check(rule: &Rule, action: &Action, zone: &Zone, env: &mut dyn Env) -> Result<(), String> {
     if !listens(rule, action) {
         return Err(format!(
             "listens to `{}`, not `{}`",
@@ -242,7 +236,7 @@ fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result
         return Err("cooling down".into());
     }
     if let Some(cap) = &rule.cap {
-        let (key, _) = cap_key(rule, cap, action, offset);
+        let (key, _) = cap_key(rule, cap, action, zone);
         let used = env.kv_get_i64(&key).unwrap_or(0);
         if used >= cap.count as i64 {
             return Err(
@@ -256,7 +250,7 @@ fn check(rule: &Rule, action: &Action, offset: i64, env: &mut dyn Env) -> Result
 fn fire(
     rule: &Rule,
     action: &Action,
-    offset: i64,
+    zone: &Zone,
     env: &mut dyn Env,
     outcome: &mut Outcome,
 ) -> Result<String, PluginError> {
@@ -270,7 +264,7 @@ fn fire(
         env.kv_set_flag(&cooldown_key(rule, action), secs.saturating_mul(1000));
     }
     if let Some(cap) = &rule.cap {
-        let (key, end) = cap_key(rule, cap, action, offset);
+        let (key, end) = cap_key(rule, cap, action, zone);
         env.kv_increment(&key, (end - action.time_ms).max(1) as u64);
     }
     outcome.badges.extend(rule.badges.iter().cloned());
@@ -339,9 +333,22 @@ fn cooldown_key(rule: &Rule, action: &Action) -> String {
     format!("cooldown/{}/{}", rule.name, action.player)
 }
 
-fn cap_key(rule: &Rule, cap: &Cap, action: &Action, offset: i64) -> (String, i64) {
-    let (start, end) = period_bounds(action.time_ms, offset, cap.per);
+fn cap_key(rule: &Rule, cap: &Cap, action: &Action, zone: &Zone) -> (String, i64) {
+    let per = match cap.per {
+        Period::Day => engage_time::Period::Day,
+        Period::Week => engage_time::Period::Week,
+        Period::Month => engage_time::Period::Month,
+    };
+    // Out of range (a clock beyond year 9999) counts in UTC days.
+    let (start, end) = zone
+        .period_bounds(action.time_ms, per)
+        .unwrap_or_else(|| period_bounds(action.time_ms, 0, cap.per));
     (format!("cap/{}/{}/{start}", rule.name, action.player), end)
+}
+
+/// The zone of the config (see [`Zone::of_config`]).
+fn zone_of(config: &Config) -> Result<Zone, String> {
+    Zone::of_config(config.time_zone.as_deref(), config.utc_offset.as_deref())
 }
 
 fn holds(cond: &Condition, params: &[Param]) -> bool {
@@ -645,5 +652,49 @@ mod tests {
         let c = config(r#"{"utc_offset":"Mars/Olympus","rules":[]}"#);
         let err = evaluate(&action("a", T0, &[]), &c, &mut MemEnv::default()).unwrap_err();
         assert!(err.message.contains("utc_offset"));
+    }
+
+    /// Milliseconds of a UTC date and time.
+    fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8) -> i64 {
+        engage_time::Zone::utc()
+            .instant(y, mo, d, h, mi, 0)
+            .expect("instant")
+    }
+
+    fn granted(c: &Config, env: &mut MemEnv, at: i64) -> bool {
+        env.now = at;
+        !evaluate(&action("login", at, &[]), c, env)
+            .unwrap()
+            .grants
+            .is_empty()
+    }
+
+    #[test]
+    fn a_daily_cap_in_berlin_resets_at_local_midnight_across_the_changes() {
+        let c = config(
+            r#"{"time_zone":"Europe/Berlin","rules":[{"name":"daily","action":"login","award":{"amount":10},"cap":{"count":1,"per":"day"}}]}"#,
+        );
+        let mut env = MemEnv::default();
+        // Sunday 29 March 2026 lasts 23 hours: 23:30 CEST is 21:30 UTC,
+        // and Monday starts at 22:00 UTC (a fixed +01:00 would say 23:00).
+        assert!(granted(&c, &mut env, utc(2026, 3, 29, 21, 30)));
+        assert!(!granted(&c, &mut env, utc(2026, 3, 29, 21, 59)));
+        assert!(granted(&c, &mut env, utc(2026, 3, 29, 22, 0)));
+        // Sunday 25 October lasts 25 hours: 02:30 CEST (00:30 UTC) and
+        // 23:30 CET (22:30 UTC) are the same day; Monday starts at 23:00 UTC.
+        assert!(granted(&c, &mut env, utc(2026, 10, 25, 0, 30)));
+        assert!(!granted(&c, &mut env, utc(2026, 10, 25, 22, 30)));
+        assert!(granted(&c, &mut env, utc(2026, 10, 25, 23, 0)));
+    }
+
+    #[test]
+    fn time_zone_and_offset_are_checked_at_bind() {
+        let both = r#"{"time_zone":"Europe/Berlin","utc_offset":"+01:00","rules":[]}"#;
+        let e = check_config(both).unwrap_err();
+        assert!(e.message.contains("not both"), "{}", e.message);
+        let e = check_config(r#"{"time_zone":"Mars/Olympus","rules":[]}"#).unwrap_err();
+        assert!(e.message.contains("IANA"), "{}", e.message);
+        assert!(check_config(r#"{"time_zone":"America/New_York","rules":[]}"#).is_ok());
+        assert!(check_config(r#"{"utc_offset":"+07:00","rules":[]}"#).is_ok());
     }
 }

@@ -20,4 +20,5 @@ mod operations;
 mod platform;
 mod playbasis;
 mod playsms;
+mod time_zones;
 mod wit_versions;

@@ -456,8 +456,7 @@ async fn pv(c: &Call<'_>) -> Answer {
 
 /// `dt` as the account sees it.
 fn local_time(a: &Account, ms: i64) -> String {
-    let offset = accounts::offset_minutes(&a.timezone).unwrap_or(0);
-    sql_datetime(ms + offset * 60_000)
+    sql_datetime(accounts::zone(&a.timezone).to_naive(ms))
 }
 
 fn ds(c: &Call) -> Answer {

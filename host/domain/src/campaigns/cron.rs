@@ -84,11 +84,17 @@ impl Cron {
     }
 
     /// The first slot strictly after `after_ms`, with the expression read
-    /// in local time `offset_min` minutes east of UTC; `None` within 4
-    /// years (an impossible date such as 31 February).
-    pub fn next_after(&self, after_ms: i64, offset_min: i64) -> Option<i64> {
-        let offset_s = offset_min * 60;
-        let mut t = after_ms.div_euclid(1000) + 1 + offset_s; // local seconds
+    /// in `zone`'s local time; `None` within 4 years (an impossible date
+    /// such as 31 February).
+    ///
+    /// Across daylight-saving changes a slot fires once: a local time the
+    /// spring-forward skips (02:30 when 02:00 becomes 03:00) fires as far
+    /// after the jump (03:30), a time the fall-back repeats fires at its
+    /// first occurrence only (see `engage_time`).
+    pub fn next_after(&self, after_ms: i64, zone: &engage_time::Zone) -> Option<i64> {
+        // Walk local wall-clock seconds (naive: as if UTC), from just after
+        // `after_ms`'s own local time.
+        let mut t = zone.to_naive(after_ms).div_euclid(1000) + 1;
         let limit = t + 4 * 366 * 86_400;
         while t < limit {
             let days = t.div_euclid(86_400);
@@ -115,7 +121,12 @@ impl Cron {
             match (s..60).find(|s| self.seconds[*s]) {
                 Some(found) => {
                     let local = days * 86_400 + h as i64 * 3600 + m as i64 * 60 + found as i64;
-                    return Some((local - offset_s) * 1000);
+                    match zone.from_naive(local * 1000) {
+                        // A repeated hour's second pass names an instant
+                        // already behind: not a new slot.
+                        Some(at) if at > after_ms => return Some(at),
+                        _ => t = local + 1,
+                    }
                 }
                 None => t = days * 86_400 + h as i64 * 3600 + (m as i64 + 1) * 60,
             }
@@ -129,42 +140,58 @@ mod tests {
     use super::*;
     use engage_store::ids::{parse_sql_datetime, sql_datetime};
 
-    fn next(expr: &str, after: &str, offset: i64) -> String {
+    fn next(expr: &str, after: &str, zone: &str) -> String {
         let c = Cron::parse(expr).expect("parses");
         let at = parse_sql_datetime(after).expect("date");
-        sql_datetime(c.next_after(at, offset).expect("a slot"))
+        let zone = engage_time::Zone::parse(zone).expect("zone");
+        sql_datetime(c.next_after(at, &zone).expect("a slot"))
     }
 
     #[test]
     fn next_slots() {
         let cases = [
-            ("0 9 * * *", "2026-11-23 09:00:00", 0, "2026-11-24 09:00:00"),
-            ("0 9 * * *", "2026-11-23 08:59:59", 0, "2026-11-23 09:00:00"),
+            (
+                "0 9 * * *",
+                "2026-11-23 09:00:00",
+                "+0000",
+                "2026-11-24 09:00:00",
+            ),
+            (
+                "0 9 * * *",
+                "2026-11-23 08:59:59",
+                "+0000",
+                "2026-11-23 09:00:00",
+            ),
             (
                 "*/15 * * * *",
                 "2026-11-23 10:07:00",
-                0,
+                "+0000",
                 "2026-11-23 10:15:00",
             ),
             // 09:00 in UTC+7 is 02:00 UTC.
             (
                 "0 9 * * *",
                 "2026-11-23 03:00:00",
-                420,
+                "+0700",
                 "2026-11-24 02:00:00",
             ),
             // Mondays at 10:00; 2026-11-23 is a Monday.
             (
                 "0 10 * * 1",
                 "2026-11-23 10:00:00",
-                0,
+                "+0000",
                 "2026-11-30 10:00:00",
             ),
-            ("0 0 1 1 *", "2026-11-23 00:00:00", 0, "2027-01-01 00:00:00"),
+            (
+                "0 0 1 1 *",
+                "2026-11-23 00:00:00",
+                "+0000",
+                "2027-01-01 00:00:00",
+            ),
             (
                 "*/2 * * * * *",
                 "2026-11-23 10:00:00",
-                0,
+                "+0000",
                 "2026-11-23 10:00:02",
             ),
         ];
@@ -174,7 +201,7 @@ mod tests {
         assert!(
             Cron::parse("0 0 31 2 *")
                 .expect("parses")
-                .next_after(0, 0)
+                .next_after(0, &engage_time::Zone::utc())
                 .is_none()
         );
         for bad in [
@@ -186,5 +213,64 @@ mod tests {
         ] {
             assert!(Cron::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Every slot from `from` (UTC) for `n` slots.
+    fn slots(expr: &str, from: &str, zone: &str, n: usize) -> Vec<String> {
+        let c = Cron::parse(expr).expect("parses");
+        let zone = engage_time::Zone::parse(zone).expect("zone");
+        let mut at = parse_sql_datetime(from).expect("date");
+        (0..n)
+            .map(|_| {
+                at = c.next_after(at, &zone).expect("a slot");
+                sql_datetime(at)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_spring_forward_day_fires_the_skipped_time_once() {
+        // Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST, so
+        // 02:30 does not exist that day; it fires at 03:30 CEST (01:30 UTC),
+        // once. The days around it: 02:30 CET (01:30 UTC), then 02:30 CEST
+        // (00:30 UTC).
+        assert_eq!(
+            slots("30 2 * * *", "2026-03-27 12:00:00", "Europe/Berlin", 4),
+            [
+                "2026-03-28 01:30:00",
+                "2026-03-29 01:30:00",
+                "2026-03-30 00:30:00",
+                "2026-03-31 00:30:00"
+            ]
+        );
+        // Hourly: the skipped hour is skipped, no slot fires twice.
+        assert_eq!(
+            slots("0 * * * *", "2026-03-29 00:30:00", "Europe/Berlin", 3),
+            [
+                "2026-03-29 01:00:00",
+                "2026-03-29 02:00:00",
+                "2026-03-29 03:00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fall_back_night_fires_the_repeated_time_once() {
+        // 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens twice and
+        // fires at its first (00:30 UTC) only.
+        assert_eq!(
+            slots("30 2 * * *", "2026-10-24 12:00:00", "Europe/Berlin", 3),
+            [
+                "2026-10-25 00:30:00",
+                "2026-10-26 01:30:00",
+                "2026-10-27 01:30:00"
+            ]
+        );
+        // Asked from inside the repeated hour, after its first pass: the
+        // next day, not the second pass.
+        assert_eq!(
+            slots("30 2 * * *", "2026-10-25 01:15:00", "Europe/Berlin", 1),
+            ["2026-10-26 01:30:00"]
+        );
     }
 }

@@ -507,15 +507,30 @@ fn within_cap(
 fn quiet_until(s: &Settings, p: &Player, now: i64) -> Option<i64> {
     let q = s.quiet_hours.as_ref()?;
     let (start, end) = (minutes_of(&q.start)?, minutes_of(&q.end)?);
-    let tz = p
+    // The person's own zone if it is one (an IANA name or an offset),
+    // else the settings' zone, else UTC.
+    let zone = p
         .attributes
         .get("timezone")
         .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .or_else(|| s.timezone.clone())
-        .unwrap_or_else(|| "+0000".into());
-    let offset = engage_messaging::gateway::accounts::offset_minutes(&tz).unwrap_or(0);
-    let local_min = (now.div_euclid(60_000) + offset).rem_euclid(1440);
+        .and_then(|tz| engage_time::Zone::parse(tz).ok())
+        .or_else(|| {
+            s.timezone
+                .as_deref()
+                .map(engage_messaging::gateway::accounts::zone)
+        })
+        .unwrap_or_else(engage_time::Zone::utc);
+    quiet_end(&zone, start, end, now)
+}
+
+/// The end of the quiet window from local minute `start` to `end` (it may
+/// span midnight) if `now` is inside it, in `zone`'s wall-clock time: on a
+/// night the clocks change the window is an hour shorter or longer in
+/// real time, and ends at the local time it names.
+fn quiet_end(zone: &engage_time::Zone, start: i64, end: i64, now: i64) -> Option<i64> {
+    const DAY: i64 = 86_400_000;
+    let naive = zone.to_naive(now);
+    let local_min = naive.rem_euclid(DAY) / 60_000;
     let inside = if start < end {
         (start..end).contains(&local_min)
     } else {
@@ -524,9 +539,53 @@ fn quiet_until(s: &Settings, p: &Player, now: i64) -> Option<i64> {
     if !inside {
         return None;
     }
-    let wait_min = (end - local_min).rem_euclid(1440);
-    let minute_start = now - now.rem_euclid(60_000);
-    Some(minute_start + wait_min * 60_000)
+    let midnight = naive - naive.rem_euclid(DAY);
+    let end_naive = if local_min < end {
+        midnight + end * 60_000
+    } else {
+        midnight + DAY + end * 60_000
+    };
+    zone.from_naive(end_naive).filter(|at| *at > now)
+}
+
+#[cfg(test)]
+mod quiet_tests {
+    use super::quiet_end;
+    use engage_store::ids::{parse_sql_datetime, sql_datetime};
+
+    fn at(s: &str) -> i64 {
+        parse_sql_datetime(s).expect("date")
+    }
+
+    #[test]
+    fn quiet_hours_on_a_fall_back_night_end_at_the_local_time() {
+        let berlin = engage_time::Zone::parse("Europe/Berlin").expect("zone");
+        // Quiet 21:00-08:00. 2026-10-25 03:00 CEST falls back to 02:00 CET:
+        // the night is 12 hours long, not 11.
+        let (start, end) = (21 * 60, 8 * 60);
+        // 22:00 CEST on the 24th (20:00 UTC): quiet until 08:00 CET (07:00 UTC).
+        let until = quiet_end(&berlin, start, end, at("2026-10-24 20:00:00")).expect("quiet");
+        assert_eq!(sql_datetime(until), "2026-10-25 07:00:00");
+        // Inside the repeated hour, both passes: still quiet, same end.
+        for now in ["2026-10-25 00:30:00", "2026-10-25 01:30:00"] {
+            let until = quiet_end(&berlin, start, end, at(now)).expect("quiet");
+            assert_eq!(sql_datetime(until), "2026-10-25 07:00:00", "{now}");
+        }
+        // 08:00 CET (07:00 UTC) is not quiet; 07:59 CET is.
+        assert_eq!(
+            quiet_end(&berlin, start, end, at("2026-10-25 07:00:00")),
+            None
+        );
+        assert!(quiet_end(&berlin, start, end, at("2026-10-25 06:59:00")).is_some());
+        // A fixed offset is the same every night: 22:00 at +01:00 is quiet
+        // until 08:00 at +01:00 (07:00 UTC), 10 hours.
+        let plus1 = engage_time::Zone::parse("+0100").expect("zone");
+        let until = quiet_end(&plus1, start, end, at("2026-10-24 21:00:00")).expect("quiet");
+        assert_eq!(sql_datetime(until), "2026-10-25 07:00:00");
+        // In a window that does not span midnight.
+        let until = quiet_end(&plus1, 12 * 60, 14 * 60, at("2026-10-24 11:30:00")).expect("quiet");
+        assert_eq!(sql_datetime(until), "2026-10-24 13:00:00");
+    }
 }
 
 /// A player's fields and string attributes, for the template.

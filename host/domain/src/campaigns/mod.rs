@@ -57,7 +57,8 @@ pub enum Trigger {
         params: BTreeMap<String, String>,
         min_balance: Option<Threshold>,
     },
-    /// A cron expression (5 fields, or 6 with seconds) in a UTC offset.
+    /// A cron expression (5 fields, or 6 with seconds) in a time zone: an
+    /// IANA name (`Europe/Berlin`) or a UTC offset (`+0700`).
     Schedule {
         cron: String,
         #[serde(default = "utc")]
@@ -131,7 +132,8 @@ pub struct Campaign {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// UTC offset used for people without a `timezone` attribute.
+    /// The zone (IANA name or UTC offset) for people without a `timezone`
+    /// attribute that is one.
     pub timezone: Option<String>,
     /// `HH:MM` to `HH:MM` in the recipient's time: marketing waits.
     pub quiet_hours: Option<QuietHours>,
@@ -191,11 +193,9 @@ pub fn minutes_of(hhmm: &str) -> Option<i64> {
 impl Settings {
     pub fn validate(&self) -> Result<(), CampaignError> {
         if let Some(tz) = &self.timezone
-            && engage_messaging::gateway::accounts::offset_minutes(tz).is_none()
+            && let Err(e) = engage_time::Zone::parse(tz)
         {
-            return Err(CampaignError::Invalid(
-                "timezone is a UTC offset such as +0700".into(),
-            ));
+            return Err(CampaignError::Invalid(format!("timezone {e}")));
         }
         if let Some(q) = &self.quiet_hours
             && (minutes_of(&q.start).is_none() || minutes_of(&q.end).is_none() || q.start == q.end)
@@ -275,8 +275,8 @@ impl Spec {
             }
             Trigger::Schedule { cron, timezone } => {
                 cron::Cron::parse(cron).map_err(CampaignError::Invalid)?;
-                if engage_messaging::gateway::accounts::offset_minutes(timezone).is_none() {
-                    return bad("timezone is a UTC offset such as +0700".into());
+                if let Err(e) = engage_time::Zone::parse(timezone) {
+                    return bad(format!("timezone {e}"));
                 }
                 Ok(())
             }
@@ -288,9 +288,8 @@ impl Spec {
     fn next_slot(&self, after: i64) -> Option<i64> {
         match &self.trigger {
             Trigger::Schedule { cron, timezone } => {
-                let offset =
-                    engage_messaging::gateway::accounts::offset_minutes(timezone).unwrap_or(0);
-                cron::Cron::parse(cron).ok()?.next_after(after, offset)
+                let zone = engage_messaging::gateway::accounts::zone(timezone);
+                cron::Cron::parse(cron).ok()?.next_after(after, &zone)
             }
             _ => None,
         }

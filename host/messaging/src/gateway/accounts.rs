@@ -373,22 +373,12 @@ fn check_text(field: &str, v: &str, max: usize) -> Result<(), GatewayError> {
     }
 }
 
-/// A UTC offset such as `+0700` or `-0330`.
-pub fn offset_minutes(tz: &str) -> Option<i64> {
-    let b = tz.as_bytes();
-    if b.len() != 5 || !matches!(b[0], b'+' | b'-') || !b[1..].iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let h: i64 = tz[1..3].parse().ok()?;
-    let m: i64 = tz[3..5].parse().ok()?;
-    if h > 14 || m > 59 {
-        return None;
-    }
-    Some(if b[0] == b'-' {
-        -(h * 60 + m)
-    } else {
-        h * 60 + m
-    })
+/// The time zone stored as an account's (or a campaign's, or a person's)
+/// `timezone`: an IANA name or a UTC offset, as [`engage_time::Zone`]
+/// takes them. Stored values were checked when stored; one that no longer
+/// parses (a zone removed from the tz database) reads as UTC.
+pub fn zone(tz: &str) -> engage_time::Zone {
+    engage_time::Zone::parse(tz).unwrap_or_else(|_| engage_time::Zone::utc())
 }
 
 /// A sender id: up to 16 digits (and `+`), or up to 11 characters with
@@ -461,8 +451,7 @@ impl Changes {
         set_text(&mut n.country, "country", self.country, 100)?;
         set_text(&mut n.zipcode, "zipcode", self.zipcode, 20)?;
         if let Some(tz) = self.timezone {
-            offset_minutes(tz.trim())
-                .ok_or_else(|| invalid("timezone is a UTC offset such as +0700"))?;
+            engage_time::Zone::parse(tz.trim()).map_err(|e| invalid(format!("timezone {e}")))?;
             n.timezone = tz.trim().to_owned();
         }
         set_text(&mut n.language, "language", self.language, 32)?;
@@ -902,9 +891,12 @@ mod tests {
     fn usernames_and_offsets() {
         assert_eq!(normalize_username(" Anton ").as_deref(), Some("anton"));
         assert_eq!(normalize_username("a b"), None);
-        assert_eq!(offset_minutes("+0700"), Some(420));
-        assert_eq!(offset_minutes("-0330"), Some(-210));
-        assert_eq!(offset_minutes("0700"), None);
+        assert_eq!(zone("-0330").offset_seconds_at(0), -210 * 60);
+        assert_eq!(
+            zone("Europe/Berlin").offset_seconds_at(1_782_000_000_000),
+            7200
+        );
+        assert_eq!(zone("no/such-zone").offset_seconds_at(0), 0);
         assert!(valid_sender("BSG") && valid_sender("+6281234") && !valid_sender("TooLongSender"));
     }
 }

@@ -87,8 +87,8 @@ pub async fn send(
         s => {
             let local = parse_sql_datetime(s)
                 .ok_or_else(|| GatewayError::Invalid("schedule is YYYY-MM-DD hh:mm:ss".into()))?;
-            let offset = super::accounts::offset_minutes(&account.timezone).unwrap_or(0);
-            Some(local - offset * 60_000)
+            let at = super::accounts::zone(&account.timezone).from_naive(local);
+            Some(at.ok_or_else(|| GatewayError::Invalid("schedule is out of range".into()))?)
         }
     };
     let snap = g.store.read()?;
