@@ -25,6 +25,21 @@ fn engage(data: &Path, args: &[&str]) -> (bool, Value, String) {
     )
 }
 
+/// The address an `engage serve` on `data` listens on, once it wrote
+/// `server.json` (at most 30 s).
+async fn listening(data: &Path) -> String {
+    for _ in 0..600 {
+        if let Ok(text) = std::fs::read_to_string(data.join("server.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && let Some(addr) = v["listen"].as_str()
+        {
+            return addr.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server wrote no {}/server.json", data.display());
+}
+
 async fn engage_async(data: &Path, args: &[&str]) -> (bool, Value, String) {
     let data = data.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -254,17 +269,7 @@ async fn json_logs_follow_a_request_to_the_provider() {
         .stderr(log)
         .spawn()
         .expect("start engage serve");
-    let mut addr = None;
-    for _ in 0..600 {
-        if let Ok(text) = std::fs::read_to_string(data.join("server.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-        {
-            addr = v["listen"].as_str().map(str::to_owned);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let base = format!("http://{}", addr.expect("the server wrote server.json"));
+    let base = format!("http://{}", listening(&data).await);
     let creds: Value = serde_json::from_str(
         &std::fs::read_to_string(data.join("credentials.json")).expect("credentials"),
     )
@@ -494,17 +499,7 @@ async fn the_quick_start_works_as_written() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("engage serve");
-    let mut addr = None;
-    for _ in 0..600 {
-        if let Ok(text) = std::fs::read_to_string(dir.join("data/server.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-        {
-            addr = v["listen"].as_str().map(str::to_owned);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let addr = addr.expect("the server wrote data/server.json");
+    let addr = listening(&dir.join("data")).await;
     let target = root.join("target");
     let run = {
         let (dir, root) = (dir.clone(), root.clone());

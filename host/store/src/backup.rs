@@ -32,6 +32,7 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::copy::TableReport;
 use crate::copy::{Summary, table};
 use crate::{Reader, SCHEMA_VERSION, Snapshot, Store, StoreError, Table};
 
@@ -60,13 +61,6 @@ pub struct Report {
     pub tables: Vec<TableReport>,
     pub entries: u64,
     pub bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TableReport {
-    pub table: String,
-    pub entries: u64,
-    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]
