@@ -236,6 +236,55 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// `axum`'s `Path`, its rejection answered as the native API's JSON error
+/// (`400 invalid_path`) instead of axum's plain text.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Path<T>
+{
+    type Rejection = crate::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(crate::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_path",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
+/// `axum`'s `Query`, its rejection answered as the native API's JSON
+/// error (`400 invalid_query`: an unknown parameter, a number that is not
+/// one) instead of axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = crate::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(crate::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_query",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,54 +345,5 @@ mod tests {
             multipart_fields(cut, "b").await,
             vec![("file".to_owned(), "A1\nA2".to_owned())]
         );
-    }
-}
-
-/// `axum`'s `Path`, its rejection answered as the native API's JSON error
-/// (`400 invalid_path`) instead of axum's plain text.
-pub struct Path<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
-    for Path<T>
-{
-    type Rejection = crate::ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(Path(v)),
-            Err(e) => Err(crate::ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "invalid_path",
-                e.body_text(),
-            )),
-        }
-    }
-}
-
-/// `axum`'s `Query`, its rejection answered as the native API's JSON
-/// error (`400 invalid_query`: an unknown parameter, a number that is not
-/// one) instead of axum's plain text.
-pub struct Query<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
-    for Query<T>
-{
-    type Rejection = crate::ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(crate::ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "invalid_query",
-                e.body_text(),
-            )),
-        }
     }
 }

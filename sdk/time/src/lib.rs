@@ -61,6 +61,32 @@ pub struct Local {
     pub weekday: u8,
 }
 
+/// An IANA zone by name: from the embedded database (every change in
+/// its history).
+#[cfg(feature = "tzdb")]
+fn named(name: &str) -> Option<TimeZone> {
+    TimeZone::get(name).ok()
+}
+
+/// An IANA zone by name (case-insensitive): its current rule, from the
+/// table build.rs took from the tz database. Instants before the zone's
+/// last change of rules are read with today's rule.
+#[cfg(not(feature = "tzdb"))]
+fn named(name: &str) -> Option<TimeZone> {
+    let lower = name.to_ascii_lowercase();
+    let i = ZONES
+        .binary_search_by(|(n, _)| n.to_ascii_lowercase().cmp(&lower))
+        .ok()?;
+    TimeZone::posix(ZONES[i].1).ok()
+}
+
+#[cfg(not(feature = "tzdb"))]
+mod zones {
+    include!(concat!(env!("OUT_DIR"), "/zones.rs"));
+}
+#[cfg(not(feature = "tzdb"))]
+use zones::ZONES;
+
 /// The most a fixed offset may be, in minutes (±14:00, as tz does).
 const MAX_OFFSET_MIN: i32 = 14 * 60;
 
@@ -104,7 +130,7 @@ impl Zone {
                 .map(TimeZone::fixed)
                 .map_err(|_| ZoneError(t.to_owned()))?,
             None if !t.is_empty() && t.len() <= 64 => {
-                TimeZone::get(t).map_err(|_| ZoneError(t.to_owned()))?
+                named(t).ok_or_else(|| ZoneError(t.to_owned()))?
             }
             None => return Err(ZoneError(t.to_owned())),
         };

@@ -548,6 +548,29 @@ fn quiet_end(zone: &engage_time::Zone, start: i64, end: i64, now: i64) -> Option
     zone.from_naive(end_naive).filter(|at| *at > now)
 }
 
+/// A player's fields and string attributes, for the template.
+fn vars(p: &Player) -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> = p
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .collect();
+    v.insert("player_id".into(), p.id.clone());
+    for (k, f) in [
+        ("first_name", &p.first_name),
+        ("last_name", &p.last_name),
+        ("nickname", &p.nickname),
+        ("username", &p.username),
+        ("email", &p.email),
+        ("phone", &p.phone),
+    ] {
+        if let Some(f) = f {
+            v.insert(k.into(), f.clone());
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod quiet_tests {
     use super::quiet_end;
@@ -586,27 +609,4 @@ mod quiet_tests {
         let until = quiet_end(&plus1, 12 * 60, 14 * 60, at("2026-10-24 11:30:00")).expect("quiet");
         assert_eq!(sql_datetime(until), "2026-10-24 13:00:00");
     }
-}
-
-/// A player's fields and string attributes, for the template.
-fn vars(p: &Player) -> BTreeMap<String, String> {
-    let mut v: BTreeMap<String, String> = p
-        .attributes
-        .iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-        .collect();
-    v.insert("player_id".into(), p.id.clone());
-    for (k, f) in [
-        ("first_name", &p.first_name),
-        ("last_name", &p.last_name),
-        ("nickname", &p.nickname),
-        ("username", &p.username),
-        ("email", &p.email),
-        ("phone", &p.phone),
-    ] {
-        if let Some(f) = f {
-            v.insert(k.into(), f.clone());
-        }
-    }
-    v
 }
