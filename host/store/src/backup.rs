@@ -139,12 +139,7 @@ pub fn write(store: &Store, snap: &Snapshot, out: impl Write) -> Result<Report, 
         w.put_len(name.len())?;
         w.put(name.as_bytes())?;
         let mut sum = Summary::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = snap.scan_raw(t, "", after.as_deref(), PAGE, false)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            let done = page.len() < PAGE;
+        crate::copy::each_page(snap, t, |page| {
             for (k, v) in &page {
                 sum.add(k, v);
                 w.put(b"E")?;
@@ -153,10 +148,8 @@ pub fn write(store: &Store, snap: &Snapshot, out: impl Write) -> Result<Report, 
                 w.put_len(v.len())?;
                 w.put(v)?;
             }
-            if done {
-                break;
-            }
-        }
+            Ok::<_, BackupError>(())
+        })?;
         let (n, digest) = sum.finish();
         w.put(b"S")?;
         w.put(&n.to_le_bytes())?;

@@ -48,12 +48,13 @@ pub(crate) fn table(name: &str) -> Table {
     Table::new(Box::leak(name.to_owned().into_boxed_str()))
 }
 
-/// Every entry of `t` in `src`, a page at a time, fed to `f`.
-fn each_page(
+/// Every entry of `t` in `src`, a page at a time, fed to `f`: a large
+/// table is never held whole.
+pub(crate) fn each_page<E: From<StoreError>>(
     src: &impl Reader,
     t: Table,
-    mut f: impl FnMut(Vec<(String, Vec<u8>)>) -> Result<(), CopyError>,
-) -> Result<(), CopyError> {
+    mut f: impl FnMut(Vec<(String, Vec<u8>)>) -> Result<(), E>,
+) -> Result<(), E> {
     let mut after: Option<String> = None;
     loop {
         let page = src.scan_raw(t, "", after.as_deref(), PAGE, false)?;
@@ -98,11 +99,7 @@ pub(crate) fn summary(src: &impl Reader, t: Table) -> Result<(u64, [u8; 32]), St
         for (k, v) in page {
             sum.add(&k, &v);
         }
-        Ok(())
-    })
-    .map_err(|e| match e {
-        CopyError::Store(e) => e,
-        e => StoreError::Unavailable(e.to_string()),
+        Ok::<_, StoreError>(())
     })?;
     Ok(sum.finish())
 }
