@@ -1,13 +1,13 @@
 //! `/v1/audiences/*`: sign-up sources and subscriptions.
 
 use crate::wire::{Path, Query};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
@@ -19,28 +19,15 @@ use engage_domain::audiences::subscriptions::{
 use engage_store::Tx;
 use engage_store::ids::now_ms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audiences/sources", get(list_sources))
-        .route("/v1/audiences/sources/{id}", put(put_source))
-        .route(
-            "/v1/audiences/subscriptions",
-            post(subscribe).get(eligibility),
-        )
-        .route("/v1/audiences/subscriptions/unsubscribe", post(unsubscribe))
-        .route(
-            "/v1/audiences/segments",
-            post(create_segment).get(list_segments),
-        )
-        .route(
-            "/v1/audiences/segments/{id}",
-            get(show_segment)
-                .put(replace_segment)
-                .delete(mutation::removal(|tx: &mut Tx, t: &str, id: &u64| {
-                    segments::remove(tx, t, *id)
-                })),
-        )
-        .route("/v1/audiences/segments/{id}/members", get(segment_members))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sources))
+        .routes(routes!(put_source))
+        .routes(routes!(subscribe, eligibility))
+        .routes(routes!(unsubscribe))
+        .routes(routes!(create_segment, list_segments))
+        .routes(routes!(show_segment, replace_segment, remove_segment))
+        .routes(routes!(segment_members))
 }
 
 impl From<SegmentError> for ApiError {
@@ -56,6 +43,20 @@ impl From<SegmentError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/audiences/segments",
+    operation_id = "createSegment",
+    tag = "audiences",
+    summary = "Create a segment",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = SegmentSpec, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Segment", body = Segment),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn create_segment(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -69,15 +70,41 @@ async fn create_segment(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audiences/segments",
+    operation_id = "listSegments",
+    tag = "audiences",
+    summary = "Segments",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "Segments", body = SegmentList),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn list_segments(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "segments": segments::list(&s.store.read()?, &tenant)? }),
-    ))
+) -> Result<Json<SegmentList>, ApiError> {
+    Ok(Json(SegmentList {
+        segments: segments::list(&s.store.read()?, &tenant)?,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audiences/segments/{id}",
+    operation_id = "getSegment",
+    tag = "audiences",
+    summary = "A segment",
+    security(("tenantToken" = [])),
+    params(("id" = u64, Path, description = "Segment id")),
+    responses(
+        (status = 200, description = "Segment", body = Segment),
+        (status = 404, description = "error", body = crate::openapi::ErrorBody),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn show_segment(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -88,6 +115,21 @@ async fn show_segment(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/audiences/segments/{id}",
+    operation_id = "replaceSegment",
+    tag = "audiences",
+    summary = "Replace a segment",
+    security(("tenantToken" = [])),
+    params(("id" = u64, Path, description = "Segment id"), crate::openapi::IdempotencyKey),
+    request_body(content = SegmentSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Segment", body = Segment),
+        (status = 404, description = "error", body = crate::openapi::ErrorBody),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn replace_segment(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -102,7 +144,8 @@ async fn replace_segment(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MembersQuery {
     after: Option<String>,
@@ -110,12 +153,26 @@ struct MembersQuery {
 }
 
 /// The segment's members now (rules evaluated at this moment).
+#[utoipa::path(
+    get,
+    path = "/v1/audiences/segments/{id}/members",
+    operation_id = "segmentMembers",
+    tag = "audiences",
+    summary = "The segment's members now (rules evaluated)",
+    security(("tenantToken" = [])),
+    params(("id" = u64, Path, description = "Segment id"), MembersQuery),
+    responses(
+        (status = 404, description = "segment_not_found", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Player ids", body = Members),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn segment_members(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<u64>,
     Query(q): Query<MembersQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Members>, ApiError> {
     let snap = s.store.read()?;
     let seg = segments::get(&snap, &tenant, id)?.ok_or(SegmentError::NotFound(id))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -123,8 +180,8 @@ async fn segment_members(
     let next = (players.len() == limit)
         .then(|| players.last().map(|p| p.id.clone()))
         .flatten();
-    let ids: Vec<&str> = players.iter().map(|p| p.id.as_str()).collect();
-    Ok(Json(json!({ "members": ids, "next": next })))
+    let members = players.into_iter().map(|p| p.id).collect();
+    Ok(Json(Members { members, next }))
 }
 
 impl From<SubscriptionError> for ApiError {
@@ -140,15 +197,41 @@ impl From<SubscriptionError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audiences/sources",
+    operation_id = "listSignUpSources",
+    tag = "audiences",
+    summary = "Sign-up sources",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "Sources", body = SourceList),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn list_sources(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "sources": subscriptions::sources(&s.store.read()?, &tenant)? }),
-    ))
+) -> Result<Json<SourceList>, ApiError> {
+    Ok(Json(SourceList {
+        sources: subscriptions::sources(&s.store.read()?, &tenant)?,
+    }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/audiences/sources/{id}",
+    operation_id = "putSignUpSource",
+    tag = "audiences",
+    summary = "Create or replace a sign-up source",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path), crate::openapi::IdempotencyKey),
+    request_body(content = Source, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Source", body = Source),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn put_source(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -164,7 +247,7 @@ async fn put_source(
     .await
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscribeRequest {
     phone: Option<String>,
@@ -172,6 +255,21 @@ struct SubscribeRequest {
     source: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/audiences/subscriptions",
+    operation_id = "subscribe",
+    tag = "audiences",
+    summary = "Subscribe a person through a sign-up source (fresh TEXT MARKETING consent lifts an opt-out)",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = SubscribeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "NEWLY_CREATED or ALREADY_SUBSCRIBED per subscription", body = Subscribed),
+        (status = 404, description = "error", body = crate::openapi::ErrorBody),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn subscribe(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -180,25 +278,109 @@ async fn subscribe(
     let req: SubscribeRequest = m.json()?;
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
-        let person = Person { phone: req.phone.clone(), email: req.email.clone() };
+        let person = Person {
+            phone: req.phone.clone(),
+            email: req.email.clone(),
+        };
         let done = subscriptions::subscribe(tx, &t, &person, &req.source, now)?;
-        Ok::<_, SubscriptionError>(json!({ "subscriptions": done.into_iter()
-            .map(|(sub, status)| json!({ "subscription": sub, "status": status })).collect::<Vec<_>>() }))
+        Ok::<_, SubscriptionError>(Subscribed {
+            subscriptions: done
+                .into_iter()
+                .map(|(subscription, status)| SubscribeOutcome {
+                    subscription,
+                    status,
+                })
+                .collect(),
+        })
     })
     .await
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct Subscribed {
+    subscriptions: Vec<SubscribeOutcome>,
+}
+
+/// A subscription and what subscribing did to it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SubscribeOutcome {
+    subscription: Subscription,
+    status: subscriptions::Created,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Unsubscribed {
+    subscriptions: Vec<UnsubscribeOutcome>,
+}
+
+/// A subscription and what unsubscribing did to it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct UnsubscribeOutcome {
+    subscription: Subscription,
+    status: subscriptions::Removed,
+}
+
+/// Whether each subscription of a person may be messaged now.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Eligibility {
+    subscriptions: Vec<Eligible>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Eligible {
+    subscription: Subscription,
+    eligible: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SourceList {
+    sources: Vec<Source>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SegmentList {
+    segments: Vec<Segment>,
+}
+
+/// A page of a segment's members (player ids).
+#[derive(Serialize, utoipa::ToSchema)]
+struct Members {
+    members: Vec<String>,
+    /// Pass as `after` for the next page; null on the last one.
+    next: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audiences/subscriptions",
+    operation_id = "subscriptionEligibility",
+    tag = "audiences",
+    summary = "A person's eligibility per subscription",
+    security(("tenantToken" = [])),
+    params(Person),
+    responses(
+        (status = 200, description = "Eligibility", body = Eligibility),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn eligibility(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Query(person): Query<Person>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Eligibility>, ApiError> {
     let list = subscriptions::eligibility(&s.store.read()?, &tenant, &person)?;
-    Ok(Json(json!({ "subscriptions": list.into_iter()
-        .map(|(sub, ok)| json!({ "subscription": sub, "eligible": ok })).collect::<Vec<_>>() })))
+    Ok(Json(Eligibility {
+        subscriptions: list
+            .into_iter()
+            .map(|(subscription, eligible)| Eligible {
+                subscription,
+                eligible,
+            })
+            .collect(),
+    }))
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UnsubscribeRequest {
     phone: Option<String>,
@@ -207,6 +389,20 @@ struct UnsubscribeRequest {
     subscriptions: Option<Vec<Subscription>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/audiences/subscriptions/unsubscribe",
+    operation_id = "unsubscribe",
+    tag = "audiences",
+    summary = "Unsubscribe a person from some or all subscriptions (TEXT MARKETING: onto the opt-out list)",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = UnsubscribeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "NEWLY_UNSUBSCRIBED or ALREADY_UNSUBSCRIBED per subscription", body = Unsubscribed),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn unsubscribe(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -215,16 +411,51 @@ async fn unsubscribe(
     let req: UnsubscribeRequest = m.json()?;
     let (t, now) = (tenant.clone(), now_ms());
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
-        let done =
-            subscriptions::unsubscribe(
+        let done = subscriptions::unsubscribe(
             tx,
             &t,
-            &Person { phone: req.phone.clone(), email: req.email.clone() },
+            &Person {
+                phone: req.phone.clone(),
+                email: req.email.clone(),
+            },
             req.subscriptions.as_deref(),
             now,
         )?;
-        Ok::<_, SubscriptionError>(json!({ "subscriptions": done.into_iter()
-            .map(|(sub, status)| json!({ "subscription": sub, "status": status })).collect::<Vec<_>>() }))
+        Ok::<_, SubscriptionError>(Unsubscribed {
+            subscriptions: done
+                .into_iter()
+                .map(|(subscription, status)| UnsubscribeOutcome {
+                    subscription,
+                    status,
+                })
+                .collect(),
+        })
+    })
+    .await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/audiences/segments/{id}",
+    operation_id = "deleteSegment",
+    tag = "audiences",
+    summary = "Delete a segment",
+    security(("tenantToken" = [])),
+    params(("id" = u64, Path, description = "The segment's id"), crate::openapi::IdempotencyKey),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "error", body = crate::openapi::ErrorBody),
+        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+    ),
+)]
+async fn remove_segment(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    m: Mutation,
+) -> Result<Response, ApiError> {
+    mutation::removal(&s, &tenant, &m, move |tx: &mut Tx, t: &str| {
+        segments::remove(tx, t, id)
     })
     .await
 }

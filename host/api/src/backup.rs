@@ -3,18 +3,18 @@
 //! and what it guarantees). The snapshot is taken when the request is
 //! answered: that moment is the recovery point.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::AdminAuth;
 use crate::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/backup", get(backup))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(backup))
 }
 
 /// Bytes handed to the connection at a time.
@@ -48,6 +48,18 @@ impl std::io::Write for Chunks {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/backup",
+    operation_id = "backup",
+    tag = "operations",
+    summary = "A consistent online backup",
+    description = "Every table of the store from one read snapshot, streamed (`engage backup` writes it to a file and checks it; `engage restore` brings it back). The snapshot's moment is the recovery point. Format: host/store/src/backup.rs.",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The backup", body = Vec<u8>, content_type = "application/vnd.engage.backup"),
+    ),
+)]
 async fn backup(_: AdminAuth, State(s): State<AppState>) -> Result<Response, ApiError> {
     let snap = s.store.read()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);

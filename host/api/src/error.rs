@@ -153,18 +153,21 @@ impl From<PluginsError> for ApiError {
             PluginsError::UnknownPoint(_) => (StatusCode::BAD_REQUEST, "unknown_point"),
             PluginsError::NoPlugin(_) => (StatusCode::NOT_FOUND, "plugin_not_found"),
             PluginsError::NoVersion(..) => (StatusCode::NOT_FOUND, "version_not_found"),
-            PluginsError::WrongWorld { .. } => (StatusCode::BAD_REQUEST, "wrong_world"),
+            PluginsError::WrongWorld { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_world"),
             PluginsError::BadConfig => (StatusCode::BAD_REQUEST, "invalid_config"),
             PluginsError::ConfigRejected { code, .. } => {
-                let mut err =
-                    ApiError::new(StatusCode::BAD_REQUEST, "config_rejected", e.to_string());
+                let mut err = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "config_rejected",
+                    e.to_string(),
+                );
                 err.details = Some(Box::new(json!({ "plugin_code": code })));
                 return err;
             }
             PluginsError::ConfigCheckFailed { error, logs, .. } => {
                 let status = match error {
                     CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 let mut err = ApiError::new(status, "config_check_failed", e.to_string());
                 err.details = Some(Box::new(json!({ "error": error, "logs": logs })));
@@ -246,7 +249,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::EntryNotFound(_) => (StatusCode::NOT_FOUND, "entry_not_found"),
             LedgerError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
             LedgerError::AlreadyReversed { .. } => (StatusCode::CONFLICT, "already_reversed"),
-            LedgerError::ReverseOfReversal => (StatusCode::BAD_REQUEST, "reverse_of_reversal"),
+            LedgerError::ReverseOfReversal => (StatusCode::CONFLICT, "reverse_of_reversal"),
             LedgerError::Store(s) => return ApiError::store(s),
         };
         ApiError::new(status, code, e.to_string())
@@ -278,6 +281,7 @@ impl From<GoodsError> for ApiError {
         let (status, code) = match &e {
             GoodsError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             GoodsError::NotFound(_) => (StatusCode::NOT_FOUND, "goods_not_found"),
+            GoodsError::Incomplete(_) => (StatusCode::UNPROCESSABLE_ENTITY, "incomplete_group"),
             GoodsError::PlayerNotFound(_) => (StatusCode::NOT_FOUND, "player_not_found"),
             GoodsError::NotActive(_) => (StatusCode::CONFLICT, "goods_not_active"),
             GoodsError::LimitReached { .. } => (StatusCode::CONFLICT, "redeem_limit_reached"),

@@ -2,13 +2,13 @@
 //! reversals.
 
 use crate::wire::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
@@ -16,20 +16,24 @@ use super::{ApiError, AppState};
 use engage_ledger::{self as ledger, LedgerError, Posting};
 use engage_store::ids::now_ms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/ledger/credit", post(credit))
-        .route("/v1/ledger/debit", post(debit))
-        .route("/v1/ledger/entries/{id}", get(entry))
-        .route("/v1/ledger/entries/{id}/reverse", post(reverse))
-        .route("/v1/currencies", get(currencies))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(credit))
+        .routes(routes!(debit))
+        .routes(routes!(entry))
+        .routes(routes!(reverse))
+        .routes(routes!(currencies))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Move {
+    #[schema(value_type = engage_store::ids::ClientId)]
     player: String,
+    /// `points` when left out.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     currency: Option<String>,
+    #[schema(minimum = 1, maximum = 1000000000000i64)]
     amount: i64,
     reason: Option<String>,
     reference: Option<String>,
@@ -61,6 +65,22 @@ async fn post_move(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/credit",
+    operation_id = "ledgerCredit",
+    tag = "ledger",
+    summary = "Credit a player's account by hand",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = Move, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The entry", body = ledger::Entry),
+        (status = 400, description = "invalid_amount, invalid_currency", body = crate::openapi::ErrorBody),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "insufficient_balance (details: currency, balance, needed)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn credit(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -69,6 +89,22 @@ async fn credit(
     post_move(tenant, s, m, 1).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/debit",
+    operation_id = "ledgerDebit",
+    tag = "ledger",
+    summary = "Debit a player's account by hand",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = Move, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The entry", body = ledger::Entry),
+        (status = 400, description = "invalid_amount, invalid_currency", body = crate::openapi::ErrorBody),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "insufficient_balance (details: currency, balance, needed)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn debit(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -77,6 +113,19 @@ async fn debit(
     post_move(tenant, s, m, -1).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/entries/{id}",
+    operation_id = "getEntry",
+    tag = "ledger",
+    summary = "One ledger entry",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "Entry id")),
+    responses(
+        (status = 200, description = "The entry", body = ledger::Entry),
+        (status = 404, description = "entry_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn entry(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -85,12 +134,28 @@ async fn entry(
     Ok(Json(ledger::entry(&s.store.read()?, &tenant, &id)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Reverse {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/entries/{id}/reverse",
+    operation_id = "reverseEntry",
+    tag = "ledger",
+    summary = "Reverse an entry with a compensating entry",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "Entry id"), crate::openapi::IdempotencyKey),
+    request_body(content = Reverse, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The compensating entry", body = ledger::Entry),
+        (status = 404, description = "entry_not_found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "already_reversed, insufficient_balance (a credit already spent)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "reverse_of_reversal: a reversal is not reversed; post a new entry", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn reverse(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -110,10 +175,27 @@ async fn reverse(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/currencies",
+    operation_id = "listCurrencies",
+    tag = "ledger",
+    summary = "The tenant's currencies (points, and every one used)",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "Currencies", body = Currencies),
+    ),
+)]
 async fn currencies(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    let list = ledger::currencies(&s.store.read()?, &tenant)?;
-    Ok(Json(json!({ "currencies": list })))
+) -> Result<Json<Currencies>, ApiError> {
+    let currencies = ledger::currencies(&s.store.read()?, &tenant)?;
+    Ok(Json(Currencies { currencies }))
+}
+
+/// The currencies a tenant's ledger holds.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Currencies {
+    currencies: Vec<String>,
 }

@@ -23,6 +23,7 @@ pub mod listener;
 mod messages;
 mod mutation;
 mod observe;
+mod openapi;
 mod players;
 mod plugins;
 mod social;
@@ -38,7 +39,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -68,14 +70,33 @@ pub use observe::{MetricsConfig, Ops, RequestId, identified};
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let native: Router<AppState> = native().into();
     Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route("/ready", get(observe::ready))
-        .route("/metrics", get(observe::metrics))
-        .route("/v1/openapi.json", get(openapi))
+        .merge(native)
+        .merge(messages::hooks())
+        .merge(gateway::hooks())
+        .merge(bsg::routes())
+        .merge(playbasis::routes())
+        .merge(playblazer::routes())
+        .merge(playsms::routes())
+        .merge(attentive::routes())
+        .merge(annex::routes())
+        .fallback(not_served)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::from_fn(crate::listener::body_deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
+        .layer(middleware::from_fn(observe::request))
+        .with_state(state)
+}
+
+/// The native API (`/v1`, `/admin`, health and metrics): every route with
+/// its OpenAPI operation.
+fn native() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(observe::health))
+        .routes(routes!(observe::ready))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(openapi_json))
         .merge(tenants::routes())
         .merge(backup::routes())
         .merge(plugins::routes())
@@ -85,21 +106,34 @@ pub fn router(state: AppState) -> Router {
         .merge(goods::routes())
         .merge(messages::routes())
         .merge(gateway::routes())
-        .merge(bsg::routes())
-        .merge(playbasis::routes())
         .merge(social::routes())
-        .merge(playblazer::routes())
-        .merge(playsms::routes())
         .merge(audiences::routes())
-        .merge(attentive::routes())
-        .merge(annex::routes())
         .merge(campaigns::routes())
-        .fallback(not_served)
-        .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn(crate::listener::body_deadline))
-        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
-        .layer(middleware::from_fn(observe::request))
-        .with_state(state)
+}
+
+/// The native API's OpenAPI 3.1 document, as served at `/v1/openapi.json`.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::document(native().into_openapi())
+}
+
+/// This document, as JSON.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document of the native API", body = Object)),
+)]
+async fn openapi_json() -> impl IntoResponse {
+    static DOC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        serde_json::to_string_pretty(&openapi_document())
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOC.as_str(),
+    )
 }
 
 /// A path, or a method on a path, that Engage does not serve: answered in
@@ -155,11 +189,4 @@ fn vendor_not_served(req: &Request) -> Option<Response> {
     } else {
         return None;
     })
-}
-
-async fn openapi() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
 }

@@ -6,10 +6,12 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
@@ -19,19 +21,21 @@ use engage_messaging::providers::{self, ProviderConfig};
 use engage_messaging::{self as messaging, Message, MessageError, SendRequest, Status};
 use engage_store::ids::now_ms;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send, list))
+        .routes(routes!(quote))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(list_providers))
+        .routes(routes!(put_provider, show_provider))
+        .routes(routes!(put_prices, show_prices))
+        .routes(routes!(show_credit, top_up))
+}
+
+/// The providers' webhooks (their own formats, not the native API).
+pub fn hooks() -> Router<AppState> {
     Router::new()
-        .route("/v1/messages", post(send).get(list))
-        .route("/v1/messages/quote", post(quote))
-        .route("/v1/messages/{id}", get(show))
-        .route("/v1/messages/{id}/cancel", post(cancel))
-        .route("/v1/providers", get(list_providers))
-        .route("/v1/providers/{name}", put(put_provider).get(show_provider))
-        .route("/v1/messaging/prices", put(put_prices).get(show_prices))
-        .route(
-            "/v1/messaging/accounts/{account}/credit",
-            get(show_credit).post(top_up),
-        )
         .route("/hooks/twilio/{tenant}/{provider}", post(twilio_report))
         .route(
             "/hooks/kannel/{tenant}/{provider}",
@@ -39,6 +43,24 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    operation_id = "sendMessage",
+    tag = "messaging",
+    summary = "Send a message to up to 50 numbers: rendered by the template binding, planned by the route binding, credit reserved, queued durably",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = SendRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: one message per number", body = messaging::Accepted),
+        (status = 400, description = "invalid_message, invalid_phone, too_many_recipients, message_too_long, invalid_json", body = crate::openapi::ErrorBody),
+        (status = 402, description = "insufficient_credit (nothing queued)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "duplicate_reference", body = crate::openapi::ErrorBody),
+        (status = 422, description = "no_route, no_price", body = crate::openapi::ErrorBody),
+        (status = 502, description = "plugin_failed, plugin_rejected", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn send(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -53,6 +75,21 @@ async fn send(
     Ok(mutation::respond(accepted, StatusCode::ACCEPTED))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages/quote",
+    operation_id = "quoteMessage",
+    tag = "messaging",
+    summary = "What sending would cost: segments, encoding, price per recipient, what would be reserved",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = SendRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The quote", body = messaging::Quote),
+        (status = 400, description = "invalid_message, invalid_phone, too_many_recipients, message_too_long, invalid_json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "no_route, no_price", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn quote(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -63,6 +100,19 @@ async fn quote(
     Ok(Json(s.messaging.quote(&tenant, &req, now_ms(), &rid.0)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    operation_id = "getMessage",
+    tag = "messaging",
+    summary = "A message with every attempt and status",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message", body = Message),
+        (status = 404, description = "message_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn show(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -73,21 +123,35 @@ async fn show(
         .ok_or_else(|| MessageError::NotFound(id).into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     reference: Option<String>,
     status: Option<Status>,
+    #[param(value_type = Option<engage_messaging::address::Phone>)]
     to: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    operation_id = "listMessages",
+    tag = "messaging",
+    summary = "List messages, filtered",
+    security(("tenantToken" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page", body = MessagePage),
+    ),
+)]
 async fn list(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessagePage>, ApiError> {
     let snap = s.store.read()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let messages = match &q.reference {
@@ -114,9 +178,73 @@ async fn list(
     let next = (messages.len() == limit)
         .then(|| messages.last().map(|m| m.id.clone()))
         .flatten();
-    Ok(Json(json!({ "messages": messages, "next_after": next })))
+    Ok(Json(MessagePage {
+        messages,
+        next_after: next,
+    }))
 }
 
+/// A page of messages, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+struct MessagePage {
+    messages: Vec<Message>,
+    /// Pass as `after` for the next page; null on the last one.
+    next_after: Option<String>,
+}
+
+/// What `PUT /v1/providers/{name}` reads: the provider, and how hard
+/// Engage may drive it (`max_in_flight`, `max_per_s`) beside its fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read in two steps by put_provider: the limits, then the rest
+struct ProviderRequest {
+    #[schema(inline)]
+    provider: ProviderConfig,
+    #[schema(inline)]
+    limits: providers::Limits,
+}
+
+/// A provider, its secrets redacted.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ProviderView {
+    name: String,
+    /// The provider's settings with every secret replaced by `***`.
+    #[schema(value_type = Object)]
+    provider: Value,
+    limits: providers::Limits,
+    /// Where the provider posts inbound messages (Twilio, Kannel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbound_url: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ProviderList {
+    providers: Vec<ProviderView>,
+}
+
+/// A sending account's credit, in units and in millionths.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreditView {
+    account: String,
+    available: f64,
+    reserved: f64,
+    available_micros: i64,
+    reserved_micros: i64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/messages/{id}/cancel",
+    operation_id = "cancelMessage",
+    tag = "messaging",
+    summary = "Cancel a scheduled message; its reserved credit is released",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The cancelled message (status rejected)", body = Message),
+        (status = 404, description = "message_not_found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "not_cancellable", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn cancel(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -141,6 +269,20 @@ fn provider_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/providers/{name}",
+    operation_id = "putProvider",
+    tag = "messaging",
+    summary = "Define or replace a provider the route plugin can name",
+    security(("tenantToken" = [])),
+    params(("name" = String, Path, description = "Provider name"), crate::openapi::IdempotencyKey),
+    request_body(content = ProviderRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The provider, secrets redacted", body = ProviderView),
+        (status = 400, description = "invalid_name, invalid_json", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn put_provider(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -166,15 +308,33 @@ async fn put_provider(
     .await
 }
 
-fn provider_view(name: &str, c: &ProviderConfig, l: &providers::Limits) -> Value {
-    json!({ "name": name, "provider": c.redacted(), "limits": l })
+fn provider_view(name: &str, c: &ProviderConfig, l: &providers::Limits) -> ProviderView {
+    ProviderView {
+        name: name.to_owned(),
+        provider: c.redacted(),
+        limits: *l,
+        inbound_url: None,
+    }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/providers/{name}",
+    operation_id = "getProvider",
+    tag = "messaging",
+    summary = "A provider (secrets redacted); `console` always exists",
+    security(("tenantToken" = [])),
+    params(("name" = String, Path, description = "Provider name")),
+    responses(
+        (status = 200, description = "The provider", body = ProviderView),
+        (status = 404, description = "provider_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn show_provider(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProviderView>, ApiError> {
     let snap = s.store.read()?;
     match providers::config(&snap, &tenant, &name, s.messaging.sealer())? {
         Some(c) => {
@@ -185,11 +345,10 @@ async fn show_provider(
                 c.kind_name()
             );
             match &c {
-                ProviderConfig::Twilio { .. } => v["inbound_url"] = json!(base),
+                ProviderConfig::Twilio { .. } => v.inbound_url = Some(base),
                 ProviderConfig::Kannel { password, .. } => {
                     let sig = providers::kannel_inbound_signature(password);
-                    v["inbound_url"] =
-                        json!(format!("{base}?from=%p&to=%P&text=%a&smsc=%i&sig={sig}"));
+                    v.inbound_url = Some(format!("{base}?from=%p&to=%P&text=%a&smsc=%i&sig={sig}"));
                 }
                 _ => {}
             }
@@ -203,19 +362,44 @@ async fn show_provider(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/providers",
+    operation_id = "listProviders",
+    tag = "messaging",
+    summary = "The tenant's providers (secrets redacted)",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "Providers", body = ProviderList),
+    ),
+)]
 async fn list_providers(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProviderList>, ApiError> {
     let snap = s.store.read()?;
     let mut list = Vec::new();
     for (name, c) in providers::list(&snap, &tenant, s.messaging.sealer())? {
         let l = providers::limits(&snap, &tenant, &name)?;
         list.push(provider_view(&name, &c, &l));
     }
-    Ok(Json(json!({ "providers": list })))
+    Ok(Json(ProviderList { providers: list }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/messaging/prices",
+    operation_id = "putPrices",
+    tag = "messaging",
+    summary = "Set the price list; with one, every message is paid from credit",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = PriceList, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The price list", body = PriceList),
+        (status = 400, description = "invalid_price_list, invalid_json", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn put_prices(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -231,12 +415,24 @@ async fn put_prices(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messaging/prices",
+    operation_id = "getPrices",
+    tag = "messaging",
+    summary = "The price list",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 200, description = "The price list", body = PriceList),
+        (status = 404, description = "no_price_list (messages are free)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn show_prices(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PriceList>, ApiError> {
     match pricing::price_list(&s.store.read()?, &tenant)? {
-        Some(l) => Ok(Json(serde_json::to_value(l).unwrap_or_default())),
+        Some(l) => Ok(Json(l)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_price_list",
@@ -245,33 +441,81 @@ async fn show_prices(
     }
 }
 
-fn credit_view(account: &str, (available, reserved): (i64, i64)) -> Value {
-    json!({
-        "account": account,
-        "available": pricing::to_units(available),
-        "reserved": pricing::to_units(reserved),
-        "available_micros": available,
-        "reserved_micros": reserved,
-    })
+fn credit_view(account: &str, (available, reserved): (i64, i64)) -> CreditView {
+    CreditView {
+        account: account.to_owned(),
+        available: pricing::to_units(available),
+        reserved: pricing::to_units(reserved),
+        available_micros: available,
+        reserved_micros: reserved,
+    }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messaging/accounts/{account}/credit",
+    operation_id = "getCredit",
+    tag = "messaging",
+    summary = "A sending account's available and reserved credit",
+    security(("tenantToken" = [])),
+    params(("account" = String, Path, description = "Sending account, `default` unless named")),
+    responses(
+        (status = 200, description = "Credit", body = CreditView),
+    ),
+)]
 async fn show_credit(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(account): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CreditView>, ApiError> {
     let c = pricing::credit(&s.store.read()?, &tenant, &account)?;
     Ok(Json(credit_view(&account, c)))
 }
 
-#[derive(Deserialize)]
+/// A top-up's `amount` as the server reads it: it moves a whole number of
+/// micro-units, 1 to 10^12 either way.
+fn top_up_amount() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    // Half a micro-unit rounds to one: the smallest amount that moves.
+    let side = |min: f64, max: f64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(side(0.000_000_5, 1_000_000.0))
+            .item(side(-1_000_000.0, -0.000_000_5))
+            .build(),
+    )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TopUp {
-    /// Currency units; negative takes credit back.
+    /// Currency units, to the millionth (at most 1,000,000 either way, and
+    /// not less than a millionth); negative takes credit back.
+    #[schema(schema_with = top_up_amount)]
     amount: f64,
     reference: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messaging/accounts/{account}/credit",
+    operation_id = "topUpCredit",
+    tag = "messaging",
+    summary = "Add credit (negative takes it back, never below zero); a ledger entry",
+    security(("tenantToken" = [])),
+    params(("account" = String, Path, description = "Sending account"), crate::openapi::IdempotencyKey),
+    request_body(content = TopUp, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Credit", body = CreditView),
+        (status = 400, description = "invalid_account, invalid_amount", body = crate::openapi::ErrorBody),
+        (status = 409, description = "insufficient_balance", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn top_up(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,

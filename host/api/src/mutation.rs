@@ -7,10 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::auth::TenantAuth;
 use super::{ApiError, AppState};
-use crate::wire::Path;
-use axum::extract::State;
 use engage_store::idempotency::{self, Call, Guarded};
 use engage_store::ids::now_ms;
 use engage_store::ids::sha256_hex;
@@ -140,29 +137,23 @@ where
     Ok(respond(g, status))
 }
 
-/// What a handler made by [`removal`] answers.
-type Answer = futures_util::future::BoxFuture<'static, Result<Response, ApiError>>;
-
-/// A `DELETE` handler: `remove(tx, tenant, path)` in one write guarded by
-/// the request's `Idempotency-Key`, answered 204 (again, for a retry).
-pub fn removal<P, T, E, F>(
+/// A `DELETE`: `remove(tx, tenant)` in one write guarded by the request's
+/// `Idempotency-Key`, answered 204 (again, for a retry).
+pub async fn removal<T, E, F>(
+    state: &AppState,
+    tenant: &str,
+    m: &Mutation,
     remove: F,
-) -> impl Fn(TenantAuth, State<AppState>, Path<P>, Mutation) -> Answer + Clone + Send + Sync + 'static
+) -> Result<Response, ApiError>
 where
-    P: Send + Sync + 'static,
     T: Serialize + Send + 'static,
     E: From<StoreError> + Send + 'static,
     ApiError: From<E>,
-    F: Fn(&mut Tx, &str, &P) -> Result<T, E> + Clone + Send + Sync + 'static,
+    F: Fn(&mut Tx, &str) -> Result<T, E> + Send + 'static,
 {
-    move |TenantAuth(tenant), State(s), Path(p), m| {
-        let remove = remove.clone();
-        Box::pin(async move {
-            let t = tenant.clone();
-            let job = move |tx: &mut Tx| remove(tx, &t, &p);
-            write(&s, &tenant, &m, StatusCode::NO_CONTENT, now_ms(), job).await
-        })
-    }
+    let t = tenant.to_owned();
+    let job = move |tx: &mut Tx| remove(tx, &t);
+    write(state, tenant, m, StatusCode::NO_CONTENT, now_ms(), job).await
 }
 
 /// Run `job` (which renders the vendor's answer) in a write guarded by

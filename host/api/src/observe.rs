@@ -105,6 +105,16 @@ pub struct MetricsConfig {
 /// `GET /metrics`: the Prometheus text exposition. The gauges read from
 /// storage (outbox, campaign queue) are refreshed at most once a second,
 /// so scrapes in a tight loop cost one count.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "The Prometheus text exposition (docs/operations.md lists every metric). Needs the admin token unless `[metrics] public = true`.",
+    security(("adminToken" = [])),
+    responses((status = 200, description = "The exposition", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(
     axum::extract::State(s): axum::extract::State<crate::AppState>,
     req: Request,
@@ -168,7 +178,7 @@ pub struct Ops {
     /// The last readiness answer, reused for a second: a load balancer's
     /// probes (or an anonymous flood of them) cost at most one small
     /// write a second.
-    ready: tokio::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>,
+    ready: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
 impl Ops {
@@ -194,62 +204,156 @@ impl Ops {
 /// How long the storage write of a readiness check may take.
 const READY_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// What `/ready` answers.
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    status: ReadyStatus,
+    checks: ReadyChecks,
+}
+
+#[derive(Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
+struct ReadyChecks {
+    /// A durable write through the writer, within 2 s, on this build's schema.
+    storage: Check,
+    /// The plugin engines' deadline ticker runs.
+    plugins: Check,
+    /// The server is not stopping.
+    serving: Check,
+}
+
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
+struct Check {
+    ok: bool,
+    /// How long the storage write took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ms: Option<u64>,
+    /// Why the check failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Check {
+    fn ok() -> Check {
+        Check {
+            ok: true,
+            ms: None,
+            error: None,
+        }
+    }
+
+    fn failed(error: impl Into<String>) -> Check {
+        Check {
+            ok: false,
+            ms: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
 /// `GET /ready`: 200 when this host can serve — storage answers and takes
 /// a durable write through the writer, its schema is this build's, the
 /// plugin engines' deadline ticker runs, and the server is not shutting
 /// down — else 503 with the failing checks. A load balancer sends
 /// traffic on 200 only; `/health` says only that the process answers.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "operations",
+    summary = "Readiness, for a load balancer",
+    description = "200 when this host can serve: storage answers and takes a durable write through the writer, its schema is this build's, the plugin engines' deadline ticker runs, and the server is not shutting down. Otherwise 503 with the failing checks. The answer is reused for one second, so probes cost at most one small write a second. `/health` only says the process answers.",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: send no traffic here", body = Readiness),
+    ),
+)]
 pub async fn ready(axum::extract::State(s): axum::extract::State<crate::AppState>) -> Response {
     use axum::response::IntoResponse;
-    use serde_json::json;
     let mut cached = s.ops.ready.lock().await;
     let fresh = cached
         .as_ref()
-        .filter(|(at, ..)| at.elapsed() < std::time::Duration::from_secs(1))
+        .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(1))
         .filter(|_| !s.ops.is_draining());
-    let (ok, body) = match fresh {
-        Some((_, ok, body)) => (*ok, body.clone()),
+    let body = match fresh {
+        Some((_, body)) => body.clone(),
         None => {
             let started = Instant::now();
             let storage = match tokio::time::timeout(READY_WRITE_LIMIT, s.store.check_ready()).await
             {
-                Ok(Ok(())) => json!({ "ok": true, "ms": started.elapsed().as_millis() as u64 }),
-                Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
-                Err(_) => json!({
-                    "ok": false,
-                    "error": format!("a write took longer than {} ms", READY_WRITE_LIMIT.as_millis()),
-                }),
+                Ok(Ok(())) => Check {
+                    ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                    ..Check::ok()
+                },
+                Ok(Err(e)) => Check::failed(e.to_string()),
+                Err(_) => Check::failed(format!(
+                    "a write took longer than {} ms",
+                    READY_WRITE_LIMIT.as_millis()
+                )),
             };
             let plugins = match s.plugins.ready() {
-                Ok(()) => json!({ "ok": true }),
-                Err(e) => json!({ "ok": false, "error": e }),
+                Ok(()) => Check::ok(),
+                Err(e) => Check::failed(e),
             };
             let stopping = s.ops.is_draining() || s.shutdown.is_requested();
             let serving = if stopping {
-                json!({ "ok": false, "error": "shutting down" })
+                Check::failed("shutting down")
             } else {
-                json!({ "ok": true })
+                Check::ok()
             };
-            let checks = json!({ "storage": storage, "plugins": plugins, "serving": serving });
-            let ok = checks
-                .as_object()
-                .is_some_and(|c| c.values().all(|v| v["ok"] == true));
-            let body = json!({
-                "status": if ok { "ready" } else { "not_ready" },
-                "checks": checks,
-            });
+            let ok = storage.ok && plugins.ok && serving.ok;
+            let body = Readiness {
+                status: if ok {
+                    ReadyStatus::Ready
+                } else {
+                    ReadyStatus::NotReady
+                },
+                checks: ReadyChecks {
+                    storage,
+                    plugins,
+                    serving,
+                },
+            };
             if !ok {
-                tracing::warn!(checks = %body["checks"], "not ready");
+                let checks = serde_json::to_string(&body.checks).unwrap_or_default();
+                tracing::warn!(%checks, "not ready");
             }
-            *cached = Some((Instant::now(), ok, body.clone()));
-            (ok, body)
+            *cached = Some((Instant::now(), body.clone()));
+            body
         }
     };
     drop(cached);
-    let status = if ok {
+    let status = if body.status == ReadyStatus::Ready {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// What `/health` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`: the process answers.
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+}
+
+/// `GET /health`: the process answers (liveness; see [`ready`]).
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "The server is up", body = Health)),
+)]
+pub async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }

@@ -1,31 +1,85 @@
 //! `/v1/players`: profiles, balances, ledger history, redemptions.
 
 use crate::wire::{Path, Query};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::auth::TenantAuth;
 use super::mutation::{self, Mutation};
 use super::{ApiError, AppState};
-use engage_domain::players::{self, PlayerError, Profile};
+use engage_domain::players::{self, Player, PlayerError, Profile};
 use engage_domain::{actions, goods};
 use engage_ledger as ledger;
 use engage_store::ids::now_ms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/players", get(list).post(register))
-        .route("/v1/players/{id}", get(show).patch(update).delete(remove))
-        .route("/v1/players/{id}/balances", get(balances))
-        .route("/v1/players/{id}/ledger", get(history))
-        .route("/v1/players/{id}/redemptions", get(redemptions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, register))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(balances))
+        .routes(routes!(history))
+        .routes(routes!(redemptions))
 }
 
+/// A player to register: the client's `id` for them and their profile, in
+/// one object (the handler takes `id` out and reads the rest as a
+/// [`Profile`]; the schema is Profile's with `id` added and required).
+struct NewPlayer;
+
+impl utoipa::PartialSchema for NewPlayer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::{Ref, RefOr};
+        let mut schema = <Profile as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(o)) = &mut schema {
+            o.properties
+                .insert("id".into(), RefOr::Ref(Ref::from_schema_name("ClientId")));
+            o.properties.move_index(o.properties.len() - 1, 0);
+            o.required.insert(0, "id".into());
+            o.description = Some("The client's id for the player, and their profile".into());
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for NewPlayer {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Profile as utoipa::ToSchema>::schemas(schemas);
+        schemas.push((
+            "ClientId".into(),
+            <engage_store::ids::ClientId as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/players",
+    operation_id = "registerPlayer",
+    tag = "players",
+    summary = "Register a player",
+    security(("tenantToken" = [])),
+    params(crate::openapi::IdempotencyKey),
+    request_body(content = NewPlayer, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = Player),
+        (status = 400, description = "invalid_player_id, invalid_phone, invalid_email, invalid_request", body = crate::openapi::ErrorBody),
+        (status = 409, description = "player_exists, username_taken", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn register(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -50,6 +104,20 @@ async fn register(
     .await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/players/{id}",
+    operation_id = "updatePlayer",
+    tag = "players",
+    summary = "Change a player's profile",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id"), crate::openapi::IdempotencyKey),
+    request_body(content = Profile, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Updated", body = Player),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn update(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -64,6 +132,19 @@ async fn update(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/players/{id}",
+    operation_id = "deletePlayer",
+    tag = "players",
+    summary = "Delete a player's profile (the ledger history stays)",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id"), crate::openapi::IdempotencyKey),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn remove(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
@@ -72,12 +153,22 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     let t = tenant.clone();
     mutation::write(&s, &tenant, &m, StatusCode::OK, now_ms(), move |tx| {
-        players::delete(tx, &t, &id).map(|()| json!({ "deleted": id }))
+        players::delete(tx, &t, &id).map(|()| Deleted {
+            deleted: id.clone(),
+        })
     })
     .await
 }
 
-#[derive(Deserialize)]
+/// What `DELETE /v1/players/{id}` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Deleted {
+    /// The player whose profile was deleted.
+    deleted: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
     after: Option<String>,
     before: Option<String>,
@@ -91,61 +182,155 @@ impl Page {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/players",
+    operation_id = "listPlayers",
+    tag = "players",
+    summary = "Players in id order",
+    security(("tenantToken" = [])),
+    params(Page),
+    responses(
+        (status = 200, description = "A page of players", body = PlayerPage),
+    ),
+)]
 async fn list(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlayerPage>, ApiError> {
     let limit = page.limit();
     let list = players::list(&s.store.read()?, &tenant, page.after.as_deref(), limit)?;
     let next = (list.len() == limit)
         .then(|| list.last().map(|p| p.id.clone()))
         .flatten();
-    Ok(Json(json!({ "players": list, "next": next })))
+    Ok(Json(PlayerPage {
+        players: list,
+        next,
+    }))
 }
 
-fn balances_json(list: Vec<(String, i64)>) -> Value {
-    let mut map = serde_json::Map::new();
-    map.insert(ledger::DEFAULT_CURRENCY.into(), json!(0));
-    for (c, v) in list {
-        map.insert(c, json!(v));
-    }
-    Value::Object(map)
+/// A page of players.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PlayerPage {
+    players: Vec<Player>,
+    /// Pass as `after` for the next page; null on the last one.
+    next: Option<String>,
 }
 
+/// A player with balances, badges and action counts.
+#[derive(Serialize, utoipa::ToSchema)]
+struct PlayerView {
+    #[serde(flatten)]
+    player: Player,
+    /// Every currency the player holds, and the default one (0 if none).
+    balances: BTreeMap<String, i64>,
+    /// Badge name to how many times it was earned.
+    badges: BTreeMap<String, u64>,
+    /// Action name to how many times it was performed.
+    action_counts: BTreeMap<String, u64>,
+}
+
+/// A player's balances.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Balances {
+    player: String,
+    balances: BTreeMap<String, i64>,
+}
+
+/// A page of ledger entries, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+struct EntryPage {
+    entries: Vec<ledger::Entry>,
+    /// Pass as `before` for the next page; null on the last one.
+    next: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct RedemptionList {
+    redemptions: Vec<goods::Redemption>,
+}
+
+fn balances_of(list: Vec<(String, i64)>) -> BTreeMap<String, i64> {
+    let mut map = BTreeMap::from([(ledger::DEFAULT_CURRENCY.to_owned(), 0)]);
+    map.extend(list);
+    map
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/players/{id}",
+    operation_id = "getPlayer",
+    tag = "players",
+    summary = "A player with balances, badges and action counts",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id")),
+    responses(
+        (status = 200, description = "The player", body = Player),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn show(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PlayerView>, ApiError> {
     let snap = s.store.read()?;
-    let p = players::get(&snap, &tenant, &id)?;
-    let mut v = serde_json::to_value(&p).unwrap_or_default();
-    v["balances"] = balances_json(ledger::balances(&snap, &tenant, &id)?);
-    v["badges"] = json!(actions::badges(&snap, &tenant, &id)?);
-    v["action_counts"] = json!(actions::counts(&snap, &tenant, &id)?);
-    Ok(Json(v))
+    Ok(Json(PlayerView {
+        player: players::get(&snap, &tenant, &id)?,
+        balances: balances_of(ledger::balances(&snap, &tenant, &id)?),
+        badges: actions::badges(&snap, &tenant, &id)?,
+        action_counts: actions::counts(&snap, &tenant, &id)?,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/players/{id}/balances",
+    operation_id = "getBalances",
+    tag = "players",
+    summary = "A player's balances by currency",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id")),
+    responses(
+        (status = 200, description = "Balances", body = Balances),
+        (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn balances(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Balances>, ApiError> {
     let snap = s.store.read()?;
     if !players::exists(&snap, &tenant, &id)? {
         return Err(PlayerError::NotFound(id).into());
     }
-    let b = balances_json(ledger::balances(&snap, &tenant, &id)?);
-    Ok(Json(json!({ "player": id, "balances": b })))
+    let balances = balances_of(ledger::balances(&snap, &tenant, &id)?);
+    Ok(Json(Balances {
+        player: id,
+        balances,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/players/{id}/ledger",
+    operation_id = "getLedger",
+    tag = "players",
+    summary = "A player's ledger entries, newest first",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id"), Page),
+    responses(
+        (status = 200, description = "Entries", body = EntryPage),
+    ),
+)]
 async fn history(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntryPage>, ApiError> {
     let snap = s.store.read()?;
     let limit = page.limit();
     let entries = ledger::history(
@@ -159,15 +344,27 @@ async fn history(
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.id.clone()))
         .flatten();
-    Ok(Json(json!({ "entries": entries, "next": next })))
+    Ok(Json(EntryPage { entries, next }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/players/{id}/redemptions",
+    operation_id = "getPlayerRedemptions",
+    tag = "players",
+    summary = "A player's redemptions, newest first",
+    security(("tenantToken" = [])),
+    params(("id" = String, Path, description = "The client's player id"), Page),
+    responses(
+        (status = 200, description = "Redemptions", body = RedemptionList),
+    ),
+)]
 async fn redemptions(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<Value>, ApiError> {
-    let list = goods::redemptions_of(&s.store.read()?, &tenant, &id, page.limit())?;
-    Ok(Json(json!({ "redemptions": list })))
+) -> Result<Json<RedemptionList>, ApiError> {
+    let redemptions = goods::redemptions_of(&s.store.read()?, &tenant, &id, page.limit())?;
+    Ok(Json(RedemptionList { redemptions }))
 }

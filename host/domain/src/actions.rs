@@ -49,12 +49,15 @@ const SETTINGS: Table = Table::new("action_settings");
 /// What one action may grant, per tenant. A rules plugin (the tenant's own,
 /// or one with a bug) cannot mint more than this in one action, whatever it
 /// answers: the action is refused and nothing is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ActionLimits)]
 pub struct Limits {
     /// The most grant entries one action may carry.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_grants: u32,
     /// The most one action may grant in any one currency, in total.
+    #[schema(minimum = 1, maximum = 1000000000000i64)]
     pub max_total_per_currency: i64,
 }
 
@@ -124,19 +127,54 @@ pub enum ActionError {
 }
 
 /// An action as a client reports it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
+    #[schema(value_type = engage_store::ids::ClientId)]
     pub player: String,
+    #[schema(value_type = engage_store::ids::ClientId)]
     pub action: String,
+    /// Up to 64 parameters, each a string (at most 4096 characters), a
+    /// number or a boolean, under a name of 1 to 128 characters.
     #[serde(default)]
+    #[schema(schema_with = params_schema)]
     pub params: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
 }
 
+/// `params` in an API document, exactly as [`ActionRequest::validate`]
+/// reads them.
+fn params_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    let value = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_PARAM_LEN)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_PARAMS))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+        .build()
+}
+
+/// The most parameters an action carries, and the longest string value.
+const MAX_PARAMS: usize = 64;
+const MAX_PARAM_LEN: usize = 4096;
+
 /// A grant as applied.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Granted {
     pub currency: String,
     pub amount: i64,
@@ -147,7 +185,7 @@ pub struct Granted {
 }
 
 /// A message the action asked for; the messaging engine sends it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MessageRequest {
     pub channel: String,
     pub to: Option<String>,
@@ -156,14 +194,14 @@ pub struct MessageRequest {
 }
 
 /// An application event a rule emitted.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CustomEvent {
     pub name: String,
     pub data: String,
 }
 
 /// What is stored for every action done.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ActionRecord {
     /// None in a dry run.
     pub id: Option<String>,
@@ -183,7 +221,7 @@ pub struct ActionRecord {
 }
 
 /// What happened, as the API answers it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     RewardReceived {
@@ -210,7 +248,8 @@ pub enum Event {
 }
 
 /// The answer to an action.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = ActionResult)]
 pub struct Performed {
     pub action: ActionRecord,
     pub events: Vec<Event>,
@@ -234,12 +273,12 @@ impl ActionRequest {
                 "`action` must be 1 to 128 characters without control characters".into(),
             ));
         }
-        if self.url.as_ref().is_some_and(|u| u.len() > 2048) {
+        if self.url.as_ref().is_some_and(|u| u.chars().count() > 2048) {
             return Err(ActionError::Invalid(
                 "`url` is at most 2048 characters".into(),
             ));
         }
-        if self.params.len() > 64 {
+        if self.params.len() > MAX_PARAMS {
             return Err(ActionError::Invalid("at most 64 `params`".into()));
         }
         self.params
@@ -255,7 +294,7 @@ impl ActionRequest {
                         )));
                     }
                 };
-                if k.is_empty() || k.len() > 128 || v.len() > 4096 {
+                if k.is_empty() || k.chars().count() > 128 || v.chars().count() > MAX_PARAM_LEN {
                     return Err(ActionError::Invalid(format!(
                         "parameter `{k}`: names are 1 to 128 characters, values at most 4096"
                     )));

@@ -21,10 +21,12 @@ const ORIGINS: Table = Table::new("cors_origins");
 pub const MAX_ORIGINS: usize = 100;
 
 /// A tenant's CORS settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CorsSettings)]
 pub struct Settings {
-    /// `scheme://host[:port]` origins, or `*` for any.
+    /// `scheme://host[:port]` origins, or `*` for any (at most 100).
+    #[schema(max_items = 100, inline, value_type = Vec<Origin>)]
     pub allowed_origins: Vec<String>,
 }
 
@@ -38,6 +40,17 @@ pub enum CorsError {
 
 /// Whether `o` is an origin as browsers send it: `http(s)://host[:port]`,
 /// lower case, without a path.
+/// An allowed origin in an API document, exactly as [`valid_origin`]
+/// reads one (or `*`).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    value_type = String,
+    max_length = 255,
+    pattern = "^(\\*|https?://[a-z0-9.:\\[\\]-]+)$"
+)]
+#[allow(dead_code)]
+struct Origin(String);
+
 fn valid_origin(o: &str) -> bool {
     let Some(rest) = o
         .strip_prefix("https://")

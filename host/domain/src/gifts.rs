@@ -90,7 +90,7 @@ pub enum GiftError {
 }
 
 /// A reply as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ReplyRecord {
     pub accept: bool,
     pub attributes: BTreeMap<String, String>,
@@ -98,7 +98,8 @@ pub struct ReplyRecord {
 }
 
 /// A gift request as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = GiftRequest)]
 pub struct GiftRecord {
     pub id: String,
     pub sender: String,
@@ -118,8 +119,38 @@ struct PostHook {
     input: Input,
 }
 
+/// Custom attributes in an API document, exactly as [`check_attributes`]
+/// reads them.
+pub fn attributes_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_ATTRIBUTES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some(engage_store::ids::NO_CONTROL)),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_ATTRIBUTE_LEN))
+                .into(),
+        )))
+        .build()
+}
+
+/// The longest custom attribute value, in characters.
+const MAX_ATTRIBUTE_LEN: usize = 4096;
+
 fn check_attributes(attrs: &BTreeMap<String, String>) -> Result<(), GiftError> {
-    if attrs.len() > MAX_ATTRIBUTES || attrs.iter().any(|(k, v)| !valid_id(k) || v.len() > 4096) {
+    if attrs.len() > MAX_ATTRIBUTES
+        || attrs
+            .iter()
+            .any(|(k, v)| !valid_id(k) || v.chars().count() > MAX_ATTRIBUTE_LEN)
+    {
         return Err(GiftError::Invalid(format!(
             "at most {MAX_ATTRIBUTES} custom attributes, names 1 to 128 characters, values at most 4096"
         )));

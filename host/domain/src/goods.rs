@@ -41,6 +41,9 @@ pub enum GoodsError {
     Invalid(String),
     #[error("goods group `{0}` does not exist")]
     NotFound(String),
+    /// A change to a group that does not exist, without what creating it needs.
+    #[error("goods group `{0}` does not exist: creating it needs a `name` and a `price`")]
+    Incomplete(String),
     #[error("player `{0}` does not exist")]
     PlayerNotFound(String),
     #[error("goods group `{0}` is not available now (outside its active window)")]
@@ -71,7 +74,7 @@ pub enum GoodsError {
 }
 
 /// A group of goods.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Group {
     pub id: String,
     pub name: String,
@@ -90,12 +93,21 @@ pub struct Group {
 }
 
 /// Fields to create or change a group with.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
+    /// Needed to create a group.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub currency: Option<String>,
+    /// Points per unit; needed to create a group.
+    #[schema(minimum = 0, maximum = 1000000000000i64)]
     pub price: Option<i64>,
     pub active_from_ms: Option<i64>,
     pub active_until_ms: Option<i64>,
@@ -104,7 +116,7 @@ pub struct GroupSpec {
 }
 
 /// A redemption: what a player got for what.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Redemption {
     /// 24 hex digits, as Playbasis writes its ids.
     pub ref_id: String,
@@ -122,7 +134,8 @@ pub struct Redemption {
 }
 
 /// A group with its stock, as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = GoodsGroup)]
 pub struct GroupView {
     #[serde(flatten)]
     pub group: Group,
@@ -131,7 +144,7 @@ pub struct GroupView {
 }
 
 /// What an upload of codes did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UploadReport {
     pub added: u64,
     /// Already in the group (from an earlier upload or earlier in this one).
@@ -144,7 +157,7 @@ pub struct UploadReport {
 }
 
 /// One rejected or duplicate line of an upload.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UploadProblem {
     pub line: u64,
     pub reason: String,
@@ -188,12 +201,12 @@ pub fn put(
             name: spec
                 .name
                 .clone()
-                .ok_or_else(|| GoodsError::Invalid("a new goods group needs a `name`".into()))?,
+                .ok_or_else(|| GoodsError::Incomplete(id.to_owned()))?,
             description: None,
             currency: ledger::DEFAULT_CURRENCY.to_owned(),
             price: spec
                 .price
-                .ok_or_else(|| GoodsError::Invalid("a new goods group needs a `price`".into()))?,
+                .ok_or_else(|| GoodsError::Incomplete(id.to_owned()))?,
             active_from_ms: None,
             active_until_ms: None,
             per_player_limit: None,
@@ -227,7 +240,7 @@ pub fn put(
         g.low_stock_threshold = spec.low_stock_threshold;
     }
     g.updated_at_ms = now_ms;
-    if g.name.is_empty() || g.name.len() > 256 || g.name.chars().any(char::is_control) {
+    if g.name.is_empty() || g.name.chars().count() > 256 || g.name.chars().any(char::is_control) {
         return Err(GoodsError::Invalid(
             "`name` is 1 to 256 characters without control characters".into(),
         ));

@@ -18,7 +18,7 @@ use engage_store::{Reader, Store, StoreError, Table, Tx, key, prefix, seq_part};
 const NOTIFICATIONS: Table = Table::new("notifications");
 
 /// One notification.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Notification {
     pub id: String,
     pub player: String,

@@ -41,7 +41,7 @@ pub enum PlayerError {
 }
 
 /// A player's profile.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Player {
     pub id: String,
     pub username: Option<String>,
@@ -87,20 +87,47 @@ pub type ProfileWrite = fn(&mut Tx<'_>, &str, &str, Profile, i64) -> Result<Play
 
 /// Fields to set on register or update; `None` keeps what is stored (an
 /// update without a phone number keeps the phone number).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
+    #[schema(value_type = Option<engage_store::ids::ClientId>)]
     pub username: Option<String>,
+    #[schema(value_type = Option<engage_messaging::address::Email>)]
     pub email: Option<String>,
+    #[schema(value_type = Option<engage_messaging::address::Phone>)]
     pub phone: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub image: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub first_name: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub last_name: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub nickname: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub gender: Option<String>,
+    #[schema(max_length = 1024, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub birth_date: Option<String>,
-    /// Merged into the stored attributes; a `null` value removes one.
+    /// Merged into the stored attributes; a `null` value removes one. At
+    /// most 100 keys of 1 to 128 characters without control characters.
+    #[schema(schema_with = attributes_schema)]
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// `attributes` in an API document, as [`Profile::validate`] reads them.
+fn attributes_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .max_properties(Some(100))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some(engage_store::ids::NO_CONTROL)),
+        ))
+        .build()
 }
 
 use engage_messaging::address::{check_email, normalize_phone};
@@ -117,9 +144,11 @@ impl From<engage_messaging::address::AddressError> for PlayerError {
 
 fn check_text(field: &str, v: &Option<String>) -> Result<(), PlayerError> {
     match v {
-        Some(s) if s.len() > 1024 || s.chars().any(char::is_control) => Err(PlayerError::Invalid(
-            format!("`{field}` must be at most 1024 characters, without control characters"),
-        )),
+        Some(s) if s.chars().count() > 1024 || s.chars().any(char::is_control) => {
+            Err(PlayerError::Invalid(format!(
+                "`{field}` must be at most 1024 characters, without control characters"
+            )))
+        }
         _ => Ok(()),
     }
 }

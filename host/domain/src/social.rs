@@ -47,14 +47,19 @@ pub enum SocialError {
 }
 
 /// An external identity.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct Identity {
+    /// 1 to 32 letters, digits, `_` or `-` (`facebook`, `email`, …).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub mode: String,
+    #[schema(value_type = engage_store::ids::ClientId)]
     pub id: String,
 }
 
 /// A friend, and the player behind it when the friend plays.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Friend {
     pub mode: String,
     pub id: String,

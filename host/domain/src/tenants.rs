@@ -48,7 +48,7 @@ pub struct Tenant {
 }
 
 /// What a tenant's creator is told once: the secret is not stored in clear.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Credentials {
     pub tenant: String,
     pub api_key: String,

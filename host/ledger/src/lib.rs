@@ -80,7 +80,7 @@ pub enum LedgerError {
 }
 
 /// One movement of one currency on one player's account.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Entry {
     pub id: String,
     pub player: String,

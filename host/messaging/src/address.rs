@@ -14,7 +14,8 @@ pub enum AddressError {
 
 /// Normalise a phone number to E.164: spaces, dots, dashes and brackets are
 /// dropped, a leading `00` becomes `+`; then it must be `+`, a non-zero
-/// digit and 6 to 14 more digits.
+/// digit and 6 to 14 more digits. [`Phone`] is this rule as API documents
+/// publish it.
 pub fn normalize_phone(raw: &str) -> Result<String, AddressError> {
     let bad = || AddressError::Phone(raw.chars().take(64).collect());
     let compact: String = raw
@@ -40,9 +41,10 @@ pub fn normalize_phone(raw: &str) -> Result<String, AddressError> {
 }
 
 /// An e-mail address: a local part, `@`, a domain with a dot inside it, at
-/// most 254 bytes, no spaces or control characters.
+/// most 254 characters, no spaces or control characters. [`Email`] is this
+/// rule as API documents publish it.
 pub fn check_email(email: &str) -> Result<(), AddressError> {
-    let ok = email.len() <= 254
+    let ok = email.chars().count() <= 254
         && email.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
         })
@@ -52,6 +54,51 @@ pub fn check_email(email: &str) -> Result<(), AddressError> {
     } else {
         Err(AddressError::Email(email.chars().take(64).collect()))
     }
+}
+
+/// A phone number ([`normalize_phone`]) in an API document: the pattern
+/// accepts exactly what `normalize_phone` accepts.
+pub struct Phone;
+
+impl utoipa::PartialSchema for Phone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "A phone number in international format: `+` (or `00`), the country code and the number, 7 to 15 digits, the first not 0; spaces, dots, dashes and brackets are dropped (stored as E.164, `+6681234567`)",
+            None,
+            "^\\s*[ .()-]*(\\+|0[ .()-]*0)[ .()-]*[1-9]([ .()-]*[0-9]){6,14}[ .()-]*\\s*$",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Phone {}
+
+/// An e-mail address ([`check_email`]) in an API document: the pattern and
+/// length accept exactly what `check_email` accepts.
+pub struct Email;
+
+impl utoipa::PartialSchema for Email {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string(
+            "An e-mail address: a local part, `@`, a domain with a dot inside it; at most 254 characters, no spaces or control characters",
+            Some(254),
+            "^[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^.\\s\\x00-\\x1f\\x7f-\\x9f][^\\s\\x00-\\x1f\\x7f-\\x9f]*\\.[^\\s\\x00-\\x1f\\x7f-\\x9f]*[^.\\s\\x00-\\x1f\\x7f-\\x9f]$",
+        )
+    }
+}
+
+impl utoipa::ToSchema for Email {}
+
+fn string(
+    description: &str,
+    max_length: Option<usize>,
+    pattern: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .max_length(max_length)
+        .pattern(Some(pattern))
+        .into()
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ const SCAN_COALESCE: Duration = Duration::from_millis(5);
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Where a message (or one attempt) stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Scheduled,
@@ -161,7 +161,7 @@ impl Status {
 }
 
 /// Transactional or marketing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     #[default]
@@ -170,7 +170,7 @@ pub enum Kind {
 }
 
 /// One try through one provider.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub channel: String,
     pub provider: String,
@@ -188,7 +188,7 @@ pub struct AttemptRecord {
 }
 
 /// A message as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Message {
     pub id: String,
     /// A per-tenant sequence number, for the compatible APIs whose clients
@@ -243,7 +243,7 @@ pub struct Message {
 }
 
 /// An attempt the route plugin planned.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PlannedAttempt {
     pub channel: String,
     pub provider: String,
@@ -256,7 +256,7 @@ pub struct PlannedAttempt {
 
 /// A fallback the client asks for explicitly (BSG's `alt_route`): routed
 /// as its own message and tried after every attempt of the first.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
     #[serde(default = "sms")]
@@ -266,9 +266,11 @@ pub struct Fallback {
 }
 
 /// What a client asks to send. The default is an SMS with nothing set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    /// Phone numbers (or addresses, for e-mail), at least one.
+    #[schema(min_items = 1, max_items = 50)]
     pub to: Vec<String>,
     #[serde(default = "sms")]
     pub channel: String,
@@ -409,13 +411,13 @@ impl Refusal {
 }
 
 /// What a send accepted: one message per recipient.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub messages: Vec<Message>,
 }
 
 /// A price quote: what [`Messaging::send`] would reserve.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Quote {
     pub encoding: segments::Encoding,
     pub units: usize,
@@ -429,7 +431,7 @@ pub struct Quote {
     pub total_reserved: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QuoteLine {
     pub to: String,
     pub price: f64,
@@ -1794,4 +1796,13 @@ pub fn list(
     }
     out.truncate(limit);
     Ok(out)
+}
+
+/// A channel name where a client writes one (`sms` or `viber`), in an API
+/// document.
+pub fn channel_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["sms", "viber"]))
+        .build()
 }

@@ -18,7 +18,7 @@ const OPT_OUTS: Table = Table::new("message_opt_outs");
 pub const OPTED_OUT: &str = "the recipient opted out of marketing messages";
 
 /// One opted-out number.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OptOut {
     pub number: String,
     /// How it happened, e.g. `sms:STOP` or `api`.

@@ -28,23 +28,28 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 pub const MICROS: i64 = 1_000_000;
 
 /// A tenant's prices.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceList {
     /// ISO 4217 code shown with prices, e.g. `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     pub prices: Vec<Price>,
 }
 
 /// The price of one message segment on `channel` to numbers starting with
 /// `prefix` (empty: any number).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    #[schema(schema_with = crate::channel_schema)]
     pub channel: String,
+    /// `+` and digits (empty: any number).
     #[serde(default)]
+    #[schema(pattern = "^(\\+[0-9]*)?$")]
     pub prefix: String,
     /// In currency units per segment (a Viber message counts as one).
+    #[schema(minimum = 0, maximum = 1000)]
     pub price: f64,
 }
 

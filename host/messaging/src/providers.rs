@@ -20,8 +20,9 @@ const PROVIDERS: Table = Table::new("providers");
 const LIMITS: Table = Table::new("provider_limits");
 
 /// How hard Engage may drive one provider of a tenant.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ProviderLimits)]
 pub struct Limits {
     /// Sends in flight at once.
     pub max_in_flight: u32,
@@ -89,8 +90,9 @@ pub const BSG_BASE_URL: &str = "https://app.bsg.hk/rest";
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
 
 /// A tenant's provider.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = Provider)]
 pub enum ProviderConfig {
     /// Logs the message and reports it delivered, or with `report` set,
     /// with that status (to try failover without an account).

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The encoding an SMS text needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     Gsm7,

@@ -21,7 +21,7 @@ use engage_store::Reader;
 use engage_store::ids::{now_ms, sha256_hex};
 
 /// The canary of a stored binding.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Canary {
     pub plugin: String,
     pub version: u32,
@@ -34,7 +34,7 @@ pub struct Canary {
 }
 
 /// What a tenant asks for when starting (or widening) a canary.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryRequest {
     /// Default: the bound plugin.
@@ -43,15 +43,18 @@ pub struct CanaryRequest {
     /// Default: the plugin's latest version.
     #[serde(default)]
     pub version: Option<u32>,
+    /// Of the players, 1 to 99 (to give every player the canary, promote it).
+    #[schema(minimum = 1, maximum = 99)]
     pub percent: u8,
     /// Default: the binding's config when the canary is of the bound
     /// plugin, else `{}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
 }
 
 /// The two versions' statistics since the canary started, on this host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CanaryStats {
     pub since_ms: i64,
     pub stable: StatsView,

@@ -41,7 +41,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const QUEUE: usize = 1024;
 
 /// One recorded call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invocation {
     /// `{point}-{n}`: unique within the tenant.
     #[serde(default)]
@@ -58,7 +58,9 @@ pub struct Invocation {
     pub limits: Limits,
     pub input: Input,
     /// Every key and view the call read, with what it saw.
+    #[schema(value_type = Vec<Value>)]
     pub reads: Vec<Read>,
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Output>,
     pub error: Option<CallError>,
     pub logs: Vec<LogLine>,

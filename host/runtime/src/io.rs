@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A name and a value (an action's parameter, a template variable, a gift
 /// attribute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Param {
     pub name: String,
     pub value: String,
@@ -25,7 +25,7 @@ pub struct PluginError {
 }
 
 /// An action a player did, for the rules to judge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Action {
     pub player: String,
     pub name: String,
@@ -57,7 +57,7 @@ pub struct CustomEvent {
 }
 
 /// Why a rule matched or did not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TraceEntry {
     pub rule: String,
     pub matched: bool,
@@ -74,7 +74,8 @@ pub struct Outcome {
     pub trace: Vec<TraceEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = HookGiftRequest)]
 pub struct GiftRequest {
     pub id: String,
     pub sender: String,
@@ -83,7 +84,7 @@ pub struct GiftRequest {
     pub attributes: Vec<Param>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GiftReply {
     pub request_id: String,
     pub player: String,
@@ -107,14 +108,14 @@ pub enum Verdict {
     Reject(Rejection),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MessageKind {
     Transactional,
     Marketing,
 }
 
 /// A message to route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outgoing {
     pub id: String,
     pub to: String,

@@ -91,7 +91,7 @@ const BINDING_LOG_KEEP: u64 = 10_000;
 pub const BINDING_REFRESH: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// An extension point a tenant binds a plugin to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Point {
     Rules,
@@ -129,7 +129,7 @@ impl Point {
 }
 
 /// How a call went wrong. Every kind is counted in the plugin's statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CallError {
     #[error("the plugin ran past its deadline")]
@@ -299,7 +299,7 @@ struct PluginRecord {
 }
 
 /// A stored, immutable plugin version.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct VersionInfo {
     pub name: String,
     pub version: u32,
@@ -318,7 +318,7 @@ fn wit_0_1_0() -> String {
 }
 
 /// What to do when the bound plugin fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Fail the request with an error naming the plugin failure.
@@ -329,7 +329,7 @@ pub enum OnError {
 }
 
 /// How calls are isolated.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Isolation {
     /// A fresh instance per call (the default): nothing survives a call.
@@ -342,7 +342,7 @@ pub enum Isolation {
 }
 
 /// A stored binding.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Binding {
     pub point: Point,
     pub plugin: String,
@@ -362,7 +362,7 @@ pub struct Binding {
 }
 
 /// What a tenant asks for when binding.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     pub plugin: String,
@@ -381,7 +381,7 @@ pub struct BindRequest {
 }
 
 /// Per-binding limits; each defaults to the server's.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
     pub timeout_ms: Option<u64>,
@@ -459,7 +459,8 @@ pub struct Called {
 }
 
 /// A plugin with its versions and statistics, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Plugin)]
 pub struct PluginView {
     pub name: String,
     pub world: String,
@@ -468,7 +469,8 @@ pub struct PluginView {
     pub versions: Vec<VersionView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PluginVersion)]
 pub struct VersionView {
     #[serde(flatten)]
     pub info: VersionInfo,

@@ -22,7 +22,7 @@ use crate::kv::Effects;
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 
 /// Limits of one call.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Limits {
     pub timeout_ms: u64,
     pub fuel: u64,
@@ -54,7 +54,7 @@ enum Instance {
 }
 
 /// What a call asks of a plugin.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum Input {
     Evaluate { action: super::io::Action },

@@ -29,11 +29,12 @@ pub const MAX_LOG_FIELD_VALUE_BYTES: usize = 256;
 pub const MAX_LOG_BYTES: usize = 64 * 1024;
 
 /// A log line a plugin wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub level: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub fields: Vec<(String, String)>,
 }
 

@@ -36,7 +36,8 @@ impl Default for Inner {
 }
 
 /// A snapshot of [`Stats`] as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = Stats)]
 pub struct StatsView {
     pub calls: u64,
     pub errors: BTreeMap<&'static str, u64>,

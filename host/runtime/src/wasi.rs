@@ -20,7 +20,9 @@ use wasmtime::{Engine, Result};
 use super::sandbox::CallState;
 
 /// A family of WASI functions a binding grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WasiGrant {
     Clocks,

@@ -39,9 +39,33 @@ pub fn now_ms() -> i64 {
 
 /// Whether `id` is acceptable as a client-chosen id (tenant, plugin, player,
 /// ...): 1 to 128 characters, no control characters (they separate key parts).
+/// [`ClientId`] is this rule as API documents publish it.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_control)
+    !id.is_empty() && id.chars().count() <= 128 && !id.chars().any(char::is_control)
 }
+
+/// A client-chosen id ([`valid_id`]) in an API document: the JSON Schema
+/// that accepts exactly what `valid_id` accepts (control characters are
+/// Unicode's `Cc`, U+0000 to U+001F and U+007F to U+009F).
+pub struct ClientId;
+
+impl utoipa::PartialSchema for ClientId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("1 to 128 characters, no control characters"))
+            .min_length(Some(1))
+            .max_length(Some(128))
+            .pattern(Some(NO_CONTROL))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ClientId {}
+
+/// A JSON Schema pattern: no control character anywhere.
+pub const NO_CONTROL: &str = "^[^\\x00-\\x1f\\x7f-\\x9f]*$";
 
 /// `ms` since the epoch as RFC 3339 in UTC, to the second: `2026-11-23T09:20:02Z`.
 pub fn rfc3339(ms: i64) -> String {

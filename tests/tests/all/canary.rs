@@ -110,7 +110,7 @@ async fn a_canary_answers_its_share_of_players_until_rolled_back_or_promoted() {
         ),
         (
             json!({ "percent": 10, "plugin": "template" }),
-            400,
+            422,
             "wrong_world",
         ),
         (

@@ -412,7 +412,7 @@ async fn upload_bind_and_roll_back() {
         .await;
     assert_eq!(
         (wrong.status, wrong.body["error"]["code"].as_str()),
-        (400, Some("wrong_world"))
+        (422, Some("wrong_world"))
     );
     let bound = server
         .call(

@@ -78,7 +78,7 @@ async fn a_daily_cap_in_berlin_holds_across_daylight_saving_changes() {
                 Some(json!({ "plugin": "rules-table", "config": bad })),
             )
             .await;
-        assert_eq!(r.status, 400, "{r:?}");
+        assert_eq!(r.status, 422, "{r:?}");
         assert_eq!(r.body["error"]["code"], "config_rejected");
         let m = r.body["error"]["message"].as_str().unwrap_or_default();
         assert!(m.contains(says), "{m}");

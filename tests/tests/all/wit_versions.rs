@@ -81,7 +81,7 @@ async fn a_config_the_plugin_refuses_is_never_bound() {
                 Some(json!({ "plugin": plugin, "config": config })),
             )
             .await;
-        assert_eq!(r.status, 400, "{point} {config}: {r:?}");
+        assert_eq!(r.status, 422, "{point} {config}: {r:?}");
         assert_eq!(r.body["error"]["code"], "config_rejected", "{r:?}");
         assert_eq!(
             r.body["error"]["details"]["plugin_code"], "bad-config",
@@ -144,7 +144,7 @@ async fn python_and_javascript_plugins_check_their_config() {
                 Some(json!({ "plugin": name, "config": bad })),
             )
             .await;
-        assert_eq!(r.status, 400, "{file}: {r:?}");
+        assert_eq!(r.status, 422, "{file}: {r:?}");
         assert_eq!(r.body["error"]["code"], "config_rejected");
         let message = r.body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{file}: {message}");

@@ -12,7 +12,7 @@ use engage_store::{Reader, StoreError, Table, Tx, key, prefix, seq_part};
 /// (tenant, segment id) → [`Segment`].
 const SEGMENTS: Table = Table::new("audience_segments");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SegmentStatus {
     #[default]
@@ -21,7 +21,7 @@ pub enum SegmentStatus {
 }
 
 /// A rule over players; every condition given must hold.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Profile attributes that must equal these values.
@@ -34,7 +34,7 @@ pub struct Rule {
     pub action: Option<ActionCondition>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionCondition {
     pub name: String,
@@ -48,7 +48,7 @@ fn one() -> u64 {
 }
 
 /// A segment as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Segment {
     pub id: u64,
     pub name: String,
@@ -68,21 +68,42 @@ pub struct Segment {
 }
 
 /// What a client sends to create or replace a segment.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(max_length = 200, pattern = "\\S")]
     pub name: String,
     #[serde(rename = "type", default = "current")]
+    #[schema(schema_with = segment_kind)]
     pub kind: String,
+    /// Not after `to_ms`.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
+    /// Up to 100,000 e-mails or player ids; a segment lists members or
+    /// has a rule (or both).
     #[serde(default)]
+    #[schema(max_items = 100000, inline, value_type = Vec<SegmentMember>)]
     pub members: Vec<String>,
     pub rule: Option<Rule>,
     #[serde(default)]
     pub status: SegmentStatus,
     pub external_id: Option<String>,
     pub external_name: Option<String>,
+}
+
+/// A listed member in an API document: not empty, not only spaces.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "\\S")]
+#[allow(dead_code)]
+struct SegmentMember(String);
+
+fn segment_kind() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["Current Data", "Past Data"]))
+        .default(Some("Current Data".into()))
+        .build()
 }
 
 fn current() -> String {

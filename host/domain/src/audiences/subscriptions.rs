@@ -11,7 +11,9 @@ const SOURCES: Table = Table::new("audience_sources");
 const SUBSCRIPTIONS: Table = Table::new("audience_subscriptions");
 
 /// A subscription's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SubType {
     Marketing,
@@ -19,7 +21,9 @@ pub enum SubType {
 }
 
 /// A subscription's channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Channel {
     Text,
@@ -45,7 +49,9 @@ impl Channel {
 }
 
 /// One (type, channel) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     #[serde(rename = "type")]
@@ -55,14 +61,19 @@ pub struct Subscription {
 
 /// Where subscribers sign up (a form, a checkout box, an import): the
 /// subscription types it creates.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SignUpSource)]
 pub struct Source {
+    /// The path's id (what is sent here is ignored).
     #[serde(default)]
     pub id: String,
+    /// Not empty, not only spaces.
+    #[schema(pattern = "\\S")]
     pub name: String,
     /// Types created on each channel the subscriber gives an address for.
     #[serde(default = "marketing")]
+    #[schema(min_items = 1)]
     pub types: Vec<SubType>,
 }
 
@@ -90,10 +101,15 @@ pub enum SubscriptionError {
 }
 
 /// A person as the APIs name them: a phone, an e-mail, or both.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(
+    Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
 pub struct Person {
+    /// E.164, or ten digits for a North American number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// An e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
@@ -170,7 +186,7 @@ pub fn sources(src: &impl Reader, tenant: &str) -> Result<Vec<Source>, StoreErro
 }
 
 /// What subscribing did to one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Created {
     NewlyCreated,
@@ -178,7 +194,7 @@ pub enum Created {
 }
 
 /// What unsubscribing did to one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Removed {
     NewlyUnsubscribed,

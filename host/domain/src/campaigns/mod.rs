@@ -45,7 +45,7 @@ const STATS: Table = Table::new("campaign_stats");
 const SETTINGS: Table = Table::new("campaign_settings");
 
 /// What fires a campaign.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     /// A loyalty event: an action by name (`redeemed` for a redemption),
@@ -72,14 +72,14 @@ fn utc() -> String {
     "+0000".into()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Threshold {
     pub currency: String,
     pub amount: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     #[default]
@@ -88,14 +88,19 @@ pub enum CampaignStatus {
 }
 
 /// A campaign as clients define it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CampaignSpec)]
 pub struct Spec {
+    /// Not empty, not only spaces.
+    #[schema(pattern = "\\S")]
     pub name: String,
     /// Rendered by the tenant's template binding with the player's fields
-    /// (`{{first_name}}`, …) and attributes.
+    /// (`{{first_name}}`, …) and attributes. Not empty, not only spaces.
+    #[schema(pattern = "\\S")]
     pub template: String,
     #[serde(default = "sms")]
+    #[schema(schema_with = engage_messaging::channel_schema)]
     pub channel: String,
     #[serde(default = "marketing")]
     pub kind: Kind,
@@ -115,7 +120,7 @@ fn marketing() -> Kind {
 }
 
 /// A campaign as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: String,
     #[serde(flatten)]
@@ -129,8 +134,9 @@ pub struct Campaign {
 }
 
 /// Quiet hours and frequency caps, per tenant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schema(as = MarketingSettings)]
 pub struct Settings {
     /// The zone (IANA name or UTC offset) for people without a `timezone`
     /// attribute that is one.
@@ -141,18 +147,24 @@ pub struct Settings {
     pub frequency_cap: Option<Cap>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
+    /// `HH:MM`, not the same as `end`.
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
+    #[schema(pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub end: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cap {
+    #[schema(minimum = 1)]
     pub max: u32,
+    /// 1 to 744 (31 days).
     #[serde(default = "day")]
+    #[schema(minimum = 1, maximum = 744)]
     pub hours: u32,
 }
 
@@ -526,7 +538,8 @@ pub fn on_event(tx: &mut Tx, e: &LoyaltyEvent, now: i64) -> Result<(), StoreErro
 }
 
 /// A campaign's counters, and its messages' outcomes so far.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
+#[schema(as = CampaignStats)]
 pub struct Stats {
     pub targeted: u64,
     pub skipped: BTreeMap<String, u64>,

@@ -27,7 +27,7 @@ const LOGINS: Table = Table::new("gateway_logins");
 const PBKDF2_ROUNDS: u32 = 20_000;
 
 /// An account's level; playSMS's status codes 2, 3 and 4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Admin,
@@ -155,7 +155,8 @@ pub fn login(
 }
 
 /// A gateway account as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = GatewayAccount)]
 pub struct Account {
     /// Numeric id, never reused within the tenant.
     pub uid: u64,
@@ -163,6 +164,7 @@ pub struct Account {
     pub level: Level,
     /// The parent's username, for a subuser.
     pub parent: Option<String>,
+    #[schema(ignore)]
     pub password: PasswordHash,
     /// The webservices token; none until one is set.
     pub token: Option<String>,
@@ -180,7 +182,8 @@ pub struct Account {
     pub state: String,
     pub country: String,
     pub zipcode: String,
-    /// UTC offset of the account's dates, `+0700`.
+    /// The zone of the account's dates: an IANA name (`Asia/Jakarta`) or
+    /// a UTC offset (`+0700`).
     pub timezone: String,
     pub language: String,
     /// Appended (after a space) to every message unless `nofooter`.
@@ -198,6 +201,7 @@ pub struct Account {
     /// not sent to numbers that said STOP.
     pub message_kind: Kind,
     /// One-time key for `ws_login`.
+    #[schema(ignore)]
     pub login_key: Option<String>,
     pub last_login_ms: Option<i64>,
     pub created_at_ms: i64,
@@ -293,10 +297,12 @@ pub fn normalize_username(raw: &str) -> Option<String> {
 }
 
 /// What a new account needs, and what it may set.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GatewayAccountCreate)]
 pub struct NewAccount {
     pub username: String,
+    #[schema(min_length = 4, max_length = 128)]
     pub password: String,
     /// `password`, hashed by [`NewAccount::hashed`] before the write.
     #[serde(skip)]
@@ -317,9 +323,11 @@ pub struct NewAccount {
 }
 
 /// Changes to an account's profile and configuration (`None`: keep).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GatewayAccountChanges)]
 pub struct Changes {
+    #[schema(min_length = 4, max_length = 128)]
     pub password: Option<String>,
     /// `password`, hashed by [`Changes::hashed`] before the write.
     #[serde(skip)]

@@ -19,7 +19,7 @@ const INBOX: Table = Table::new("gateway_inbox");
 const KEYWORDS: Table = Table::new("gateway_keywords");
 
 /// What an inbound SMS was taken as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Handling {
     /// A keyword an account owns.
@@ -35,7 +35,7 @@ pub enum Handling {
 }
 
 /// An inbound SMS as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Incoming {
     pub id: u64,
     /// The sender, E.164 when it could be read so.
@@ -74,7 +74,7 @@ pub struct InboxEntry {
 }
 
 /// A keyword and the account that owns it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Keyword {
     pub keyword: String,
     pub account: String,
@@ -83,7 +83,7 @@ pub struct Keyword {
 }
 
 /// An SMS as a provider (or an admin) hands it over.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Inbound {
     pub from: String,

@@ -55,8 +55,9 @@ impl From<engage_ledger::LedgerError> for GatewayError {
 }
 
 /// A tenant's gateway settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schema(as = GatewaySettings)]
 pub struct Settings {
     /// Digits that replace a leading 0 of a local number for accounts that
     /// set no `replace_zero` of their own, e.g. `62`.

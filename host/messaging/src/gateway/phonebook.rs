@@ -12,7 +12,7 @@ const CONTACTS: Table = Table::new("gateway_contacts");
 const GROUPS: Table = Table::new("gateway_groups");
 
 /// A phonebook contact.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Contact {
     pub id: u64,
     pub name: String,
@@ -25,7 +25,8 @@ pub struct Contact {
 }
 
 /// A phonebook group.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = ContactGroup)]
 pub struct Group {
     pub id: u64,
     pub name: String,
@@ -34,7 +35,7 @@ pub struct Group {
 }
 
 /// A new contact; `groups` are group codes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
     pub name: String,
@@ -46,7 +47,7 @@ pub struct NewContact {
 }
 
 /// A new group.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     pub name: String,
