@@ -225,7 +225,7 @@ async fn list_sources(
     tag = "audiences",
     summary = "Create or replace a sign-up source",
     security(("tenantToken" = [])),
-    params(("id" = String, Path), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "The source's id"), crate::openapi::IdempotencyKey),
     request_body(content = Source, content_type = "application/json"),
     responses(
         (status = 200, description = "Source", body = Source),
@@ -250,7 +250,10 @@ async fn put_source(
 #[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscribeRequest {
+    /// A person is named by a phone or an e-mail address.
+    #[schema(value_type = Option<engage_domain::audiences::subscriptions::PersonPhone>)]
     phone: Option<String>,
+    #[schema(value_type = Option<engage_domain::audiences::subscriptions::PersonEmail>)]
     email: Option<String>,
     source: String,
 }
@@ -383,7 +386,10 @@ async fn eligibility(
 #[derive(Deserialize, Clone, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UnsubscribeRequest {
+    /// A person is named by a phone or an e-mail address.
+    #[schema(value_type = Option<engage_domain::audiences::subscriptions::PersonPhone>)]
     phone: Option<String>,
+    #[schema(value_type = Option<engage_domain::audiences::subscriptions::PersonEmail>)]
     email: Option<String>,
     /// None: every subscription.
     subscriptions: Option<Vec<Subscription>>,

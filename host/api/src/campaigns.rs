@@ -31,6 +31,11 @@ impl From<CampaignError> for ApiError {
         match e {
             CampaignError::Store(s) => s.into(),
             CampaignError::Invalid(_) => ApiError::bad_request("invalid_campaign", message),
+            CampaignError::NoSegment(_) => ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "segment_not_found",
+                message,
+            ),
             CampaignError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "campaign_not_found", message)
             }
@@ -81,7 +86,7 @@ struct RunQueued {
     tag = "campaigns",
     summary = "A campaign with its statistics",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Campaign id")),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Campaign id")),
     responses(
         (status = 200, description = "Campaign", body = CampaignView),
         (status = 404, description = "error", body = crate::openapi::ErrorBody),
@@ -117,7 +122,7 @@ struct CampaignView {
     tag = "campaigns",
     summary = "Create or replace a campaign",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Campaign id"), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Campaign id"), crate::openapi::IdempotencyKey),
     request_body(content = Spec, content_type = "application/json"),
     responses(
         (status = 200, description = "Campaign", body = campaigns::Campaign),
@@ -146,7 +151,7 @@ async fn put(
     tag = "campaigns",
     summary = "Send now to the whole audience (once per call)",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Campaign id"), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Campaign id"), crate::openapi::IdempotencyKey),
     responses(
         (status = 202, description = "Queued", body = RunQueued),
         (status = 404, description = "error", body = crate::openapi::ErrorBody),
@@ -227,7 +232,7 @@ async fn put_settings(
     tag = "campaigns",
     summary = "Delete a campaign",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "The campaign's id"), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "The campaign's id"), crate::openapi::IdempotencyKey),
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "error", body = crate::openapi::ErrorBody),

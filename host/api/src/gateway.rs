@@ -65,6 +65,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::Pricing(p) => return p.into(),
             GatewayError::Message(m) => return m.into(),
             GatewayError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            GatewayError::Reserved(_) => (StatusCode::CONFLICT, "keyword_reserved"),
             GatewayError::NoAccount(_) => (StatusCode::NOT_FOUND, "account_not_found"),
             GatewayError::AccountExists(_) => (StatusCode::CONFLICT, "account_exists"),
             GatewayError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -459,12 +460,13 @@ struct KeywordRequest {
     tag = "gateway",
     summary = "Give a keyword (first word of an inbound SMS) to an account, with an optional reply",
     security(("tenantToken" = [])),
-    params(("keyword" = String, Path, description = "1 to 32 letters, digits, - or _", pattern = "^[A-Za-z0-9_-]{1,32}$"), crate::openapi::IdempotencyKey),
+    params(("keyword" = String, Path, description = "1 to 32 letters, digits, - or _ (compared in upper case)", pattern = "^\\s*[\\w-]{1,32}\\s*$"), crate::openapi::IdempotencyKey),
     request_body(content = KeywordRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Keyword", body = inbound::Keyword),
-        (status = 404, description = "error", body = crate::openapi::ErrorBody),
-        (status = 400, description = "error", body = crate::openapi::ErrorBody),
+        (status = 404, description = "account_not_found", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid_request", body = crate::openapi::ErrorBody),
+        (status = 409, description = "keyword_reserved: a STOP / START / HELP word of the tenant's", body = crate::openapi::ErrorBody),
     ),
 )]
 async fn put_keyword(
@@ -853,7 +855,7 @@ async fn remove_group(
     tag = "gateway",
     summary = "Remove a keyword",
     security(("tenantToken" = [])),
-    params(("keyword" = String, Path, description = "1 to 32 letters, digits, - or _", pattern = "^[A-Za-z0-9_-]{1,32}$"), crate::openapi::IdempotencyKey),
+    params(("keyword" = String, Path, description = "1 to 32 letters, digits, - or _ (compared in upper case)", pattern = "^\\s*[\\w-]{1,32}\\s*$"), crate::openapi::IdempotencyKey),
     responses(
         (status = 204, description = "removed"),
         (status = 404, description = "error", body = crate::openapi::ErrorBody),

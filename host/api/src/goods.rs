@@ -70,7 +70,7 @@ struct Availability {
     tag = "goods",
     summary = "A goods group",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Goods group id")),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Goods group id")),
     responses(
         (status = 200, description = "The group", body = goods::GroupView),
         (status = 404, description = "goods_not_found", body = crate::openapi::ErrorBody),
@@ -91,7 +91,7 @@ async fn show(
     tag = "goods",
     summary = "Create or change a goods group",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Goods group id"), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Goods group id"), crate::openapi::IdempotencyKey),
     request_body(content = GroupSpec, content_type = "application/json"),
     responses(
         (status = 200, description = "The group", body = goods::GroupView),
@@ -129,7 +129,7 @@ const MAX_LINE: usize = 4096;
     tag = "goods",
     summary = "Upload coupon codes from a text or CSV file (one per line; CSV: first column, a `code` header skipped). Streamed and committed in batches; codes already in the group are counted as duplicates, never stored twice, so a re-upload is safe.",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Goods group id")),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Goods group id")),
     request_body(content = String, content_type = "text/plain", description = "One code per line; with `Content-Type: text/csv`, the first column (a `code` header is skipped)"),
     responses(
         (status = 200, description = "What the upload did", body = UploadReport),
@@ -212,7 +212,7 @@ struct AvailabilityQuery {
     tag = "goods",
     summary = "How many units a player could redeem now",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Goods group id"), AvailabilityQuery),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Goods group id"), AvailabilityQuery),
     responses(
         (status = 200, description = "Availability", body = Availability),
         (status = 404, description = "goods_not_found", body = crate::openapi::ErrorBody),
@@ -252,7 +252,7 @@ struct Redeem {
     tag = "goods",
     summary = "Redeem units for points: takes one code per unit and debits the price in one transaction",
     security(("tenantToken" = [])),
-    params(("id" = String, Path, description = "Goods group id"), crate::openapi::IdempotencyKey),
+    params(("id" = engage_store::ids::ClientId, Path, description = "Goods group id"), crate::openapi::IdempotencyKey),
     request_body(content = Redeem, content_type = "application/json"),
     responses(
         (status = 201, description = "The redemption", body = goods::Redemption),

@@ -154,26 +154,23 @@ async fn list(
 ) -> Result<Json<MessagePage>, ApiError> {
     let snap = s.store.read()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let to = match &q.to {
+        Some(n) => Some(engage_messaging::address::normalize_phone(n).map_err(|_| {
+            ApiError::from(MessageError::InvalidNumber(n.chars().take(32).collect()))
+        })?),
+        None => None,
+    };
+    let wanted = |m: &engage_messaging::Message| {
+        q.status.is_none_or(|st| m.status == st) && to.as_deref().is_none_or(|t| m.to == t)
+    };
     let messages = match &q.reference {
-        Some(r) => messaging::by_reference(&snap, &tenant, r)?,
-        None => {
-            let to = match &q.to {
-                Some(n) => Some(engage_messaging::address::normalize_phone(n).map_err(|_| {
-                    ApiError::from(MessageError::InvalidNumber(n.chars().take(32).collect()))
-                })?),
-                None => None,
-            };
-            messaging::list(
-                &snap,
-                &tenant,
-                |m| {
-                    q.status.is_none_or(|st| m.status == st)
-                        && to.as_deref().is_none_or(|t| m.to == t)
-                },
-                q.after.as_deref(),
-                limit,
-            )?
-        }
+        // A reference names a few messages (one send): every filter applies.
+        Some(r) => messaging::by_reference(&snap, &tenant, r)?
+            .into_iter()
+            .filter(|m| wanted(m) && q.after.as_deref().is_none_or(|a| m.id.as_str() > a))
+            .take(limit)
+            .collect(),
+        None => messaging::list(&snap, &tenant, wanted, q.after.as_deref(), limit)?,
     };
     let next = (messages.len() == limit)
         .then(|| messages.last().map(|m| m.id.clone()))
@@ -194,13 +191,45 @@ struct MessagePage {
 
 /// What `PUT /v1/providers/{name}` reads: the provider, and how hard
 /// Engage may drive it (`max_in_flight`, `max_per_s`) beside its fields.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // read in two steps by put_provider: the limits, then the rest
-struct ProviderRequest {
-    #[schema(inline)]
-    provider: ProviderConfig,
-    #[schema(inline)]
-    limits: providers::Limits,
+/// (The schema is each kind of provider's object with the limits' fields
+/// beside its own: the body is one flat object.)
+struct ProviderRequest;
+
+impl utoipa::PartialSchema for ProviderRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::Schema;
+        let limits = match <providers::Limits as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(o)) => o.properties,
+            _ => Default::default(),
+        };
+        let mut schema = <ProviderConfig as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::OneOf(one_of)) = &mut schema {
+            for kind in &mut one_of.items {
+                if let RefOr::T(Schema::Object(o)) = kind {
+                    o.properties
+                        .extend(limits.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    // The provider's fields and the limits: nothing else.
+                    o.additional_properties = Some(Box::new(
+                        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                    ));
+                }
+            }
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for ProviderRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ProviderConfig as utoipa::ToSchema>::schemas(schemas);
+        <providers::Limits as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// A provider, its secrets redacted.
@@ -276,7 +305,7 @@ fn provider_name(name: &str) -> Result<(), ApiError> {
     tag = "messaging",
     summary = "Define or replace a provider the route plugin can name",
     security(("tenantToken" = [])),
-    params(("name" = String, Path, description = "Provider name"), crate::openapi::IdempotencyKey),
+    params(("name" = String, Path, description = "1 to 64 letters, digits, `-` or `_`", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::openapi::IdempotencyKey),
     request_body(content = ProviderRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The provider, secrets redacted", body = ProviderView),
@@ -324,7 +353,7 @@ fn provider_view(name: &str, c: &ProviderConfig, l: &providers::Limits) -> Provi
     tag = "messaging",
     summary = "A provider (secrets redacted); `console` always exists",
     security(("tenantToken" = [])),
-    params(("name" = String, Path, description = "Provider name")),
+    params(("name" = String, Path, description = "1 to 64 letters, digits, `-` or `_`", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The provider", body = ProviderView),
         (status = 404, description = "provider_not_found", body = crate::openapi::ErrorBody),
@@ -508,7 +537,7 @@ struct TopUp {
     tag = "messaging",
     summary = "Add credit (negative takes it back, never below zero); a ledger entry",
     security(("tenantToken" = [])),
-    params(("account" = String, Path, description = "Sending account"), crate::openapi::IdempotencyKey),
+    params(("account" = engage_store::ids::ClientId, Path, description = "Sending account"), crate::openapi::IdempotencyKey),
     request_body(content = TopUp, content_type = "application/json"),
     responses(
         (status = 200, description = "Credit", body = CreditView),

@@ -112,7 +112,24 @@ pub fn document(routes: OpenApi) -> serde_json::Value {
     unsigned_bounds(&mut v);
     optional_bodies(&mut v);
     flatten_all_of(&mut v);
+    closed_variants(&mut v, &["Trigger", "Provider"]);
     v
+}
+
+/// Internally tagged enums that refuse unknown fields
+/// (`#[serde(tag = …, deny_unknown_fields)]`): utoipa does not carry the
+/// refusal to their variants, so each variant object is closed here.
+fn closed_variants(v: &mut serde_json::Value, names: &[&str]) {
+    for name in names {
+        let variants = v
+            .pointer_mut(&format!("/components/schemas/{name}/oneOf"))
+            .and_then(serde_json::Value::as_array_mut);
+        for variant in variants.into_iter().flatten() {
+            if variant["type"] == "object" {
+                variant["additionalProperties"] = false.into();
+            }
+        }
+    }
 }
 
 /// A type that `#[serde(flatten)]`s another is written by utoipa as `allOf`

@@ -115,6 +115,7 @@ async fn register(
     request_body(content = Profile, content_type = "application/json"),
     responses(
         (status = 200, description = "Updated", body = Player),
+        (status = 409, description = "username_taken", body = crate::openapi::ErrorBody),
         (status = 404, description = "player_not_found", body = crate::openapi::ErrorBody),
     ),
 )]

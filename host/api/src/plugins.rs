@@ -197,6 +197,7 @@ struct InvocationsQuery {
     responses(
         (status = 200, description = "Recorded calls", body = InvocationList),
         (status = 400, description = "invalid_limit", body = crate::openapi::ErrorBody),
+        (status = 404, description = "plugin_not_found", body = crate::openapi::ErrorBody),
     ),
 )]
 async fn invocations(
@@ -592,6 +593,14 @@ async fn invoke(
 ) -> Result<Json<InvokeResult>, ApiError> {
     let p = point(&p)?;
     let input: Input = parse(&body)?;
+    if let Input::Route { message } = &input
+        && !engage_runtime::io::CHANNELS.contains(&message.channel.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("channel `{}` is not sms or viber", message.channel),
+        ));
+    }
     if input.point() != p {
         return Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,

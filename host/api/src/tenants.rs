@@ -84,6 +84,8 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &axum::body::Bytes) -> Result
 /// JSON has one number type, and JSON Schema calls `1.0` an integer: a
 /// number without a fraction is read as the integer it is, so that a field
 /// of whole numbers takes `5.0` as it takes `5` (serde would refuse it).
+/// Only up to 2^53: beyond, a float is no longer exact (an integer too
+/// large for 64 bits arrives as one), and is left for the field to refuse.
 fn whole_numbers(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
@@ -91,11 +93,9 @@ fn whole_numbers(v: &mut serde_json::Value) {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64())
                 && f.fract() == 0.0
             {
-                // 2^63 and 2^64: the whole floats that fit i64 and u64.
-                if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if (-EXACT..=EXACT).contains(&f) {
                     *n = (f as i64).into();
-                } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
-                    *n = (f as u64).into();
                 }
             }
         }

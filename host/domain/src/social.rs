@@ -163,6 +163,9 @@ pub fn link(
 
 /// Remove the player's identity in `mode`; true if there was one.
 pub fn unlink(tx: &mut Tx, tenant: &str, player: &str, mode: &str) -> Result<bool, SocialError> {
+    if !valid_mode(mode) {
+        return Err(SocialError::Invalid);
+    }
     let pk = key(&[tenant, player, mode]);
     let Some(old) = tx.get_raw(PLAYER_IDENTITIES, &pk)? else {
         return Ok(false);

@@ -84,6 +84,9 @@ struct EarlyReport {
 
 /// The most recipients one send takes (BSG's limit).
 pub const MAX_RECIPIENTS: usize = 50;
+
+/// The latest a message may be scheduled: the end of the year 9999.
+const MAX_SCHEDULE_MS: i64 = 253_402_300_799_999;
 /// The most segments one message may take.
 pub const MAX_SEGMENTS: usize = 10;
 /// The default validity: 24 hours.
@@ -260,8 +263,12 @@ pub struct PlannedAttempt {
 #[serde(deny_unknown_fields)]
 pub struct Fallback {
     #[serde(default = "sms")]
+    #[schema(schema_with = channel_schema)]
     pub channel: String,
     pub sender: Option<String>,
+    /// With a character that is sent (not only spaces, control characters
+    /// or direction marks, which are dropped).
+    #[schema(pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]")]
     pub body: String,
 }
 
@@ -270,21 +277,35 @@ pub struct Fallback {
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// Phone numbers (or addresses, for e-mail), at least one.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::address::Phone>)]
     pub to: Vec<String>,
     #[serde(default = "sms")]
+    #[schema(schema_with = channel_schema)]
     pub channel: String,
     pub sender: Option<String>,
+    /// The text; or a `template` the tenant's template binding renders
+    /// (one of the two). Control characters and direction marks are
+    /// dropped; a character must remain that is not a space.
+    #[schema(pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]")]
     pub body: Option<String>,
     pub template: Option<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    #[schema(value_type = Option<engage_store::ids::ClientId>)]
     pub reference: Option<String>,
     #[serde(default)]
     pub kind: Kind,
+    /// When to send (ms since the epoch; before now: at once), up to the
+    /// end of the year 9999.
+    #[schema(minimum = 0, maximum = 253402300799999i64)]
     pub schedule_at_ms: Option<i64>,
+    /// Seconds, 1 to 7 days (48 hours by default).
+    #[schema(minimum = 1, maximum = 604800)]
     pub validity_s: Option<i64>,
+    /// Seconds, 1 to 7 days.
+    #[schema(minimum = 1, maximum = 604800)]
     pub report_timeout_s: Option<i64>,
+    #[schema(value_type = Option<engage_store::ids::ClientId>)]
     pub account: Option<String>,
     pub fallback: Option<Fallback>,
     #[serde(default)]
@@ -630,6 +651,14 @@ impl Messaging {
             return Err(MessageError::TooLong(seg.segments));
         }
         let prices = pricing::price_list(&*snapshot, tenant)?;
+        if req
+            .schedule_at_ms
+            .is_some_and(|s| !(0..=MAX_SCHEDULE_MS).contains(&s))
+        {
+            return Err(MessageError::Invalid(
+                "schedule_at_ms is a time from 1970 to the end of 9999, in ms".into(),
+            ));
+        }
         let start = req.schedule_at_ms.filter(|s| *s > now);
         let mut messages = Vec::with_capacity(numbers.len());
         for to in numbers {

@@ -24,10 +24,12 @@ const LIMITS: Table = Table::new("provider_limits");
 #[serde(deny_unknown_fields)]
 #[schema(as = ProviderLimits)]
 pub struct Limits {
-    /// Sends in flight at once.
+    /// Sends in flight at once, 1 to 1024.
+    #[schema(minimum = 1, maximum = 1024)]
     pub max_in_flight: u32,
-    /// Sends per second, on average (bursts up to one second's worth);
-    /// none: unlimited.
+    /// Sends per second, on average (bursts up to one second's worth),
+    /// above 0 and at most 100000; none: unlimited.
+    #[schema(exclusive_minimum = 0, maximum = 100000)]
     pub max_per_s: Option<f64>,
 }
 
@@ -51,7 +53,7 @@ impl Limits {
                     .filter(|n| (1..=1024).contains(n))
                     .ok_or("max_in_flight is 1 to 1024")? as u32;
             }
-            if let Some(r) = obj.remove("max_per_s") {
+            if let Some(r) = obj.remove("max_per_s").filter(|r| !r.is_null()) {
                 l.max_per_s = Some(
                     r.as_f64()
                         .filter(|r| *r > 0.0 && *r <= 100_000.0)

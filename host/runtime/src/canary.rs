@@ -130,7 +130,7 @@ impl Plugins {
         }
         let version = req.version.unwrap_or(record.latest);
         if plugin == current.plugin && version == current.version {
-            return Err(PluginsError::BadCanary(format!(
+            return Err(PluginsError::CanaryIsStable(format!(
                 "{plugin} v{version} is the stable version; a canary is another version"
             )));
         }

@@ -119,6 +119,8 @@ pub enum MessageKind {
 pub struct Outgoing {
     pub id: String,
     pub to: String,
+    /// `sms` or `viber`.
+    #[schema(schema_with = channel)]
     pub channel: String,
     pub sender: Option<String>,
     pub body: String,
@@ -126,6 +128,17 @@ pub struct Outgoing {
     pub reference: Option<String>,
     pub metadata: Vec<Param>,
 }
+
+/// The channels a message goes out on, in an API document.
+fn channel() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CHANNELS))
+        .build()
+}
+
+/// The channels Engage sends on.
+pub const CHANNELS: [&str; 2] = ["sms", "viber"];
 
 /// One way to send a message, in the order to try them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -282,6 +282,9 @@ pub enum PluginsError {
     NoCanary(&'static str),
     #[error("{0}")]
     BadCanary(String),
+    /// The canary asked for is the version already bound.
+    #[error("{0}")]
+    CanaryIsStable(String),
     #[error("the `{0}` binding changed while this request was deciding; read it again and retry")]
     BindingChanged(&'static str),
     #[error(transparent)]

@@ -87,6 +87,20 @@ mod zones {
 #[cfg(not(feature = "tzdb"))]
 use zones::ZONES;
 
+/// Every IANA zone name this build knows, in the database's spelling.
+pub fn zone_names() -> Vec<String> {
+    #[cfg(feature = "tzdb")]
+    {
+        let mut names: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    }
+    #[cfg(not(feature = "tzdb"))]
+    {
+        ZONES.iter().map(|(n, _)| (*n).to_owned()).collect()
+    }
+}
+
 /// The most a fixed offset may be, in minutes (±14:00, as tz does).
 const MAX_OFFSET_MIN: i32 = 14 * 60;
 

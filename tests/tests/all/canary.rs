@@ -95,7 +95,7 @@ async fn a_canary_answers_its_share_of_players_until_rolled_back_or_promoted() {
         ),
         (
             json!({ "percent": 10, "version": 1 }),
-            400,
+            422,
             "invalid_canary",
         ),
         (

@@ -107,7 +107,7 @@ async fn a_daily_cap_in_berlin_holds_across_daylight_saving_changes() {
             Some(json!({ "plugin": "gift-quota", "config": { "time_zone": "America/Gotham" } })),
         )
         .await;
-    assert_eq!(g.status, 400, "{g:?}");
+    assert_eq!(g.status, 422, "{g:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,25 +106,79 @@ pub enum SubscriptionError {
 )]
 #[into_params(parameter_in = Query)]
 pub struct Person {
-    /// E.164, or ten digits for a North American number.
+    /// E.164, or ten digits for a North American number. A person is
+    /// named by a phone or an e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PersonPhone>)]
+    #[param(value_type = Option<PersonPhone>)]
     pub phone: Option<String>,
     /// An e-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PersonEmail>)]
+    #[param(value_type = Option<PersonEmail>)]
     pub email: Option<String>,
 }
 
 /// A phone in E.164; ten digits are a North American number (`+1`).
 pub fn normalize(phone: &str) -> Result<String, SubscriptionError> {
-    let number = engage_messaging::gateway::numbers::sanitize(phone);
+    let bad = || SubscriptionError::Invalid(format!("`{phone}` is not a phone number"));
+    let number: String = phone
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')'))
+        .collect();
+    if !number.chars().all(|c| c.is_ascii_digit() || c == '+') {
+        return Err(bad());
+    }
     let north_american = number.len() == 10 && !number.starts_with(['+', '0']);
     let e164 = if north_american {
         engage_messaging::gateway::numbers::to_e164(&format!("1{number}"))
     } else {
         engage_messaging::gateway::numbers::to_e164(&number)
     };
-    e164.ok_or_else(|| SubscriptionError::Invalid(format!("`{phone}` is not a phone number")))
+    e164.ok_or_else(bad)
 }
+
+/// A person's phone in an API document, exactly as [`normalize`] reads it
+/// (or blank: none): E.164 with `+` or `00`, or the digits alone (ten for
+/// a North American number), spaces, dots, dashes and brackets dropped.
+pub struct PersonPhone;
+
+impl utoipa::PartialSchema for PersonPhone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A phone number: `+` or `00` and the country code, or the digits alone (ten for a North American number); blank: none"))
+            .pattern(Some(
+                "^\\s*$|^\\s*[ .()-]*(\\+|0[ .()-]*0)?[ .()-]*[1-9]([ .()-]*[0-9]){6,14}[ .()-]*\\s*$",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PersonPhone {}
+
+/// A person's e-mail in an API document: an address ([`check_email`]'s),
+/// spaces around it dropped, or blank: none.
+///
+/// [`check_email`]: engage_messaging::address::check_email
+pub struct PersonEmail;
+
+impl utoipa::PartialSchema for PersonEmail {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        const C: &str = "\\s\\x00-\\x1f\\x7f-\\x9f";
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An e-mail address; blank: none"))
+            .max_length(Some(254))
+            .pattern(Some(format!(
+                "^\\s*$|^\\s*[^@{C}]+@[^.{C}][^{C}]*\\.[^{C}]*[^.{C}]\\s*$"
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PersonEmail {}
 
 /// The person's addresses: E.164 phone and lower-case e-mail.
 fn addresses(p: &Person) -> Result<(Option<String>, Option<String>), SubscriptionError> {

@@ -43,6 +43,34 @@ fn field(text: &str, min: u32, max: u32, name: &str) -> Result<(Vec<bool>, bool)
     Ok((set, text == "*"))
 }
 
+/// The expressions [`Cron::parse`] reads, as a JSON Schema pattern for the
+/// API document: 5 fields (or 6, seconds first) of `*`, values, ranges and
+/// lists, each with an optional step. That a range runs upwards (`5-10`,
+/// not `10-5`) is said in words; a pattern cannot say it.
+pub fn pattern() -> String {
+    let field = |v: &str| {
+        let part = format!("(\\*|{v}|{v}-{v})(/0*[1-9][0-9]{{0,8}})?");
+        format!("{part}(,{part})*")
+    };
+    let (sec, min) = (field("0*[0-5]?[0-9]"), field("0*[0-5]?[0-9]"));
+    let hour = field("0*(1?[0-9]|2[0-3])");
+    let dom = field("0*([1-9]|[12][0-9]|3[01])");
+    let month = field("0*([1-9]|1[0-2])");
+    let dow = field("0*[0-7]");
+    format!("^\\s*({sec}\\s+)?{min}\\s+{hour}\\s+{dom}\\s+{month}\\s+{dow}\\s*$")
+}
+
+/// A cron expression in an API document (see [`pattern`]).
+pub fn schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(
+            "5 fields (minute hour day-of-month month day-of-week) or 6 (seconds first), each `*`, a value, a range running upwards, or a list of them, with an optional `/step`",
+        ))
+        .pattern(Some(pattern()))
+        .build()
+}
+
 impl Cron {
     pub fn parse(expr: &str) -> Result<Cron, String> {
         let parts: Vec<&str> = expr.split_whitespace().collect();

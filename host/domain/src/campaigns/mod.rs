@@ -52,6 +52,7 @@ pub enum Trigger {
     /// with parameter values that must match, and optionally a balance the
     /// player must have reached (then once per player).
     Event {
+        #[schema(value_type = engage_store::ids::ClientId)]
         name: String,
         #[serde(default)]
         params: BTreeMap<String, String>,
@@ -60,8 +61,10 @@ pub enum Trigger {
     /// A cron expression (5 fields, or 6 with seconds) in a time zone: an
     /// IANA name (`Europe/Berlin`) or a UTC offset (`+0700`).
     Schedule {
+        #[schema(schema_with = cron::schema)]
         cron: String,
         #[serde(default = "utc")]
+        #[schema(value_type = engage_messaging::gateway::accounts::TimeZoneName)]
         timezone: String,
     },
     /// Only when asked: `POST /v1/campaigns/{id}/run`.
@@ -140,6 +143,7 @@ pub struct Campaign {
 pub struct Settings {
     /// The zone (IANA name or UTC offset) for people without a `timezone`
     /// attribute that is one.
+    #[schema(value_type = Option<engage_messaging::gateway::accounts::TimeZoneName>)]
     pub timezone: Option<String>,
     /// `HH:MM` to `HH:MM` in the recipient's time: marketing waits.
     pub quiet_hours: Option<QuietHours>,
@@ -191,6 +195,9 @@ pub enum CampaignError {
     Invalid(String),
     #[error("no campaign `{0}`")]
     NotFound(String),
+    /// The segment a campaign names does not exist.
+    #[error("no segment {0}")]
+    NoSegment(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -279,7 +286,7 @@ impl Spec {
         if let Some(id) = self.segment
             && crate::audiences::segments::get(src, tenant, id)?.is_none()
         {
-            return bad(format!("no segment {id}"));
+            return Err(CampaignError::NoSegment(id));
         }
         match &self.trigger {
             Trigger::Event { name, .. } if !valid_id(name) => {

@@ -286,6 +286,43 @@ pub fn valid_net(net: &str) -> bool {
     }
 }
 
+/// An address or network in an API document, as [`valid_net`] reads it:
+/// IPv4 with an optional prefix length, or IPv6.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = "^\\s*(((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(/(3[0-2]|[12]?[0-9]))?|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)\\s*$"
+)]
+#[allow(dead_code)]
+struct Network(String);
+
+/// A time zone in an API document: an IANA name from the embedded tz
+/// database (any case), or a fixed offset (`Z`, `+7`, `+0700`, `+07:00`, at
+/// most 14 hours), as [`zone`] reads them.
+pub struct TimeZoneName;
+
+impl utoipa::PartialSchema for TimeZoneName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+        let names = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(engage_time::zone_names()));
+        let offset = ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+            "^\\s*([zZ]|[+-]([0-9]|0[0-9]|1[0-4]|(0[0-9]|1[0-3]):?[0-5][0-9]|14:?00))\\s*$",
+        ));
+        Schema::OneOf(
+            OneOfBuilder::new()
+                .description(Some("An IANA time zone name or a fixed UTC offset"))
+                .item(names)
+                .item(offset)
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeZoneName {}
+
 /// A username as the gateway keeps it: lower case, letters, digits, `-`,
 /// `.`, `_`, 3 to 64 characters.
 pub fn normalize_username(raw: &str) -> Option<String> {
@@ -301,23 +338,35 @@ pub fn normalize_username(raw: &str) -> Option<String> {
 #[serde(deny_unknown_fields)]
 #[schema(as = GatewayAccountCreate)]
 pub struct NewAccount {
+    /// 3 to 64 letters, digits, `-`, `.` or `_` (kept in lower case).
+    #[schema(pattern = "^\\s*[A-Za-z0-9._-]{3,64}\\s*$")]
     pub username: String,
     #[schema(min_length = 4, max_length = 128)]
     pub password: String,
     /// `password`, hashed by [`NewAccount::hashed`] before the write.
     #[serde(skip)]
     pub password_hash: Option<PasswordHash>,
+    /// A subuser, and only a subuser, has a parent: an admin or a user.
     pub level: Option<Level>,
     pub parent: Option<String>,
+    /// Up to 100 characters, not empty.
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]{0,99}\\s*$")]
     pub name: String,
+    #[schema(value_type = crate::address::Email)]
     pub email: String,
     #[serde(default)]
     pub mobile: String,
+    #[schema(value_type = Option<TimeZoneName>)]
     pub timezone: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,32}\\s*$")]
     pub language: Option<String>,
+    /// Up to 30 letters, digits, spaces, `+ - _ @`.
     #[serde(default)]
+    #[schema(pattern = "^\\s*[\\w\\s+@-]{0,30}\\s*$")]
     pub footer: String,
+    /// Addresses or networks (`10.0.0.0/8`) the webservices take calls from.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<Network>)]
     pub webservices_ip: Vec<String>,
     pub message_kind: Option<Kind>,
 }
@@ -332,24 +381,39 @@ pub struct Changes {
     /// `password`, hashed by [`Changes::hashed`] before the write.
     #[serde(skip)]
     pub password_hash: Option<PasswordHash>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]{0,99}\\s*$")]
     pub name: Option<String>,
+    #[schema(value_type = Option<crate::address::Email>)]
     pub email: Option<String>,
     pub mobile: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,250}\\s*$")]
     pub address: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,100}\\s*$")]
     pub city: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,100}\\s*$")]
     pub state: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,100}\\s*$")]
     pub country: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,20}\\s*$")]
     pub zipcode: Option<String>,
+    #[schema(value_type = Option<TimeZoneName>)]
     pub timezone: Option<String>,
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f]{0,32}\\s*$")]
     pub language: Option<String>,
+    #[schema(pattern = "^\\s*[\\w\\s+@-]{0,30}\\s*$")]
     pub footer: Option<String>,
+    /// Up to 16 digits (and `+`), or up to 11 characters with letters; empty: none.
+    #[schema(pattern = "^\\s*([0-9+ _-]{1,16}|(?=.*[A-Za-z])[A-Za-z0-9+ _-]{1,11})?\\s*$")]
     pub sender: Option<String>,
     pub fwd_to_inbox: Option<bool>,
     pub fwd_to_email: Option<bool>,
     pub fwd_to_mobile: Option<bool>,
+    #[schema(maximum = 15)]
     pub local_length: Option<u32>,
+    #[schema(pattern = "^\\s*[0-9]{0,4}\\s*$")]
     pub replace_zero: Option<String>,
     pub webservices: Option<bool>,
+    #[schema(inline, value_type = Option<Vec<Network>>)]
     pub webservices_ip: Option<Vec<String>>,
     pub message_kind: Option<Kind>,
     pub banned: Option<bool>,

@@ -86,9 +86,13 @@ pub struct Keyword {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Inbound {
+    /// The sender's number (its digits and `+` are kept).
+    #[schema(pattern = "[0-9]")]
     pub from: String,
     #[serde(default)]
     pub to: String,
+    /// Not empty, not only spaces.
+    #[schema(pattern = "\\S")]
     pub text: String,
     #[serde(default)]
     pub smsc: String,
@@ -138,7 +142,7 @@ pub fn put_keyword(
         .chain(&s.help_words)
         .any(|w| *w == k)
     {
-        return Err(GatewayError::Invalid(format!(
+        return Err(GatewayError::Reserved(format!(
             "`{k}` is one of the tenant's STOP / START / HELP words"
         )));
     }

@@ -38,6 +38,9 @@ pub enum GatewayError {
     NotFound(String),
     #[error("{0} already exists")]
     Exists(String),
+    /// A keyword the tenant's STOP / START / HELP words already take.
+    #[error("{0}")]
+    Reserved(String),
     #[error("this Idempotency-Key was used for a different request; use a new key")]
     KeyReused,
     #[error(transparent)]
@@ -61,18 +64,30 @@ impl From<engage_ledger::LedgerError> for GatewayError {
 pub struct Settings {
     /// Digits that replace a leading 0 of a local number for accounts that
     /// set no `replace_zero` of their own, e.g. `62`.
+    #[schema(pattern = "^[0-9]{0,4}$")]
     pub default_replace_zero: String,
     /// First words of an inbound SMS that opt its sender out of marketing.
+    /// A word (1 to 32 letters, digits, `-` or `_`, compared in upper
+    /// case) is in only one of the three lists.
+    #[schema(inline, value_type = Vec<KeywordText>)]
     pub stop_words: Vec<String>,
     /// First words that opt the sender back in.
+    #[schema(inline, value_type = Vec<KeywordText>)]
     pub start_words: Vec<String>,
     /// First words that ask for help.
+    #[schema(inline, value_type = Vec<KeywordText>)]
     pub help_words: Vec<String>,
     /// Answers sent back (transactional) to those words; none: no answer.
     pub stop_reply: Option<String>,
     pub start_reply: Option<String>,
     pub help_reply: Option<String>,
 }
+
+/// A keyword as a client writes one ([`inbound::normalize_keyword`]).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^\\s*[\\w-]{1,32}\\s*$")]
+#[allow(dead_code)]
+struct KeywordText(String);
 
 impl Default for Settings {
     fn default() -> Self {

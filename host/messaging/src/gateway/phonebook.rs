@@ -38,19 +38,39 @@ pub struct Group {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
+    /// 1 to 100 characters, no control characters.
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]{0,99}\\s*$")]
     pub name: String,
+    /// At least 3 digits (its digits and `+` are kept).
+    #[schema(pattern = "([0-9][^0-9]*){3}")]
     pub mobile: String,
+    /// An e-mail address, or empty.
     #[serde(default)]
+    #[schema(
+        max_length = 254,
+        pattern = "^\\s*$|^\\s*[^@\\s\\x00-\\x1f\\x7f-\\x9f]+@[^.\\s\\x00-\\x1f\\x7f-\\x9f][^\\s\\x00-\\x1f\\x7f-\\x9f]*\\.[^\\s\\x00-\\x1f\\x7f-\\x9f]*[^.\\s\\x00-\\x1f\\x7f-\\x9f]\\s*$"
+    )]
     pub email: String,
+    /// Codes of the account's groups.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<GroupCode>)]
     pub groups: Vec<String>,
 }
+
+/// A group code as a client writes one (kept in upper case).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^\\s*[A-Za-z0-9_-]{1,32}\\s*$")]
+#[allow(dead_code)]
+struct GroupCode(String);
 
 /// A new group.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
+    /// 1 to 100 characters, no control characters.
+    #[schema(pattern = "^\\s*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]{0,99}\\s*$")]
     pub name: String,
+    #[schema(value_type = GroupCode)]
     pub code: String,
 }
 
