@@ -1657,7 +1657,11 @@ async fn help_and_keyword_replies_and_xml_sends() {
         Some(json!({ "account": "anton" })),
     )
     .await;
-    assert_eq!(clash.status, 400, "{clash:?}");
+    assert_eq!(
+        (clash.status, clash.body["error"]["code"].as_str()),
+        (409, Some("keyword_reserved")),
+        "{clash:?}"
+    );
 
     for text in ["help", "PROMO summer", "STOP"] {
         let r = v1(
