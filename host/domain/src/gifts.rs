@@ -126,13 +126,7 @@ pub fn attributes_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .max_properties(Some(MAX_ATTRIBUTES))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(128))
-                .pattern(Some(engage_store::ids::NO_CONTROL)),
-        ))
+        .property_names(Some(engage_store::ids::ClientId::object()))
         .additional_properties(Some(AdditionalProperties::RefOr(
             ObjectBuilder::new()
                 .schema_type(Type::String)

@@ -120,13 +120,7 @@ fn attributes_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
         .max_properties(Some(100))
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(128))
-                .pattern(Some(engage_store::ids::NO_CONTROL)),
-        ))
+        .property_names(Some(engage_store::ids::ClientId::object()))
         .build()
 }
 

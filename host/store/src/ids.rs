@@ -49,8 +49,10 @@ pub fn valid_id(id: &str) -> bool {
 /// Unicode's `Cc`, U+0000 to U+001F and U+007F to U+009F).
 pub struct ClientId;
 
-impl utoipa::PartialSchema for ClientId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+impl ClientId {
+    /// The schema itself, for a place that takes one inline (the key names
+    /// of a map of attributes).
+    pub fn object() -> utoipa::openapi::schema::Object {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
             .schema_type(Type::String)
@@ -58,7 +60,13 @@ impl utoipa::PartialSchema for ClientId {
             .min_length(Some(1))
             .max_length(Some(128))
             .pattern(Some(NO_CONTROL))
-            .into()
+            .build()
+    }
+}
+
+impl utoipa::PartialSchema for ClientId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ClientId::object().into()
     }
 }
 
