@@ -71,6 +71,7 @@ pub async fn close(state: AppState) {
 pub fn sweeps() -> Vec<crate::sweeper::Sweep> {
     vec![
         crate::tenants::TOKEN_SWEEP,
+        crate::tenants::ADMIN_SESSION_SWEEP,
         crate::plugins::kv::SWEEP,
         crate::idempotency::SWEEP,
         crate::messaging::EARLY_REPORT_SWEEP,

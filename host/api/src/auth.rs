@@ -70,8 +70,21 @@ impl From<Locked> for ApiError {
 /// The tenant a request acts for, from `Authorization: Bearer <token>`.
 pub struct TenantAuth(pub String);
 
-/// A request carrying the admin token.
+/// A request carrying the admin token, or an admin session token issued
+/// for it (`POST /admin/token`).
 pub struct AdminAuth;
+
+/// The bearer credential itself, for the operations that act on it
+/// (revoking it). Checked by [`TenantAuth`] or [`AdminAuth`] beside it.
+pub struct BearerToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        bearer(parts).map(|t| BearerToken(t.to_owned()))
+    }
+}
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
@@ -113,7 +126,9 @@ impl FromRequestParts<AppState> for AdminAuth {
         let snap = state.store.read()?;
         let subject = Subject::address(client_ip(parts));
         throttled(state, &subject, || {
-            match tenants::is_admin_token(&snap, token) {
+            let admin = tenants::is_admin_token(&snap, token)
+                .and_then(|a| Ok(a || tenants::is_admin_session(&snap, token, now_ms())?));
+            match admin {
                 Ok(true) => Ok(AdminAuth),
                 Ok(false) => Err(ApiError::unauthorized("that is not the admin token")),
                 Err(e) => Err(e.into()),

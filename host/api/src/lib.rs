@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod actions;
+mod activity;
 mod audiences;
 mod auth;
 mod backup;
@@ -103,6 +104,7 @@ fn native() -> OpenApiRouter<AppState> {
         .merge(players::routes())
         .merge(ledger::routes())
         .merge(actions::routes())
+        .merge(activity::routes())
         .merge(goods::routes())
         .merge(messages::routes())
         .merge(gateway::routes())

@@ -171,10 +171,25 @@ struct Deleted {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct Page {
-    after: Option<String>,
     before: Option<String>,
     limit: Option<usize>,
     currency: Option<String>,
+}
+
+/// The list of players: a page, or a search.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PlayerQuery {
+    /// Only players whose id, username, name or e-mail contains this
+    /// (ignoring case), or whose phone number contains its digits (three or
+    /// more). A search examines at most 5,000 players per request; follow
+    /// `next` for more.
+    #[param(max_length = 100)]
+    q: Option<String>,
+    /// Only players after this id.
+    after: Option<String>,
+    /// At most this many (1 to 500; 50 by default).
+    limit: Option<usize>,
 }
 
 impl Page {
@@ -188,9 +203,9 @@ impl Page {
     path = "/v1/players",
     operation_id = "listPlayers",
     tag = "players",
-    summary = "Players in id order",
+    summary = "Players in id order, or those matching a search",
     security(("tenantToken" = [])),
-    params(Page),
+    params(PlayerQuery),
     responses(
         (status = 200, description = "A page of players", body = PlayerPage),
     ),
@@ -198,13 +213,26 @@ impl Page {
 async fn list(
     TenantAuth(tenant): TenantAuth,
     State(s): State<AppState>,
-    Query(page): Query<Page>,
+    Query(page): Query<PlayerQuery>,
 ) -> Result<Json<PlayerPage>, ApiError> {
-    let limit = page.limit();
-    let list = players::list(&s.store.read()?, &tenant, page.after.as_deref(), limit)?;
-    let next = (list.len() == limit)
-        .then(|| list.last().map(|p| p.id.clone()))
-        .flatten();
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    let snap = s.store.read()?;
+    let (list, next) = match page.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > 100 => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`q` is at most 100 characters",
+            ));
+        }
+        Some(q) => players::search(&snap, &tenant, q, page.after.as_deref(), limit)?,
+        None => {
+            let list = players::list(&snap, &tenant, page.after.as_deref(), limit)?;
+            let next = (list.len() == limit)
+                .then(|| list.last().map(|p| p.id.clone()))
+                .flatten();
+            (list, next)
+        }
+    };
     Ok(Json(PlayerPage {
         players: list,
         next,

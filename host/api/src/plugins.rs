@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bindings))
         .routes(routes!(binding, bind, unbind))
         .routes(routes!(invoke))
+        .routes(routes!(try_config))
         .routes(routes!(canary, start_canary, roll_back_canary))
         .routes(routes!(promote_canary))
 }
@@ -593,42 +594,12 @@ async fn invoke(
 ) -> Result<Json<InvokeResult>, ApiError> {
     let p = point(&p)?;
     let input: Input = parse(&body)?;
-    if let Input::Route { message } = &input
-        && !engage_runtime::io::CHANNELS.contains(&message.channel.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            format!("channel `{}` is not sms or viber", message.channel),
-        ));
-    }
-    if input.point() != p {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "wrong_point",
-            format!(
-                "call `{}` belongs to the `{}` point",
-                call_name(&input),
-                input.point().as_str()
-            ),
-        ));
-    }
+    check_input(p, &input)?;
     let (called, attempts) = s
         .plugins
         .call_and_commit(&tenant, &input, now_ms(), &request_id, q.dry_run)
         .await?;
-    Ok(Json(InvokeResult {
-        kv_writes: called.effects.writes.len(),
-        plugin: called.plugin,
-        version: called.version,
-        output: called.output,
-        fallback: called.fallback,
-        logs: called.logs,
-        logs_dropped: called.logs_dropped,
-        committed: !q.dry_run,
-        attempts,
-        fuel_used: called.fuel_used,
-        elapsed_us: called.elapsed_us,
-    }))
+    Ok(Json(InvokeResult::new(called, !q.dry_run, attempts)))
 }
 
 /// What a plugin answered a hand-written input.
@@ -650,6 +621,98 @@ struct InvokeResult {
     attempts: u32,
     fuel_used: u64,
     elapsed_us: u64,
+}
+
+impl InvokeResult {
+    fn new(called: engage_runtime::Called, committed: bool, attempts: u32) -> InvokeResult {
+        InvokeResult {
+            kv_writes: called.effects.writes.len(),
+            plugin: called.plugin,
+            version: called.version,
+            output: called.output,
+            fallback: called.fallback,
+            logs: called.logs,
+            logs_dropped: called.logs_dropped,
+            committed,
+            attempts,
+            fuel_used: called.fuel_used,
+            elapsed_us: called.elapsed_us,
+        }
+    }
+}
+
+/// Refuse a hand-written input that no domain call could make at `p`.
+fn check_input(p: Point, input: &Input) -> Result<(), ApiError> {
+    if let Input::Route { message } = input
+        && !engage_runtime::io::CHANNELS.contains(&message.channel.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("channel `{}` is not sms or viber", message.channel),
+        ));
+    }
+    if input.point() != p {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_point",
+            format!(
+                "call `{}` belongs to the `{}` point",
+                call_name(input),
+                input.point().as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A config to try on a hand-written input.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TryRequest {
+    /// The config to try instead of the bound one (a JSON object).
+    #[schema(value_type = Object)]
+    config: serde_json::Value,
+    input: Input,
+}
+
+/// Run the bound plugin version with another config, before binding it.
+#[utoipa::path(
+    post,
+    path = "/v1/bindings/{point}/try",
+    operation_id = "tryConfig",
+    tag = "plugins",
+    summary = "Run the bound plugin version with a config that is not bound yet",
+    description = "The plugin first checks the config as binding it would (422 config_rejected when it refuses), then answers the input on the current data. Nothing is written, recorded or counted and the binding is unchanged: what to run before saving a new config with PUT /v1/bindings/{point}.",
+    security(("tenantToken" = [])),
+    params(("point" = Point, Path)),
+    request_body(content = TryRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The plugin's answer (committed is false)", body = InvokeResult),
+        (status = 400, description = "unknown_point, invalid_config, invalid_json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "wrong_point; config_rejected; config_check_failed", body = crate::openapi::ErrorBody),
+        (status = 502, description = "plugin_failed or plugin_rejected", body = crate::openapi::ErrorBody),
+    ),
+)]
+async fn try_config(
+    TenantAuth(tenant): TenantAuth,
+    State(s): State<AppState>,
+    Path(p): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: axum::body::Bytes,
+) -> Result<Json<InvokeResult>, ApiError> {
+    let p = point(&p)?;
+    let req: TryRequest = parse(&body)?;
+    check_input(p, &req.input)?;
+    let snapshot = std::sync::Arc::new(s.store.read()?);
+    let called = s.plugins.try_config(
+        &tenant,
+        &req.input,
+        req.config,
+        snapshot,
+        now_ms(),
+        &request_id,
+    )?;
+    Ok(Json(InvokeResult::new(called, false, 1)))
 }
 
 fn call_name(input: &Input) -> String {

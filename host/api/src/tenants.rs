@@ -16,7 +16,8 @@ use engage_store::ids::rfc3339;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
-        .routes(routes!(token))
+        .routes(routes!(token, revoke))
+        .routes(routes!(admin_session, revoke_admin_session))
         .routes(routes!(renew))
         .routes(routes!(cors_settings, set_cors))
 }
@@ -202,6 +203,10 @@ struct TenantSummary {
 struct TokenRequest {
     api_key: String,
     api_secret: String,
+    /// How long the token lives, in seconds: 60 to 259,200 (three days,
+    /// the default).
+    #[schema(minimum = 60, maximum = 259_200)]
+    ttl_s: Option<u32>,
 }
 
 /// A tenant's access token.
@@ -225,7 +230,7 @@ fn token_json(t: AccessToken) -> Json<Token> {
     path = "/v1/auth/token",
     operation_id = "token",
     tag = "tenants",
-    summary = "Exchange an API key and secret for an access token (valid 3 days)",
+    summary = "Exchange an API key and secret for an access token (valid 3 days, or ttl_s)",
     request_body(content = TokenRequest, content_type = "application/json"),
     responses(
         (status = 401, description = "bad_credentials: no tenant has this key and secret", body = crate::openapi::ErrorBody),
@@ -241,10 +246,78 @@ async fn token(
 ) -> Result<Json<Token>, ApiError> {
     let req: TokenRequest = parse(&body)?;
     let subject = crate::throttle::Subject::new("key", &req.api_key, ip);
-    let issued = tenants::issue_token(&s.store, &req.api_key, &req.api_secret);
+    let ttl_ms = match req.ttl_s {
+        None => tenants::TOKEN_TTL_MS,
+        Some(t @ 60..=259_200) => i64::from(t) * 1000,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_ttl",
+                "ttl_s is 60 to 259200 seconds",
+            ));
+        }
+    };
+    let issued = tenants::issue_token_for(&s.store, &req.api_key, &req.api_secret, ttl_ms);
     Ok(token_json(
         super::auth::throttled_async(&s, &subject, issued).await??,
     ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/token",
+    operation_id = "revokeToken",
+    tag = "tenants",
+    summary = "Revoke the access token this request carries (sign out)",
+    description = "From now on the token is refused on every host. Other tokens of the tenant stay valid.",
+    security(("tenantToken" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+    ),
+)]
+async fn revoke(
+    TenantAuth(_): TenantAuth,
+    super::auth::BearerToken(token): super::auth::BearerToken,
+    State(s): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    tenants::revoke_token(&s.store, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/token",
+    operation_id = "adminSession",
+    tag = "tenants",
+    summary = "Exchange the admin token for an admin session token (valid 12 hours)",
+    description = "A session token is accepted wherever the admin token is, expires, and can be revoked: it is what a browser (the console) keeps instead of the long-lived admin token.",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "A session token", body = Token),
+    ),
+)]
+async fn admin_session(_: AdminAuth, State(s): State<AppState>) -> Result<Json<Token>, ApiError> {
+    Ok(token_json(tenants::issue_admin_session(&s.store).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/token",
+    operation_id = "revokeAdminSession",
+    tag = "tenants",
+    summary = "Revoke the admin session token this request carries",
+    description = "The admin token itself cannot be revoked this way (restart with a new `--admin-token` to replace it); revoking it answers 204 and changes nothing.",
+    security(("adminToken" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+    ),
+)]
+async fn revoke_admin_session(
+    _: AdminAuth,
+    super::auth::BearerToken(token): super::auth::BearerToken,
+    State(s): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    tenants::revoke_admin_session(&s.store, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(

@@ -752,3 +752,15 @@ fn u64_map(
         })
         .collect())
 }
+
+/// When the tenant's actions since `since_ms` happened, newest first (at
+/// most `cap`; also whether the cap cut the list short). Action keys are
+/// sequence numbers, so the newest are last.
+pub fn times_since(
+    src: &impl Reader,
+    tenant: &str,
+    since_ms: i64,
+    cap: usize,
+) -> Result<(Vec<i64>, bool), StoreError> {
+    src.times_since::<ActionRecord>(ACTIONS, &prefix(&[tenant]), since_ms, cap, |a| a.time_ms)
+}

@@ -587,3 +587,15 @@ mod tests {
         assert_eq!(first_field("   "), "");
     }
 }
+
+/// When the tenant's redemptions since `since_ms` happened, newest first (at
+/// most `cap`; also whether the cap cut the list short). A `ref_id` starts
+/// with its second in hex (see `new_ref_id`), so keys sort in time order.
+pub fn redemption_times_since(
+    src: &impl Reader,
+    tenant: &str,
+    since_ms: i64,
+    cap: usize,
+) -> Result<(Vec<i64>, bool), StoreError> {
+    src.times_since::<Redemption>(REDEMPTIONS, &prefix(&[tenant]), since_ms, cap, |r| r.time_ms)
+}

@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod actions;
+pub mod activity;
 pub mod audiences;
 pub mod campaigns;
 pub mod cors;

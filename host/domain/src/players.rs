@@ -331,6 +331,83 @@ pub fn list(
         .collect())
 }
 
+/// How many players one search request examines at most: a search is a
+/// scan in id order, so its cost is bounded by this, not by the tenant's
+/// size. The answer's cursor continues where it stopped.
+pub const SEARCH_EXAMINED: usize = 5_000;
+
+/// Whether `p` matches the search `q`: a case-insensitive part of its id,
+/// username, names or e-mail, or (with three digits or more) of the digits
+/// of its phone number.
+pub fn matches(p: &Player, q: &str) -> bool {
+    let q = q.trim().to_lowercase();
+    if q.is_empty() {
+        return true;
+    }
+    let text = [
+        Some(&p.id),
+        p.username.as_ref(),
+        p.first_name.as_ref(),
+        p.last_name.as_ref(),
+        p.nickname.as_ref(),
+        p.email.as_ref(),
+    ];
+    if text
+        .into_iter()
+        .flatten()
+        .any(|t| t.to_lowercase().contains(&q))
+    {
+        return true;
+    }
+    let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+    let full = [p.first_name.as_deref(), p.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    (digits.len() >= 3
+        && p.phone
+            .as_deref()
+            .is_some_and(|ph| ph.chars().filter(char::is_ascii_digit).collect::<String>().contains(&digits)))
+        || (q.contains(' ') && full.contains(&q))
+}
+
+/// Up to `limit` players matching `q` (see [`matches`]) in id order, after
+/// the id `after`, examining at most [`SEARCH_EXAMINED`] players. Also
+/// the cursor to continue from (`None` when the scan reached the end).
+pub fn search(
+    src: &impl Reader,
+    tenant: &str,
+    q: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Player>, Option<String>), StoreError> {
+    const PAGE: usize = 200;
+    let p = prefix(&[tenant]);
+    let mut cursor = after.map(|a| player_key(tenant, a));
+    let mut found = Vec::new();
+    let mut examined = 0;
+    loop {
+        let page = src.scan_page::<Player>(PLAYERS, &p, cursor.as_deref(), PAGE, false)?;
+        let end = page.len() < PAGE;
+        for (k, player) in page {
+            examined += 1;
+            cursor = Some(k);
+            let id = player.id.clone();
+            if matches(&player, q) {
+                found.push(player);
+            }
+            if found.len() >= limit || examined >= SEARCH_EXAMINED {
+                return Ok((found, Some(id)));
+            }
+        }
+        if end {
+            return Ok((found, None));
+        }
+    }
+}
+
 /// Post an entry to a registered player's account (not a messaging
 /// account): what every API's credit and debit does.
 pub fn post_points(

@@ -13,6 +13,8 @@ use engage_store::{Reader, Snapshot, Store, StoreError, Table};
 const TENANTS: Table = Table::new("tenants");
 const API_KEYS: Table = Table::new("tenant_api_keys");
 const TOKENS: Table = Table::new("tenant_tokens");
+/// sha256(admin session token) → its expiry (ms, little-endian `u64`).
+const ADMIN_SESSIONS: Table = Table::new("admin_sessions");
 const SETTINGS: Table = Table::new("settings");
 
 /// How long an access token lives: three days, as Playbasis's do.
@@ -169,20 +171,35 @@ pub async fn issue_token(
     api_key: &str,
     api_secret: &str,
 ) -> Result<AccessToken, TenantError> {
+    issue_token_for(store, api_key, api_secret, TOKEN_TTL_MS).await
+}
+
+/// [`issue_token`] for a token that lives `ttl_ms` (at most
+/// [`TOKEN_TTL_MS`]): a browser session asks for less than a server does.
+pub async fn issue_token_for(
+    store: &Store,
+    api_key: &str,
+    api_secret: &str,
+    ttl_ms: i64,
+) -> Result<AccessToken, TenantError> {
     let tenant = check_secret(&store.read()?, api_key, api_secret)?;
-    new_token(store, tenant.id).await
+    new_token(store, tenant.id, ttl_ms.clamp(1, TOKEN_TTL_MS)).await
 }
 
 /// Exchange a valid token for a new one (the old one stays valid until it expires).
 pub async fn renew_token(store: &Store, token: &str) -> Result<AccessToken, TenantError> {
     let tenant = verify_token(&store.read()?, token, now_ms())?;
-    new_token(store, tenant).await
+    new_token(store, tenant, TOKEN_TTL_MS).await
 }
 
-async fn new_token(store: &Store, tenant: String) -> Result<AccessToken, TenantError> {
+async fn new_token(
+    store: &Store,
+    tenant: String,
+    ttl_ms: i64,
+) -> Result<AccessToken, TenantError> {
     let token = AccessToken {
         token: random_hex(20),
-        expires_at_ms: now_ms() + TOKEN_TTL_MS,
+        expires_at_ms: now_ms() + ttl_ms,
     };
     let key = sha256_hex(token.token.as_bytes());
     let record = TokenRecord {
@@ -220,6 +237,69 @@ pub fn verify_token(snap: &Snapshot, token: &str, now_ms: i64) -> Result<String,
     }
     Ok(record.tenant)
 }
+
+/// Revoke an access token (signing out): it is refused from now on, on
+/// every host. Revoking an unknown or expired token is not an error.
+pub async fn revoke_token(store: &Store, token: &str) -> Result<(), TenantError> {
+    let key = sha256_hex(token.as_bytes());
+    store
+        .write(move |tx| {
+            tx.remove(TOKENS, &key)?;
+            Ok::<_, TenantError>(())
+        })
+        .await
+}
+
+/// How long an admin session token lives: 12 hours. The admin token itself
+/// is long-lived; a session token is what a browser keeps, so a leaked
+/// cookie is worth a working day at most and can be revoked.
+pub const ADMIN_SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
+
+/// Exchange the admin token for a short-lived admin session token.
+pub async fn issue_admin_session(store: &Store) -> Result<AccessToken, TenantError> {
+    let token = AccessToken {
+        token: random_hex(20),
+        expires_at_ms: now_ms() + ADMIN_SESSION_TTL_MS,
+    };
+    let key = sha256_hex(token.token.as_bytes());
+    let expires = token.expires_at_ms as u64;
+    store
+        .write(move |tx| {
+            tx.put_u64(ADMIN_SESSIONS, &key, expires)?;
+            Ok::<_, TenantError>(())
+        })
+        .await?;
+    Ok(token)
+}
+
+/// Whether `token` is a live admin session token.
+pub fn is_admin_session(snap: &Snapshot, token: &str, now_ms: i64) -> Result<bool, TenantError> {
+    let expires = snap.get_u64(ADMIN_SESSIONS, &sha256_hex(token.as_bytes()))?;
+    Ok(expires > 0 && now_ms < expires as i64)
+}
+
+/// Revoke an admin session token.
+pub async fn revoke_admin_session(store: &Store, token: &str) -> Result<(), TenantError> {
+    let key = sha256_hex(token.as_bytes());
+    store
+        .write(move |tx| {
+            tx.remove(ADMIN_SESSIONS, &key)?;
+            Ok::<_, TenantError>(())
+        })
+        .await
+}
+
+/// Admin session tokens are deleted once expired.
+pub const ADMIN_SESSION_SWEEP: engage_store::sweeper::Sweep = engage_store::sweeper::Sweep {
+    name: "admin sessions",
+    table: ADMIN_SESSIONS,
+    dead: |_, look| {
+        Ok(<[u8; 8]>::try_from(look.raw)
+            .map(|b| u64::from_le_bytes(b) as i64 <= look.now_ms)
+            .unwrap_or(true))
+    },
+    forget: None,
+};
 
 /// Store the admin token's hash (first start, or `ENGAGE_ADMIN_TOKEN`).
 pub async fn set_admin_token(store: &Store, token: &str) -> Result<(), TenantError> {

@@ -1783,6 +1783,40 @@ pub fn by_number(
     }
 }
 
+/// The tenant's messages created at or after `since_ms`, newest first, at
+/// most `cap` of them (walking the message numbers backwards); also whether
+/// the cap stopped the walk before `since_ms`.
+pub fn newest_since(
+    src: &impl Reader,
+    tenant: &str,
+    since_ms: i64,
+    cap: usize,
+) -> Result<(Vec<Message>, bool), StoreError> {
+    let p = prefix(&[tenant]);
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = src.scan_raw(NUMBERS, &p, cursor.as_deref(), 256, true)?;
+        let end = page.len() < 256;
+        for (k, id) in page {
+            cursor = Some(k);
+            let Some(m) = get(src, tenant, &String::from_utf8_lossy(&id))? else {
+                continue;
+            };
+            if m.created_at_ms < since_ms {
+                return Ok((out, false));
+            }
+            if out.len() >= cap {
+                return Ok((out, true));
+            }
+            out.push(m);
+        }
+        if end {
+            return Ok((out, false));
+        }
+    }
+}
+
 /// The messages sent under a client reference.
 pub fn by_reference(
     src: &impl Reader,

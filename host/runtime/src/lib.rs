@@ -1630,6 +1630,85 @@ impl Plugins {
         Ok(())
     }
 
+    /// What answers `tenant`'s calls at `point` on this host.
+    fn active_binding(&self, tenant: &str, point: Point) -> Result<Arc<Active>, PluginsError> {
+        let active = self
+            .active
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(tenant.to_owned(), point)).cloned());
+        match active {
+            Some(a) => Ok(a),
+            // Bound through another host a moment ago (a new tenant, say)
+            // and not refreshed here yet: read it now.
+            None => self.load_binding(tenant, point)?.ok_or_else(|| {
+                PluginsError::Internal(format!(
+                    "tenant `{tenant}` has nothing bound to `{}`",
+                    point.as_str()
+                ))
+            }),
+        }
+    }
+
+    /// Run the version bound (stable) to `input`'s point with `config`
+    /// instead of its bound config: the plugin checks the config as it would
+    /// at binding, then answers `input` on `snapshot`. Nothing is written,
+    /// recorded or counted, and the binding is unchanged: what an operator
+    /// runs before saving a new config.
+    pub fn try_config(
+        &self,
+        tenant: &str,
+        input: &Input,
+        config: serde_json::Value,
+        snapshot: Arc<Snapshot>,
+        now_ms: i64,
+        request_id: &str,
+    ) -> Result<Called, PluginsError> {
+        if !config.is_object() {
+            return Err(PluginsError::BadConfig);
+        }
+        let active = self.active_binding(tenant, input.point())?;
+        let arm = &active.stable;
+        let limits = active.binding.limits;
+        self.check_config(tenant, &arm.plugin, arm.version, &arm.prepared, &config, limits)?;
+        let tenant_arc: Arc<str> = tenant.into();
+        let ctx = Context {
+            tenant: tenant_arc.clone(),
+            plugin: arm.plugin.as_str().into(),
+            config: config.to_string().into(),
+            now_ms,
+            request_id: request_id.into(),
+            data: Some(snapshot).into(),
+            limits,
+            kv_quota: self.config.kv_quota(),
+        };
+        let run = |ctx: &Context| runtime::call_fresh(&arm.prepared, ctx, input);
+        let report = if builtin::is_builtin_name(&arm.plugin) {
+            run(&ctx)
+        } else {
+            off_the_reactor(|| self.admitted(&arm.prepared, &tenant_arc, ctx, run))
+        };
+        match report.result {
+            Ok(output) => Ok(Called {
+                output,
+                effects: report.effects,
+                logs: report.logs,
+                logs_dropped: report.logs_dropped,
+                plugin: arm.plugin.clone(),
+                version: arm.version,
+                fallback: None,
+                fuel_used: report.fuel_used,
+                elapsed_us: report.elapsed.as_micros() as u64,
+            }),
+            Err(error) => Err(PluginsError::CallFailed {
+                plugin: arm.plugin.clone(),
+                version: arm.version,
+                error,
+                logs: report.logs,
+            }),
+        }
+    }
+
     /// Call the plugin bound to `input`'s point for `tenant`, on `snapshot`
     /// (none: the plugin sees empty data), applying the binding's `on_error`
     /// policy. Runs on the calling thread; the deadline bounds it.
@@ -1642,22 +1721,7 @@ impl Plugins {
         request_id: &str,
     ) -> Result<Called, PluginsError> {
         let point = input.point();
-        let active = self
-            .active
-            .read()
-            .ok()
-            .and_then(|m| m.get(&(tenant.to_owned(), point)).cloned());
-        let active = match active {
-            Some(a) => a,
-            // Bound through another host a moment ago (a new tenant, say)
-            // and not refreshed here yet: read it now.
-            None => self.load_binding(tenant, point)?.ok_or_else(|| {
-                PluginsError::Internal(format!(
-                    "tenant `{tenant}` has nothing bound to `{}`",
-                    point.as_str()
-                ))
-            })?,
-        };
+        let active = self.active_binding(tenant, point)?;
         let arm = active.arm(tenant, input);
         let tenant_arc: Arc<str> = tenant.into();
         let request_id: Arc<str> = request_id.into();

@@ -403,6 +403,43 @@ pub trait Reader {
         }
     }
 
+    /// The times `time` reads from the records with `prefix`, newest (highest
+    /// key) first, down to `since_ms`: for tables whose keys sort in time
+    /// order. At most `cap` of them; also whether the cap stopped the walk.
+    fn times_since<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+        since_ms: i64,
+        cap: usize,
+        time: impl Fn(&T) -> i64,
+    ) -> Result<(Vec<i64>, bool), StoreError>
+    where
+        Self: Sized,
+    {
+        const PAGE: usize = 256;
+        let mut cursor: Option<String> = None;
+        let mut out = Vec::new();
+        loop {
+            let page = self.scan_page::<T>(table, prefix, cursor.as_deref(), PAGE, true)?;
+            let end = page.len() < PAGE;
+            for (k, v) in page {
+                cursor = Some(k);
+                let t = time(&v);
+                if t < since_ms {
+                    return Ok((out, false));
+                }
+                if out.len() >= cap {
+                    return Ok((out, true));
+                }
+                out.push(t);
+            }
+            if end {
+                return Ok((out, false));
+            }
+        }
+    }
+
     /// A `u64` stored little-endian at `key`; 0 when absent.
     fn get_u64(&self, table: Table, key: &str) -> Result<u64, StoreError>
     where
