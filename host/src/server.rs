@@ -261,7 +261,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         "server.json",
         &json!({ "listen": addr.to_string() }).to_string(),
     )?;
-    let app = api::router(state.clone());
+    let app = with_console(api::router(state.clone()), &public_url);
     let (tx, rx) = oneshot::channel::<()>();
     let streams = background.switch();
     let http = config.http.clone();
@@ -295,6 +295,19 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         shutdown: Some(tx),
         task,
     })
+}
+
+/// The native API with the tenant console nested at `/console`: the
+/// console calls the API in process (it owns no data), and its requests
+/// get the same body deadline as the API's.
+fn with_console(api: axum::Router, public_url: &str) -> axum::Router {
+    let config = engage_console::ConsoleConfig {
+        secure_cookies: public_url.starts_with("https://"),
+    };
+    let console = engage_console::router(api.clone(), config).layer(axum::middleware::from_fn(
+        engage_api::listener::body_deadline,
+    ));
+    api.nest(engage_console::PREFIX, console)
 }
 
 async fn shutdown_signal() {

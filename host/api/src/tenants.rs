@@ -214,6 +214,9 @@ struct TokenRequest {
 struct Token {
     /// Send as `Authorization: Bearer <token>`.
     token: String,
+    /// The tenant it acts for (absent for an admin session token).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tenant: String,
     /// RFC 3339; renew before then with POST /v1/auth/renew.
     expires_at: String,
 }
@@ -221,6 +224,7 @@ struct Token {
 fn token_json(t: AccessToken) -> Json<Token> {
     Json(Token {
         token: t.token,
+        tenant: t.tenant,
         expires_at: rfc3339(t.expires_at_ms),
     })
 }

@@ -92,8 +92,7 @@ pub fn activity(
             b.redemptions += 1;
         }
     }
-    let (messages, capped_m) =
-        engage_messaging::newest_since(src, tenant, start, MAX_PER_KIND)?;
+    let (messages, capped_m) = engage_messaging::newest_since(src, tenant, start, MAX_PER_KIND)?;
     let mut messages_by_status = BTreeMap::new();
     for m in messages {
         if let Some(b) = slot(m.created_at_ms).and_then(|i| buckets.get_mut(i)) {

@@ -597,5 +597,7 @@ pub fn redemption_times_since(
     since_ms: i64,
     cap: usize,
 ) -> Result<(Vec<i64>, bool), StoreError> {
-    src.times_since::<Redemption>(REDEMPTIONS, &prefix(&[tenant]), since_ms, cap, |r| r.time_ms)
+    src.times_since::<Redemption>(REDEMPTIONS, &prefix(&[tenant]), since_ms, cap, |r| {
+        r.time_ms
+    })
 }

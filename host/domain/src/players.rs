@@ -367,9 +367,12 @@ pub fn matches(p: &Player, q: &str) -> bool {
         .join(" ")
         .to_lowercase();
     (digits.len() >= 3
-        && p.phone
-            .as_deref()
-            .is_some_and(|ph| ph.chars().filter(char::is_ascii_digit).collect::<String>().contains(&digits)))
+        && p.phone.as_deref().is_some_and(|ph| {
+            ph.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .contains(&digits)
+        }))
         || (q.contains(' ') && full.contains(&q))
 }
 

@@ -61,6 +61,8 @@ pub struct Credentials {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessToken {
     pub token: String,
+    /// The tenant it acts for (empty for an admin session).
+    pub tenant: String,
     pub expires_at_ms: i64,
 }
 
@@ -192,13 +194,10 @@ pub async fn renew_token(store: &Store, token: &str) -> Result<AccessToken, Tena
     new_token(store, tenant, TOKEN_TTL_MS).await
 }
 
-async fn new_token(
-    store: &Store,
-    tenant: String,
-    ttl_ms: i64,
-) -> Result<AccessToken, TenantError> {
+async fn new_token(store: &Store, tenant: String, ttl_ms: i64) -> Result<AccessToken, TenantError> {
     let token = AccessToken {
         token: random_hex(20),
+        tenant: tenant.clone(),
         expires_at_ms: now_ms() + ttl_ms,
     };
     let key = sha256_hex(token.token.as_bytes());
@@ -259,6 +258,7 @@ pub const ADMIN_SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 pub async fn issue_admin_session(store: &Store) -> Result<AccessToken, TenantError> {
     let token = AccessToken {
         token: random_hex(20),
+        tenant: String::new(),
         expires_at_ms: now_ms() + ADMIN_SESSION_TTL_MS,
     };
     let key = sha256_hex(token.token.as_bytes());

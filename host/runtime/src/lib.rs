@@ -1670,7 +1670,14 @@ impl Plugins {
         let active = self.active_binding(tenant, input.point())?;
         let arm = &active.stable;
         let limits = active.binding.limits;
-        self.check_config(tenant, &arm.plugin, arm.version, &arm.prepared, &config, limits)?;
+        self.check_config(
+            tenant,
+            &arm.plugin,
+            arm.version,
+            &arm.prepared,
+            &config,
+            limits,
+        )?;
         let tenant_arc: Arc<str> = tenant.into();
         let ctx = Context {
             tenant: tenant_arc.clone(),
