@@ -202,6 +202,7 @@ test("goods: create a group, upload a codes file and see the stock rise; a redem
   assert.match(text, /5 added, 1 duplicate, 0 rejected/, text);
   assert.match(text, /duplicate code `V-002`/, "the refused line is listed");
   assert.equal(await page.getByTestId("stock").innerText(), "5", "the stock shown rises");
+  assert.ok(await page.locator(".warn-text").isHidden(), "above its threshold again");
   assert.equal(await page.locator("progress").evaluate((p) => p.value), 100);
   await page.screenshot({ path: path.join(SHOTS, "goods-upload-1280.png"), fullPage: true });
 
@@ -409,6 +410,8 @@ test("messaging, audiences and the SMS gateway pages show the API's data", async
   await shoot(cookies, "/console/audiences", "audiences");
   await shoot(cookies, "/console/gateway", "gateway");
   await shoot(cookies, "/console/gateway/accounts/ops", "gateway-account");
+  // The overview once the tests above have given it something to show.
+  await shoot(cookies, "/console/overview?window=hour", "overview-hour");
   await ctx.close();
 });
 

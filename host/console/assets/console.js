@@ -65,7 +65,14 @@ document.addEventListener("submit", (event) => {
     done(xhr.responseText);
     const stock = document.querySelector("[data-testid=stock]");
     const now = result && result.querySelector("[data-stock]");
-    if (stock && now) stock.textContent = now.dataset.stock;
+    if (stock && now) {
+      stock.textContent = now.dataset.stock;
+      const line = stock.closest("[data-threshold]");
+      const warn = line && line.querySelector(".warn-text");
+      if (warn && line.dataset.threshold !== "") {
+        warn.hidden = Number(now.dataset.stock) > Number(line.dataset.threshold);
+      }
+    }
   });
   xhr.addEventListener("error", () => {
     done('<p class="error" role="alert">The upload did not reach the server; check the connection and try again.</p>');

@@ -25,9 +25,15 @@ pub struct Chart {
     pub bars: Vec<Bar>,
 }
 
-/// Where the bars stand: the box less room for labels below.
+/// Where the bars stand: room for a value above the highest, the plot, and
+/// room for labels below.
+const TOP: f64 = 16.0;
 const PLOT: f64 = 120.0;
 const LABELS: f64 = 24.0;
+/// A row of a horizontal chart, and the room its label takes.
+const ROW: f64 = 24.0;
+const LABEL_COLUMN: f64 = 200.0;
+const VALUE_COLUMN: f64 = 60.0;
 
 /// A chart of `points` (label, value), left to right.
 pub fn bars(title: &str, points: &[(String, u64)], width: f64) -> Chart {
@@ -46,7 +52,7 @@ pub fn bars(title: &str, points: &[(String, u64)], width: f64) -> Chart {
             };
             Bar {
                 x: i as f64 * slot + (slot - bar_width) / 2.0,
-                y: PLOT - h,
+                y: TOP + PLOT - h,
                 width: bar_width,
                 height: h,
                 label: label.clone(),
@@ -57,7 +63,41 @@ pub fn bars(title: &str, points: &[(String, u64)], width: f64) -> Chart {
     Chart {
         title: title.to_owned(),
         width,
-        height: PLOT + LABELS,
+        height: TOP + PLOT + LABELS,
+        max,
+        total: points.iter().map(|p| p.1).sum(),
+        bars,
+    }
+}
+
+/// A horizontal chart of `points`, top to bottom: a row each, its label
+/// on the left (for stages with long names, like a campaign's funnel).
+pub fn rows(title: &str, points: &[(String, u64)], width: f64) -> Chart {
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0);
+    let room = (width - LABEL_COLUMN - VALUE_COLUMN).max(1.0);
+    let bars = points
+        .iter()
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let w = if max == 0 {
+                0.0
+            } else {
+                (*value as f64 / max as f64 * room).max(if *value > 0 { 1.0 } else { 0.0 })
+            };
+            Bar {
+                x: LABEL_COLUMN,
+                y: i as f64 * ROW + 4.0,
+                width: w,
+                height: ROW - 8.0,
+                label: label.clone(),
+                value: *value,
+            }
+        })
+        .collect();
+    Chart {
+        title: title.to_owned(),
+        width,
+        height: points.len() as f64 * ROW,
         max,
         total: points.iter().map(|p| p.1).sum(),
         bars,
@@ -79,9 +119,31 @@ mod tests {
         assert_eq!(c.total, 15);
         assert_eq!(c.bars[0].height, 0.0);
         assert_eq!(c.bars[2].height, PLOT);
+        assert_eq!(
+            c.bars[2].y, TOP,
+            "room for the highest bar's value above it"
+        );
         assert_eq!(c.bars[1].height, PLOT / 2.0);
         assert!(c.bars.iter().all(|b| b.x >= 0.0 && b.x + b.width <= 300.0));
         let empty = bars("t", &[], 300.0);
         assert!(empty.bars.is_empty() && empty.max == 0);
+    }
+
+    #[test]
+    fn rows_share_the_room_right_of_their_labels() {
+        let c = rows(
+            "f",
+            &[
+                ("targeted".into(), 4),
+                ("sent".into(), 1),
+                ("failed".into(), 0),
+            ],
+            700.0,
+        );
+        assert_eq!(c.bars[0].width, 700.0 - LABEL_COLUMN - VALUE_COLUMN);
+        assert_eq!(c.bars[1].width, c.bars[0].width / 4.0);
+        assert_eq!(c.bars[2].width, 0.0);
+        assert!(c.bars.iter().all(|b| b.x == LABEL_COLUMN));
+        assert_eq!(c.height, 3.0 * ROW);
     }
 }

@@ -289,15 +289,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_template_parses() {
-        for (name, source) in TEMPLATES {
-            let mut env = Environment::new();
-            for (n, s) in TEMPLATES {
-                env.add_template(n, s)
-                    .unwrap_or_else(|e| panic!("{n}: {e:#}"));
+    fn every_template_renders_with_nothing_in_it() {
+        // Unknown filters and tests are found when rendering, not parsing:
+        // render each template with an empty context (every value
+        // undefined), as the first page of a new tenant nearly is.
+        for (name, _) in TEMPLATES {
+            let t = ENV.get_template(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            if let Err(e) = t.render(context! {}) {
+                panic!("{name}: {e:#}");
             }
-            assert!(env.get_template(name).is_ok(), "{name}");
-            let _ = source;
         }
     }
 

@@ -575,19 +575,6 @@ pub fn redemptions_of(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::first_field;
-
-    #[test]
-    fn codes_come_from_the_first_field() {
-        assert_eq!(first_field("8830644924\r"), "8830644924");
-        assert_eq!(first_field("\u{feff}ABC,10 points"), "ABC");
-        assert_eq!(first_field("\"X,1\",y"), "X,1");
-        assert_eq!(first_field("   "), "");
-    }
-}
-
 /// When the tenant's redemptions since `since_ms` happened, newest first (at
 /// most `cap`; also whether the cap cut the list short). A `ref_id` starts
 /// with its second in hex (see `new_ref_id`), so keys sort in time order.
@@ -600,4 +587,17 @@ pub fn redemption_times_since(
     src.times_since::<Redemption>(REDEMPTIONS, &prefix(&[tenant]), since_ms, cap, |r| {
         r.time_ms
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_field;
+
+    #[test]
+    fn codes_come_from_the_first_field() {
+        assert_eq!(first_field("8830644924\r"), "8830644924");
+        assert_eq!(first_field("\u{feff}ABC,10 points"), "ABC");
+        assert_eq!(first_field("\"X,1\",y"), "X,1");
+        assert_eq!(first_field("   "), "");
+    }
 }

@@ -11,6 +11,7 @@ mod attentive;
 mod audiences;
 mod bsg;
 mod canary;
+mod console_api;
 mod core;
 mod gifts;
 mod guests;

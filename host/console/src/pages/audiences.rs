@@ -118,7 +118,7 @@ pub async fn campaign(
     s.require(Kind::Tenant)?;
     let c = s.get(&format!("/v1/campaigns/{}", seg(&id))).await?;
     let stages = funnel(&c["stats"]);
-    let chart = chart::bars("Funnel", &stages, 720.0);
+    let chart = chart::rows("Members at each stage", &stages, 720.0);
     // The preview: the tenant's template binding renders the template for
     // a sample player (nothing is sent or written).
     let sample = [

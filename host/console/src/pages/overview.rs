@@ -32,9 +32,9 @@ pub async fn page(s: Session, Query(w): Query<Window>) -> Result<Response, PageE
             .collect()
     };
     let charts = vec![
-        chart::bars("Actions", &series("actions"), 600.0),
-        chart::bars("Redemptions", &series("redemptions"), 600.0),
-        chart::bars("Messages", &series("messages"), 600.0),
+        chart::bars("Actions", &series("actions"), 360.0),
+        chart::bars("Redemptions", &series("redemptions"), 360.0),
+        chart::bars("Messages", &series("messages"), 360.0),
     ];
     let plugins = s.get("/v1/plugins").await?;
     let bindings = s.get("/v1/bindings").await?;
@@ -72,9 +72,9 @@ pub fn binding_stats(bindings: &Json, plugins: &Json) -> Vec<Json> {
         .unwrap_or(&empty)
         .iter()
         .map(|b| {
-            let stats = plugins
-                .iter()
-                .filter(|p| p["name"] == b["plugin"])
+            let plugin = plugins.iter().find(|p| p["name"] == b["plugin"]);
+            let stats = plugin
+                .into_iter()
                 .flat_map(|p| p["versions"].as_array().cloned().unwrap_or_default())
                 .find(|v| v["version"] == b["version"])
                 .map(|v| v["stats"].clone())
@@ -87,6 +87,7 @@ pub fn binding_stats(bindings: &Json, plugins: &Json) -> Vec<Json> {
                 "point": b["point"],
                 "plugin": b["plugin"],
                 "version": b["version"],
+                "builtin": plugin.is_some_and(|p| p["builtin"] == true),
                 "calls": stats["calls"],
                 "errors": errors,
                 "errors_by_kind": stats["errors"],
