@@ -176,6 +176,23 @@ pub struct ServerConfig {
     /// Prometheus metrics at `/metrics`: which tenants get their own
     /// label, and whether scraping needs the admin token.
     pub metrics: engage_api::MetricsConfig,
+    /// The tenant console at `/console`.
+    pub console: ConsoleSection,
+}
+
+/// `[console]`: the tenant console. It holds no data and no rule of its
+/// own (its pages call the API), so turning it off only removes the pages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve the console (on by default).
+    pub enabled: bool,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection { enabled: true }
+    }
 }
 
 impl Default for ServerConfig {
@@ -194,6 +211,7 @@ impl Default for ServerConfig {
             retention: crate::sweeper::RetentionConfig::default(),
             secret_key: None,
             metrics: engage_api::MetricsConfig::default(),
+            console: ConsoleSection::default(),
         }
     }
 }

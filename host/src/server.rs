@@ -261,7 +261,12 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
         "server.json",
         &json!({ "listen": addr.to_string() }).to_string(),
     )?;
-    let app = with_console(api::router(state.clone()), &public_url);
+    let app = api::router(state.clone());
+    let app = if config.console.enabled {
+        with_console(app, &public_url)
+    } else {
+        app
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let streams = background.switch();
     let http = config.http.clone();

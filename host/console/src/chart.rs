@@ -35,6 +35,15 @@ const ROW: f64 = 24.0;
 const LABEL_COLUMN: f64 = 200.0;
 const VALUE_COLUMN: f64 = 60.0;
 
+/// `value` of `max` as a length of `room`: a value above zero is never
+/// drawn thinner than one unit.
+fn scaled(value: u64, max: u64, room: f64) -> f64 {
+    if max == 0 {
+        return 0.0;
+    }
+    (value as f64 / max as f64 * room).max(if value > 0 { 1.0 } else { 0.0 })
+}
+
 /// A chart of `points` (label, value), left to right.
 pub fn bars(title: &str, points: &[(String, u64)], width: f64) -> Chart {
     let max = points.iter().map(|p| p.1).max().unwrap_or(0);
@@ -45,11 +54,7 @@ pub fn bars(title: &str, points: &[(String, u64)], width: f64) -> Chart {
         .iter()
         .enumerate()
         .map(|(i, (label, value))| {
-            let h = if max == 0 {
-                0.0
-            } else {
-                (*value as f64 / max as f64 * PLOT).max(if *value > 0 { 1.0 } else { 0.0 })
-            };
+            let h = scaled(*value, max, PLOT);
             Bar {
                 x: i as f64 * slot + (slot - bar_width) / 2.0,
                 y: TOP + PLOT - h,
@@ -79,11 +84,7 @@ pub fn rows(title: &str, points: &[(String, u64)], width: f64) -> Chart {
         .iter()
         .enumerate()
         .map(|(i, (label, value))| {
-            let w = if max == 0 {
-                0.0
-            } else {
-                (*value as f64 / max as f64 * room).max(if *value > 0 { 1.0 } else { 0.0 })
-            };
+            let w = scaled(*value, max, room);
             Bar {
                 x: LABEL_COLUMN,
                 y: i as f64 * ROW + 4.0,

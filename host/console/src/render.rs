@@ -294,7 +294,9 @@ mod tests {
         // render each template with an empty context (every value
         // undefined), as the first page of a new tenant nearly is.
         for (name, _) in TEMPLATES {
-            let t = ENV.get_template(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let t = ENV
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             if let Err(e) = t.render(context! {}) {
                 panic!("{name}: {e:#}");
             }

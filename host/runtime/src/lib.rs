@@ -424,6 +424,27 @@ struct Arm {
     warm: Option<WarmPool>,
 }
 
+impl Arm {
+    /// What this version's call answered: its output with what it did, or
+    /// its error with its logs.
+    fn answer(&self, report: runtime::Report) -> Result<Called, (CallError, Vec<LogLine>)> {
+        match report.result {
+            Ok(output) => Ok(Called {
+                output,
+                effects: report.effects,
+                logs: report.logs,
+                logs_dropped: report.logs_dropped,
+                plugin: self.plugin.clone(),
+                version: self.version,
+                fallback: None,
+                fuel_used: report.fuel_used,
+                elapsed_us: report.elapsed.as_micros() as u64,
+            }),
+            Err(error) => Err((error, report.logs)),
+        }
+    }
+}
+
 impl Active {
     /// The version that answers `input`: the canary for its share of
     /// players, else the stable one.
@@ -1695,25 +1716,13 @@ impl Plugins {
         } else {
             off_the_reactor(|| self.admitted(&arm.prepared, &tenant_arc, ctx, run))
         };
-        match report.result {
-            Ok(output) => Ok(Called {
-                output,
-                effects: report.effects,
-                logs: report.logs,
-                logs_dropped: report.logs_dropped,
-                plugin: arm.plugin.clone(),
-                version: arm.version,
-                fallback: None,
-                fuel_used: report.fuel_used,
-                elapsed_us: report.elapsed.as_micros() as u64,
-            }),
-            Err(error) => Err(PluginsError::CallFailed {
+        arm.answer(report)
+            .map_err(|(error, logs)| PluginsError::CallFailed {
                 plugin: arm.plugin.clone(),
                 version: arm.version,
                 error,
-                logs: report.logs,
-            }),
-        }
+                logs,
+            })
     }
 
     /// Call the plugin bound to `input`'s point for `tenant`, on `snapshot`
@@ -1802,26 +1811,16 @@ impl Plugins {
             report.elapsed,
             report.fuel_used,
         );
-        match report.result {
-            Ok(output) => Ok(Called {
-                output,
-                effects: report.effects,
-                logs: report.logs,
-                logs_dropped: report.logs_dropped,
-                plugin: arm.plugin.clone(),
-                version: arm.version,
-                fallback: None,
-                fuel_used: report.fuel_used,
-                elapsed_us: report.elapsed.as_micros() as u64,
-            }),
-            Err(error) => {
+        match arm.answer(report) {
+            Ok(called) => Ok(called),
+            Err((error, logs)) => {
                 tracing::warn!(tenant, plugin = %arm.plugin, version = arm.version, kind = error.kind(), %error, "plugin call failed");
                 if !fall_back {
                     return Err(PluginsError::CallFailed {
                         plugin: arm.plugin.clone(),
                         version: arm.version,
                         error,
-                        logs: report.logs,
+                        logs,
                     });
                 }
                 self.call_default(

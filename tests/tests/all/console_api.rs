@@ -368,3 +368,18 @@ async fn a_config_is_tried_on_an_action_without_binding_or_writing_anything() {
         (422, Some("wrong_point"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_unless_turned_off() {
+    let on = Server::start("console-on", |_| {}).await;
+    let page = on.send(on.request("GET", "/console/sign-in", None)).await;
+    assert_eq!(page.status, 200);
+    let off = Server::start("console-off", |c| c.console.enabled = false).await;
+    let none = off.send(off.request("GET", "/console/sign-in", None)).await;
+    assert_eq!(
+        (none.status, none.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // The API is the same either way.
+    assert_eq!(off.call("GET", "/health", None, None).await.status, 200);
+}

@@ -28,6 +28,17 @@ fn masked(token: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// The credit of an account's credit account (null when it has none).
+async fn credit(s: &Session, account: &Json) -> Result<Json, PageError> {
+    Ok(match account["credit_account"].as_str() {
+        Some(c) => s
+            .find(&format!("/v1/messaging/accounts/{}/credit", seg(c)))
+            .await?
+            .unwrap_or(Json::Null),
+        None => Json::Null,
+    })
+}
+
 pub async fn page(s: Session, Query(q): Query<GatewayQuery>) -> Result<Response, PageError> {
     s.require(Kind::Tenant)?;
     let accounts = s.get("/v1/gateway/accounts").await?;
@@ -35,14 +46,7 @@ pub async fn page(s: Session, Query(q): Query<GatewayQuery>) -> Result<Response,
     let (shown, more) = slice(&accounts["accounts"], page_no, 25);
     let mut rows = Vec::new();
     for mut a in shown {
-        let credit = match a["credit_account"].as_str() {
-            Some(c) => s
-                .find(&format!("/v1/messaging/accounts/{}/credit", seg(c)))
-                .await?
-                .unwrap_or(Json::Null),
-            None => Json::Null,
-        };
-        a["credit"] = credit;
+        a["credit"] = credit(&s, &a).await?;
         let token = a["token"].as_str().map(masked);
         a["token"] = token.into();
         rows.push(a);
@@ -71,13 +75,7 @@ pub async fn account(s: Session, Path(username): Path<String>) -> Result<Respons
     a["token"] = token.into();
     let contacts = s.get(&format!("{p}/contacts")).await?;
     let groups = s.get(&format!("{p}/groups")).await?;
-    let credit = match a["credit_account"].as_str() {
-        Some(c) => s
-            .find(&format!("/v1/messaging/accounts/{}/credit", seg(c)))
-            .await?
-            .unwrap_or(Json::Null),
-        None => Json::Null,
-    };
+    let credit = credit(&s, &a).await?;
     render::page(
         &s,
         "gateway.html",

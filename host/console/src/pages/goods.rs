@@ -84,6 +84,12 @@ fn spec(form: &BTreeMap<String, String>) -> Result<Json, String> {
     Ok(Json::Object(out))
 }
 
+/// `PUT /v1/goods/{id}`.
+async fn put(s: &Session, id: &str, body: Json) -> Result<crate::api::Answer, PageError> {
+    let path = format!("/v1/goods/{}", seg(id));
+    s.call(Method::PUT, &path, Payload::Json(body)).await
+}
+
 pub async fn create(
     s: Session,
     Form(form): Form<BTreeMap<String, String>>,
@@ -118,13 +124,7 @@ pub async fn create(
         Ok(b) => b,
         Err(why) => return show_list(&s, 1, form, Some(why), StatusCode::BAD_REQUEST).await,
     };
-    let a = s
-        .call(
-            Method::PUT,
-            &format!("/v1/goods/{}", seg(&id)),
-            Payload::Json(body),
-        )
-        .await?;
+    let a = put(&s, &id, body).await?;
     if !a.ok() {
         return show_list(&s, 1, form, Some(a.message()), a.status).await;
     }
@@ -187,13 +187,7 @@ pub async fn edit(
             .await;
         }
     };
-    let a = s
-        .call(
-            Method::PUT,
-            &format!("/v1/goods/{}", seg(&id)),
-            Payload::Json(body),
-        )
-        .await?;
+    let a = put(&s, &id, body).await?;
     if !a.ok() {
         return show_group(&s, &id, Some(form), Some(a.message()), None, a.status).await;
     }

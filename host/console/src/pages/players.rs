@@ -124,17 +124,22 @@ pub async fn profile(
     page(&s, "player.html", "players", ctx)
 }
 
+/// Ledger entry `entry`, when it is player `id`'s (a URL naming another
+/// player's entry finds nothing).
+async fn entry_of(s: &Session, id: &str, entry: &str) -> Result<Json, PageError> {
+    let e = s.get(&format!("/v1/ledger/entries/{}", seg(entry))).await?;
+    if e["player"].as_str() != Some(id) {
+        return Err(PageError::NotFound);
+    }
+    Ok(e)
+}
+
 pub async fn confirm_reverse(
     s: Session,
     Path((id, entry)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     s.require(Kind::Tenant)?;
-    let e = s
-        .get(&format!("/v1/ledger/entries/{}", seg(&entry)))
-        .await?;
-    if e["player"].as_str() != Some(id.as_str()) {
-        return Err(PageError::NotFound);
-    }
+    let e = entry_of(&s, &id, &entry).await?;
     page(
         &s,
         "reverse.html",
@@ -155,12 +160,7 @@ pub async fn reverse(
     Form(f): Form<ReverseForm>,
 ) -> Result<Response, PageError> {
     s.require(Kind::Tenant)?;
-    let e = s
-        .get(&format!("/v1/ledger/entries/{}", seg(&entry)))
-        .await?;
-    if e["player"].as_str() != Some(id.as_str()) {
-        return Err(PageError::NotFound);
-    }
+    let e = entry_of(&s, &id, &entry).await?;
     let reason = f.reason.trim();
     let body = if reason.is_empty() {
         json!({})

@@ -142,6 +142,16 @@ pub(super) fn kept_settings(binding: &Json) -> Json {
     body
 }
 
+/// `PUT /v1/bindings/{point}`.
+async fn put_binding(
+    s: &Session,
+    point: &str,
+    body: Json,
+) -> Result<crate::api::Answer, PageError> {
+    let path = format!("/v1/bindings/{}", seg(point));
+    s.call(Method::PUT, &path, Payload::Json(body)).await
+}
+
 fn back(done: Option<&str>, error: Option<&str>) -> Response {
     let q = super::query(&[("done", done), ("error", error)]);
     axum::response::Redirect::to(&format!("/console/plugins{q}")).into_response()
@@ -173,13 +183,7 @@ pub async fn bind(
         },
     };
     let body = json!({ "plugin": f.plugin.trim(), "version": version, "config": config });
-    let a = s
-        .call(
-            Method::PUT,
-            &format!("/v1/bindings/{}", seg(&point)),
-            Payload::Json(body),
-        )
-        .await?;
+    let a = put_binding(&s, &point, body).await?;
     Ok(if a.ok() {
         back(
             Some(&format!(
@@ -228,13 +232,7 @@ pub async fn roll_back(s: Session, Path(point): Path<String>) -> Result<Response
     body["plugin"] = plugin.clone().into();
     body["version"] = previous.into();
     body["config"] = binding["config"].clone();
-    let a = s
-        .call(
-            Method::PUT,
-            &format!("/v1/bindings/{}", seg(&point)),
-            Payload::Json(body),
-        )
-        .await?;
+    let a = put_binding(&s, &point, body).await?;
     Ok(if a.ok() {
         back(
             Some(&format!("`{point}` rolled back to {plugin} v{previous}")),
