@@ -306,8 +306,13 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Running> {
 /// console calls the API in process (it owns no data), and its requests
 /// get the same body deadline as the API's.
 fn with_console(api: axum::Router, public_url: &str) -> axum::Router {
+    // The origin of the public URL (scheme and authority, no path).
+    let public_origin = public_url
+        .split_once("://")
+        .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)));
     let config = engage_console::ConsoleConfig {
         secure_cookies: public_url.starts_with("https://"),
+        public_origin,
     };
     let console = engage_console::router(api.clone(), config).layer(axum::middleware::from_fn(
         engage_api::listener::body_deadline,

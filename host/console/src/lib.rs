@@ -44,6 +44,10 @@ pub struct ConsoleConfig {
     /// (its public URL is `https://`). A request forwarded with
     /// `X-Forwarded-Proto: https` gets a `Secure` cookie too.
     pub secure_cookies: bool,
+    /// The origin browsers reach the server at (`https://engage.example.com`),
+    /// when a proxy in front of it may rewrite `Host`: a form posted from
+    /// it passes the origin check too.
+    pub public_origin: Option<String>,
 }
 
 /// What every console handler can reach.

@@ -401,7 +401,7 @@ pub async fn guard(State(c): State<Console>, req: Request, next: Next) -> Respon
     let req = if safe {
         req
     } else {
-        match checked(req).await {
+        match checked(req, c.config.public_origin.as_deref()).await {
             Ok(r) => r,
             Err(why) => {
                 tracing::warn!(%why, "console: request refused by the CSRF check");
@@ -430,7 +430,7 @@ pub async fn guard(State(c): State<Console>, req: Request, next: Next) -> Respon
 
 /// The request, once its CSRF token and origin are checked (a form body is
 /// read to find its `csrf` field, then handed on unchanged).
-async fn checked(req: Request) -> Result<Request, String> {
+async fn checked(req: Request, public_origin: Option<&str>) -> Result<Request, String> {
     let headers = req.headers();
     if headers
         .get("sec-fetch-site")
@@ -438,10 +438,9 @@ async fn checked(req: Request) -> Result<Request, String> {
     {
         return Err("the request came from another site".into());
     }
-    if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
-        let origin = origin.to_str().unwrap_or("");
-        let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
-        if origin == "null" || origin_host.as_bytes() != host.as_bytes() {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        if !same_origin(origin, headers, public_origin) {
             return Err(format!("the request came from another origin ({origin})"));
         }
     }
@@ -477,6 +476,25 @@ async fn checked(req: Request) -> Result<Request, String> {
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
+/// Whether a request's `Origin` is the console's own: the host it was sent
+/// to (`Host`, or `X-Forwarded-Host` from a proxy), or the configured
+/// public origin.
+fn same_origin(origin: &str, headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    if origin == "null" {
+        return false;
+    }
+    if public_origin.is_some_and(|p| p.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some((_, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    ["x-forwarded-host", "host"]
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .any(|host| host.eq_ignore_ascii_case(origin_host))
+}
+
 fn form_urlencoded_field(bytes: &[u8], name: &str) -> Option<String> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
         .ok()?
@@ -488,7 +506,7 @@ fn form_urlencoded_field(bytes: &[u8], name: &str) -> Option<String> {
 /// Compare without an early exit (the time taken tells nothing of where
 /// two tokens differ).
 fn equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    engage_store::ids::constant_time_eq(a, b)
 }
 
 #[cfg(test)]
@@ -537,6 +555,39 @@ mod tests {
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_origin_is_the_consoles_own_by_its_host_or_the_public_origin() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        let direct = h(&[("host", "127.0.0.1:8080")]);
+        assert!(same_origin("http://127.0.0.1:8080", &direct, None));
+        assert!(!same_origin("http://evil.example", &direct, None));
+        assert!(!same_origin("null", &direct, None));
+        // Behind a proxy that rewrites Host.
+        let proxied = h(&[
+            ("host", "10.0.0.5:8080"),
+            ("x-forwarded-host", "engage.example.com"),
+        ]);
+        assert!(same_origin("https://engage.example.com", &proxied, None));
+        let rewritten = h(&[("host", "10.0.0.5:8080")]);
+        assert!(!same_origin("https://engage.example.com", &rewritten, None));
+        assert!(same_origin(
+            "https://engage.example.com",
+            &rewritten,
+            Some("https://engage.example.com/")
+        ));
+        assert!(!same_origin(
+            "https://evil.example",
+            &rewritten,
+            Some("https://engage.example.com")
+        ));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::session::{Kind, Session};
 #[derive(Deserialize)]
 pub struct GatewayQuery {
     page: Option<usize>,
+    /// The keywords' page.
+    kpage: Option<usize>,
 }
 
 /// A token shown by its first and last characters only: enough to tell
@@ -52,7 +54,9 @@ pub async fn page(s: Session, Query(q): Query<GatewayQuery>) -> Result<Response,
         rows.push(a);
     }
     let keywords = s.get("/v1/gateway/keywords").await?;
-    let incoming = s.get("/v1/gateway/incoming").await?;
+    let kpage = q.kpage.unwrap_or(1);
+    let (keywords, more_keywords) = slice(&keywords["keywords"], kpage, 50);
+    let incoming = s.get("/v1/gateway/incoming?limit=25").await?;
     render::page(
         &s,
         "gateway.html",
@@ -61,7 +65,9 @@ pub async fn page(s: Session, Query(q): Query<GatewayQuery>) -> Result<Response,
             accounts => crate::render::json(&rows),
             page => page_no,
             more,
-            keywords => crate::render::json(&keywords["keywords"]),
+            keywords => crate::render::json(&keywords),
+            kpage,
+            more_keywords,
             incoming => crate::render::json(&incoming["incoming"]),
         },
     )
