@@ -196,13 +196,6 @@ pub enum PageError {
     Internal(String),
 }
 
-impl PageError {
-    /// The page this failure is.
-    pub fn into_page(self, _: &Console) -> Response {
-        self.into_response()
-    }
-}
-
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, message) = match self {
