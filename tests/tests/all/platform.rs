@@ -1052,7 +1052,7 @@ async fn unknown_paths_answer_in_each_vendors_format() {
         (404, Some("error"), Some("E_GIFT_REQUEST_FAILED")),
         "{gifts:?}"
     );
-    let native = server.call("DELETE", "/v1/auth/token", None, None).await;
+    let native = server.call("DELETE", "/v1/auth/renew", None, None).await;
     assert_eq!(
         (native.status, native.body["error"]["code"].as_str()),
         (405, Some("method_not_allowed")),
