@@ -8,6 +8,7 @@ use engage::server::Running;
 use serde_json::{Value, json};
 
 pub mod kannel;
+pub mod smtp;
 pub mod tls;
 pub mod twilio;
 
@@ -352,14 +353,25 @@ impl Server {
 
     /// Create a tenant through the admin API and return an access token for it.
     pub async fn tenant(&self, name: &str) -> String {
-        let created = self
-            .call(
+        // A 503 says "storage is unavailable for a moment; try again": a
+        // client does (a store on PostgreSQL under a loaded machine can take
+        // longer than its connect timeout now and then).
+        let create = || {
+            self.call(
                 "POST",
                 "/admin/tenants",
                 Some(&self.admin_token),
                 Some(json!({ "name": name })),
             )
-            .await;
+        };
+        let mut created = create().await;
+        for _ in 0..5 {
+            if created.status != 503 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            created = create().await;
+        }
         assert_eq!(created.status, 201, "{created:?}");
         self.token(
             created.body["api_key"].as_str().unwrap_or_default(),
