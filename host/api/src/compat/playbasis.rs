@@ -30,7 +30,7 @@ use engage_store::ids::{iso8601_offset, now_ms, php_date_r, sql_datetime};
 use engage_store::{Snapshot, StoreError};
 
 pub fn routes() -> Router<AppState> {
-    let routes: [(&str, axum::routing::MethodRouter<AppState>); 25] = [
+    let routes: [(&str, axum::routing::MethodRouter<AppState>); 30] = [
         ("/Auth", post(auth)),
         ("/Auth/renew", post(renew)),
         ("/Player/list", post(player_list)),
@@ -59,6 +59,11 @@ pub fn routes() -> Router<AppState> {
         ("/Player/{id}/redeemed", get(redeemed)),
         ("/Sms/send", post(sms_send)),
         ("/Sms/goods", post(sms_goods)),
+        ("/Email/send", post(email_send)),
+        ("/Email/goods", post(email_goods)),
+        ("/Email/isBlackList", post(email_is_blacklisted)),
+        ("/Email/addBlackList", post(email_blacklist)),
+        ("/Email/removeBlackList", post(email_unblacklist)),
     ];
     let mut r = Router::new();
     for (path, handler) in routes {
@@ -1065,22 +1070,44 @@ impl From<MessageError> for PbError {
     }
 }
 
-/// `/Sms/send` and `/Sms/goods`: a text to the player's phone through the
-/// tenant's SMS route. `vars` fill the message's `{{...}}` through the
-/// tenant's template binding.
-async fn sms_to_player(
+/// `/Sms/send` and `/Sms/goods`, `/Email/send` and `/Email/goods`: a
+/// message to the player's phone, or with a subject to the player's e-mail,
+/// through the tenant's route. `vars` fill the message's `{{...}}` through
+/// the tenant's template binding.
+async fn to_player(
     s: &AppState,
     (p, rid): (&Params, &str),
     tenant: &str,
     player: &players::Player,
-    message: &str,
+    (message, subject): (&str, Option<&str>),
     mut vars: BTreeMap<String, String>,
 ) -> PbResult {
-    let Some(phone) = player.phone.clone() else {
-        return Err(PbError(
-            "0205",
-            "phone number format should be +[countrycode][number] example. +66861234567".into(),
-        ));
+    let to = match subject {
+        None => player.phone.clone().ok_or_else(|| {
+            PbError(
+                "0205",
+                "phone number format should be +[countrycode][number] example. +66861234567".into(),
+            )
+        })?,
+        Some(_) => {
+            let email = player
+                .email
+                .as_deref()
+                .and_then(|e| engage_messaging::address::normalize_email(e).ok())
+                .ok_or_else(|| {
+                    PbError(
+                        "0801",
+                        format!("Email error, cannot send email to: {}", player.id),
+                    )
+                })?;
+            if engage_messaging::email::suppression::contains(&s.store.read()?, tenant, &email)? {
+                return Err(PbError(
+                    "0802",
+                    format!("Email error, all designated recipients are in black list: {email}"),
+                ));
+            }
+            email
+        }
     };
     vars.insert("player_id".into(), player.id.clone());
     for (name, value) in [
@@ -1095,8 +1122,10 @@ async fn sms_to_player(
         }
     }
     let req = SendRequest {
-        to: vec![phone.clone()],
+        to: vec![to.clone()],
+        channel: if subject.is_some() { "email" } else { "sms" }.into(),
         template: Some(message.to_owned()),
+        subject: subject.map(str::to_owned),
         vars,
         ..SendRequest::default()
     };
@@ -1107,7 +1136,7 @@ async fn sms_to_player(
     let (accepted, again) = fresh_or_kept(sent)?;
     let m = accepted.messages.first();
     let resp = ok(json!({
-        "to": phone,
+        "to": to,
         "from": m.and_then(|m| m.plan.first()).and_then(|a| a.sender.clone()),
         "message": m.map(|m| m.body.clone()),
         "message_id": m.map(|m| m.id.clone()),
@@ -1125,19 +1154,47 @@ async fn sms_send(
     let tenant = tenant_of(&s, &method, &p)?;
     let [player_id, message] = p.require(["player_id", "message"])?;
     let player = players::get(&s.store.read()?, &tenant, player_id)?;
-    sms_to_player(&s, (&p, &rid), &tenant, &player, message, BTreeMap::new()).await
+    to_player(
+        &s,
+        (&p, &rid),
+        &tenant,
+        &player,
+        (message, None),
+        BTreeMap::new(),
+    )
+    .await
 }
 
-/// The coupon of redemption `ref_id` by SMS: `{{code}}` (as the seed
-/// writes it) and `{{coupon}}` (as Playbasis documents it) are the code.
-async fn sms_goods(
+async fn email_send(
     State(s): State<AppState>,
     method: Method,
     Extension(RequestId(rid)): Extension<RequestId>,
     p: Params,
 ) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
+    let [player_id, subject, message] = p.require(["player_id", "subject", "message"])?;
+    let player = players::get(&s.store.read()?, &tenant, player_id)?;
+    let what = (message, Some(subject));
+    to_player(&s, (&p, &rid), &tenant, &player, what, BTreeMap::new()).await
+}
+
+/// The coupon of redemption `ref_id` by SMS (`/Sms/goods`) or, with a
+/// subject, by e-mail (`/Email/goods`): `{{code}}` (as the seed writes it)
+/// and `{{coupon}}` (as Playbasis documents it) are the code.
+async fn goods_message(
+    s: &AppState,
+    method: &Method,
+    rid: &str,
+    p: &Params,
+    email: bool,
+) -> PbResult {
+    let tenant = tenant_of(s, method, p)?;
     let [player_id, ref_id, message] = p.require(["player_id", "ref_id", "message"])?;
+    let subject = if email {
+        Some(p.require(["subject"])?[0])
+    } else {
+        None
+    };
     let snap = s.store.read()?;
     let player = players::get(&snap, &tenant, player_id)?;
     let redemption = goods::redemption(&snap, &tenant, ref_id)
@@ -1150,5 +1207,87 @@ async fn sms_goods(
         ("code".to_owned(), code.clone()),
         ("coupon".to_owned(), code),
     ]);
-    sms_to_player(&s, (&p, &rid), &tenant, &player, message, vars).await
+    to_player(s, (p, rid), &tenant, &player, (message, subject), vars).await
+}
+
+async fn sms_goods(
+    State(s): State<AppState>,
+    method: Method,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    p: Params,
+) -> PbResult {
+    goods_message(&s, &method, &rid, &p, false).await
+}
+
+async fn email_goods(
+    State(s): State<AppState>,
+    method: Method,
+    Extension(RequestId(rid)): Extension<RequestId>,
+    p: Params,
+) -> PbResult {
+    goods_message(&s, &method, &rid, &p, true).await
+}
+
+/// The `email` parameter, as Engage keeps addresses.
+fn email_param(p: &Params) -> Result<String, PbError> {
+    let [email] = p.require(["email"])?;
+    engage_messaging::address::normalize_email(email).map_err(|_| {
+        PbError(
+            "0801",
+            format!("Email error, cannot send email to: {email}"),
+        )
+    })
+}
+
+/// `/Email/isBlackList`: whether the address is suppressed.
+async fn email_is_blacklisted(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let email = email_param(&p)?;
+    let banned = engage_messaging::email::suppression::contains(&s.store.read()?, &tenant, &email)?;
+    Ok(ok(json!(banned)))
+}
+
+/// `/Email/addBlackList`: suppress the address (Playbasis's black list is
+/// Engage's suppression list).
+async fn email_blacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let email = email_param(&p)?;
+    let (t, e) = (tenant.clone(), email.clone());
+    let added = s
+        .store
+        .write(move |tx| {
+            engage_messaging::email::suppression::add(
+                tx,
+                &t,
+                &e,
+                "playbasis:addBlackList",
+                now_ms(),
+            )
+        })
+        .await?;
+    if !added {
+        return Err(PbError(
+            "0803",
+            format!("Email is already in black list: {email}"),
+        ));
+    }
+    Ok(ok(json!("Add email into blacklist successfully")))
+}
+
+/// `/Email/removeBlackList`: lift the address's suppression.
+async fn email_unblacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    let tenant = tenant_of(&s, &method, &p)?;
+    let email = email_param(&p)?;
+    let (t, e) = (tenant.clone(), email.clone());
+    let removed = s
+        .store
+        .write(move |tx| engage_messaging::email::suppression::remove(tx, &t, &e))
+        .await?;
+    if !removed {
+        return Err(PbError(
+            "0804",
+            format!("Email is not in black list: {email}"),
+        ));
+    }
+    Ok(ok(json!("Remove email from blacklist successfully")))
 }
