@@ -100,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         name: "Bench".into(),
         template: "Hi {{first_name}}, 20% off this weekend".into(),
         channel: "sms".into(),
+        subject: None,
         kind: Kind::Marketing,
         segment: None,
         trigger: Trigger::Manual,

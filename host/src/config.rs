@@ -107,9 +107,9 @@ pub struct MessagingConfig {
     /// The base URL providers call back; by default the listen address
     /// (set it when Engage is behind a proxy).
     pub public_url: Option<String>,
-    /// A PEM file of certificates to trust for HTTPS to providers, beside
-    /// the Mozilla roots built in: a private CA, or a proxy that inspects
-    /// TLS. Also `ENGAGE_PROVIDER_CA_FILE`.
+    /// A PEM file of certificates to trust for TLS to providers (HTTPS and
+    /// SMTP), beside the Mozilla roots built in: a private CA, or a proxy
+    /// that inspects TLS. Also `ENGAGE_PROVIDER_CA_FILE`.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -124,11 +124,11 @@ impl Default for MessagingConfig {
 }
 
 impl MessagingConfig {
-    /// The certificates of `ca_file`, read and checked at start: a wrong
-    /// path stops the server rather than every later send.
-    pub fn extra_roots(&self) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    /// The certificates of `ca_file` (PEM), read and checked at start: a
+    /// wrong path stops the server rather than every later send.
+    pub fn extra_roots(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(path) = &self.ca_file else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let pem = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("[messaging] ca_file {}: {e}", path.display()))?;
@@ -143,7 +143,7 @@ impl MessagingConfig {
             "[messaging] ca_file {} holds no certificate",
             path.display()
         );
-        Ok(certs)
+        Ok(Some(pem))
     }
 }
 

@@ -5,6 +5,8 @@ positive case that breaks one is not generated, and negative cases are
 left as they are.
 """
 
+import re
+
 import schemathesis
 
 
@@ -52,6 +54,65 @@ def _text(body):
     return not _blank(body.get("body") if has_body else body.get("template"))
 
 
+def _shown(text):
+    """What is left of a subject once control characters are dropped and
+    white space is one space: it must not be blank."""
+    if not isinstance(text, str):
+        return False
+    kept = "".join(c for c in text if c in "\t\n" or not (ord(c) < 32 or 127 <= ord(c) < 160))
+    kept = "".join(c for c in kept if not ("\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"))
+    return bool(kept.strip()) and len(kept.strip()) <= 500
+
+
+def _email(body):
+    """An e-mail (channel `email`) has a subject and addresses; other
+    channels have phone numbers and neither a subject nor HTML."""
+    if not isinstance(body, dict):
+        return True
+    to = body.get("to") or []
+    if body.get("channel") == "email":
+        return _shown(body.get("subject")) and all(isinstance(a, str) and "@" in a for a in to)
+    return body.get("subject") is None and body.get("html") is None and all(
+        isinstance(a, str) and "@" not in a for a in to
+    )
+
+
+def _message(body):
+    return _text(body) and _email(body)
+
+
+def _mailbox(text):
+    """An address lettre takes, or a plain name and one in angle brackets."""
+    if not isinstance(text, str):
+        return False
+    address = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+    return re.fullmatch(rf"{address}|[A-Za-z0-9 ]*<{address}>", text) is not None
+
+
+def _provider(body):
+    """An SMTP provider names its host, its From as an address, and a
+    username with a password or neither."""
+    if not isinstance(body, dict) or body.get("kind") != "smtp":
+        return True
+    host = body.get("host")
+    return (
+        isinstance(host, str)
+        and re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host) is not None
+        and _mailbox(body.get("from"))
+        and (body.get("reply_to") is None or _mailbox(body.get("reply_to")))
+        and (body.get("username") is None) == (body.get("password") is None)
+    )
+
+
+def _prices(body):
+    """An e-mail's price is per e-mail: it has no prefix."""
+    prices = body.get("prices") if isinstance(body, dict) else None
+    return not isinstance(prices, list) or all(
+        not isinstance(p, dict) or p.get("channel") != "email" or not p.get("prefix")
+        for p in prices
+    )
+
+
 def _words(body):
     """A word is in only one of the stop, start and help lists (in upper case)."""
     if not isinstance(body, dict):
@@ -84,10 +145,17 @@ def _ranges_upwards(cron):
 
 
 def _campaign(body):
-    """A schedule's ranges run upwards (`5-10`, not `10-5`)."""
-    trigger = body.get("trigger") if isinstance(body, dict) else None
+    """A schedule's ranges run upwards (`5-10`, not `10-5`); an e-mail
+    campaign, and only one, has a subject."""
+    if not isinstance(body, dict):
+        return True
+    trigger = body.get("trigger")
     cron = trigger.get("cron") if isinstance(trigger, dict) else None
-    return not isinstance(cron, str) or _ranges_upwards(cron)
+    email = body.get("channel") == "email"
+    subject = body.get("subject")
+    return (not isinstance(cron, str) or _ranges_upwards(cron)) and (
+        _shown(subject) if email else subject is None
+    )
 
 
 def _unsubscribe(body):
@@ -111,8 +179,10 @@ RULES = {
     "POST /v1/audiences/subscriptions/unsubscribe": lambda case: _unsubscribe(case.body),
     "POST /v1/audiences/segments": lambda case: _segment(case.body),
     "PUT /v1/audiences/segments/{id}": lambda case: _segment(case.body),
-    "POST /v1/messages": lambda case: _text(case.body),
-    "POST /v1/messages/quote": lambda case: _text(case.body),
+    "POST /v1/messages": lambda case: _message(case.body),
+    "POST /v1/messages/quote": lambda case: _message(case.body),
+    "PUT /v1/providers/{name}": lambda case: _provider(case.body),
+    "PUT /v1/messaging/prices": lambda case: _prices(case.body),
     "PUT /v1/gateway/settings": lambda case: _words(case.body),
     "POST /v1/gateway/accounts": lambda case: _account(case.body),
     "PUT /v1/campaigns/{id}": lambda case: _campaign(case.body),

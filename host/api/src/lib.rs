@@ -16,6 +16,7 @@ mod backup;
 mod campaigns;
 mod compat;
 mod cors;
+mod email;
 mod error;
 mod gateway;
 mod goods;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(native)
         .merge(messages::hooks())
+        .merge(email::hooks())
         .merge(gateway::hooks())
         .merge(bsg::routes())
         .merge(playbasis::routes())
@@ -107,6 +109,7 @@ fn native() -> OpenApiRouter<AppState> {
         .merge(activity::routes())
         .merge(goods::routes())
         .merge(messages::routes())
+        .merge(email::routes())
         .merge(gateway::routes())
         .merge(social::routes())
         .merge(audiences::routes())

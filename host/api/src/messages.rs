@@ -129,7 +129,7 @@ async fn show(
 struct ListQuery {
     reference: Option<String>,
     status: Option<Status>,
-    #[param(value_type = Option<engage_messaging::address::Phone>)]
+    #[param(value_type = Option<engage_messaging::address::Recipient>)]
     to: Option<String>,
     after: Option<String>,
     limit: Option<usize>,
@@ -155,6 +155,11 @@ async fn list(
     let snap = s.store.read()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let to = match &q.to {
+        Some(n) if n.contains('@') => {
+            Some(engage_messaging::address::normalize_email(n).map_err(|_| {
+                ApiError::from(MessageError::InvalidEmail(n.chars().take(64).collect()))
+            })?)
+        }
         Some(n) => Some(engage_messaging::address::normalize_phone(n).map_err(|_| {
             ApiError::from(MessageError::InvalidNumber(n.chars().take(32).collect()))
         })?),
@@ -243,6 +248,10 @@ struct ProviderView {
     /// Where the provider posts inbound messages (Twilio, Kannel).
     #[serde(skip_serializing_if = "Option::is_none")]
     inbound_url: Option<String>,
+    /// Where the mail system posts bounces and complaints (SMTP): the
+    /// whole message as received, `POST`ed as `message/rfc822`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounce_url: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -309,7 +318,7 @@ fn provider_name(name: &str) -> Result<(), ApiError> {
     request_body(content = ProviderRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The provider, secrets redacted", body = ProviderView),
-        (status = 400, description = "invalid_name, invalid_json", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid_name, invalid_limits, invalid_provider, invalid_json", body = crate::openapi::ErrorBody),
     ),
 )]
 async fn put_provider(
@@ -328,6 +337,9 @@ async fn put_provider(
             format!("the request body is not what this endpoint takes: {e}"),
         )
     })?;
+    config
+        .check()
+        .map_err(|e| ApiError::bad_request("invalid_provider", e))?;
     let (t, now) = (tenant.clone(), now_ms());
     let sealer = s.messaging.sealer().clone();
     mutation::write(&s, &tenant, &m, StatusCode::OK, now, move |tx| {
@@ -343,6 +355,7 @@ fn provider_view(name: &str, c: &ProviderConfig, l: &providers::Limits) -> Provi
         provider: c.redacted(),
         limits: *l,
         inbound_url: None,
+        bounce_url: None,
     }
 }
 
@@ -378,6 +391,17 @@ async fn show_provider(
                 ProviderConfig::Kannel { password, .. } => {
                     let sig = providers::kannel_inbound_signature(password);
                     v.inbound_url = Some(format!("{base}?from=%p&to=%P&text=%a&smsc=%i&sig={sig}"));
+                }
+                ProviderConfig::Smtp { .. } => {
+                    let sig = engage_messaging::email::bounces::webhook_signature(
+                        s.messaging.sealer(),
+                        &tenant,
+                        &name,
+                    );
+                    v.bounce_url = Some(format!(
+                        "{}/hooks/smtp/{tenant}/{name}/bounces?sig={sig}",
+                        s.messaging.public_url()
+                    ));
                 }
                 _ => {}
             }
@@ -715,6 +739,7 @@ impl From<MessageError> for ApiError {
             MessageError::Store(s) => return s.into(),
             MessageError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_message"),
             MessageError::InvalidNumber(_) => (StatusCode::BAD_REQUEST, "invalid_phone"),
+            MessageError::InvalidEmail(_) => (StatusCode::BAD_REQUEST, "invalid_email"),
             MessageError::TooManyRecipients => (StatusCode::BAD_REQUEST, "too_many_recipients"),
             MessageError::DuplicateReference(_) => (StatusCode::CONFLICT, "duplicate_reference"),
             MessageError::TooLong(_) => (StatusCode::BAD_REQUEST, "message_too_long"),

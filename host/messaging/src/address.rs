@@ -56,6 +56,15 @@ pub fn check_email(email: &str) -> Result<(), AddressError> {
     }
 }
 
+/// An e-mail address as Engage keeps it: [`check_email`]'s, spaces around
+/// it dropped, in lower case (opt-outs, suppressions and subscriptions are
+/// keyed by it, and mail systems treat addresses without regard to case).
+pub fn normalize_email(raw: &str) -> Result<String, AddressError> {
+    let e = raw.trim();
+    check_email(e)?;
+    Ok(e.to_lowercase())
+}
+
 /// A phone number ([`normalize_phone`]) in an API document: the pattern
 /// accepts exactly what `normalize_phone` accepts.
 pub struct Phone;
@@ -87,6 +96,24 @@ impl utoipa::PartialSchema for Email {
 }
 
 impl utoipa::ToSchema for Email {}
+
+/// A message's recipient in an API document: a phone number ([`Phone`]),
+/// or for an e-mail an address ([`Email`]).
+pub struct Recipient;
+
+impl utoipa::PartialSchema for Recipient {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(<Phone as utoipa::PartialSchema>::schema())
+            .item(<Email as utoipa::PartialSchema>::schema())
+            .description(Some(
+                "A phone number (SMS, Viber) or an e-mail address (e-mail)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Recipient {}
 
 fn string(
     description: &str,

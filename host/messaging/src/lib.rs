@@ -11,6 +11,7 @@
 //! the two sends that message once more (and only that one).
 
 pub mod address;
+pub mod email;
 pub mod gateway;
 pub mod optouts;
 pub mod pricing;
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::address::normalize_phone;
 use engage_ledger::views::time_part;
-use engage_runtime::io::{Attempt, MessageKind, Outgoing};
+use engage_runtime::io::{Attempt, CHANNELS, MessageKind, Outgoing};
 use engage_runtime::{Input, Output, Plugins, PluginsError, params};
 use engage_store::idempotency::{self, Call, Guarded};
 use engage_store::ids::{now_ms, random_hex, valid_id};
@@ -177,6 +178,10 @@ pub enum Kind {
 pub struct AttemptRecord {
     pub channel: String,
     pub provider: String,
+    /// Where this attempt went, when not to the message's `to` (an attempt
+    /// on another kind of channel: an SMS fallback of an e-mail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub sender: Option<String>,
     pub provider_id: Option<String>,
     pub status: Status,
@@ -203,6 +208,12 @@ pub struct Message {
     pub channel: String,
     pub sender: Option<String>,
     pub body: String,
+    /// An e-mail's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// An e-mail's HTML part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub kind: Kind,
     pub reference: Option<String>,
     pub status: Status,
@@ -250,6 +261,11 @@ pub struct Message {
 pub struct PlannedAttempt {
     pub channel: String,
     pub provider: String,
+    /// The address for an attempt on another kind of channel than the
+    /// message's (a phone for SMS or Viber, an address for e-mail), from
+    /// the message's metadata `phone` or `email`; none: the message's `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub sender: Option<String>,
     pub body: Option<String>,
     /// In micro-units.
@@ -276,8 +292,9 @@ pub struct Fallback {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    /// Phone numbers (or addresses, for e-mail), at least one.
-    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::address::Phone>)]
+    /// Phone numbers, or for e-mail addresses; at least one. Each gets its
+    /// own message.
+    #[schema(min_items = 1, max_items = 50, value_type = Vec<crate::address::Recipient>)]
     pub to: Vec<String>,
     #[serde(default = "sms")]
     #[schema(schema_with = channel_schema)]
@@ -291,6 +308,13 @@ pub struct SendRequest {
     pub template: Option<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// An e-mail's subject (needed for `email`, refused otherwise), 1 to
+    /// 500 characters; with `template`, rendered with the same `vars`.
+    #[schema(max_length = 500, pattern = "\\S")]
+    pub subject: Option<String>,
+    /// An e-mail's HTML, sent beside the text as multipart/alternative;
+    /// with `template`, rendered with the same `vars`. At most 256 KiB.
+    pub html: Option<String>,
     #[schema(value_type = Option<engage_store::ids::ClientId>)]
     pub reference: Option<String>,
     #[serde(default)]
@@ -325,6 +349,8 @@ impl Default for SendRequest {
             body: None,
             template: None,
             vars: BTreeMap::new(),
+            subject: None,
+            html: None,
             reference: None,
             kind: Kind::default(),
             schedule_at_ms: None,
@@ -344,6 +370,8 @@ pub enum MessageError {
     Invalid(String),
     #[error("`{0}` is not a phone number in international format")]
     InvalidNumber(String),
+    #[error("`{0}` is not an e-mail address")]
+    InvalidEmail(String),
     #[error("at most {MAX_RECIPIENTS} recipients per message")]
     TooManyRecipients,
     #[error("reference `{0}` was already used")]
@@ -413,7 +441,9 @@ impl Refusal {
         let kind = match &e {
             MessageError::Store(_) => return Err(e),
             MessageError::Invalid(_) => RefusalKind::Invalid,
-            MessageError::InvalidNumber(_) => RefusalKind::InvalidNumber,
+            MessageError::InvalidNumber(_) | MessageError::InvalidEmail(_) => {
+                RefusalKind::InvalidNumber
+            }
             MessageError::TooManyRecipients => RefusalKind::TooManyRecipients,
             MessageError::DuplicateReference(_) => RefusalKind::DuplicateReference,
             MessageError::TooLong(_) => RefusalKind::TooLong,
@@ -480,6 +510,8 @@ pub struct Messaging {
     /// The hosts sharing the store: each takes its share of a provider's
     /// limits, so they hold across all hosts together.
     hosts: Arc<engage_store::hosts::Hosts>,
+    /// SMTP transports (and their pooled connections), per provider.
+    smtp: email::smtp::Transports,
 }
 
 impl Messaging {
@@ -488,22 +520,25 @@ impl Messaging {
         &self.sealer
     }
 
-    /// `extra_roots`: certificates trusted for HTTPS to providers beside
-    /// the built-in Mozilla roots (a private CA, a TLS-inspecting proxy).
+    /// `extra_roots`: PEM certificates trusted for TLS to providers (HTTPS
+    /// and SMTP) beside the built-in Mozilla roots (a private CA, a
+    /// TLS-inspecting proxy).
     pub fn new(
         store: Store,
         plugins: Arc<Plugins>,
         provider_timeout: Duration,
         sealer: Sealer,
         hosts: Arc<engage_store::hosts::Hosts>,
-        extra_roots: Vec<reqwest::Certificate>,
+        extra_roots: Option<Vec<u8>>,
     ) -> Result<Arc<Messaging>, reqwest::Error> {
         let mut http = reqwest::Client::builder()
             .timeout(provider_timeout)
             .connect_timeout(provider_timeout.min(Duration::from_secs(5)))
             .use_rustls_tls();
-        for root in extra_roots {
-            http = http.add_root_certificate(root);
+        if let Some(pem) = &extra_roots {
+            for root in reqwest::Certificate::from_pem_bundle(pem)? {
+                http = http.add_root_certificate(root);
+            }
         }
         let http = http.build()?;
         Ok(Arc::new(Messaging {
@@ -515,6 +550,7 @@ impl Messaging {
             lanes: Mutex::new(HashMap::new()),
             sealer,
             hosts,
+            smtp: email::smtp::Transports::new(provider_timeout, extra_roots),
             claim_ms: i64::try_from(provider_timeout.as_millis())
                 .unwrap_or(i64::MAX / 2)
                 .saturating_add(CLAIM_MARGIN_MS),
@@ -540,22 +576,84 @@ impl Messaging {
     fn body(&self, call: &PluginCall<'_>, req: &SendRequest) -> Result<String, MessageError> {
         match (&req.body, &req.template) {
             (Some(b), None) => Ok(b.clone()),
-            (None, Some(t)) => {
-                let input = Input::Render {
-                    template: t.clone(),
-                    vars: params(&req.vars),
-                };
-                match self.call(call, &input)? {
-                    Output::Text(s) => Ok(s),
-                    _ => Err(MessageError::Invalid(
-                        "the template plugin did not answer text".into(),
-                    )),
-                }
-            }
+            (None, Some(t)) => self.render(call, t, req),
             _ => Err(MessageError::Invalid(
                 "send either `body` or `template`".into(),
             )),
         }
+    }
+
+    /// `template` rendered by the tenant's `template` binding with the
+    /// request's `vars`.
+    fn render(
+        &self,
+        call: &PluginCall<'_>,
+        template: &str,
+        req: &SendRequest,
+    ) -> Result<String, MessageError> {
+        let input = Input::Render {
+            template: template.to_owned(),
+            vars: params(&req.vars),
+        };
+        match self.call(call, &input)? {
+            Output::Text(s) => Ok(s),
+            _ => Err(MessageError::Invalid(
+                "the template plugin did not answer text".into(),
+            )),
+        }
+    }
+
+    /// An e-mail's subject and HTML, rendered like its body when it has a
+    /// template; none for other channels (which refuse them).
+    fn email_parts(
+        &self,
+        call: &PluginCall<'_>,
+        req: &SendRequest,
+    ) -> Result<(Option<String>, Option<String>), MessageError> {
+        if req.channel != "email" {
+            if req.subject.is_some() || req.html.is_some() {
+                return Err(MessageError::Invalid(
+                    "`subject` and `html` are for e-mail (channel `email`)".into(),
+                ));
+            }
+            return Ok((None, None));
+        }
+        let Some(subject) = &req.subject else {
+            return Err(MessageError::Invalid("an e-mail needs a `subject`".into()));
+        };
+        let templated = req.template.is_some();
+        let subject = if templated {
+            self.render(call, subject, req)?
+        } else {
+            subject.clone()
+        };
+        // One line, nothing a header cannot carry.
+        let subject: String = text::for_channel(&subject)
+            .chars()
+            .map(|c| if c.is_whitespace() { ' ' } else { c })
+            .collect();
+        let subject = subject.trim().to_owned();
+        if subject.is_empty() || subject.chars().count() > email::MAX_SUBJECT {
+            return Err(MessageError::Invalid(format!(
+                "a subject is 1 to {} characters, not only spaces",
+                email::MAX_SUBJECT
+            )));
+        }
+        let html = match &req.html {
+            Some(h) if templated => Some(self.render(call, h, req)?),
+            Some(h) => Some(h.clone()),
+            None => None,
+        };
+        if html
+            .as_ref()
+            .is_some_and(|h| h.len() > email::MAX_BODY_BYTES)
+        {
+            return Err(MessageError::Invalid(format!(
+                "the HTML is at most {} KiB",
+                email::MAX_BODY_BYTES / 1024
+            )));
+        }
+        Ok((Some(subject), html.map(|h| text::for_channel(&h))))
     }
 
     /// Ask the route binding for the attempts of one message.
@@ -590,7 +688,7 @@ impl Messaging {
     ) -> Result<(Vec<Message>, segments::Segments, Option<PriceList>), MessageError> {
         if req.to.is_empty() {
             return Err(MessageError::Invalid(
-                "`to` needs at least one number".into(),
+                "`to` needs at least one recipient".into(),
             ));
         }
         if req.to.len() > MAX_RECIPIENTS {
@@ -626,12 +724,18 @@ impl Messaging {
                 "report_timeout_s is 1 s to 7 days".into(),
             ));
         }
+        let is_email = req.channel == "email";
         let numbers = req
             .to
             .iter()
             .map(|n| {
-                normalize_phone(n)
-                    .map_err(|_| MessageError::InvalidNumber(n.chars().take(32).collect()))
+                if is_email {
+                    address::normalize_email(n)
+                        .map_err(|_| MessageError::InvalidEmail(n.chars().take(64).collect()))
+                } else {
+                    normalize_phone(n)
+                        .map_err(|_| MessageError::InvalidNumber(n.chars().take(32).collect()))
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         // One snapshot for every plugin call and the price list.
@@ -646,7 +750,25 @@ impl Messaging {
         if body.trim().is_empty() {
             return Err(MessageError::Invalid("the text is empty".into()));
         }
-        let seg = segments::count(&body);
+        let (subject, html) = self.email_parts(&call, req)?;
+        if is_email && body.len() > email::MAX_BODY_BYTES {
+            return Err(MessageError::Invalid(format!(
+                "an e-mail's text is at most {} KiB",
+                email::MAX_BODY_BYTES / 1024
+            )));
+        }
+        // Each recipient's message keeps its own copy: bound what one
+        // request can make the store hold.
+        let one = body.len() + html.as_ref().map_or(0, String::len);
+        if is_email && one.saturating_mul(numbers.len()) > email::MAX_REQUEST_BYTES {
+            return Err(MessageError::Invalid(format!(
+                "an e-mail takes {} KiB; to {} recipients that is over the {} KiB one request may make: send it to fewer at a time",
+                one / 1024,
+                numbers.len(),
+                email::MAX_REQUEST_BYTES / 1024
+            )));
+        }
+        let seg = segments::for_channel(&req.channel, &body);
         if seg.segments > MAX_SEGMENTS {
             return Err(MessageError::TooLong(seg.segments));
         }
@@ -663,8 +785,19 @@ impl Messaging {
         let mut messages = Vec::with_capacity(numbers.len());
         for to in numbers {
             let id = random_hex(16);
-            if req.kind == Kind::Marketing && optouts::contains(&*snapshot, tenant, &to)? {
-                messages.push(blocked(id, to, req, &body, seg, account, now));
+            let refused =
+                if req.kind == Kind::Marketing && optouts::contains(&*snapshot, tenant, &to)? {
+                    Some(optouts::OPTED_OUT)
+                } else if is_email && email::suppression::contains(&*snapshot, tenant, &to)? {
+                    Some(email::suppression::SUPPRESSED_ERROR)
+                } else {
+                    None
+                };
+            if let Some(why) = refused {
+                let mut m = blocked(id, to, req, &body, seg, account, now);
+                m.error = Some(why.into());
+                (m.subject, m.html) = (subject.clone(), html.clone());
+                messages.push(m);
                 continue;
             }
             let outgoing = |channel: &str, sender: &Option<String>, body: &str| Outgoing {
@@ -699,9 +832,15 @@ impl Messaging {
             }
             for a in plan.iter_mut() {
                 check_channel(&a.channel)?;
+                if (a.channel == "email") != is_email {
+                    // Another kind of address: the metadata's, if any (an
+                    // attempt without one is rejected when its turn comes).
+                    a.to = other_address(&a.channel, &req.metadata);
+                }
                 let text = a.body.as_deref().unwrap_or(&body);
-                let segments = segments::count(text).segments;
-                a.price = pricing::price(prices.as_ref(), &a.channel, &to, segments)?;
+                let segments = segments::for_channel(&a.channel, text).segments;
+                let dest = a.to.as_deref().unwrap_or(&to);
+                a.price = pricing::price(prices.as_ref(), &a.channel, dest, segments)?;
             }
             let reserved = plan.iter().map(|a| a.price).max().unwrap_or(0);
             messages.push(Message {
@@ -711,6 +850,8 @@ impl Messaging {
                 channel: req.channel.clone(),
                 sender: req.sender.clone(),
                 body: body.clone(),
+                subject: subject.clone(),
+                html: html.clone(),
                 kind: req.kind,
                 reference: req.reference.clone(),
                 error: None,
@@ -1095,17 +1236,32 @@ impl Messaging {
             return Ok(());
         }
         if awaiting_report {
-            // The report timer fired: no final report in time.
+            // The report timer fired: no final report in time. From a
+            // provider that reports only failures (an SMTP server's
+            // bounces), that silence is the delivery.
+            let silent_ok = match m.attempts.last() {
+                Some(a) => providers::config(&snap, &tenant, &a.provider, &self.sealer)?
+                    .is_some_and(|c| c.reports_only_failures()),
+                None => false,
+            };
+            drop(snap);
+            let t = tenant.clone();
             return self
-                .update(entry, &tenant, &id, move |m, now| {
+                .update_with(entry, &tenant, &id, move |tx, m, now| {
                     if let Some(a) = m.attempts.last_mut()
                         && !a.status.is_final()
                     {
+                        a.updated_at_ms = now;
+                        if silent_ok {
+                            a.status = Status::Delivered;
+                            m.status = Status::Delivered;
+                            email::suppression::delivered(tx, &t, &m.to)?;
+                            return Ok(Step::Final);
+                        }
                         a.status = Status::Unknown;
                         a.error = Some("no delivery report in time".into());
-                        a.updated_at_ms = now;
                     }
-                    Step::NextAttempt
+                    Ok(Step::NextAttempt)
                 })
                 .await;
         }
@@ -1127,6 +1283,36 @@ impl Messaging {
                 .await;
         }
         let index = m.attempts.len();
+        if let Some(why) = m
+            .plan
+            .get(index)
+            .map(|p| refusal(&snap, &tenant, &m, p))
+            .transpose()?
+            .flatten()
+        {
+            // Nothing to send this attempt to (no address of its kind, or
+            // one suppressed or opted out since the message was accepted).
+            return self
+                .update(entry, &tenant, &id, move |m, now| {
+                    if let Some(p) = m.plan.get(m.attempts.len()).cloned() {
+                        m.attempts.push(AttemptRecord {
+                            channel: p.channel,
+                            provider: p.provider,
+                            to: p.to,
+                            sender: p.sender,
+                            provider_id: None,
+                            status: Status::Rejected,
+                            error: Some(why.clone()),
+                            tries: 0,
+                            price: p.price,
+                            at_ms: now,
+                            updated_at_ms: now,
+                        });
+                    }
+                    Step::NextAttempt
+                })
+                .await;
+        }
         let Some(plan) = m.plan.get(index).cloned() else {
             return self
                 .update(entry, &tenant, &id, |m, _| {
@@ -1192,17 +1378,42 @@ impl Messaging {
                     plan.provider,
                     m.id
                 );
+                let to = plan.to.as_deref().unwrap_or(&m.to);
+                // Marketing e-mail carries its recipient's unsubscribe link.
+                let unsubscribe =
+                    (m.kind == Kind::Marketing && plan.channel == "email").then(|| {
+                        email::unsubscribe::url(&self.sealer, &self.public_url(), &tenant, to)
+                    });
+                // An e-mail attempt of a message without a subject (an SMS
+                // falling back to e-mail): its text's first line.
+                let subject = m.subject.clone().or_else(|| {
+                    (plan.channel == "email").then(|| {
+                        body.lines()
+                            .next()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(78)
+                            .collect()
+                    })
+                });
                 providers::send(
                     &self.http,
+                    &self.smtp,
                     c,
                     &providers::Outbound {
                         id: &m.id,
-                        to: &m.to,
+                        to,
                         channel: &plan.channel,
                         from: sender.as_deref(),
                         body: &body,
                         callback: &callback,
                         valid_for_s: ((m.expires_at_ms - now) / 1000).max(1),
+                        tenant: &tenant,
+                        provider: &plan.provider,
+                        max_in_flight: limits.max_in_flight,
+                        subject: subject.as_deref(),
+                        html: m.html.as_deref(),
+                        unsubscribe: unsubscribe.as_deref(),
                     },
                 )
                 .await
@@ -1214,6 +1425,7 @@ impl Messaging {
                 Ok(_) => "accepted",
                 Err(SendError::Transient(_)) => "unavailable",
                 Err(SendError::Permanent(_)) => "failed",
+                Err(SendError::Bounced { .. }) => "bounced",
             };
             let elapsed = sending.elapsed();
             tracing::debug!(
@@ -1230,6 +1442,7 @@ impl Messaging {
         let mut attempt = AttemptRecord {
             channel: plan.channel.clone(),
             provider: plan.provider.clone(),
+            to: plan.to.clone(),
             sender,
             provider_id: None,
             status: Status::Queued,
@@ -1277,6 +1490,26 @@ impl Messaging {
                 })
                 .await
             }
+            Err(SendError::Bounced { why, status }) => {
+                // A hard bounce at send time: counted against the address
+                // in the same write that fails the attempt over.
+                attempt.status = Status::Undeliverable;
+                attempt.error = Some(why.clone());
+                let t = tenant.clone();
+                self.update_with(entry, &tenant, &id, move |tx, m, now| {
+                    let address = attempt.to.clone().unwrap_or_else(|| m.to.clone());
+                    let bounce = email::suppression::HardBounce {
+                        address: &address,
+                        status: status.as_deref(),
+                        diagnostic: &why,
+                    };
+                    email::suppression::record(tx, &t, &bounce, now)?;
+                    m.tries = 0;
+                    m.attempts.push(attempt.clone());
+                    Ok(Step::NextAttempt)
+                })
+                .await
+            }
         }
     }
 
@@ -1315,6 +1548,19 @@ impl Messaging {
         id: &str,
         change: impl Fn(&mut Message, i64) -> Step + Send + 'static,
     ) -> Result<(), MessageError> {
+        self.update_with(entry, tenant, id, move |_, m, now| Ok(change(m, now)))
+            .await
+    }
+
+    /// [`Messaging::update`], with the write's transaction for what is
+    /// recorded beside the message (a bounce against its address).
+    async fn update_with(
+        &self,
+        entry: &str,
+        tenant: &str,
+        id: &str,
+        change: impl Fn(&mut Tx, &mut Message, i64) -> Result<Step, MessageError> + Send + 'static,
+    ) -> Result<(), MessageError> {
         let (k, t, id) = (entry.to_owned(), tenant.to_owned(), id.to_owned());
         let woke = self
             .store
@@ -1327,7 +1573,7 @@ impl Messaging {
                     return Ok(false);
                 };
                 let now = now_ms();
-                let step = change(&mut m, now);
+                let step = change(tx, &mut m, now)?;
                 apply(tx, &t, &mut m, step, now)
             })
             .await?;
@@ -1349,73 +1595,16 @@ impl Messaging {
         status: Status,
         error: Option<String>,
     ) -> Result<bool, MessageError> {
-        let link = key(&[kind, &normalize_provider_id(provider_id)]);
-        let (t, kind_, pid) = (tenant.to_owned(), kind.to_owned(), provider_id.to_owned());
+        let (t, kind_, pid) = (
+            tenant.to_owned(),
+            kind.to_owned(),
+            normalize_provider_id(provider_id),
+        );
         // One write: the send's record and this report cannot pass each
         // other between a lookup and a write.
         let (matched, woke, lag_ms) = self
             .store
-            .write(move |tx| {
-                let Some((owner, id)) = tx.get::<(String, String)>(PROVIDER_IDS, &link)? else {
-                    // Possibly faster than our record of the send: keep it
-                    // for the send to pick up (a final report wins over a
-                    // later non-final one).
-                    tracing::info!(kind = %kind_, provider_id = %pid, "delivery report before its send was recorded");
-                    let kept = tx.get::<EarlyReport>(EARLY_REPORTS, &link)?;
-                    if !kept.is_some_and(|e| e.status.is_final() || e.status.is_failure()) {
-                        let early = EarlyReport {
-                            tenant: t.clone(),
-                            received_at_ms: now_ms(),
-                            status,
-                            error: error.clone(),
-                        };
-                        tx.put(EARLY_REPORTS, &link, &early)?;
-                    }
-                    return Ok::<_, MessageError>((false, false, None));
-                };
-                if owner != t {
-                    tracing::warn!(kind = %kind_, provider_id = %pid, "delivery report for another tenant's message");
-                    return Ok((false, false, None));
-                }
-                let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[&t, &id]))? else {
-                    return Ok((false, false, None));
-                };
-                let now = now_ms();
-                let last = m.attempts.len().saturating_sub(1);
-                let pid = normalize_provider_id(&pid);
-                let Some((i, a)) = m
-                    .attempts
-                    .iter_mut()
-                    .enumerate()
-                    .rev()
-                    .find(|(_, a)| a.provider_id.as_deref() == Some(pid.as_str()))
-                else {
-                    return Ok((false, false, None));
-                };
-                if a.status.is_final() || a.status.is_failure() {
-                    return Ok((true, false, None)); // a late or repeated report
-                }
-                let lag = now - a.at_ms;
-                a.status = status;
-                a.error = error.clone();
-                a.updated_at_ms = now;
-                if i != last {
-                    // An earlier attempt already timed out and was replaced.
-                    m.updated_at_ms = now;
-                    tx.put(MESSAGES, &key(&[&t, &m.id]), &m)?;
-                    return Ok((true, false, Some(lag)));
-                }
-                let step = if status.is_failure() {
-                    Step::NextAttempt
-                } else if status.is_final() {
-                    m.status = status;
-                    Step::Final
-                } else {
-                    m.status = status;
-                    Step::Keep
-                };
-                Ok((true, apply(tx, &t, &mut m, step, now)?, Some(lag)))
-            })
+            .write(move |tx| report_in(tx, &t, &kind_, &pid, status, error.clone()))
             .await?;
         if let Some(ms) = lag_ms {
             engage_telemetry::delivery_report(kind, Duration::from_millis(ms.max(0) as u64));
@@ -1425,6 +1614,179 @@ impl Messaging {
         }
         Ok(matched)
     }
+
+    /// What a mail system reported back to the tenant's bounce webhook
+    /// (parsed by [`email::bounces::parse`]), applied in one write:
+    ///
+    /// - a hard bounce counts against the address (and may suppress it,
+    ///   see [`email::suppression`]);
+    /// - a hard or soft bounce of an e-mail Engage sent fails that
+    ///   attempt, as an undeliverable report does: the next planned
+    ///   attempt goes out;
+    /// - a complaint opts the address out of the tenant's marketing.
+    pub async fn bounced(
+        &self,
+        tenant: &str,
+        reports: Vec<email::bounces::Report>,
+    ) -> Result<BounceOutcome, MessageError> {
+        use email::bounces::Event;
+        let t = tenant.to_owned();
+        let (outcome, woke) = self
+            .store
+            .write(move |tx| {
+                let now = now_ms();
+                let mut out = BounceOutcome::default();
+                let mut woke = false;
+                for r in &reports {
+                    // The message it is about, if Engage sent it (to this tenant).
+                    let pid = r.message_id.as_deref().map(normalize_provider_id);
+                    let message = match &pid {
+                        Some(pid) => {
+                            match tx.get::<(String, String)>(PROVIDER_IDS, &key(&["smtp", pid]))? {
+                                Some((owner, id)) if owner == t => {
+                                    tx.get::<Message>(MESSAGES, &key(&[&t, &id]))?
+                                }
+                                _ => None,
+                            }
+                        }
+                        None => None,
+                    };
+                    let recipient = r
+                        .recipient
+                        .clone()
+                        .or_else(|| message.as_ref().map(|m| m.to.clone()))
+                        .and_then(|a| address::normalize_email(&a).ok());
+                    let Some(address) = recipient else {
+                        out.unknown += 1;
+                        continue;
+                    };
+                    match r.event {
+                        Event::HardBounce => {
+                            out.hard_bounces += 1;
+                            let b = email::suppression::HardBounce {
+                                address: &address,
+                                status: r.status.as_deref(),
+                                diagnostic: &r.diagnostic,
+                            };
+                            if email::suppression::record(tx, &t, &b, now)? {
+                                out.suppressed.push(address.clone());
+                            }
+                        }
+                        Event::SoftBounce => out.soft_bounces += 1,
+                        Event::Complaint => {
+                            out.complaints += 1;
+                            optouts::add(tx, &t, &address, "email:complaint", now)?;
+                        }
+                    }
+                    if let (Some(pid), Some(_), Event::HardBounce | Event::SoftBounce) =
+                        (&pid, &message, &r.event)
+                    {
+                        let why = match &r.status {
+                            Some(st) => format!("bounced: {st} {}", r.diagnostic),
+                            None => format!("bounced: {}", r.diagnostic),
+                        };
+                        let (matched, w, _) =
+                            report_in(tx, &t, "smtp", pid, Status::Undeliverable, Some(why))?;
+                        out.matched += usize::from(matched);
+                        woke |= w;
+                    }
+                }
+                out.suppressed.sort();
+                out.suppressed.dedup();
+                Ok::<_, MessageError>((out, woke))
+            })
+            .await?;
+        if woke {
+            self.wake.notify_one();
+        }
+        Ok(outcome)
+    }
+}
+
+/// What [`Messaging::bounced`] did with a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BounceOutcome {
+    pub hard_bounces: usize,
+    pub soft_bounces: usize,
+    pub complaints: usize,
+    /// Reports that named no address Engage could find.
+    pub unknown: usize,
+    /// Bounces of e-mails Engage sent (their attempts failed over).
+    pub matched: usize,
+    /// Addresses suppressed (now or before).
+    pub suppressed: Vec<String>,
+}
+
+/// A provider's report on its message `pid` (normalised) within a write:
+/// (whether it matched a message of `t`, whether the dispatcher has new
+/// work, the report's lag in ms).
+fn report_in(
+    tx: &mut Tx,
+    t: &str,
+    kind_: &str,
+    pid: &str,
+    status: Status,
+    error: Option<String>,
+) -> Result<(bool, bool, Option<i64>), MessageError> {
+    let link = key(&[kind_, pid]);
+    let Some((owner, id)) = tx.get::<(String, String)>(PROVIDER_IDS, &link)? else {
+        // Possibly faster than our record of the send: keep it
+        // for the send to pick up (a final report wins over a
+        // later non-final one).
+        tracing::info!(kind = %kind_, provider_id = %pid, "delivery report before its send was recorded");
+        let kept = tx.get::<EarlyReport>(EARLY_REPORTS, &link)?;
+        if !kept.is_some_and(|e| e.status.is_final() || e.status.is_failure()) {
+            let early = EarlyReport {
+                tenant: t.to_owned(),
+                received_at_ms: now_ms(),
+                status,
+                error: error.clone(),
+            };
+            tx.put(EARLY_REPORTS, &link, &early)?;
+        }
+        return Ok::<_, MessageError>((false, false, None));
+    };
+    if owner != t {
+        tracing::warn!(kind = %kind_, provider_id = %pid, "delivery report for another tenant's message");
+        return Ok((false, false, None));
+    }
+    let Some(mut m) = tx.get::<Message>(MESSAGES, &key(&[t, &id]))? else {
+        return Ok((false, false, None));
+    };
+    let now = now_ms();
+    let last = m.attempts.len().saturating_sub(1);
+    let Some((i, a)) = m
+        .attempts
+        .iter_mut()
+        .enumerate()
+        .rev()
+        .find(|(_, a)| a.provider_id.as_deref() == Some(pid))
+    else {
+        return Ok((false, false, None));
+    };
+    if a.status.is_final() || a.status.is_failure() {
+        return Ok((true, false, None)); // a late or repeated report
+    }
+    let lag = now - a.at_ms;
+    a.status = status;
+    a.error = error.clone();
+    a.updated_at_ms = now;
+    if i != last {
+        // An earlier attempt already timed out and was replaced.
+        m.updated_at_ms = now;
+        tx.put(MESSAGES, &key(&[t, &m.id]), &m)?;
+        return Ok((true, false, Some(lag)));
+    }
+    let step = if status.is_failure() {
+        Step::NextAttempt
+    } else if status.is_final() {
+        m.status = status;
+        Step::Final
+    } else {
+        m.status = status;
+        Step::Keep
+    };
+    Ok((true, apply(tx, t, &mut m, step, now)?, Some(lag)))
 }
 
 /// One provider's share of the dispatcher: a bound on sends in flight and
@@ -1634,12 +1996,18 @@ fn close(tx: &mut Tx, t: &str, m: &mut Message, now: i64) -> Result<(), MessageE
 }
 
 fn check_channel(channel: &str) -> Result<(), MessageError> {
-    if matches!(channel, "sms" | "viber") {
+    known_channel(channel).map_err(MessageError::Invalid)
+}
+
+/// Whether Engage sends on `channel`; the error names the ones it does.
+pub fn known_channel(channel: &str) -> Result<(), String> {
+    if CHANNELS.contains(&channel) {
         Ok(())
     } else {
-        Err(MessageError::Invalid(format!(
-            "unknown channel `{channel}`: sms or viber"
-        )))
+        Err(format!(
+            "unknown channel `{channel}`: {}",
+            CHANNELS.join(", ")
+        ))
     }
 }
 
@@ -1673,6 +2041,8 @@ fn blocked(
         channel: req.channel.clone(),
         sender: req.sender.clone(),
         body: body.to_owned(),
+        subject: None,
+        html: None,
         kind: req.kind,
         reference: req.reference.clone(),
         status: Status::Rejected,
@@ -1703,9 +2073,55 @@ fn planned(a: Attempt) -> PlannedAttempt {
     PlannedAttempt {
         channel: a.channel,
         provider: a.provider,
+        to: None,
         sender: a.sender,
         body: a.body.as_deref().map(text::for_channel),
         price: 0,
+    }
+}
+
+/// Why attempt `p` of `m` cannot be sent, if it cannot: no address of its
+/// kind, or an e-mail address suppressed (or, for marketing, an address
+/// opted out) since the message was accepted.
+fn refusal(
+    src: &impl Reader,
+    tenant: &str,
+    m: &Message,
+    p: &PlannedAttempt,
+) -> Result<Option<String>, StoreError> {
+    let cross = (p.channel == "email") != (m.channel == "email");
+    let Some(to) = (if cross {
+        p.to.as_deref()
+    } else {
+        Some(m.to.as_str())
+    }) else {
+        let (what, field) = if p.channel == "email" {
+            ("e-mail address", "email")
+        } else {
+            ("phone number", "phone")
+        };
+        return Ok(Some(format!(
+            "no {what} for this {} attempt: give one in the message's metadata `{field}`",
+            p.channel
+        )));
+    };
+    if p.channel == "email" && email::suppression::contains(src, tenant, to)? {
+        return Ok(Some(email::suppression::SUPPRESSED_ERROR.into()));
+    }
+    if cross && m.kind == Kind::Marketing && optouts::contains(src, tenant, to)? {
+        return Ok(Some(optouts::OPTED_OUT.into()));
+    }
+    Ok(None)
+}
+
+/// The address an attempt on `channel` goes to when the message's `to` is
+/// of the other kind: metadata `email` for e-mail, `phone` for SMS and
+/// Viber, normalised; none when it is missing or not an address.
+fn other_address(channel: &str, metadata: &BTreeMap<String, String>) -> Option<String> {
+    if channel == "email" {
+        address::normalize_email(metadata.get("email")?).ok()
+    } else {
+        normalize_phone(metadata.get("phone")?).ok()
     }
 }
 
@@ -1866,6 +2282,6 @@ pub fn list(
 pub fn channel_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["sms", "viber"]))
+        .enum_values(Some(CHANNELS))
         .build()
 }

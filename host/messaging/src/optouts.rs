@@ -1,5 +1,6 @@
-//! The opt-out list: numbers that asked (by replying STOP, or through the
-//! API) to receive no more marketing messages from a tenant.
+//! The opt-out list: numbers and e-mail addresses that asked (by replying
+//! STOP, following an e-mail's unsubscribe link, or through the API) to
+//! receive no more marketing messages from a tenant.
 //!
 //! The messaging engine checks it twice for every marketing message: when
 //! the message is accepted (an opted-out recipient's message is recorded
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
-/// (tenant, E.164 number) → [`OptOut`].
+/// (tenant, E.164 number or lower-case e-mail address) → [`OptOut`].
 const OPT_OUTS: Table = Table::new("message_opt_outs");
 
 /// The error recorded on a marketing message to an opted-out number.

@@ -83,11 +83,11 @@ impl PriceList {
             ));
         }
         for p in &self.prices {
-            if !matches!(p.channel.as_str(), "sms" | "viber") {
-                return Err(PricingError::Invalid(format!(
-                    "unknown channel `{}`: sms or viber",
-                    p.channel
-                )));
+            crate::known_channel(&p.channel).map_err(PricingError::Invalid)?;
+            if p.channel == "email" && !p.prefix.is_empty() {
+                return Err(PricingError::Invalid(
+                    "an e-mail price has no prefix: it is the price of one e-mail".into(),
+                ));
             }
             if !(p.prefix.is_empty()
                 || (p.prefix.starts_with('+') && p.prefix[1..].bytes().all(|b| b.is_ascii_digit())))

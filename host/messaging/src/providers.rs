@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
 use super::Status;
+use crate::email::smtp::{self, SmtpTls};
 use engage_store::secrets::Sealer;
 use engage_store::{Reader, StoreError, Table, Tx, key, prefix};
 
@@ -132,6 +133,25 @@ pub enum ProviderConfig {
         /// Route through this SMSC (`smsc` parameter).
         smsc: Option<String>,
     },
+    /// An SMTP server (a relay or a submission service) for e-mail. Its
+    /// bounces are posted to the provider's `bounce_url`.
+    Smtp {
+        /// The server's host name (TLS checks its certificate against it).
+        host: String,
+        /// By default the mode's usual one: 25, 587 (STARTTLS) or 465.
+        #[schema(minimum = 1, maximum = 65535)]
+        port: Option<u16>,
+        #[serde(default)]
+        tls: SmtpTls,
+        /// With `password`, to sign in (AUTH PLAIN or LOGIN).
+        username: Option<String>,
+        password: Option<String>,
+        /// The From of every e-mail, `Shop <shop@example.com>` or an
+        /// address; an attempt's sender replaces it.
+        from: String,
+        /// Where replies go, when not to `from`.
+        reply_to: Option<String>,
+    },
 }
 
 impl ProviderConfig {
@@ -142,7 +162,40 @@ impl ProviderConfig {
             ProviderConfig::Twilio { .. } => "twilio",
             ProviderConfig::Kannel { .. } => "kannel",
             ProviderConfig::Bsg { .. } => "bsg",
+            ProviderConfig::Smtp { .. } => "smtp",
         }
+    }
+
+    /// What is wrong with the definition, beyond its shape (an SMTP
+    /// provider's addresses and host).
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            ProviderConfig::Smtp {
+                host,
+                port,
+                tls,
+                username,
+                password,
+                from,
+                reply_to,
+            } => smtp::Settings {
+                host,
+                port: *port,
+                tls: *tls,
+                username: username.as_deref(),
+                password: password.as_deref(),
+                from,
+                reply_to: reply_to.as_deref(),
+            }
+            .check(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The provider reports failures only (an SMTP server's bounces): an
+    /// attempt no report failed within its report timeout was delivered.
+    pub fn reports_only_failures(&self) -> bool {
+        matches!(self, ProviderConfig::Smtp { .. })
     }
 
     /// The configuration without secrets, for listing.
@@ -171,6 +224,18 @@ impl ProviderConfig {
             ProviderConfig::Bsg { base_url, .. } => {
                 serde_json::json!({ "kind": "bsg", "base_url": base_url, "api_key": "***" })
             }
+            ProviderConfig::Smtp {
+                host,
+                port,
+                tls,
+                username,
+                password,
+                from,
+                reply_to,
+            } => {
+                serde_json::json!({ "kind": "smtp", "host": host, "port": port, "tls": tls, "username": username,
+                                    "password": password.as_ref().map(|_| "***"), "from": from, "reply_to": reply_to })
+            }
         }
     }
 
@@ -192,6 +257,13 @@ pub enum SendError {
     Transient(String),
     /// Not worth retrying with this provider: fail over.
     Permanent(String),
+    /// The recipient's address was refused (an SMTP 5xx for the mailbox):
+    /// a hard bounce, counted against the address, then fail over.
+    Bounced {
+        why: String,
+        /// The enhanced status code, e.g. `5.1.1`.
+        status: Option<String>,
+    },
 }
 
 /// A stored provider, its secrets opened.
@@ -297,6 +369,18 @@ pub struct Outbound<'a> {
     pub callback: &'a str,
     /// How long the message stays worth delivering, in seconds.
     pub valid_for_s: i64,
+    /// The tenant and the provider's name (an SMTP transport is kept per
+    /// provider).
+    pub tenant: &'a str,
+    pub provider: &'a str,
+    /// This host's share of the provider's sends in flight (the most
+    /// connections an SMTP transport keeps).
+    pub max_in_flight: u32,
+    /// An e-mail's subject and HTML.
+    pub subject: Option<&'a str>,
+    pub html: Option<&'a str>,
+    /// A marketing e-mail's unsubscribe link.
+    pub unsubscribe: Option<&'a str>,
 }
 
 /// Twilio's longest `ValidityPeriod`, in seconds.
@@ -305,10 +389,15 @@ pub const TWILIO_MAX_VALIDITY_S: i64 = 36_000;
 /// Send one attempt.
 pub async fn send(
     http: &reqwest::Client,
+    smtp: &smtp::Transports,
     c: &ProviderConfig,
     out: &Outbound<'_>,
 ) -> Result<Sent, SendError> {
     match c {
+        ProviderConfig::Smtp { .. } => {
+            smtp.send(out.tenant, out.provider, c, out.max_in_flight, out)
+                .await
+        }
         ProviderConfig::Console { report, channels } => {
             let applies = channels.is_empty() || channels.iter().any(|c| c == out.channel);
             let status = report.filter(|_| applies).unwrap_or(Status::Delivered);

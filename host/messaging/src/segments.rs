@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Encoding {
     Gsm7,
     Ucs2,
+    /// An e-mail: UTF-8, one "segment" whatever its length.
+    Utf8,
 }
 
 /// A text's encoding, length in that encoding's units, and segments.
@@ -33,6 +35,19 @@ fn gsm_units(c: char) -> Option<usize> {
         Some(2)
     } else {
         None
+    }
+}
+
+/// What `text` takes on `channel`: SMS segments, or for an e-mail one.
+pub fn for_channel(channel: &str, text: &str) -> Segments {
+    if channel == "email" {
+        Segments {
+            encoding: Encoding::Utf8,
+            units: text.chars().count(),
+            segments: 1,
+        }
+    } else {
+        count(text)
     }
 }
 

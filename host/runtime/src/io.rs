@@ -119,7 +119,7 @@ pub enum MessageKind {
 pub struct Outgoing {
     pub id: String,
     pub to: String,
-    /// `sms` or `viber`.
+    /// `sms`, `viber` or `email`.
     #[schema(schema_with = channel)]
     pub channel: String,
     pub sender: Option<String>,
@@ -138,7 +138,7 @@ fn channel() -> utoipa::openapi::schema::Object {
 }
 
 /// The channels Engage sends on.
-pub const CHANNELS: [&str; 2] = ["sms", "viber"];
+pub const CHANNELS: [&str; 3] = ["sms", "viber", "email"];
 
 /// One way to send a message, in the order to try them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

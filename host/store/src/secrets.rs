@@ -51,6 +51,10 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Arc<XChaCha20Poly1305>,
+    /// Signs what Engage hands out and must recognise when it comes back
+    /// (an unsubscribe link, a webhook URL): derived from the key, so no
+    /// second secret needs keeping, and never the sealing key itself.
+    signing: Arc<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -62,9 +66,41 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer with the 32-byte `key`.
     pub fn new(key: [u8; 32]) -> Sealer {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"engage-signing-key-v1:");
+        h.update(key);
         Sealer {
             cipher: Arc::new(XChaCha20Poly1305::new(Key::from_slice(&key))),
+            signing: Arc::new(h.finalize().into()),
         }
+    }
+
+    /// HMAC-SHA256 of `data` for `purpose`: a signature only this server
+    /// (or a host with the same key) makes. Purposes keep one kind of
+    /// signed thing from standing in for another.
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.signing[..])
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `signature` is [`Sealer::sign`]'s for `data`, compared in
+    /// constant time; a prefix of at least 16 bytes is accepted (links
+    /// carry a shortened one).
+    pub fn verify(&self, purpose: &str, data: &[u8], signature: &[u8]) -> bool {
+        let full = self.sign(purpose, data);
+        signature.len() >= 16
+            && signature.len() <= full.len()
+            && full[..signature.len()]
+                .iter()
+                .zip(signature)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// The key from `configured` (hex), else from `secret.key` in `data`,

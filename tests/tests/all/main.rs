@@ -13,6 +13,7 @@ mod bsg;
 mod canary;
 mod console_api;
 mod core;
+mod email;
 mod gifts;
 mod guests;
 mod kit;

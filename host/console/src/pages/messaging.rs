@@ -131,10 +131,16 @@ pub async fn test_send(s: Session, Form(f): Form<TestSend>) -> Result<Response, 
     let typed = Some((f.to.clone(), f.body.clone()));
     let none = MessagingQuery::default();
     if to.is_empty() || f.body.trim().is_empty() {
-        let why = "Give a number to send to and a text.".to_owned();
+        let why = "Give a number or an e-mail address to send to, and a text.".to_owned();
         return show(&s, &none, Some(why), typed, StatusCode::BAD_REQUEST).await;
     }
-    let body = json!({ "to": to, "body": f.body, "kind": "transactional" });
+    // Addresses make it an e-mail; numbers an SMS.
+    let body = if to.iter().all(|t| t.contains('@')) {
+        json!({ "to": to, "channel": "email", "subject": "A test message from the Engage console",
+                "body": f.body, "kind": "transactional" })
+    } else {
+        json!({ "to": to, "body": f.body, "kind": "transactional" })
+    };
     let a = s
         .call(Method::POST, "/v1/messages", Payload::Json(body))
         .await?;

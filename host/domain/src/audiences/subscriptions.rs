@@ -188,15 +188,13 @@ fn addresses(p: &Person) -> Result<(Option<String>, Option<String>), Subscriptio
         .filter(|s| !s.trim().is_empty())
         .map(normalize)
         .transpose()?;
-    let email = match p.email.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(e) => {
-            engage_messaging::address::check_email(e).map_err(|_| {
+    let email =
+        match p.email.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            Some(e) => Some(engage_messaging::address::normalize_email(e).map_err(|_| {
                 SubscriptionError::Invalid(format!("`{e}` is not an e-mail address"))
-            })?;
-            Some(e.to_ascii_lowercase())
-        }
-        None => None,
-    };
+            })?),
+            None => None,
+        };
     if phone.is_none() && email.is_none() {
         return Err(SubscriptionError::Invalid(
             "a user needs a phone or an email".into(),
@@ -268,8 +266,8 @@ fn channels(phone: &Option<String>, email: &Option<String>) -> Vec<(Channel, Str
 }
 
 /// Subscribe the person through `source` to its types on every channel
-/// they gave an address for. Fresh TEXT MARKETING consent takes the phone
-/// off the opt-out list.
+/// they gave an address for. Fresh MARKETING consent takes the address
+/// (a phone for TEXT, an e-mail for EMAIL) off the opt-out list.
 pub fn subscribe(
     tx: &mut Tx,
     tenant: &str,
@@ -286,9 +284,7 @@ pub fn subscribe(
         for (channel, address) in channels(&phone, &email) {
             let k = record_key(tenant, channel, &address, *kind);
             let was = tx.get::<Record>(SUBSCRIPTIONS, &k)?;
-            let opted_out = channel == Channel::Text
-                && *kind == SubType::Marketing
-                && optouts::contains(tx, tenant, &address)?;
+            let opted_out = *kind == SubType::Marketing && optouts::contains(tx, tenant, &address)?;
             let status = if was.as_ref().is_some_and(|r| r.subscribed) && !opted_out {
                 Created::AlreadySubscribed
             } else {
@@ -320,7 +316,8 @@ pub fn subscribe(
 }
 
 /// Unsubscribe the person from `which` (none: every subscription they
-/// have). TEXT MARKETING puts the phone on the opt-out list.
+/// have). MARKETING puts the address on the opt-out list, which every
+/// marketing send checks (a phone for TEXT, an e-mail for EMAIL).
 pub fn unsubscribe(
     tx: &mut Tx,
     tenant: &str,
@@ -338,7 +335,7 @@ pub fn unsubscribe(
                     if tx
                         .get_raw(SUBSCRIPTIONS, &record_key(tenant, channel, &address, kind))?
                         .is_some()
-                        || (channel == Channel::Text && kind == SubType::Marketing)
+                        || kind == SubType::Marketing
                     {
                         all.push(Subscription { kind, channel });
                     }
@@ -368,8 +365,8 @@ pub fn unsubscribe(
         };
         let k = record_key(tenant, sub.channel, &address, sub.kind);
         let was = tx.get::<Record>(SUBSCRIPTIONS, &k)?;
-        let text_marketing = sub.channel == Channel::Text && sub.kind == SubType::Marketing;
-        let opted_out = text_marketing && optouts::contains(tx, tenant, &address)?;
+        let marketing = sub.kind == SubType::Marketing;
+        let opted_out = marketing && optouts::contains(tx, tenant, &address)?;
         let subscribed = was.as_ref().is_some_and(|r| r.subscribed) && !opted_out;
         if was.as_ref().is_some_and(|r| r.subscribed) {
             tx.put(
@@ -382,7 +379,7 @@ pub fn unsubscribe(
                 },
             )?;
         }
-        if text_marketing {
+        if marketing {
             optouts::add(tx, tenant, &address, "unsubscribe", now)?;
         }
         let status = if subscribed {
@@ -412,9 +409,7 @@ pub fn eligibility(
             if record.is_none() && kind == SubType::Transactional {
                 continue;
             }
-            let opted_out = channel == Channel::Text
-                && kind == SubType::Marketing
-                && optouts::contains(src, tenant, &address)?;
+            let opted_out = kind == SubType::Marketing && optouts::contains(src, tenant, &address)?;
             let eligible = record.is_some_and(|r| r.subscribed) && !opted_out;
             out.push((Subscription { kind, channel }, eligible));
         }

@@ -16,6 +16,7 @@ use crate::audiences::segments;
 use crate::audiences::subscriptions::{self, Channel, Person, SubType};
 use crate::events::{EVENTS, LoyaltyEvent};
 use crate::players::{self, Player};
+use engage_messaging::address::normalize_email;
 use engage_messaging::{Kind, MessageError, Messaging, SendRequest, optouts};
 use engage_store::ids::now_ms;
 use engage_store::queue::Claimed;
@@ -44,6 +45,10 @@ pub struct Campaigns {
 enum Skip {
     NoPlayer,
     NoPhone,
+    /// An e-mail campaign's player has no (valid) e-mail address.
+    NoEmail,
+    /// The address bounced or complained: nothing goes to it any more.
+    Suppressed,
     NotInSegment,
     NotSubscribed,
     OptedOut,
@@ -58,6 +63,8 @@ impl Skip {
         match self {
             Skip::NoPlayer => "skipped_no_player",
             Skip::NoPhone => "skipped_no_phone",
+            Skip::NoEmail => "skipped_no_email",
+            Skip::Suppressed => "skipped_suppressed",
             Skip::NotInSegment => "skipped_not_in_segment",
             Skip::NotSubscribed => "skipped_not_subscribed",
             Skip::OptedOut => "skipped_opted_out",
@@ -270,9 +277,9 @@ impl Campaigns {
                 drop(snap);
                 match verdict {
                     Err(skip) => ("skipped", self.skip(entry, &tenant, &cid, skip).await),
-                    Ok((p, phone)) => {
+                    Ok((p, address)) => {
                         let sent = self
-                            .send(entry, &tenant, &campaign, &p, phone, &trigger, &settings)
+                            .send(entry, &tenant, &campaign, &p, address, &trigger, &settings)
                             .await;
                         ("sent", sent)
                     }
@@ -341,7 +348,9 @@ impl Campaigns {
         Ok(())
     }
 
-    /// Whether `player` may get the campaign: the player and phone, or why not.
+    /// Whether `player` may get the campaign: the player and the address
+    /// on the campaign's channel (a phone, or for e-mail an e-mail
+    /// address), or why not.
     fn consider(
         &self,
         src: &impl Reader,
@@ -361,30 +370,47 @@ impl Campaigns {
                 return Ok(Err(Skip::NotInSegment));
             }
         }
-        let Some(phone) = p.phone.clone() else {
-            return Ok(Err(Skip::NoPhone));
-        };
-        if c.spec.kind == Kind::Marketing {
-            if optouts::contains(src, tenant, &phone)? {
-                return Ok(Err(Skip::OptedOut));
+        let email = c.spec.channel == "email";
+        let (address, who, channel) = if email {
+            let Some(e) = p.email.as_deref().and_then(|e| normalize_email(e).ok()) else {
+                return Ok(Err(Skip::NoEmail));
+            };
+            if engage_messaging::email::suppression::contains(src, tenant, &e)? {
+                return Ok(Err(Skip::Suppressed));
             }
+            let who = Person {
+                phone: None,
+                email: Some(e.clone()),
+            };
+            (e, who, Channel::Email)
+        } else {
+            let Some(phone) = p.phone.clone() else {
+                return Ok(Err(Skip::NoPhone));
+            };
             let who = Person {
                 phone: Some(phone.clone()),
                 email: None,
             };
+            (phone, who, Channel::Text)
+        };
+        if c.spec.kind == Kind::Marketing {
+            if optouts::contains(src, tenant, &address)? {
+                return Ok(Err(Skip::OptedOut));
+            }
             let list = match subscriptions::eligibility(src, tenant, &who) {
                 Ok(list) => list,
                 Err(subscriptions::SubscriptionError::Store(s)) => return Err(s),
+                Err(_) if email => return Ok(Err(Skip::NoEmail)),
                 Err(_) => return Ok(Err(Skip::NoPhone)),
             };
             let subscribed = list
                 .iter()
-                .any(|(s, ok)| *ok && s.channel == Channel::Text && s.kind == SubType::Marketing);
+                .any(|(s, ok)| *ok && s.channel == channel && s.kind == SubType::Marketing);
             if !subscribed {
                 return Ok(Err(Skip::NotSubscribed));
             }
         }
-        Ok(Ok((p, phone)))
+        Ok(Ok((p, address)))
     }
 
     async fn skip(
@@ -414,7 +440,7 @@ impl Campaigns {
         tenant: &str,
         c: &Campaign,
         p: &Player,
-        phone: String,
+        address: String,
         trigger: &str,
         settings: &Settings,
     ) -> Result<(), MessageError> {
@@ -427,10 +453,19 @@ impl Campaigns {
         };
         let mut metadata = BTreeMap::from([("campaign".to_owned(), c.id.clone())]);
         metadata.insert("trigger".into(), trigger.to_owned());
+        // The player's other address, for a route that falls back to
+        // another channel (an SMS when an e-mail bounces).
+        if let Some(phone) = &p.phone {
+            metadata.insert("phone".into(), phone.clone());
+        }
+        if let Some(email) = p.email.as_deref().and_then(|e| normalize_email(e).ok()) {
+            metadata.insert("email".into(), email);
+        }
         let req = SendRequest {
-            to: vec![phone],
+            to: vec![address],
             channel: c.spec.channel.clone(),
             template: Some(c.spec.template.clone()),
+            subject: c.spec.subject.clone(),
             vars: vars(p),
             kind: c.spec.kind,
             schedule_at_ms: defer_to,

@@ -105,6 +105,12 @@ pub struct Spec {
     #[serde(default = "sms")]
     #[schema(schema_with = engage_messaging::channel_schema)]
     pub channel: String,
+    /// An e-mail campaign's subject (and only an e-mail campaign's), a
+    /// template rendered like `template`: 1 to 500 characters, not only
+    /// spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "\\S", max_length = 500)]
+    pub subject: Option<String>,
     #[serde(default = "marketing")]
     pub kind: Kind,
     /// A segment id; none: every player eligible for the kind.
@@ -280,8 +286,19 @@ impl Spec {
         if self.name.trim().is_empty() || self.template.trim().is_empty() {
             return bad("a campaign has a name and a template".into());
         }
-        if !matches!(self.channel.as_str(), "sms" | "viber") {
-            return bad(format!("unknown channel `{}`: sms or viber", self.channel));
+        engage_messaging::known_channel(&self.channel).map_err(CampaignError::Invalid)?;
+        match (&self.subject, self.channel.as_str()) {
+            (None, "email") => return bad("an e-mail campaign has a `subject`".into()),
+            (Some(_), "email") => {}
+            (Some(_), _) => return bad("only an e-mail campaign has a `subject`".into()),
+            (None, _) => {}
+        }
+        if self
+            .subject
+            .as_ref()
+            .is_some_and(|s| s.trim().is_empty() || s.chars().count() > 500)
+        {
+            return bad("a subject is 1 to 500 characters, not only spaces".into());
         }
         if let Some(id) = self.segment
             && crate::audiences::segments::get(src, tenant, id)?.is_none()
