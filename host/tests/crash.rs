@@ -65,6 +65,19 @@ async fn start_with(data: &Path, toml: &str) -> Engage {
     panic!("engage did not start");
 }
 
+/// Define campaign `id` and start a run of it.
+async fn define_and_run(http: &reqwest::Client, b: &str, t: &str, id: &str, campaign: &Value) {
+    let put = http
+        .put(format!("{b}/v1/campaigns/{id}"))
+        .bearer_auth(t)
+        .json(campaign);
+    assert_eq!(call(http, put).await.0, 200);
+    let run = http
+        .post(format!("{b}/v1/campaigns/{id}/run"))
+        .bearer_auth(t);
+    assert_eq!(call(http, run).await.0, 202);
+}
+
 async fn call(http: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, Value) {
     let _ = http;
     match req.send().await {
@@ -644,21 +657,7 @@ async fn a_campaign_killed_mid_run_reaches_everyone_exactly_once() {
         c.await.expect("client");
     }
     let campaign = json!({ "name": "Crash", "template": "Hello {{player_id}}", "trigger": { "type": "manual" } });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{b}/v1/campaigns/crash"))
-            .bearer_auth(&t)
-            .json(&campaign),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let (st, _) = call(
-        &http,
-        http.post(format!("{b}/v1/campaigns/crash/run"))
-            .bearer_auth(&t),
-    )
-    .await;
-    assert_eq!(st, 202);
+    define_and_run(&http, &b, &t, "crash", &campaign).await;
     // Kill it part way through.
     let mid = campaign_stats(&http, &b, &t, "crash", 400, |s| {
         s["sent"].as_u64() >= Some(200)
@@ -1030,21 +1029,7 @@ async fn an_email_campaign_of_1000_sends_each_member_once_across_a_sigkill() {
     }
     let campaign = json!({ "name": "News", "channel": "email", "subject": "News for {{first_name}}",
                            "template": "Hello {{first_name}}.", "trigger": { "type": "manual" } });
-    let (st, _) = call(
-        &http,
-        http.put(format!("{b}/v1/campaigns/news"))
-            .bearer_auth(&t)
-            .json(&campaign),
-    )
-    .await;
-    assert_eq!(st, 200);
-    let (st, _) = call(
-        &http,
-        http.post(format!("{b}/v1/campaigns/news/run"))
-            .bearer_auth(&t),
-    )
-    .await;
-    assert_eq!(st, 202);
+    define_and_run(&http, &b, &t, "news", &campaign).await;
     // Kill it in the middle of the sends.
     for _ in 0..600 {
         if sink.received().len() >= MEMBERS / 4 {

@@ -169,6 +169,11 @@ impl ProviderConfig {
     /// What is wrong with the definition, beyond its shape (an SMTP
     /// provider's addresses and host).
     pub fn check(&self) -> Result<(), String> {
+        self.smtp().map_or(Ok(()), |s| s.check())
+    }
+
+    /// An SMTP provider's settings; none for other kinds.
+    pub fn smtp(&self) -> Option<smtp::Settings<'_>> {
         match self {
             ProviderConfig::Smtp {
                 host,
@@ -178,7 +183,7 @@ impl ProviderConfig {
                 password,
                 from,
                 reply_to,
-            } => smtp::Settings {
+            } => Some(smtp::Settings {
                 host,
                 port: *port,
                 tls: *tls,
@@ -186,9 +191,8 @@ impl ProviderConfig {
                 password: password.as_deref(),
                 from,
                 reply_to: reply_to.as_deref(),
-            }
-            .check(),
-            _ => Ok(()),
+            }),
+            _ => None,
         }
     }
 

@@ -39,6 +39,10 @@ async fn smtp_provider(s: &Server, t: &str, name: &str, sink: &Smtp, auth: Optio
     assert_eq!(r.status, 200, "{r:?}");
 }
 
+async fn send(s: &Server, t: &str, body: Value) -> engage_tests::Answer {
+    s.call("POST", "/v1/messages", Some(t), Some(body)).await
+}
+
 /// Poll message `id` until `done` holds (at most 10 s).
 async fn message_when(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
@@ -75,21 +79,19 @@ async fn an_email_goes_out_as_mime_with_utf8_intact_and_is_delivered_when_nothin
     let t = s.demo_token().await;
     smtp_provider(&s, &t, "mail", &sink, Some(("shop", "s3cret"))).await;
 
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(json!({
-                "channel": "email", "to": ["Ann@Example.org"],
-                "subject": "Ваш код {{code}} ✓",
-                "template": "Привет {{name}}, your code is {{code}}.",
-                "html": "<html><body><p>Привет <b>{{name}}</b>: {{code}}</p></body></html>",
-                "vars": { "name": "Ann", "code": "ÄBC-123" },
-                "report_timeout_s": 1,
-            })),
-        )
-        .await;
+    let a = send(
+        &s,
+        &t,
+        json!({
+            "channel": "email", "to": ["Ann@Example.org"],
+            "subject": "Ваш код {{code}} ✓",
+            "template": "Привет {{name}}, your code is {{code}}.",
+            "html": "<html><body><p>Привет <b>{{name}}</b>: {{code}}</p></body></html>",
+            "vars": { "name": "Ann", "code": "ÄBC-123" },
+            "report_timeout_s": 1,
+        }),
+    )
+    .await;
     assert_eq!(a.status, 202, "{a:?}");
     let m = &a.body["messages"][0];
     assert_eq!(
@@ -168,17 +170,13 @@ async fn an_email_goes_out_as_mime_with_utf8_intact_and_is_delivered_when_nothin
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(
-                json!({ "channel": "email", "to": ["cy@example.org"], "subject": "Receipt",
+    let a = send(
+        &s,
+        &t,
+        json!({ "channel": "email", "to": ["cy@example.org"], "subject": "Receipt",
                          "body": "Thanks", "report_timeout_s": 1 }),
-            ),
-        )
-        .await;
+    )
+    .await;
     assert_eq!(a.body["messages"][0]["reserved_micros"], 2000, "{a:?}");
     let done = message_when(&s, &t, &first_id(&a), |m| m["status"] == "delivered").await;
     assert_eq!(done["charged_micros"], 2000, "{done}");
@@ -222,9 +220,7 @@ async fn an_email_goes_out_as_mime_with_utf8_intact_and_is_delivered_when_nothin
             "invalid_message",
         ),
     ] {
-        let r = s
-            .call("POST", "/v1/messages", Some(&t), Some(bad.clone()))
-            .await;
+        let r = send(&s, &t, bad.clone()).await;
         assert_eq!(
             (r.status, r.body["error"]["code"].clone()),
             (400, json!(code)),
@@ -247,14 +243,12 @@ async fn an_email_goes_out_as_mime_with_utf8_intact_and_is_delivered_when_nothin
     // A wrong password is the provider's problem, not the address's: it
     // fails over and suppresses nothing.
     smtp_provider(&s, &t, "mail", &sink, Some(("shop", "wrong"))).await;
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(json!({ "channel": "email", "to": ["bea@example.org"], "subject": "Hi", "body": "Hi" })),
-        )
-        .await;
+    let a = send(
+        &s,
+        &t,
+        json!({ "channel": "email", "to": ["bea@example.org"], "subject": "Hi", "body": "Hi" }),
+    )
+    .await;
     let id = first_id(&a);
     let done = message_when(&s, &t, &id, |m| m["status"] == "delivered").await;
     assert_eq!(done["attempts"][0]["status"], "rejected", "{done}");
@@ -293,14 +287,7 @@ async fn a_550_fails_over_and_bounces_through_the_webhook_suppress_the_address()
 
     // A 550 at RCPT: undeliverable, and the next attempt delivers. A bare
     // 550 is one strike against the address, not yet a suppression.
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(email("reject1@example.org")),
-        )
-        .await;
+    let a = send(&s, &t, email("reject1@example.org")).await;
     let id = first_id(&a);
     let done = message_when(&s, &t, &id, |m| m["status"] == "delivered").await;
     assert_eq!(done["attempts"][0]["status"], "undeliverable", "{done}");
@@ -316,14 +303,7 @@ async fn a_550_fails_over_and_bounces_through_the_webhook_suppress_the_address()
     assert_eq!(sup.status, 404, "{sup:?}");
     // 550 5.1.1 says the address does not exist: it is suppressed at once,
     // so no other e-mail attempt is tried for it either.
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(email("bounce1@example.org")),
-        )
-        .await;
+    let a = send(&s, &t, email("bounce1@example.org")).await;
     let id = first_id(&a);
     let done = message_when(&s, &t, &id, |m| m["final_at_ms"].is_i64()).await;
     assert_eq!(done["attempts"][0]["status"], "undeliverable", "{done}");
@@ -346,14 +326,7 @@ async fn a_550_fails_over_and_bounces_through_the_webhook_suppress_the_address()
     assert_eq!(sup.status, 200, "{sup:?}");
     assert_eq!(sup.body["bounces"], 1);
     // Nothing more goes to it, transactional or not.
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(email("bounce1@example.org")),
-        )
-        .await;
+    let a = send(&s, &t, email("bounce1@example.org")).await;
     assert_eq!(a.status, 202);
     assert_eq!(a.body["messages"][0]["status"], "rejected", "{a:?}");
     assert!(
@@ -363,14 +336,7 @@ async fn a_550_fails_over_and_bounces_through_the_webhook_suppress_the_address()
     );
 
     // A later bounce, through the provider's signed webhook.
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(email("gone@example.org")),
-        )
-        .await;
+    let a = send(&s, &t, email("gone@example.org")).await;
     let id = first_id(&a);
     let got = sink.wait_for(1).await;
     let message_id = parsed(&got[0])
@@ -458,14 +424,7 @@ async fn a_550_fails_over_and_bounces_through_the_webhook_suppress_the_address()
         )
         .await;
     assert_eq!(again.status, 404, "{again:?}");
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(email("full@example.org")),
-        )
-        .await;
+    let a = send(&s, &t, email("full@example.org")).await;
     assert_eq!(a.body["messages"][0]["status"], "queued", "{a:?}");
 
     // Another tenant's signature does not open this tenant's webhook.
@@ -664,17 +623,13 @@ async fn one_click_unsubscribe_stops_an_email_campaign_and_shows_in_eligibility(
         (3, 1),
         "ann got one e-mail, before she left"
     );
-    let direct = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(
-                json!({ "channel": "email", "kind": "marketing", "to": ["ANN@example.org"],
+    let direct = send(
+        &s,
+        &t,
+        json!({ "channel": "email", "kind": "marketing", "to": ["ANN@example.org"],
                          "subject": "Sale", "body": "Sale!" }),
-            ),
-        )
-        .await;
+    )
+    .await;
     assert_eq!(
         direct.body["messages"][0]["status"], "rejected",
         "{direct:?}"
@@ -835,15 +790,8 @@ async fn a_bounced_email_falls_back_to_an_sms_to_the_phone_in_its_metadata() {
         .call("PUT", "/v1/bindings/route", Some(&t), Some(route))
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(json!({ "channel": "email", "to": ["bounce7@example.org"], "subject": "Your code",
-                         "body": "Your code is 8830644924", "metadata": { "phone": "+1 415 555 0177" } })),
-        )
-        .await;
+    let a = send(&s, &t, json!({ "channel": "email", "to": ["bounce7@example.org"], "subject": "Your code",
+                         "body": "Your code is 8830644924", "metadata": { "phone": "+1 415 555 0177" } })).await;
     assert_eq!(a.status, 202, "{a:?}");
     assert_eq!(a.body["messages"][0]["plan"][1]["to"], "+14155550177");
     let id = first_id(&a);
@@ -858,17 +806,13 @@ async fn a_bounced_email_falls_back_to_an_sms_to_the_phone_in_its_metadata() {
         "{done}"
     );
     // Without a phone in its metadata, the SMS attempt has nowhere to go.
-    let a = s
-        .call(
-            "POST",
-            "/v1/messages",
-            Some(&t),
-            Some(
-                json!({ "channel": "email", "to": ["bounce8@example.org"], "subject": "Your code",
+    let a = send(
+        &s,
+        &t,
+        json!({ "channel": "email", "to": ["bounce8@example.org"], "subject": "Your code",
                          "body": "Your code is 8830644924" }),
-            ),
-        )
-        .await;
+    )
+    .await;
     let id = first_id(&a);
     let done = message_when(&s, &t, &id, |m| m["final_at_ms"].is_i64()).await;
     assert_eq!(done["attempts"][1]["status"], "rejected", "{done}");

@@ -23,6 +23,7 @@ use engage_domain::goods::{self, GoodsError, GroupView};
 use engage_domain::players::{self, PlayerError, Profile};
 use engage_domain::tenants::{self, TenantError};
 use engage_ledger as ledger;
+use engage_messaging::email::suppression;
 use engage_messaging::pricing::PricingError;
 use engage_messaging::{MessageError, SendRequest};
 use engage_store::idempotency::Guarded;
@@ -1100,7 +1101,7 @@ async fn to_player(
                         format!("Email error, cannot send email to: {}", player.id),
                     )
                 })?;
-            if engage_messaging::email::suppression::contains(&s.store.read()?, tenant, &email)? {
+            if suppression::contains(&s.store.read()?, tenant, &email)? {
                 return Err(PbError(
                     "0802",
                     format!("Email error, all designated recipients are in black list: {email}"),
@@ -1243,51 +1244,45 @@ fn email_param(p: &Params) -> Result<String, PbError> {
 async fn email_is_blacklisted(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
     let tenant = tenant_of(&s, &method, &p)?;
     let email = email_param(&p)?;
-    let banned = engage_messaging::email::suppression::contains(&s.store.read()?, &tenant, &email)?;
+    let banned = suppression::contains(&s.store.read()?, &tenant, &email)?;
     Ok(ok(json!(banned)))
 }
 
-/// `/Email/addBlackList`: suppress the address (Playbasis's black list is
-/// Engage's suppression list).
-async fn email_blacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let email = email_param(&p)?;
+/// `/Email/addBlackList` and `/Email/removeBlackList`: suppress the address
+/// or lift its suppression (Playbasis's black list is Engage's suppression
+/// list).
+async fn email_black_list(s: &AppState, method: &Method, p: &Params, add: bool) -> PbResult {
+    let tenant = tenant_of(s, method, p)?;
+    let email = email_param(p)?;
     let (t, e) = (tenant.clone(), email.clone());
-    let added = s
+    let changed = s
         .store
         .write(move |tx| {
-            engage_messaging::email::suppression::add(
-                tx,
-                &t,
-                &e,
-                "playbasis:addBlackList",
-                now_ms(),
-            )
+            if add {
+                suppression::add(tx, &t, &e, "playbasis:addBlackList", now_ms())
+            } else {
+                suppression::remove(tx, &t, &e)
+            }
         })
         .await?;
-    if !added {
-        return Err(PbError(
+    match (add, changed) {
+        (true, true) => Ok(ok(json!("Add email into blacklist successfully"))),
+        (false, true) => Ok(ok(json!("Remove email from blacklist successfully"))),
+        (true, false) => Err(PbError(
             "0803",
             format!("Email is already in black list: {email}"),
-        ));
-    }
-    Ok(ok(json!("Add email into blacklist successfully")))
-}
-
-/// `/Email/removeBlackList`: lift the address's suppression.
-async fn email_unblacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
-    let tenant = tenant_of(&s, &method, &p)?;
-    let email = email_param(&p)?;
-    let (t, e) = (tenant.clone(), email.clone());
-    let removed = s
-        .store
-        .write(move |tx| engage_messaging::email::suppression::remove(tx, &t, &e))
-        .await?;
-    if !removed {
-        return Err(PbError(
+        )),
+        (false, false) => Err(PbError(
             "0804",
             format!("Email is not in black list: {email}"),
-        ));
+        )),
     }
-    Ok(ok(json!("Remove email from blacklist successfully")))
+}
+
+async fn email_blacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    email_black_list(&s, &method, &p, true).await
+}
+
+async fn email_unblacklist(State(s): State<AppState>, method: Method, p: Params) -> PbResult {
+    email_black_list(&s, &method, &p, false).await
 }

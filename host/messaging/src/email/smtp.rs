@@ -192,16 +192,7 @@ impl Transports {
         max_in_flight: u32,
         out: &Outbound<'_>,
     ) -> Result<Sent, SendError> {
-        let ProviderConfig::Smtp {
-            host,
-            port,
-            tls,
-            username,
-            password,
-            from,
-            reply_to,
-        } = c
-        else {
+        let Some(s) = c.smtp() else {
             return Err(SendError::Permanent("not an SMTP provider".into()));
         };
         if out.channel != "email" {
@@ -210,17 +201,8 @@ impl Transports {
                 out.channel
             )));
         }
-        let s = Settings {
-            host,
-            port: *port,
-            tls: *tls,
-            username: username.as_deref(),
-            password: password.as_deref(),
-            from,
-            reply_to: reply_to.as_deref(),
-        };
         // An attempt's sender is a whole From (`Name <address>`).
-        let from = mailbox(out.from.unwrap_or(from), "from").map_err(SendError::Permanent)?;
+        let from = mailbox(out.from.unwrap_or(s.from), "from").map_err(SendError::Permanent)?;
         let reply_to = s
             .reply_to
             .map(|r| mailbox(r, "reply_to"))
