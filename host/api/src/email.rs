@@ -19,7 +19,6 @@ use super::{ApiError, AppState, RequestId};
 use crate::wire::{Path, Query};
 use engage_messaging::address::normalize_email;
 use engage_messaging::email::{bounces, suppression, unsubscribe};
-use engage_messaging::optouts;
 use engage_messaging::providers::{self, ProviderConfig};
 use engage_store::ids::now_ms;
 
@@ -223,16 +222,9 @@ async fn unsubscribe_now(
     Extension(rid): Extension<RequestId>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((tenant, address)) = unsubscribe::open(s.messaging.sealer(), &token) else {
-        return invalid_link();
-    };
-    let (t, a) = (tenant.clone(), address.clone());
-    let done = s
-        .store
-        .write(move |tx| optouts::add(tx, &t, &a, "email:unsubscribe-link", now_ms()))
-        .await;
-    match done {
-        Ok(newly) => {
+    match s.messaging.unsubscribe(&token, now_ms()).await {
+        Ok(None) => invalid_link(),
+        Ok(Some((tenant, address, newly))) => {
             tracing::info!(tenant, request_id = %rid.0, newly, "e-mail unsubscribe");
             page(
                 StatusCode::OK,
@@ -244,7 +236,7 @@ async fn unsubscribe_now(
             )
         }
         Err(e) => {
-            tracing::error!(tenant, error = %e, "e-mail unsubscribe");
+            tracing::error!(error = %e, "e-mail unsubscribe");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again",

@@ -1615,6 +1615,49 @@ impl Messaging {
         Ok(matched)
     }
 
+    /// Follow an unsubscribe link (the page's button, or a mailbox
+    /// provider's one-click `POST`): the address it was made for goes on its
+    /// tenant's opt-out list. The (tenant, address) and whether it is new;
+    /// none for a token this server did not make.
+    pub async fn unsubscribe(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(String, String, bool)>, StoreError> {
+        let Some((tenant, address)) = email::unsubscribe::open(&self.sealer, token) else {
+            return Ok(None);
+        };
+        let (t, a) = (tenant.clone(), address.clone());
+        let newly = self
+            .store
+            .write(move |tx| optouts::add(tx, &t, &a, "email:unsubscribe-link", now))
+            .await?;
+        Ok(Some((tenant, address, newly)))
+    }
+
+    /// Suppress `address` (lower case) by hand, as a client's own black
+    /// list does; true if it was not suppressed before.
+    pub async fn suppress(
+        &self,
+        tenant: &str,
+        address: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (t, a, r) = (tenant.to_owned(), address.to_owned(), reason.to_owned());
+        self.store
+            .write(move |tx| email::suppression::add(tx, &t, &a, &r, now))
+            .await
+    }
+
+    /// Lift the suppression of `address`; true if it was suppressed.
+    pub async fn lift_suppression(&self, tenant: &str, address: &str) -> Result<bool, StoreError> {
+        let (t, a) = (tenant.to_owned(), address.to_owned());
+        self.store
+            .write(move |tx| email::suppression::remove(tx, &t, &a))
+            .await
+    }
+
     /// What a mail system reported back to the tenant's bounce webhook
     /// (parsed by [`email::bounces::parse`]), applied in one write:
     ///

@@ -1254,17 +1254,13 @@ async fn email_is_blacklisted(State(s): State<AppState>, method: Method, p: Para
 async fn email_black_list(s: &AppState, method: &Method, p: &Params, add: bool) -> PbResult {
     let tenant = tenant_of(s, method, p)?;
     let email = email_param(p)?;
-    let (t, e) = (tenant.clone(), email.clone());
-    let changed = s
-        .store
-        .write(move |tx| {
-            if add {
-                suppression::add(tx, &t, &e, "playbasis:addBlackList", now_ms())
-            } else {
-                suppression::remove(tx, &t, &e)
-            }
-        })
-        .await?;
+    let changed = if add {
+        (s.messaging)
+            .suppress(&tenant, &email, "playbasis:addBlackList", now_ms())
+            .await?
+    } else {
+        s.messaging.lift_suppression(&tenant, &email).await?
+    };
     match (add, changed) {
         (true, true) => Ok(ok(json!("Add email into blacklist successfully"))),
         (false, true) => Ok(ok(json!("Remove email from blacklist successfully"))),
