@@ -228,18 +228,13 @@ impl ProviderConfig {
             ProviderConfig::Bsg { base_url, .. } => {
                 serde_json::json!({ "kind": "bsg", "base_url": base_url, "api_key": "***" })
             }
-            ProviderConfig::Smtp {
-                host,
-                port,
-                tls,
-                username,
-                password,
-                from,
-                reply_to,
-            } => {
-                serde_json::json!({ "kind": "smtp", "host": host, "port": port, "tls": tls, "username": username,
-                                    "password": password.as_ref().map(|_| "***"), "from": from, "reply_to": reply_to })
-            }
+            ProviderConfig::Smtp { .. } => match self.smtp() {
+                Some(s) => {
+                    serde_json::json!({ "kind": "smtp", "host": s.host, "port": s.port, "tls": s.tls,
+                    "username": s.username, "password": s.password.map(|_| "***"), "from": s.from, "reply_to": s.reply_to })
+                }
+                None => serde_json::json!({ "kind": "smtp" }),
+            },
         }
     }
 
