@@ -127,6 +127,27 @@ fn native(name: &str) -> Box<dyn FnMut()> {
     }
 }
 
+/// Whether the rows named on the command line include `name`
+/// (`cargo bench -p engage --bench plugin_calls -- python router`); all
+/// rows when none is named.
+fn selected(name: &str) -> bool {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()))
+}
+
+/// This thread's minor page faults so far (field 10 of its stat line).
+fn minor_faults() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn median_us(mut f: impl FnMut(), n: usize) -> f64 {
     let mut times: Vec<f64> = (0..n)
         .map(|_| {
@@ -139,34 +160,54 @@ fn median_us(mut f: impl FnMut(), n: usize) -> f64 {
     times[n / 2]
 }
 
-fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize) -> (f64, f64) {
+/// One cell of the table: per-call latencies over every thread's calls,
+/// throughput, and minor page faults per call (from `/proc/thread-self`).
+struct Run {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    per_s: f64,
+    faults: f64,
+}
+
+fn run(plugins: &Arc<Plugins>, input: &Input, threads: usize, per_thread: usize) -> Run {
     let started = Instant::now();
-    let mut medians = Vec::new();
+    let mut times = Vec::with_capacity(threads * per_thread);
+    let mut faults = 0;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
+                    let f0 = minor_faults();
                     let mut times = Vec::with_capacity(per_thread);
                     for _ in 0..per_thread {
                         let t = Instant::now();
                         let called = plugins.call("demo", input, None, 1_700_000_000_000, "bench");
                         times.push(t.elapsed().as_nanos() as f64 / 1000.0);
-                        assert!(called.is_ok());
+                        if let Err(e) = &called {
+                            panic!("plugin call failed: {e}");
+                        }
                     }
-                    times.sort_by(f64::total_cmp);
-                    times[times.len() / 2]
+                    (times, minor_faults().saturating_sub(f0))
                 })
             })
             .collect();
         for h in handles {
-            medians.push(h.join().expect("thread"));
+            let (t, f) = h.join().expect("thread");
+            times.extend(t);
+            faults += f;
         }
     });
-    let throughput = (threads * per_thread) as f64 / started.elapsed().as_secs_f64();
-    (
-        medians.iter().sum::<f64>() / medians.len() as f64,
-        throughput,
-    )
+    let per_s = times.len() as f64 / started.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    Run {
+        p50: at(0.5),
+        p99: at(0.99),
+        p999: at(0.999),
+        per_s,
+        faults: faults as f64 / times.len() as f64,
+    }
 }
 
 /// The Python and JavaScript examples (built by `scripts/build-examples`),
@@ -185,10 +226,22 @@ fn guest_examples(rt: &tokio::runtime::Runtime, plugins: &Arc<Plugins>) -> anyho
     ];
     println!();
     println!(
-        "{:<12} {:>14} {:>14} {:>14} {:>14}",
-        "guest", "fresh 1t p50", "fresh 1t /s", "fresh 2t /s", "warm 1t p50"
+        "{:<12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>7} {:>12} {:>12} {:>10}",
+        "guest",
+        "fresh 1t p50",
+        "fresh 1t /s",
+        "fresh 2t /s",
+        "2t p99",
+        "2t p99.9",
+        "2t/1t",
+        "faults/call",
+        "warm 1t p50",
+        "warm p99.9"
     );
     for (name, file, config, action, param) in examples {
+        if !selected(name) {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(dir.join(file)) else {
             println!("{name:<12} not built: run scripts/build-examples first");
             continue;
@@ -210,8 +263,8 @@ fn guest_examples(rt: &tokio::runtime::Runtime, plugins: &Arc<Plugins>) -> anyho
         }))?;
         rt.block_on(plugins.bind("demo", Point::Rules, bind(Isolation::Fresh)))?;
         run(plugins, &input, 1, 50);
-        let (p50, tput_1) = run(plugins, &input, 1, 500);
-        let (_, tput_2) = run(plugins, &input, 2, 500);
+        let one = run(plugins, &input, 1, 1000);
+        let two = run(plugins, &input, 2, 1000);
         rt.block_on(plugins.bind(
             "demo",
             Point::Rules,
@@ -220,10 +273,18 @@ fn guest_examples(rt: &tokio::runtime::Runtime, plugins: &Arc<Plugins>) -> anyho
             }),
         ))?;
         run(plugins, &input, 1, 50);
-        let (warm, _) = run(plugins, &input, 1, 2000);
+        let warm = run(plugins, &input, 1, 2000);
         println!(
-            "{name:<12} {:>11.0} µs {:>14.0} {:>14.0} {:>11.0} µs",
-            p50, tput_1, tput_2, warm
+            "{name:<12} {:>9.0} µs {:>12.0} {:>12.0} {:>7.0} µs {:>7.0} µs {:>6.2}x {:>12.1} {:>9.0} µs {:>7.0} µs",
+            one.p50,
+            one.per_s,
+            two.per_s,
+            two.p99,
+            two.p999,
+            two.per_s / one.per_s,
+            one.faults,
+            warm.p50,
+            warm.p999
         );
     }
     Ok(())
@@ -240,19 +301,23 @@ fn main() -> anyhow::Result<()> {
     let plugins = state.plugins.clone();
     let n = 20_000;
     println!(
-        "{:<12} {:>12} {:>14} {:>14} {:>14} {:>8} {:>14}",
+        "{:<12} {:>12} {:>14} {:>14} {:>14} {:>8} {:>10} {:>14}",
         "plugin",
         "native p50",
         "fresh 1t p50",
         "fresh 1t /s",
         "fresh 2t /s",
         "2t/1t",
+        "2t p99.9",
         "warm 1t p50"
     );
     for (name, input) in inputs() {
+        if !selected(name) {
+            continue;
+        }
         run(&plugins, &input, 1, 2000); // warm up the pool's slots
-        let (p50_1, tput_1) = run(&plugins, &input, 1, n);
-        let (_, tput_2) = run(&plugins, &input, 2, n);
+        let one = run(&plugins, &input, 1, n);
+        let two = run(&plugins, &input, 2, n);
         let point = input.point();
         // The same config the fresh runs had (the demo tenant's).
         let config = match name {
@@ -277,16 +342,17 @@ fn main() -> anyhow::Result<()> {
             }),
         ))?;
         run(&plugins, &input, 1, 1000);
-        let (warm_p50, _) = run(&plugins, &input, 1, n);
+        let warm = run(&plugins, &input, 1, n);
         rt.block_on(plugins.bind("demo", point, bind(Isolation::Fresh)))?;
         let native_p50 = median_us(native(name), n);
         println!(
-            "{name:<12} {native_p50:>9.2} µs {:>11.2} µs {:>14.0} {:>14.0} {:>7.2}x {:>11.2} µs",
-            p50_1,
-            tput_1,
-            tput_2,
-            tput_2 / tput_1,
-            warm_p50
+            "{name:<12} {native_p50:>9.2} µs {:>11.2} µs {:>14.0} {:>14.0} {:>7.2}x {:>7.0} µs {:>11.2} µs",
+            one.p50,
+            one.per_s,
+            two.per_s,
+            two.per_s / one.per_s,
+            two.p999,
+            warm.p50
         );
     }
     guest_examples(&rt, &plugins)?;

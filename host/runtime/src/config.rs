@@ -18,6 +18,11 @@ pub struct RuntimeConfig {
     pub default_memory_mib: usize,
     /// A call's deadline unless the binding sets one.
     pub default_timeout_ms: u64,
+    /// The same for large plugins (over 1 MiB: an interpreter such as
+    /// Python or JavaScript). A fresh Python call takes ~1-2 ms alone and
+    /// its p99.9 reaches tens of ms when both cores of a small machine are
+    /// busy (docs/benchmarks.md, issue 18); 100 ms timed some out.
+    pub default_large_timeout_ms: u64,
     pub max_timeout_ms: u64,
     /// A call's fuel (roughly, WebAssembly instructions) unless the binding sets it.
     pub default_fuel: u64,
@@ -61,6 +66,7 @@ impl Default for RuntimeConfig {
             max_memory_mib: 256,
             default_memory_mib: 64,
             default_timeout_ms: 100,
+            default_large_timeout_ms: 1_000,
             max_timeout_ms: 10_000,
             default_fuel: 200_000_000,
             max_fuel: 20_000_000_000,

@@ -23,13 +23,12 @@ pub const LARGE_COMPONENT_BYTES: usize = 1 << 20;
 /// How an engine initialises linear memory; each suits one size of guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
-    /// Small guests (Rust, a few hundred KiB): data segments are copied
-    /// into a slot whose first MiB stays resident and is zeroed on reuse.
-    /// No page faults, no TLB shootdowns: ~15 µs per fresh call where
-    /// copy-on-write images cost ~100 µs.
+    /// Small guests (Rust, a few hundred KiB): a pool of many slots, each
+    /// keeping up to 1 MiB of written memory resident.
     Small,
-    /// Large guests (tens of MiB of heap image): memory is a copy-on-write
-    /// mapping of the image, so a fresh instance does not copy it.
+    /// Large guests (an interpreter and its heap snapshot, tens of MiB):
+    /// fewer slots, each with room for ~40 core instances and keeping up
+    /// to 32 MiB of written memory resident.
     Large,
 }
 
@@ -40,6 +39,23 @@ impl Flavor {
             Flavor::Large
         } else {
             Flavor::Small
+        }
+    }
+
+    /// Bytes of linear memory a pool slot keeps resident between instances.
+    /// A Rust guest writes well under 1 MiB per call; an interpreter's heap
+    /// writes are scattered over its image (reference counts).
+    fn keep_resident(self) -> usize {
+        match self {
+            Flavor::Small => 1 << 20,
+            Flavor::Large => 32 << 20,
+        }
+    }
+
+    fn table_keep_resident(self) -> usize {
+        match self {
+            Flavor::Small => 64 << 10,
+            Flavor::Large => 1 << 20,
         }
     }
 
@@ -93,20 +109,24 @@ pub fn build(config: &RuntimeConfig, flavor: Flavor) -> anyhow::Result<Engine> {
         .max_tables_per_component(shape::MAX_TABLES)
         .max_memory_size(config.max_memory_mib << 20)
         .decommit_batch_size(32);
-    if flavor == Flavor::Small {
-        // Keep the first MiB of each slot resident between instances (it is
-        // zeroed with memset instead of being unmapped): a small guest then
-        // never page-faults, which was most of a fresh call's cost (see
-        // docs/benchmarks.md).
-        pool.linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10);
-    }
+    // Memory is a copy-on-write mapping of the component's image, reset
+    // between instances with Linux's PAGEMAP_SCAN (kernel 6.7+; elsewhere
+    // wasmtime falls back to memset and madvise): only the pages the last
+    // instance wrote are copied back from the image, and they stay resident,
+    // so a reused slot neither page-faults nor unmaps pages (which costs a
+    // TLB shootdown on every other core running a plugin). That made a fresh
+    // JavaScript call 2-3x cheaper and let two threads scale (see
+    // docs/benchmarks.md, issue 18). `keep_resident` bounds how many
+    // written bytes a slot keeps; what a guest dirties beyond it is unmapped.
+    pool.linear_memory_keep_resident(flavor.keep_resident())
+        .table_keep_resident(flavor.table_keep_resident())
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let mut c = Config::new();
     c.wasm_component_model(true)
         .epoch_interruption(true)
         .consume_fuel(true)
         .max_wasm_stack(512 << 10)
-        .memory_init_cow(flavor == Flavor::Large)
+        .memory_init_cow(true)
         .parallel_compilation(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&c).map_err(|e| anyhow::anyhow!("creating the WebAssembly engine: {e}"))

@@ -1152,7 +1152,11 @@ impl Plugins {
             Some(v @ serde_json::Value::Object(_)) => v,
             Some(_) => return Err(PluginsError::BadConfig),
         };
-        let limits = self.limits(req.limits.unwrap_or_default())?;
+        let limits = binding_limits(
+            &self.config,
+            req.limits.unwrap_or_default(),
+            engine::Flavor::for_size(info.size),
+        )?;
         if let Isolation::Warm { recycle_after } = req.isolation
             && recycle_after == 0
         {
@@ -1262,8 +1266,9 @@ impl Plugins {
         }
     }
 
+    /// Limits of a first-party (small) plugin's call.
     fn limits(&self, req: LimitsRequest) -> Result<Limits, PluginsError> {
-        binding_limits(&self.config, req)
+        binding_limits(&self.config, req, engine::Flavor::Small)
     }
 
     /// Put `binding` in force for new calls, unless what is in force was
@@ -2119,11 +2124,20 @@ pub fn check_bytes(config: &RuntimeConfig, bytes: &[u8]) -> Result<(), PluginsEr
     Ok(())
 }
 
-/// A binding's limits: what it asks for, each defaulting to the server's,
-/// checked against the server's maximums.
-pub fn binding_limits(c: &RuntimeConfig, req: LimitsRequest) -> Result<Limits, PluginsError> {
+/// A binding's limits: what it asks for, each defaulting to the server's
+/// (the deadline by the component's flavor), checked against the server's
+/// maximums.
+pub fn binding_limits(
+    c: &RuntimeConfig,
+    req: LimitsRequest,
+    flavor: engine::Flavor,
+) -> Result<Limits, PluginsError> {
+    let default_timeout_ms = match flavor {
+        engine::Flavor::Small => c.default_timeout_ms,
+        engine::Flavor::Large => c.default_large_timeout_ms,
+    };
     let limits = Limits {
-        timeout_ms: req.timeout_ms.unwrap_or(c.default_timeout_ms),
+        timeout_ms: req.timeout_ms.unwrap_or(default_timeout_ms),
         fuel: req.fuel.unwrap_or(c.default_fuel),
         memory_bytes: req.memory_mib.unwrap_or(c.default_memory_mib) << 20,
     };

@@ -72,10 +72,10 @@ impl Local {
         })
     }
 
-    /// The server's limits for a call, with the given overrides, checked
-    /// as a binding's are.
-    pub fn limits(&self, req: LimitsRequest) -> Result<Limits, PluginsError> {
-        binding_limits(&self.config, req)
+    /// The server's limits for a call of `plugin`, with the given
+    /// overrides, checked as a binding's are.
+    pub fn limits(&self, plugin: &LocalPlugin, req: LimitsRequest) -> Result<Limits, PluginsError> {
+        binding_limits(&self.config, req, Flavor::for_size(plugin.size))
     }
 
     /// The largest component an upload may carry.

@@ -112,11 +112,14 @@ pub fn run_all(component: &Path, fixtures: &[PathBuf]) -> anyhow::Result<Vec<Ver
             request_id: "fixture".into(),
             fixture: fixture(case.kv.as_ref(), case.views.as_ref())
                 .with_context(|| format!("{}", file.display()))?,
-            limits: local.limits(LimitsRequest {
-                fuel: l.fuel,
-                timeout_ms: l.timeout_ms,
-                memory_mib: l.memory_mib,
-            })?,
+            limits: local.limits(
+                &plugin,
+                LimitsRequest {
+                    fuel: l.fuel,
+                    timeout_ms: l.timeout_ms,
+                    memory_mib: l.memory_mib,
+                },
+            )?,
         };
         let ran = report::run(&local, &plugin, &call, &input);
         let r = &ran.report;

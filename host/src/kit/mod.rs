@@ -173,7 +173,7 @@ pub fn run_report(args: &RunArgs) -> anyhow::Result<report::Ran> {
             .unwrap_or_else(crate::store::ids::now_ms),
         request_id: "local".into(),
         fixture: fixture(kv.as_ref(), views.as_ref())?,
-        limits: local.limits(args.limits.request())?,
+        limits: local.limits(&plugin, args.limits.request())?,
     };
     Ok(report::run(&local, &plugin, &call, &input))
 }
