@@ -765,6 +765,15 @@ async fn isolation_modes_and_the_request_clock() {
             "fresh: nothing survives a call"
         );
     }
+    for _ in 0..4 {
+        // Hundreds of scattered pages, zeroed and initialised, some beyond
+        // what a pool slot keeps resident: the slot's reset restores them all.
+        assert_eq!(
+            first_grant(&server.act(&token, "scatter").await),
+            Some(1),
+            "fresh: no page an earlier instance wrote survives"
+        );
+    }
     let now = engage::ids::now_ms();
     let clock = first_grant(&server.act(&token, "clock").await).unwrap_or(0);
     assert!(
@@ -790,6 +799,13 @@ async fn isolation_modes_and_the_request_clock() {
     assert_eq!(
         first_grant(&server.act(&token, "instance-calls").await),
         Some(1)
+    );
+    // The same instance, warm, does see its own writes (the check above can fail).
+    assert_eq!(first_grant(&server.act(&token, "scatter").await), Some(1));
+    assert_eq!(
+        first_grant(&server.act(&token, "scatter").await),
+        Some(1 + 512 + 8),
+        "a warm instance keeps its memory"
     );
 }
 

@@ -1,12 +1,32 @@
 //! A rules plugin whose behaviour is chosen by the action's name, to test
 //! that the host contains every kind of misbehaviour.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 
 use engage_plugin_sdk::rules::{Action, Grant, Outcome};
 use engage_plugin_sdk::{PluginError, host};
 
 static CALLS_IN_THIS_INSTANCE: AtomicI64 = AtomicI64::new(0);
+
+/// 4 MiB of zeroed memory (more than a slot keeps resident) and 64 KiB of
+/// initialised data, which `scatter` writes one byte per page of, to check
+/// that a fresh instance never sees what an earlier one wrote.
+const PAGE: usize = 4096;
+static ZEROED: [AtomicU8; 4 << 20] = [const { AtomicU8::new(0) }; 4 << 20];
+static SEVENS: [AtomicU8; 64 << 10] = [const { AtomicU8::new(7) }; 64 << 10];
+
+/// How many of the pages `scatter` writes hold what an earlier call wrote,
+/// then write every other page (hundreds of separate dirty regions).
+fn scatter() -> i64 {
+    let mut seen = 0;
+    for i in (0..ZEROED.len()).step_by(2 * PAGE) {
+        seen += i64::from(ZEROED[i].swap(0xAA, Ordering::Relaxed) != 0);
+    }
+    for i in (0..SEVENS.len()).step_by(2 * PAGE) {
+        seen += i64::from(SEVENS[i].swap(0xAA, Ordering::Relaxed) != 7);
+    }
+    seen
+}
 
 fn grant(amount: i64) -> Outcome {
     Outcome {
@@ -156,6 +176,8 @@ impl engage_plugin_sdk::rules::Guest for Hostile {
                 CALLS_IN_THIS_INSTANCE.fetch_add(1, Ordering::SeqCst) + 1,
             )),
             "clock" => Ok(grant(host::now_ms())),
+            // 1 + the number of pages holding an earlier call's writes.
+            "scatter" => Ok(grant(1 + scatter())),
             other => Err(PluginError::new(
                 "unknown-mode",
                 format!("no mode `{other}`"),
