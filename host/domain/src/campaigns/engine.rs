@@ -126,11 +126,10 @@ impl Campaigns {
                 tracing::error!(error = %e, "loyalty events");
             }
             while running.try_join_next().is_some() {}
-            // Claim only what can run now: a claimed job waits for its
-            // lease otherwise.
-            // Claim in batches, once half the slots are free: a claim is a
-            // write, and claiming whenever one job finished cost a commit
-            // per job (docs/benchmarks.md, issue 18).
+            // Claim only what can run now (a claimed job waits for its lease
+            // otherwise), and in batches, once half the slots are free: a
+            // claim is a write, and claiming whenever one job finished cost
+            // a commit per job (docs/benchmarks.md, issue 18).
             let room = IN_FLIGHT.saturating_sub(running.len());
             let room = if running.is_empty() || room >= IN_FLIGHT / 2 {
                 room
