@@ -1,7 +1,11 @@
 //! A fake Twilio on loopback: it records every create-message request,
 //! checks it against Twilio's published OpenAPI description of
 //! `CreateMessage` (the schema facts in `tests/fixtures`), and answers as
-//! Twilio does (201 with a `sid`), or 500 when told to.
+//! Twilio does (201 with a `sid`), or 500 when told to. Started with
+//! [`FakeTwilio::reporting`] it also does what Twilio does next: it posts a
+//! signed status callback (`delivered`) to each message's `StatusCallback`.
+//! The `fake-twilio` binary (`src/bin/fake-twilio.rs`) runs it on its own
+//! for `scripts/bench-messages`.
 
 use std::sync::{Arc, Mutex};
 
@@ -39,14 +43,47 @@ struct Inner {
     /// Requests being answered now, and the most at once so far.
     open: std::sync::atomic::AtomicU32,
     most_open: std::sync::atomic::AtomicU32,
+    /// Whether to keep every request for [`FakeTwilio::requests`] (a long
+    /// benchmark does not).
+    keep: bool,
+    /// Requests answered with a 201.
+    created: std::sync::atomic::AtomicU64,
+    report: Option<Reporter>,
+}
+
+/// What posts the status callbacks, and how they were answered.
+struct Reporter {
+    /// The account's auth token, which signs each callback.
+    auth_token: String,
+    http: reqwest::Client,
+    /// Callbacks answered with a 2xx, and with anything else (or not at all).
+    accepted: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// What the fake has done so far ([`FakeTwilio::counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Messages it took (201).
+    pub created: u64,
+    /// Status callbacks the server answered with a 2xx.
+    pub reports_accepted: u64,
+    /// Status callbacks answered otherwise, or not answered.
+    pub reports_refused: u64,
 }
 
 /// `CreateMessage`'s request schema, from twilio/twilio-oai.
 const SPEC: &str = include_str!("../fixtures/twilio_create_message.json");
 
+/// [`SPEC`], parsed once.
+fn spec() -> &'static Value {
+    static PARSED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| serde_json::from_str(SPEC).unwrap_or_default())
+}
+
 /// What in `seen` does not conform to the spec.
 pub fn violations_of(seen: &Seen) -> Vec<String> {
-    let spec: Value = serde_json::from_str(SPEC).unwrap_or_default();
+    let spec = spec();
     let mut out = Vec::new();
     let account = seen
         .path
@@ -130,18 +167,68 @@ pub struct FakeTwilio {
 }
 
 impl FakeTwilio {
-    /// Listen on a loopback port.
+    /// Listen on a loopback port; it takes messages and reports nothing.
     pub async fn start() -> FakeTwilio {
-        let inner = Arc::new(Inner::default());
+        Self::serve(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+            Inner {
+                keep: true,
+                ..Inner::default()
+            },
+        )
+    }
+
+    /// Listen on `listener` and, as Twilio does, post a status callback
+    /// signed with `auth_token` for every message it takes: `delivered`,
+    /// right after its 201. It keeps requests for [`Self::requests`] only
+    /// if `keep`.
+    pub fn reporting(
+        listener: tokio::net::TcpListener,
+        auth_token: &str,
+        keep: bool,
+    ) -> FakeTwilio {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("an HTTP client");
+        Self::serve(
+            listener,
+            Inner {
+                keep,
+                report: Some(Reporter {
+                    auth_token: auth_token.to_owned(),
+                    http,
+                    accepted: Default::default(),
+                    refused: Default::default(),
+                }),
+                ..Inner::default()
+            },
+        )
+    }
+
+    fn serve(listener: tokio::net::TcpListener, inner: Inner) -> FakeTwilio {
+        let inner = Arc::new(inner);
         let app = axum::Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create))
+            .route("/counts", axum::routing::get(counts))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         FakeTwilio { url, inner }
+    }
+
+    /// Messages taken and status callbacks answered so far.
+    pub fn counts(&self) -> Counts {
+        use std::sync::atomic::Ordering::SeqCst;
+        let r = self.inner.report.as_ref();
+        Counts {
+            created: self.inner.created.load(SeqCst),
+            reports_accepted: r.map_or(0, |r| r.accepted.load(SeqCst)),
+            reports_refused: r.map_or(0, |r| r.refused.load(SeqCst)),
+        }
     }
 
     /// Answer the next `n` requests with a 500.
@@ -244,11 +331,21 @@ async fn create(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .extend(broken);
-    let n = {
-        let mut all = inner.seen.lock().unwrap_or_else(|p| p.into_inner());
-        all.push(seen);
-        all.len()
-    };
+    let callback = seen.field("StatusCallback").map(str::to_owned);
+    let from = seen.field("From").map(str::to_owned);
+    let account = seen
+        .path
+        .strip_prefix("/2010-04-01/Accounts/")
+        .and_then(|p| p.strip_suffix("/Messages.json"))
+        .unwrap_or_default()
+        .to_owned();
+    if inner.keep {
+        inner
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(seen);
+    }
     {
         let mut f = inner.fail_next.lock().unwrap_or_else(|p| p.into_inner());
         if *f > 0 {
@@ -259,10 +356,64 @@ async fn create(
             );
         }
     }
+    let n = inner
+        .created
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    let sid = format!("SM{n:032x}");
+    if let (Some(_), Some(url)) = (&inner.report, callback) {
+        let params = vec![
+            ("AccountSid".to_owned(), account),
+            ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+            ("From".to_owned(), from.unwrap_or_default()),
+            ("MessageSid".to_owned(), sid.clone()),
+            ("MessageStatus".to_owned(), "delivered".to_owned()),
+            ("SmsSid".to_owned(), sid.clone()),
+            ("SmsStatus".to_owned(), "delivered".to_owned()),
+            ("To".to_owned(), to.clone().unwrap_or_default()),
+        ];
+        tokio::spawn(report(inner.clone(), url, params));
+    }
     (
         StatusCode::CREATED,
-        axum::Json(json!({ "sid": format!("SM{n:032x}"), "status": "queued", "to": to })),
+        axum::Json(json!({ "sid": sid, "status": "queued", "to": to })),
     )
+}
+
+/// `GET /counts` (not a Twilio API): [`FakeTwilio::counts`] as JSON, for
+/// a benchmark that runs the fake as a process of its own.
+async fn counts(State(inner): State<Arc<Inner>>) -> axum::Json<Value> {
+    let c = FakeTwilio {
+        url: String::new(),
+        inner,
+    }
+    .counts();
+    axum::Json(json!({
+        "created": c.created,
+        "reports_accepted": c.reports_accepted,
+        "reports_refused": c.reports_refused,
+    }))
+}
+
+/// Post one signed status callback to `url`, as Twilio does once the
+/// handset has the message.
+async fn report(inner: Arc<Inner>, url: String, params: Vec<(String, String)>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let Some(r) = &inner.report else { return };
+    let signature = engage::messaging::providers::twilio_signature(&r.auth_token, &url, &params);
+    let body = serde_urlencoded::to_string(&params).unwrap_or_default();
+    let answer = r
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match answer {
+        Ok(a) if a.status().is_success() => r.accepted.fetch_add(1, SeqCst),
+        _ => r.refused.fetch_add(1, SeqCst),
+    };
 }
 
 #[cfg(test)]

@@ -426,6 +426,100 @@ async fn twilio_sends_are_retried_and_an_undelivered_report_fails_over() {
     assert_eq!(r.status, 204);
 }
 
+/// The fake Twilio's reporting mode, which `scripts/bench-messages`
+/// measures: every message taken is reported `delivered` by a signed
+/// status callback, and the server applies each report. A fake that signs
+/// with another account's token is refused, and its messages stay queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_status_callback_per_message_delivers_each() {
+    use engage_tests::twilio::Counts;
+    let bind = || async {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    };
+    let tw = FakeTwilio::reporting(bind().await, "tok-right", true);
+    let liar = FakeTwilio::reporting(bind().await, "tok-wrong", true);
+    let s = Server::start("msg-twilio-dlr", |_| {}).await;
+    let t = s.demo_token().await;
+    for (name, url) in [("twilio", &tw.url), ("liar", &liar.url)] {
+        let provider = json!({ "kind": "twilio", "account_sid": "AC0123456789abcdef0123456789abcdef",
+                               "auth_token": "tok-right", "from": "+15005550006", "base_url": url });
+        let p = s
+            .call(
+                "PUT",
+                &format!("/v1/providers/{name}"),
+                Some(&t),
+                Some(provider),
+            )
+            .await;
+        assert_eq!(p.status, 200, "{p:?}");
+    }
+    let route =
+        |provider: &str| json!({ "plugin": "router", "config": { "default_provider": provider } });
+    let bound = s
+        .call("PUT", "/v1/bindings/route", Some(&t), Some(route("twilio")))
+        .await;
+    assert_eq!(bound.status, 200, "{bound:?}");
+    let to: Vec<String> = (0..20).map(|i| format!("+1415555{i:04}")).collect();
+    let a = send(
+        &s,
+        &t,
+        json!({ "to": to, "body": "Your code is 8830644924" }),
+    )
+    .await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let ids: Vec<String> = a.body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 20);
+    for id in &ids {
+        let m = wait_for(&s, &t, id, is("delivered")).await;
+        assert_eq!(m["attempts"][0]["provider"], "twilio");
+        assert_eq!(m["attempts"][0]["status"], "delivered");
+    }
+    assert_eq!(
+        tw.counts(),
+        Counts {
+            created: 20,
+            reports_accepted: 20,
+            reports_refused: 0
+        }
+    );
+    assert_eq!(tw.violations(), Vec::<String>::new());
+
+    let bound = s
+        .call("PUT", "/v1/bindings/route", Some(&t), Some(route("liar")))
+        .await;
+    assert_eq!(bound.status, 200, "{bound:?}");
+    let a = send(&s, &t, json!({ "to": ["+14155559999"], "body": "Hi" })).await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let id = a.body["messages"][0]["id"].as_str().expect("id").to_owned();
+    for _ in 0..200 {
+        if liar.counts().reports_refused == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        liar.counts(),
+        Counts {
+            created: 1,
+            reports_accepted: 0,
+            reports_refused: 1
+        },
+        "a callback signed with the wrong token is refused"
+    );
+    let m = s
+        .call("GET", &format!("/v1/messages/{id}"), Some(&t), None)
+        .await;
+    assert_eq!(m.body["status"], "queued", "{m:?}");
+    assert_eq!(m.body["attempts"][0]["status"], "queued");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_kannel_delivers_and_reports_back() {
     let kannel = engage_tests::kannel::Kannel::start().await;
