@@ -52,13 +52,22 @@ pub trait Backend: Send + Sync + 'static {
     /// A consistent snapshot; never waits for writers.
     fn snapshot(&self) -> Result<Box<dyn ReadView + Send + Sync>, StoreError>;
 
-    /// Runs `body` in one write transaction and makes it durable when
-    /// `body` returns true; discards it when `body` returns false. Ok(true)
-    /// once committed, Ok(false) once discarded.
+    /// Runs `body` in one write transaction and commits it when `body`
+    /// returns true; discards it when `body` returns false. Ok(true) once
+    /// committed, Ok(false) once discarded. The commit may not be durable
+    /// yet: [`Backend::when_durable`] says when it is.
     fn transaction(
         &self,
         body: &mut dyn FnMut(&mut dyn WriteView) -> bool,
     ) -> Result<bool, StoreError>;
+
+    /// Run `then` once every transaction committed so far is durable (or
+    /// with the error that stopped it). Nobody may be told of a commit
+    /// before then, and no snapshot shows it before then. By default a
+    /// commit is durable when [`Backend::transaction`] returns.
+    fn when_durable(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        then(Ok(()));
+    }
 
     /// The names of the tables that hold (or held) entries, for copying a
     /// whole store from one backend to another.

@@ -151,7 +151,11 @@ fn run_batch(db: &Arc<dyn Backend>, mut jobs: Vec<Boxed>) {
                 us = started.elapsed().as_micros() as u64,
                 "group commit"
             );
-            jobs.into_iter().for_each(|j| j.finish(Ok(())));
+            // Answered once durable; the next batch may run meanwhile.
+            db.when_durable(Box::new(move |durable| match durable {
+                Ok(()) => jobs.into_iter().for_each(|j| j.finish(Ok(()))),
+                Err(e) => fail_all(jobs, &e),
+            }));
         }
         Ok(false) => {
             debug_assert!(poisoned, "a batch is discarded only when poisoned");
@@ -182,7 +186,8 @@ fn run_alone(db: &Arc<dyn Backend>, mut job: Boxed) {
     // A job that fails is discarded with its writes; its own error is its
     // answer.
     match db.transaction(&mut |view| job.run(&mut Tx::new(view))) {
-        Ok(_) => job.finish(Ok(())),
+        Ok(true) => db.when_durable(Box::new(move |durable| job.finish(durable))),
+        Ok(false) => job.finish(Ok(())),
         Err(e) => job.finish(Err(e)),
     }
 }

@@ -1,9 +1,13 @@
 //! The embedded backend: one redb file, `engage.redb`, in the data
 //! directory. Nothing to install; one process at a time (redb locks the
-//! file).
+//! file). Each commit's fsync runs beside the next batch's execution
+//! ([`sync`]).
+
+mod sync;
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
@@ -43,6 +47,9 @@ redb_errors!(
 /// The redb database.
 pub struct Embedded {
     db: Database,
+    /// Declared after `db`: the database closes first, and the syncer then
+    /// answers the last commit's callers.
+    syncer: sync::Syncer,
 }
 
 impl Embedded {
@@ -58,15 +65,22 @@ impl Embedded {
                     .create(true),
             )?
             .into_std();
+        Embedded::on(Box::new(redb::backends::FileBackend::new(file)?))
+    }
+
+    /// The database on `file` (the data file, or a test's stand-in).
+    fn on(file: Box<dyn redb::StorageBackend>) -> Result<Embedded, StoreError> {
+        let (file, syncer) = sync::Syncer::new(file)?;
         let db = redb::Builder::new()
             .set_cache_size(64 << 20)
-            .create_with_backend(redb::backends::FileBackend::new(file)?)
+            .create_with_backend(file)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
                 e => e.into(),
             })?;
         migrate(&db)?;
-        Ok(Embedded { db })
+        syncer.opened(db.begin_read()?)?;
+        Ok(Embedded { db, syncer })
     }
 
     /// Whether `engage.redb` in `path` is held by a running server.
@@ -79,8 +93,14 @@ impl Embedded {
 }
 
 impl Backend for Embedded {
+    /// The newest durable commit (shared by every reader until the next
+    /// one is durable).
     fn snapshot(&self) -> Result<Box<dyn ReadView + Send + Sync>, StoreError> {
-        Ok(Box::new(Snap(self.db.begin_read()?)))
+        let snap = match self.syncer.snapshot() {
+            Some(s) => s,
+            None => Arc::new(self.db.begin_read()?),
+        };
+        Ok(Box::new(Snap(snap)))
     }
 
     fn transaction(
@@ -98,10 +118,17 @@ impl Backend for Embedded {
         }; // every table closes here, before the transaction ends
         if commit {
             txn.commit()?;
+            // The commit's fsync is owed; the syncer does it while the
+            // writer goes on (see `sync`).
+            self.syncer.committed(self.db.begin_read()?)?;
         } else {
             txn.abort()?;
         }
         Ok(commit)
+    }
+
+    fn when_durable(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        self.syncer.when_durable(then);
     }
 
     fn table_names(&self) -> Result<Vec<String>, StoreError> {
@@ -136,7 +163,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
 }
 
 /// A read snapshot.
-struct Snap(redb::ReadTransaction);
+struct Snap(Arc<redb::ReadTransaction>);
 
 impl Snap {
     /// `f` on `table`; `none` when the table was never written.
