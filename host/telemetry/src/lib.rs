@@ -35,6 +35,7 @@ pub const PLUGIN_FUEL: &str = "engage_plugin_call_fuel";
 pub const STORE_COMMITS: &str = "engage_store_commits_total";
 pub const STORE_BATCH: &str = "engage_store_commit_jobs";
 pub const STORE_COMMIT_DURATION: &str = "engage_store_commit_duration_seconds";
+pub const STORE_FSYNC_DURATION: &str = "engage_store_fsync_duration_seconds";
 pub const STORE_QUEUE: &str = "engage_store_write_queue_jobs";
 pub const OUTBOX_DEPTH: &str = "engage_outbox_messages";
 pub const OUTBOX_DUE: &str = "engage_outbox_due_messages";
@@ -76,6 +77,7 @@ pub fn install() -> bool {
                     (HTTP_DURATION, &LATENCY[..]),
                     (PLUGIN_DURATION, &LATENCY[..]),
                     (STORE_COMMIT_DURATION, &LATENCY[..]),
+                    (STORE_FSYNC_DURATION, &LATENCY[..]),
                     (SEND_DURATION, &LATENCY[..]),
                     (PLUGIN_FUEL, &FUEL[..]),
                     (STORE_BATCH, &BATCH[..]),
@@ -183,6 +185,11 @@ pub fn store_commit(jobs: usize, committed: bool, elapsed: Duration) {
     histogram!(STORE_COMMIT_DURATION).record(elapsed.as_secs_f64());
 }
 
+/// One fsync of the embedded store's file, made beside the writer.
+pub fn store_fsync(elapsed: Duration) {
+    histogram!(STORE_FSYNC_DURATION).record(elapsed.as_secs_f64());
+}
+
 /// Write jobs waiting for the writer now.
 pub fn store_queue(jobs: usize) {
     gauge!(STORE_QUEUE).set(jobs as f64);
@@ -273,6 +280,11 @@ fn describe() {
         STORE_COMMIT_DURATION,
         Unit::Seconds,
         "Time to run and commit one group commit"
+    );
+    describe_histogram!(
+        STORE_FSYNC_DURATION,
+        Unit::Seconds,
+        "Time to make one commit of the embedded store durable (fsync)"
     );
     describe_gauge!(
         STORE_QUEUE,

@@ -252,7 +252,9 @@ impl Syncer {
 impl Shared {
     /// Make commit `n` durable; then publish it and answer its callers.
     fn sync(&self, n: u64, snapshot: Arc<redb::ReadTransaction>) {
+        let started = std::time::Instant::now();
         let synced = self.file.sync_data();
+        engage_telemetry::store_fsync(started.elapsed());
         let mut s = self.lock();
         s.in_flight = false;
         let ready: Vec<(u64, Then)>;
