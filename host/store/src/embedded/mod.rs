@@ -92,6 +92,13 @@ impl Embedded {
     }
 }
 
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        // The store's own read transaction ends before the database does.
+        self.syncer.release();
+    }
+}
+
 impl Backend for Embedded {
     /// The newest durable commit (shared by every reader until the next
     /// one is durable).

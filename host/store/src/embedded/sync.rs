@@ -198,6 +198,7 @@ impl Syncer {
         if let Some(why) = &s.failed {
             return Err(StoreError::CommitFailed(why.clone()));
         }
+        debug_assert!(!s.in_flight, "the commit's writes waited for the syncer");
         s.committed += 1;
         let n = s.committed;
         if !s.owed {
@@ -246,6 +247,11 @@ impl Syncer {
     /// The newest durable commit.
     pub(super) fn snapshot(&self) -> Option<Arc<redb::ReadTransaction>> {
         self.shared.lock().published.clone()
+    }
+
+    /// Let go of the published snapshot, before the database closes.
+    pub(super) fn release(&self) {
+        self.shared.lock().published = None;
     }
 }
 
