@@ -47,6 +47,10 @@ pub trait WriteView: ReadView {
     fn remove(&mut self, table: Table, key: &str) -> Result<bool, StoreError>;
 }
 
+/// What [`Backend::when_durable`] runs once a commit is durable, or with
+/// the error that stopped it.
+pub type WhenDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
 /// A storage backend.
 pub trait Backend: Send + Sync + 'static {
     /// A consistent snapshot; never waits for writers.
@@ -65,7 +69,7 @@ pub trait Backend: Send + Sync + 'static {
     /// with the error that stopped it). Nobody may be told of a commit
     /// before then, and no snapshot shows it before then. By default a
     /// commit is durable when [`Backend::transaction`] returns.
-    fn when_durable(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+    fn when_durable(&self, then: WhenDurable) {
         then(Ok(()));
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use crate::backend::{Backend, ReadView, Scan, WriteView};
+use crate::backend::{Backend, ReadView, Scan, WhenDurable, WriteView};
 use crate::{META, SCHEMA_VERSION, StoreError, Table};
 
 /// The file in the data directory.
@@ -134,7 +134,7 @@ impl Backend for Embedded {
         Ok(commit)
     }
 
-    fn when_durable(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+    fn when_durable(&self, then: WhenDurable) {
         self.syncer.when_durable(then);
     }
 

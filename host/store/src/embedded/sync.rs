@@ -31,8 +31,7 @@ use redb::{BackendError, StorageBackend};
 
 use crate::StoreError;
 
-/// What runs once a commit is durable (or cannot be made so).
-pub(super) type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+use crate::backend::WhenDurable as Then;
 
 #[derive(Default)]
 struct State {
